@@ -1,0 +1,47 @@
+"""``gmxai-eval`` command line. Each area adds its own sub-commands (``add_commands``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from gmxai_eval.errors import GMXError
+
+#: Modules contributing sub-commands, in help order. Each has ``add_commands(subparsers)``;
+#: a sub-command sets ``func=callable(args) -> int`` via ``set_defaults``.
+COMMAND_MODULES = (
+    "gmxai_eval.runner.cli",    # run, compare, methods, evaluators
+    "gmxai_eval.data.cli",      # data synth, data check
+    "gmxai_eval.models.cli",    # train
+    "gmxai_eval.gaze.cli",      # gaze
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gmxai-eval",
+        description="Rank attribution methods by faithfulness (GestaltMatcher-style models, "
+                    "synthetic phenotype faces by default).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except GMXError as e:
+        print(f"gmxai-eval: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Evaluator base classes.
+
+An evaluator scores attribution maps of one or several methods on a batch::
+
+    ev = create_evaluator("deletion", steps=28)
+    res = ev(model, x, target, maps)                  # one method -> EvalResult
+    out = ev.evaluate(EvalBatch(model, x, target,      # several methods -> {name: EvalResult}
+                                maps={"saliency": m1, "gradcam": m2}, sample_ids=ids))
+
+* ``model``: eval mode, pixel space ``(B, C, H, W)`` -> logits ``(B, K)``.
+* ``x``: ``(B, C, H, W)`` in ``[0, 1]``; ``target``: ``(B,)`` int64.
+* ``maps``: ``{method: (B, H, W)}`` signed, unnormalised, finite.
+* :class:`EvalResult`: ``scores (B,)`` float64, optional ``curves (B, T)`` with ``curve_x (T,)``,
+  ``extras {name: (B, ...)}`` and the ``conventions`` used.
+
+Subclasses set ``card`` and implement :meth:`Evaluator._evaluate` (one method) and may override
+:meth:`Evaluator._evaluate_methods` to share method-independent work (clean predictions,
+random subsets, random-order controls) across methods. Method-independent work shared across
+evaluators goes through :meth:`EvalBatch.shared`. Randomness is keyed on ``(seed, sample_id)``
+via :func:`gmxai_eval.utils.rng_for` so results do not depend on batch size or order.
+
+Like torchmetrics, evaluators also accumulate: ``update(batch)`` ... ``compute()``.
+
+Dataset-scope evaluators (ROAR/KAR retraining) subclass :class:`DatasetEvaluator` and implement
+``run(job, executor)``: they receive the whole dataset, a model factory and a trainer, and hand
+each retraining to an :class:`~gmxai_eval.execution.Executor` (local or a cluster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from gmxai_eval.errors import ConfigError, ModelStateError, NonFiniteError, ShapeError
+from gmxai_eval.execution import Executor
+from gmxai_eval.methods.base import Explainer, check_inputs
+from gmxai_eval.registry import Registry
+from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.utils import merge_config
+
+#: Evaluators: ``EVALUATORS.create(name, **config) -> Evaluator``.
+EVALUATORS: Registry = Registry("evaluator", entry_point_group="gmxai_eval.evaluators")
+
+
+@dataclass
+class EvalBatch:
+    """Everything an evaluator may need for one batch of images.
+
+    Attributes:
+        model: eval-mode model, pixel space -> logits ``(B, K)``.
+        x: ``(B, C, H, W)`` float in ``[0, 1]``.
+        target: ``(B,)`` int64 explained class.
+        maps: ``{method: (B, H, W)}`` attributions.
+        sample_ids: ``B`` unique ids (keys per-sample randomness); default ``"0".."B-1"``.
+        explainers: ``{method: Explainer}`` for evaluators that recompute maps.
+        masks: ``(B, H, W)`` bool ground-truth evidence masks.
+        region_masks: ``(B, R, H, W)`` bool named facial regions, names in ``region_names``.
+        seed: run seed.
+        extra: anything else (fixations, ...), keyed by name.
+    """
+
+    model: nn.Module
+    x: torch.Tensor
+    target: torch.Tensor
+    maps: Mapping[str, torch.Tensor]
+    sample_ids: Sequence[str] | None = None
+    explainers: Mapping[str, Explainer] = field(default_factory=dict)
+    masks: torch.Tensor | None = None
+    region_masks: torch.Tensor | None = None
+    region_names: tuple[str, ...] = ()
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    _shared: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.sample_ids is None:
+            self.sample_ids = [str(i) for i in range(int(self.x.shape[0]))]
+        self.sample_ids = list(self.sample_ids)
+
+    def shared(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """Memoise method-independent work (e.g. clean logits) for every evaluator of this batch."""
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
+
+    @torch.no_grad()
+    def clean_logits(self) -> torch.Tensor:
+        """``(B, K)`` logits of the unperturbed images (computed once per batch)."""
+        return self.shared("clean_logits", lambda: self.model(self.x).detach())
+
+    def subset(self, index: torch.Tensor) -> "EvalBatch":
+        """The rows ``index`` of this batch (for chunking)."""
+        ix = index.to(self.x.device)
+        take = lambda t: None if t is None else t[ix.to(t.device)]  # noqa: E731
+        return EvalBatch(self.model, self.x[ix], self.target[ix.to(self.target.device)],
+                         {k: v[ix.to(v.device)] for k, v in self.maps.items()},
+                         [self.sample_ids[i] for i in index.tolist()], self.explainers,
+                         take(self.masks), take(self.region_masks), self.region_names, self.seed,
+                         dict(self.extra))
+
+
+@dataclass
+class EvalResult:
+    """Per-sample results of one evaluator for one method.
+
+    Attributes:
+        scores: ``(B,)`` float64, the number the leaderboard aggregates.
+        curves: optional ``(B, T)`` float64 (perturbation curves, per-layer similarities).
+        curve_x: optional ``(T,)`` x-axis of ``curves`` (fraction perturbed, layer index).
+        extras: named per-sample tensors ``(B, ...)`` (sub-scores, per-region values).
+        conventions: the conventions used (ordering unit, baseline, output, AUC rule, ...).
+    """
+
+    scores: torch.Tensor
+    curves: torch.Tensor | None = None
+    curve_x: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    conventions: dict[str, Any] = field(default_factory=dict)
+    curve_labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.scores = torch.as_tensor(self.scores).detach().to("cpu", torch.float64).reshape(-1)
+        if self.curves is not None:
+            self.curves = torch.as_tensor(self.curves).detach().to("cpu", torch.float64)
+            if self.curves.shape[0] != self.scores.shape[0]:
+                raise ShapeError(f"expected curves with {self.scores.shape[0]} rows, got {tuple(self.curves.shape)}")
+        if self.curve_x is not None:
+            self.curve_x = torch.as_tensor(self.curve_x).detach().to("cpu", torch.float64)
+        self.extras = {k: torch.as_tensor(v).detach().cpu() for k, v in self.extras.items()}
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @classmethod
+    def cat(cls, results: Sequence["EvalResult"]) -> "EvalResult":
+        """Concatenate per-sample results of several batches (same conventions)."""
+        if not results:
+            raise ShapeError("cannot concatenate zero results")
+        r0 = results[0]
+        curves = None if r0.curves is None else torch.cat([r.curves for r in results])  # type: ignore[misc]
+        extras = {k: torch.cat([r.extras[k] for r in results]) for k in r0.extras}
+        return cls(torch.cat([r.scores for r in results]), curves, r0.curve_x, extras,
+                   dict(r0.conventions), r0.curve_labels)
+
+
+class Evaluator:
+    """Base of every batch-scope evaluator. See the module docstring."""
+
+    card: ClassVar[EvaluatorCard]
+
+    def __init__(self, **config: Any) -> None:
+        self.config: dict[str, Any] = merge_config(f"evaluator {self.card.name!r}",
+                                                   dict(self.card.default_config), config)
+        self._results: dict[str, list[EvalResult]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.card.higher_is_better
+
+    def conventions(self) -> dict[str, Any]:
+        """Every convention this evaluator uses (its full config plus fixed choices).
+        Subclasses extend this; it is written next to every result."""
+        return {"evaluator": self.card.name, **self.config}
+
+    def __repr__(self) -> str:
+        diff = {k: v for k, v in self.config.items() if v != self.card.default_config.get(k)}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in diff.items())})"
+
+    # -- override points -------------------------------------------------------------------
+    def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
+        """Score ``batch.maps[method]`` (and ``batch.explainers[method]`` if needed)."""
+        raise NotImplementedError
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        """Score every method of the batch; override to share method-independent work."""
+        return {m: self._evaluate(batch, m) for m in batch.maps}
+
+    # -- validation --------------------------------------------------------------------------
+    def validate(self, batch: EvalBatch) -> None:
+        """Typed errors before any forward pass."""
+        owner = f"evaluator {self.card.name!r}"
+        check_inputs(batch.model, batch.x, owner=owner)
+        b, _, h, w = batch.x.shape
+        t = batch.target
+        if not isinstance(t, torch.Tensor) or t.ndim != 1 or t.shape[0] != b or t.is_floating_point():
+            raise ShapeError(f"{owner}: expected target as int64 tensor of shape ({b},), got "
+                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        k = getattr(batch.model, "num_classes", None)
+        if isinstance(k, int) and b and (int(t.min()) < 0 or int(t.max()) >= k):
+            raise ShapeError(f"{owner}: expected target indices in [0, {k}), got "
+                             f"[{int(t.min())}, {int(t.max())}]")
+        if len(batch.sample_ids) != b or len(set(batch.sample_ids)) != b:  # type: ignore[arg-type]
+            raise ShapeError(f"{owner}: expected {b} unique sample_ids, got {len(set(batch.sample_ids))}")  # type: ignore[arg-type]
+        if not batch.maps:
+            raise ShapeError(f"{owner}: expected at least one map, got none")
+        for m, a in batch.maps.items():
+            if not isinstance(a, torch.Tensor) or tuple(a.shape) != (b, h, w):
+                raise ShapeError(f"{owner}: expected maps[{m!r}] of shape {(b, h, w)}, got "
+                                 f"{tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__}")
+            if not torch.isfinite(a).all():
+                raise NonFiniteError(f"{owner}: maps[{m!r}] has NaN/inf values")
+        if "explainer" in self.card.needs:
+            missing = [m for m in batch.maps if m not in batch.explainers]
+            if missing:
+                raise ConfigError(f"{owner}: needs an explainer for every method, missing for {missing}")
+        if "masks" in self.card.needs:
+            if batch.masks is None and batch.region_masks is None:
+                raise ShapeError(f"{owner}: needs ground-truth masks, got none")
+            if batch.masks is not None and (tuple(batch.masks.shape) != (b, h, w) or batch.masks.dtype != torch.bool):
+                raise ShapeError(f"{owner}: expected masks bool {(b, h, w)}, got "
+                                 f"{batch.masks.dtype} {tuple(batch.masks.shape)}")
+
+    # -- public API ----------------------------------------------------------------------------
+    def evaluate(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        """Validate and score every method of ``batch`` -> ``{method: EvalResult}``."""
+        self.validate(batch)
+        with torch.no_grad():  # explainers re-enable grad for themselves
+            out = self._evaluate_methods(batch)
+        conv = self.conventions()
+        for r in out.values():
+            r.conventions = {**conv, **r.conventions}
+        return out
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, maps: torch.Tensor, *,
+                 explainer: Explainer | None = None, masks: torch.Tensor | None = None,
+                 sample_ids: Sequence[str] | None = None, seed: int = 0, **extra: Any) -> EvalResult:
+        """Score one method's ``maps (B, H, W)``."""
+        batch = EvalBatch(model, x, target, {"_": maps}, sample_ids,
+                          {"_": explainer} if explainer is not None else {}, masks, seed=seed, extra=extra)
+        return self.evaluate(batch)["_"]
+
+    # -- torchmetrics-style accumulation -----------------------------------------------------------
+    def update(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        out = self.evaluate(batch)
+        for m, r in out.items():
+            self._results.setdefault(m, []).append(r)
+        return out
+
+    def compute(self) -> dict[str, EvalResult]:
+        return {m: EvalResult.cat(rs) for m, rs in self._results.items()}
+
+    def reset(self) -> None:
+        self._results = {}
+
+
+@dataclass
+class DatasetJob:
+    """Inputs of a dataset-scope (retraining) evaluator.
+
+    Attributes:
+        train_data / test_data: datasets of :class:`gmxai_eval.data.Sample`.
+        model_factory: ``() -> nn.Module`` a fresh, untrained model.
+        train_fn: ``(model, dataset, seed) -> model`` trains from scratch.
+        explainers: ``{method: Explainer}``.
+        reference_model: the trained model whose maps define the rankings.
+        seeds: independent retraining seeds.
+    """
+
+    train_data: Any
+    test_data: Any
+    model_factory: Callable[[], nn.Module]
+    train_fn: Callable[[nn.Module, Any, int], nn.Module]
+    explainers: Mapping[str, Explainer]
+    reference_model: nn.Module
+    seeds: Sequence[int] = (0, 1, 2, 3, 4)
+
+
+class DatasetEvaluator(Evaluator):
+    """Base of dataset-scope evaluators (ROAR/KAR): ``run(job, executor) -> {method: EvalResult}``
+    where each result's ``scores`` are per retraining seed and ``curves`` per threshold."""
+
+    def run(self, job: DatasetJob, executor: Executor) -> dict[str, EvalResult]:
+        raise NotImplementedError
+
+    def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
+        raise ModelStateError(f"evaluator {self.card.name!r} is dataset-scope: call run(job, executor)")
+
+
+def register_evaluator(cls: type[Evaluator]) -> type[Evaluator]:
+    """Decorator: register an :class:`Evaluator` subclass under ``cls.card.name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Evaluator)):
+        raise TypeError(f"expected an Evaluator subclass, got {cls!r}")
+    if not isinstance(getattr(cls, "card", None), EvaluatorCard):
+        raise TypeError(f"expected {cls.__name__}.card to be an EvaluatorCard")
+    return EVALUATORS.register(cls)
+
+
+def create_evaluator(name: str, **config: Any) -> Evaluator:
+    return EVALUATORS.create(name, **config)
+
+
+def list_evaluators(pattern: str = "*") -> list[str]:
+    return EVALUATORS.list(pattern)
+
+
+def evaluator_card(name: str) -> EvaluatorCard:
+    return EVALUATORS.card(name)

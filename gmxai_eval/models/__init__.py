@@ -1,0 +1,13 @@
+"""Models: GestaltMatcher-style architectures behind one contract (see :mod:`.base`)."""
+
+from gmxai_eval.models.base import (  # noqa: F401
+    MODELS,
+    ClassifierHead,
+    GalleryHead,
+    GMXModel,
+    Preprocess,
+    check_no_reused_modules,
+)
+
+# Importing the implementation modules registers the built-in architectures.
+from gmxai_eval.models import toys  # noqa: F401,E402

@@ -1,0 +1,29 @@
+"""Shared fixtures. Area-specific fixtures live in each test folder's own conftest.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gmxai_eval.models import MODELS
+
+
+@pytest.fixture
+def toy_model():
+    """Seeded ``toy_cnn`` (3x32x32 -> 4 logits), eval mode, GAP + linear head."""
+    return MODELS.create("toy_cnn", num_classes=4, seed=0)
+
+
+@pytest.fixture
+def linear_model():
+    """Seeded ``linear`` model (3x32x32 -> 4 logits): logit_k = w_k . x + b_k."""
+    return MODELS.create("linear", num_classes=4, seed=0)
+
+
+@pytest.fixture
+def toy_batch():
+    """``x (6, 3, 32, 32)`` uniform in [0, 1], ``target (6,)`` int64, ``sample_ids``."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 32, 32, generator=g)
+    target = torch.tensor([0, 1, 2, 3, 0, 1])
+    return x, target, [f"s{i}" for i in range(6)]
