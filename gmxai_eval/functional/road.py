@@ -1,0 +1,272 @@
+"""ROAD: RemOve And Debias (Rong et al., ICML 2022) — noisy linear imputation and the curve.
+
+Noisy linear imputation (NLI). A removed pixel ``i`` takes, in every channel, the weighted mean
+of its 8 neighbours (direct neighbours weight 1/6, diagonal ones 1/12; neighbours outside the
+image are dropped and the remaining weights renormalised). Removed neighbours are unknowns too,
+so all removed pixels of an image are solved at once from the sparse linear system::
+
+    d_i x_i - sum_{j removed} w_ij x_j = sum_{j kept} w_ij x_j        (one right-hand side per channel)
+
+with ``d_i = sum_{j in image} w_ij``. Then ``N(0, noise^2)`` noise is added to the imputed
+values. Everything happens in pixel space ``[0, 1]`` (before the model's normalisation); values
+are not clipped (as in the reference implementation).
+
+The system matrix ``L = D - W_UU`` is **symmetric** (``w_ij = w_ji`` depends only on the offset;
+the border renormalisation only changes the diagonal) and, as long as at least one pixel is kept,
+**positive definite**: every 8-connected component of removed pixels touches a kept pixel, so
+``L`` is an irreducibly diagonally dominant M-matrix. Hence plain (Jacobi-preconditioned)
+conjugate gradients on ``L`` itself converge; no normal equations are needed.
+
+Two solvers, same system (checked against each other in the tests):
+
+* ``"direct"``: vectorised assembly of the sparse matrix (no loop over pixels) and a sparse LU
+  factorisation (``scipy.sparse.linalg.splu``) per image, all channels at once. CPU, exact.
+* ``"cg"``: matrix-free, batched Jacobi-preconditioned CG in torch; ``L u`` is a masked 3x3
+  convolution, so every image, channel and removal level is solved in one batched iteration.
+  Runs wherever the tensors live (the GPU path).
+* ``"auto"``: ``"direct"`` on CPU tensors, ``"cg"`` otherwise.
+
+``remove`` masks and the ROAD schedule:
+
+* MoRF at level ``p``: remove the ``floor(p * H * W)`` most relevant pixels.
+* LeRF at level ``p`` (the paper's percent semantics): *keep* the ``floor(p * H * W)`` most
+  relevant pixels, i.e. remove the others.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gmxai_eval.errors import ConfigError, ShapeError
+
+#: The 8-neighbour offsets (dy, dx) and their weights (they sum to 1).
+NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
+    (-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12),
+    (0, -1, 1 / 6), (0, 1, 1 / 6),
+    (1, -1, 1 / 12), (1, 0, 1 / 6), (1, 1, 1 / 12),
+)
+
+#: The ROAD paper's removal levels.
+PAPER_PERCENTAGES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
+
+
+def _kernel(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    k = torch.zeros(3, 3, dtype=dtype, device=device)
+    for dy, dx, w in NEIGHBOURS:
+        k[dy + 1, dx + 1] = w
+    return k.view(1, 1, 3, 3)
+
+
+def _check(x: torch.Tensor, remove: torch.Tensor) -> None:
+    if x.ndim != 4:
+        raise ShapeError(f"expected x (B, C, H, W), got {tuple(x.shape)}")
+    b, _, h, w = x.shape
+    if tuple(remove.shape) != (b, h, w) or remove.dtype != torch.bool:
+        raise ShapeError(f"expected remove as bool {(b, h, w)}, got {remove.dtype} {tuple(remove.shape)}")
+    kept = (~remove).reshape(b, -1).any(1)
+    if not bool(kept.all()):
+        bad = torch.nonzero(~kept).flatten().tolist()
+        raise ShapeError(f"expected at least one kept pixel per image (the imputation is undefined "
+                         f"otherwise), got every pixel removed in rows {bad}")
+
+
+# --------------------------------------------------------------------------------------------
+# direct sparse solve (CPU)
+# --------------------------------------------------------------------------------------------
+def nli_system(image: np.ndarray, remove: np.ndarray):
+    """Assemble the NLI system of one image, vectorised.
+
+    Args:
+        image: ``(C, H, W)`` float64.
+        remove: ``(H, W)`` bool, pixels to impute.
+
+    Returns:
+        ``(L, rhs, idx)``: ``L`` scipy CSC ``(n, n)`` symmetric positive definite, ``rhs (n, C)``,
+        ``idx (n,)`` flat pixel indices of the unknowns (row-major).
+    """
+    import scipy.sparse as sp
+
+    c, h, w = image.shape
+    rm = remove.reshape(-1)
+    idx = np.flatnonzero(rm)
+    n = idx.size
+    var = np.full(h * w, -1, dtype=np.int64)
+    var[idx] = np.arange(n)
+    yy, xx = np.divmod(idx, w)
+    flat = image.reshape(c, -1)
+    diag = np.zeros(n)
+    rhs = np.zeros((n, c))
+    rows, cols, vals = [], [], []
+    for dy, dx, wt in NEIGHBOURS:
+        ny, nx = yy + dy, xx + dx
+        ok = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        diag += wt * ok
+        r = np.flatnonzero(ok)
+        nb = ny[r] * w + nx[r]
+        unk = rm[nb]
+        rows.append(r[unk])
+        cols.append(var[nb[unk]])
+        vals.append(np.full(int(unk.sum()), -wt))
+        known_r, known_nb = r[~unk], nb[~unk]
+        rhs[known_r] += wt * flat[:, known_nb].T  # each unknown appears once per offset
+    rows.append(np.arange(n))
+    cols.append(np.arange(n))
+    vals.append(diag)
+    mat = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    return mat, rhs, idx
+
+
+def _solve_direct(x: torch.Tensor, remove: torch.Tensor, **_: object) -> torch.Tensor:
+    from scipy.sparse.linalg import splu
+
+    xs = x.detach().to("cpu", torch.float64).numpy()
+    rs = remove.detach().cpu().numpy()
+    out = xs.copy()
+    c = xs.shape[1]
+    for i in range(xs.shape[0]):
+        if not rs[i].any():
+            continue
+        mat, rhs, idx = nli_system(xs[i], rs[i])
+        # symmetric positive definite: symmetric-mode LU with a minimum-degree ordering of A + A^T
+        sol = splu(mat, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                   options={"SymmetricMode": True}).solve(rhs)
+        out[i].reshape(c, -1)[:, idx] = sol.T
+    return torch.from_numpy(out).to(x.device, x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# batched matrix-free conjugate gradients (any device)
+# --------------------------------------------------------------------------------------------
+def _solve_cg(x: torch.Tensor, remove: torch.Tensor, *, tol: float = 1e-8, max_iter: int | None = None,
+              dtype: torch.dtype | None = None, **_: object) -> torch.Tensor:
+    """Jacobi-preconditioned CG on ``L u = b`` for all images and channels at once.
+
+    Converged when ``||r|| <= tol * ||b||`` for every system (per image and channel)."""
+    b_, c, h, w = x.shape
+    dt = dtype or (torch.float64 if x.device.type == "cpu" else torch.float32)
+    k = _kernel(dt, x.device)
+    xx = x.detach().to(dt).reshape(b_ * c, 1, h, w)
+    u_mask = remove.to(dt).repeat_interleave(c, 0).unsqueeze(1)  # (B*C, 1, H, W)
+    keep = 1.0 - u_mask
+    conv = lambda t: F.conv2d(t, k, padding=1)  # noqa: E731
+    d = conv(torch.ones(1, 1, h, w, dtype=dt, device=x.device))  # (1, 1, H, W) renormaliser
+    inv_d = 1.0 / d
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        return u_mask * (d * v - conv(v))
+
+    rhs = u_mask * conv(xx * keep)
+    # warm start: the mean of the kept pixels of each image / channel (a good constant guess)
+    mean_keep = (xx * keep).sum((2, 3), keepdim=True) / keep.sum((2, 3), keepdim=True).clamp_min(1)
+    u = u_mask * mean_keep
+    r = rhs - apply(u)
+    z = u_mask * inv_d * r
+    p = z.clone()
+    rz = (r * z).sum((2, 3), keepdim=True)
+    bnorm = rhs.flatten(1).norm(dim=1).clamp_min(torch.finfo(dt).tiny)
+    n_max = max_iter if max_iter is not None else 4 * (h + w) + 8 * int(math.sqrt(h * w)) + 200
+    it = 0
+    for it in range(n_max):
+        if bool((r.flatten(1).norm(dim=1) <= tol * bnorm).all()):
+            break
+        ap = apply(p)
+        pap = (p * ap).sum((2, 3), keepdim=True)
+        alpha = torch.where(pap > 0, rz / torch.where(pap > 0, pap, torch.ones_like(pap)), torch.zeros_like(pap))
+        u = u + alpha * p
+        r = r - alpha * ap
+        z = u_mask * inv_d * r
+        rz_new = (r * z).sum((2, 3), keepdim=True)
+        beta = torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, torch.ones_like(rz)), torch.zeros_like(rz))
+        p = z + beta * p
+        rz = rz_new
+    else:
+        res = float((r.flatten(1).norm(dim=1) / bnorm).max())
+        if res > max(tol, 1e-4):
+            raise RuntimeError(f"NLI conjugate gradients did not converge: expected relative residual "
+                               f"<= {tol} within {n_max} iterations, got {res:.3g}")
+    out = xx * keep + u
+    return out.reshape(b_, c, h, w).to(x.dtype)
+
+
+#: Solvers of the NLI system: ``(x, remove, **options) -> imputed x`` (noise-free).
+NLI_SOLVERS: Mapping[str, Callable[..., torch.Tensor]] = {"direct": _solve_direct, "cg": _solve_cg}
+
+
+def linear_impute(x: torch.Tensor, remove: torch.Tensor, *, solver: str = "auto", tol: float = 1e-8,
+                  max_iter: int | None = None) -> torch.Tensor:
+    """Noise-free linear imputation of the ``remove``\\ d pixels.
+
+    Args:
+        x: ``(B, C, H, W)`` pixel-space images.
+        remove: ``(B, H, W)`` bool, True where a pixel is removed (at least one kept per image).
+        solver: ``"direct"``, ``"cg"`` or ``"auto"`` (direct on CPU, CG elsewhere).
+        tol, max_iter: CG stopping rule (relative residual per system).
+
+    Returns:
+        ``(B, C, H, W)``: ``x`` with removed pixels replaced by the solution of the NLI system.
+    """
+    _check(x, remove)
+    name = ("direct" if x.device.type == "cpu" else "cg") if solver == "auto" else solver
+    if name not in NLI_SOLVERS:
+        raise ConfigError(f"expected solver in {sorted(NLI_SOLVERS) + ['auto']}, got {solver!r}")
+    return NLI_SOLVERS[name](x, remove, tol=tol, max_iter=max_iter)
+
+
+def noisy_linear_impute(x: torch.Tensor, remove: torch.Tensor, *, noise: float = 0.01,
+                        generators: Sequence[torch.Generator] | None = None, solver: str = "auto",
+                        tol: float = 1e-8, max_iter: int | None = None) -> torch.Tensor:
+    """Noisy linear imputation: :func:`linear_impute` plus ``N(0, noise^2)`` on removed pixels.
+
+    Args:
+        generators: one CPU ``torch.Generator`` per image (keyed per sample by the caller so the
+            noise does not depend on batching); required when ``noise > 0``.
+
+    Returns:
+        ``(B, C, H, W)``, unclipped.
+    """
+    if noise < 0:
+        raise ConfigError(f"expected noise >= 0, got {noise}")
+    out = linear_impute(x, remove, solver=solver, tol=tol, max_iter=max_iter)
+    if noise > 0:
+        if generators is None or len(generators) != x.shape[0]:
+            raise ConfigError(f"expected {x.shape[0]} generators for noise > 0, got "
+                              f"{None if generators is None else len(generators)}")
+        eps = torch.stack([torch.randn(tuple(x.shape[1:]), generator=g, dtype=torch.float64)
+                           for g in generators]).to(out.device, out.dtype)
+        out = torch.where(remove.unsqueeze(1), out + noise * eps, out)
+    return out
+
+
+def n_selected(p: float, n: int) -> int:
+    """``floor(p * n)`` with a tolerance against float error (0.7 * 400 -> 280, not 279)."""
+    if not 0.0 <= p <= 1.0:
+        raise ConfigError(f"expected a fraction in [0, 1], got {p}")
+    return int(math.floor(p * n + 1e-9))
+
+
+def road_masks(order: torch.Tensor, percentages: Sequence[float], mode: str, shape: tuple[int, int]) -> torch.Tensor:
+    """Removal masks of every level.
+
+    Args:
+        order: ``(B, H*W)`` pixel indices, most relevant first (a MoRF ordering).
+        percentages: levels ``p`` in ``[0, 1]``.
+        mode: ``"morf"`` (remove the top ``p``) or ``"lerf"`` (keep the top ``p``, remove the rest).
+        shape: ``(H, W)``.
+
+    Returns:
+        ``(B, P, H, W)`` bool, True = removed.
+    """
+    if mode not in ("morf", "lerf"):
+        raise ConfigError(f"expected mode 'morf' or 'lerf', got {mode!r}")
+    b, n = order.shape
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(n, device=order.device).expand(b, n))  # rank of each pixel
+    ks = torch.tensor([n_selected(p, n) for p in percentages], device=order.device)
+    top = rank.unsqueeze(1) < ks.view(1, -1, 1)  # (B, P, N): among the top-k most relevant
+    out = top if mode == "morf" else ~top
+    return out.reshape(b, len(percentages), *shape)
