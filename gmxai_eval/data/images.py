@@ -1,0 +1,125 @@
+"""Reading image files (PIL) into the pixel-space tensor contract.
+
+* :func:`probe_image` opens a file and checks it without keeping it: header only
+  (``decode=False``, fast) or a full decode (``decode=True``, catches truncated files).
+* :func:`read_image` returns ``(C, H, W)`` float32 in ``[0, 1]``; ``mode="RGB"`` gives
+  ``C = 3``, ``mode="L"`` (grayscale, PIL's ITU-R 601 luma) gives ``C = 1``.
+
+Every failure is a :class:`~gmxai_eval.errors.DataError` naming the file (and the manifest row
+when the caller passes it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from gmxai_eval.errors import ConfigError, DataError
+from gmxai_eval.utils import atomic_path
+
+ImageMode = Literal["RGB", "L"]
+IMAGE_MODES: tuple[str, ...] = ("RGB", "L")
+
+
+def _pil():
+    from PIL import Image  # local import: PIL is only needed when files are read
+
+    return Image
+
+
+def check_mode(mode: str) -> str:
+    """Return ``mode`` if it is ``"RGB"`` or ``"L"``, else raise :class:`ConfigError`."""
+    if mode not in IMAGE_MODES:
+        raise ConfigError(f"expected image mode 'RGB' or 'L', got {mode!r}")
+    return mode
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What :func:`probe_image` found: ``size`` is ``(H, W)``; ``mode`` is the file's PIL mode."""
+
+    size: tuple[int, int]
+    mode: str
+    format: str
+
+
+def probe_image(path: str | Path, *, decode: bool = True, source: str | Path | None = None,
+                row: int | None = None) -> ImageInfo:
+    """Open ``path`` and verify it is a readable image.
+
+    Args:
+        path: the image file.
+        decode: decode all pixels (catches truncated / corrupt data); ``False`` reads only the
+            header (catches missing files, non-images and unknown formats).
+        source, row: the manifest and row that named the file, reported in the error.
+
+    Raises:
+        DataError: missing, unreadable or corrupt file.
+    """
+    Image = _pil()
+    p = Path(path)
+    where = dict(path=source if source is not None else p, row=row)
+    if not p.is_file():
+        raise DataError(f"expected an image file, got no file at {str(p)!r}", **where)
+    try:
+        with Image.open(p) as im:
+            info = ImageInfo(size=(int(im.height), int(im.width)), mode=str(im.mode),
+                             format=str(im.format))
+            if decode:
+                im.load()
+    except Exception as e:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
+        raise DataError(f"expected a readable image at {str(p)!r}, got {type(e).__name__}: {e}",
+                        **where) from e
+    return info
+
+
+def read_image(path: str | Path, mode: str = "RGB", size: tuple[int, int] | None = None, *,
+               source: str | Path | None = None, row: int | None = None) -> torch.Tensor:
+    """Read an image as ``(C, H, W)`` float32 in ``[0, 1]``.
+
+    Args:
+        path: the image file.
+        mode: ``"RGB"`` (``C = 3``) or ``"L"`` (``C = 1``); the file is converted with PIL.
+        size: ``(H, W)`` to resize to (PIL bilinear) when the file differs, or ``None`` to keep.
+        source, row: the manifest and row that named the file, reported in errors.
+
+    Raises:
+        DataError: missing, unreadable or corrupt file.
+    """
+    check_mode(mode)
+    Image = _pil()
+    p = Path(path)
+    where = dict(path=source if source is not None else p, row=row)
+    if not p.is_file():
+        raise DataError(f"expected an image file, got no file at {str(p)!r}", **where)
+    try:
+        with Image.open(p) as im:
+            im = im.convert(mode)
+            if size is not None and (im.height, im.width) != tuple(size):
+                im = im.resize((int(size[1]), int(size[0])), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.uint8)
+    except Exception as e:
+        raise DataError(f"expected a readable image at {str(p)!r}, got {type(e).__name__}: {e}",
+                        **where) from e
+    if a.ndim == 2:
+        a = a[:, :, None]
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).to(torch.float32).div_(255.0)
+
+
+def write_image(path: str | Path, image: torch.Tensor) -> Path:
+    """Write ``(C, H, W)`` float in ``[0, 1]`` (``C`` = 1 or 3) as an 8-bit image; the format
+    follows the suffix. Used by tests and by export tools."""
+    Image = _pil()
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise DataError(f"expected an image (C, H, W) with C in (1, 3), got {tuple(image.shape)}",
+                        path=path)
+    a = (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a, mode="L" if a.shape[2] == 1 else "RGB")
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        im.save(tmp, format=Image.registered_extensions().get(p.suffix.lower()))
+    return p
