@@ -190,3 +190,18 @@ def score_copies(model: nn.Module, make: Callable[[torch.Tensor], torch.Tensor],
         tj = _select_target(target, owners[j].cpu())
         out[j] = as_target_fn(tj, j.shape[0])(logits).float()
     return out
+
+
+_CAPTUM_NOISE = ("did not already require gradients", "Setting backward hooks on ReLU",
+                 "Setting forward, backward hooks and attributes on non-linear")
+
+
+def captum_call(fn: Callable[..., Any], x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """Call a Captum ``attribute`` on a grad-requiring copy of ``x``, silencing only Captum's
+    informational warnings (scoped; other warnings pass through)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        for msg in _CAPTUM_NOISE:
+            warnings.filterwarnings("ignore", message=f".*{msg}.*")
+        return fn(x.detach().clone().requires_grad_(True), **kwargs)

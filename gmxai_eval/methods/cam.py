@@ -28,6 +28,7 @@ from torch import nn
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.methods._common import (
     capture_layer,
+    captum_call,
     captum_forward,
     check_hook_safe,
     check_layer_once,
@@ -70,7 +71,8 @@ class GradCAM(_CAM):
         layer = resolve_layer(model, self.config["layer"], self.card.name)
         check_layer_once(model, layer, x, self.card.name)
         fwd, t = captum_forward(model, target, x.shape[0])
-        cam = LayerGradCam(fwd, layer).attribute(x, target=t, relu_attributions=bool(self.config["relu"]))
+        cam = captum_call(LayerGradCam(fwd, layer).attribute, x, target=t,
+                          relu_attributions=bool(self.config["relu"]))
         return upsample(cam[:, 0], tuple(x.shape[-2:]))
 
 
@@ -117,7 +119,7 @@ class GuidedGradCAM(Explainer):
         check_hook_safe(model, x, self.card.name)
         check_layer_once(model, layer, x, self.card.name)
         fwd, t = captum_forward(model, target, x.shape[0])
-        return GuidedGradCam(fwd, layer).attribute(x, target=t, interpolate_mode="bilinear")
+        return captum_call(GuidedGradCam(fwd, layer).attribute, x, target=t, interpolate_mode="bilinear")
 
 
 @register_method

@@ -15,7 +15,7 @@ from captum.attr import InputXGradient, Saliency
 from torch import nn
 
 from gmxai_eval.errors import ConfigError
-from gmxai_eval.methods._common import captum_forward, randn_like_per_sample, sample_generators, target_scores
+from gmxai_eval.methods._common import captum_call, captum_forward, randn_like_per_sample, sample_generators, target_scores
 from gmxai_eval.methods.base import Explainer, Target, register_method
 from gmxai_eval.types import MethodCard
 
@@ -35,7 +35,7 @@ class SaliencyMap(Explainer):
 
     def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
         fwd, t = captum_forward(model, target, x.shape[0])
-        return Saliency(fwd).attribute(x, target=t, abs=bool(self.config["abs"]))
+        return captum_call(Saliency(fwd).attribute, x, target=t, abs=bool(self.config["abs"]))
 
 
 @register_method
@@ -49,7 +49,7 @@ class InputXGradientMap(Explainer):
 
     def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
         fwd, t = captum_forward(model, target, x.shape[0])
-        return InputXGradient(fwd).attribute(x, target=t)
+        return captum_call(InputXGradient(fwd).attribute, x, target=t)
 
 
 def input_gradients(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
