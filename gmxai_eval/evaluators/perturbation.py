@@ -1,0 +1,516 @@
+"""Pixel-perturbation evaluators (faithfulness by removing what the map calls important).
+
+Registered names: ``deletion``, ``insertion``, ``pixel_flipping``, ``region_perturbation``,
+``faithfulness_correlation``, ``faithfulness_estimate``, ``monotonicity_correlation``,
+``sensitivity_n``, ``infidelity``. The kernels live in :mod:`gmxai_eval.functional.perturbation`;
+its module docstring defines the shared conventions (pixel space, ordering unit, ties, output).
+
+Sharing and batching
+--------------------
+* Every evaluator scores all methods of an :class:`EvalBatch` together: the perturbed images of
+  all methods, steps and draws are built on the device and evaluated in forward passes of at most
+  ``max_batch`` images.
+* Method-independent work is computed once per batch through ``batch.shared``: clean outputs,
+  the output of the fully replaced image, random subsets and their outputs (faithfulness
+  correlation, sensitivity-n), the Gaussian perturbations of infidelity, the random-order control
+  of region perturbation.
+* Cumulative curves are cached per batch under
+  ``(method, order, unit, patch, abs, baseline, counts, output, restore)``: ``deletion`` and
+  ``pixel_flipping`` with the same settings (the defaults) share one MoRF curve, and
+  ``region_perturbation`` with ``patch_size=1`` and the same baseline/output reuses it too.
+* Randomness is keyed on ``(seed, sample_id)`` (never on batch position), so results do not
+  depend on batch size, chunking or order.
+* Maps are never normalised: every score here is invariant to a positive per-sample rescaling of
+  the map (orderings, Pearson/Spearman correlations, infidelity with ``normalize=True``), so
+  Quantus's max-normalisation changes nothing. ``abs`` takes magnitudes first where set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Hashable, Sequence
+
+import torch
+
+from gmxai_eval.errors import ConfigError
+from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
+from gmxai_eval.functional import perturbation as P
+from gmxai_eval.functional.baselines import make_baseline
+from gmxai_eval.types import EvaluatorCard
+
+_COMMON = {"output": "probability", "max_batch": 128, "abs": False}
+
+
+def _spec_key(spec: Any) -> Hashable:
+    if isinstance(spec, (str, int, float)):
+        return spec
+    return ("object", id(spec))
+
+
+class _PerturbationEvaluator(Evaluator):
+    """Shared plumbing: map preparation, baselines, cached cumulative curves."""
+
+    #: fixed conventions of the subclass (merged into :meth:`conventions`).
+    fixed: dict[str, Any] = {}
+
+    def conventions(self) -> dict[str, Any]:
+        conv = {**super().conventions(), "space": "pixel space [0, 1] (the model normalises)",
+                "map_normalisation": "none (scores are invariant to positive per-sample scaling)",
+                "ties": "broken by flat index (stable sort)", **self.fixed}
+        return {k: (v if isinstance(v, (str, int, float, bool, type(None), tuple, list)) else repr(v))
+                for k, v in conv.items()}
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        c = self.config
+        if c.get("output") not in P.OUTPUTS:
+            raise ConfigError(f"evaluator {self.name!r}: expected output in {P.OUTPUTS}, got {c.get('output')!r}")
+        if "unit" in c and c["unit"] not in P.UNITS:
+            raise ConfigError(f"evaluator {self.name!r}: expected unit in {P.UNITS}, got {c['unit']!r}")
+        if not isinstance(c["max_batch"], int) or c["max_batch"] < 1:
+            raise ConfigError(f"evaluator {self.name!r}: expected max_batch as a positive int, got {c['max_batch']!r}")
+
+    def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
+        one = EvalBatch(batch.model, batch.x, batch.target, {method: batch.maps[method]}, batch.sample_ids,
+                        seed=batch.seed, extra=batch.extra, _shared=batch._shared)
+        return self._evaluate_methods(one)[method]
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _unit(self) -> str:
+        return str(self.config.get("unit", "pixel"))
+
+    def _map(self, batch: EvalBatch, method: str) -> torch.Tensor:
+        a = batch.maps[method].to(batch.x.device, torch.float32)
+        return a.abs() if self.config["abs"] else a
+
+    def _patch(self) -> int:
+        return int(self.config.get("patch_size", 1)) if self._unit() == "patch" else 1
+
+    def _fill_key(self, spec: Any) -> Hashable:
+        c = self.config
+        blur = (c.get("blur_kernel", 11), c.get("blur_sigma", 5.0)) if spec == "blur" else ()
+        return (_spec_key(spec), blur)
+
+    def _fill(self, batch: EvalBatch, spec: Any, draw: int | None = None) -> torch.Tensor:
+        """``(B, C, H, W)`` replacement values (shared per batch)."""
+        c = self.config
+
+        def compute() -> torch.Tensor:
+            seed = batch.seed if draw is None else (batch.seed, "draw", draw)
+            return make_baseline(spec, batch.x, sample_ids=batch.sample_ids, seed=seed,  # type: ignore[arg-type]
+                                 channel_mean=batch.extra.get("channel_mean"),
+                                 blur_kernel=c.get("blur_kernel", 11), blur_sigma=c.get("blur_sigma", 5.0))
+        return batch.shared(("perturbation_fill", self._fill_key(spec), draw), compute)
+
+    def _clean_output(self, batch: EvalBatch) -> torch.Tensor:
+        out = self.config["output"]
+        return batch.shared(("clean_output", out), lambda: P.select_output(
+            batch.clean_logits(), batch.target, out).to(batch.x.device))
+
+    def _fill_output(self, batch: EvalBatch, spec: Any) -> torch.Tensor:
+        """Output of the fully replaced image ``(B,)`` (method-independent)."""
+        out, mb = self.config["output"], self.config["max_batch"]
+
+        def compute() -> torch.Tensor:
+            fill = self._fill(batch, spec)
+            return P.batched_outputs(batch.model, fill.shape[0], lambda j: fill[j], lambda j: batch.target.to(j.device)[j],
+                                     out, mb, batch.x.device)
+        return batch.shared(("fill_output", self._fill_key(spec), out), compute)
+
+    def _cumulative_curves(self, batch: EvalBatch, methods: Sequence[str | None], order: str,
+                           counts: torch.Tensor, spec: Any, restore: bool = False) -> dict[str | None, torch.Tensor]:
+        """Cumulative curves ``{method: (B, T)}`` at ``counts (T,)`` removed units (cached per batch).
+
+        ``method=None`` stands for a method-independent (random-order) control. Points with
+        nothing or everything replaced are taken from the clean and fully replaced outputs."""
+        c = self.config
+        unit, patch = self._unit(), self._patch()
+        n_units = P.unit_count(batch.x.shape[1:], unit, patch)
+        cache = batch.shared("perturbation_curves", dict)
+        key = lambda m: (m, order, unit, patch, c["abs"] if m is not None else None,  # noqa: E731
+                         self._fill_key(spec), tuple(counts.tolist()), c["output"], restore)
+        todo = [m for m in dict.fromkeys(methods) if key(m) not in cache]
+        if todo:
+            inner = counts[(counts > 0) & (counts < n_units)].unique()
+            x = batch.x
+            if len(inner):
+                maps = [self._map(batch, m) if m is not None else x.new_zeros(x.shape[0], *x.shape[2:]) for m in todo]
+                ranks = torch.stack([P.rank_map(a, order, unit=unit, patch=patch, channels=x.shape[1],
+                                                sample_ids=batch.sample_ids, seed=batch.seed) for a in maps])
+                vals = P.window_outputs(batch.model, x, batch.target, ranks, torch.zeros_like(inner), inner,
+                                        self._fill(batch, spec)[None], output=c["output"],
+                                        max_batch=c["max_batch"], restore=restore)[:, 0]
+            clean, full = self._clean_output(batch), self._fill_output(batch, spec)
+            none_val, all_val = (full, clean) if restore else (clean, full)
+            for gi, m in enumerate(todo):
+                curve = torch.empty(x.shape[0], len(counts), dtype=torch.float64, device=x.device)
+                for ti, k in enumerate(counts.tolist()):
+                    if k == 0:
+                        curve[:, ti] = none_val
+                    elif k >= n_units:
+                        curve[:, ti] = all_val
+                    else:
+                        curve[:, ti] = vals[gi, :, int((inner == k).nonzero()[0, 0])]
+                cache[key(m)] = curve
+        return {m: cache[key(m)] for m in methods}
+
+
+# =============================================================================================
+# RISE deletion / insertion and pixel flipping
+# =============================================================================================
+class _CurveEvaluator(_PerturbationEvaluator):
+    restore: bool = False
+
+    def _counts(self, batch: EvalBatch) -> torch.Tensor:
+        c = self.config
+        n = P.unit_count(batch.x.shape[1:], c["unit"], self._patch())
+        return P.step_counts(n, steps=c["steps"], features_in_step=c.get("features_in_step"),
+                             include_start=c.get("include_start", True))
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        c = self.config
+        counts = self._counts(batch)
+        curves = self._cumulative_curves(batch, list(batch.maps), "morf", counts, c["baseline"], self.restore)
+        n = P.unit_count(batch.x.shape[1:], c["unit"], self._patch())
+        return {m: EvalResult(P.curve_auc(cv, c["auc"]), cv, counts.double() / n) for m, cv in curves.items()}  # type: ignore[misc]
+
+
+_CURVE_DEFAULTS = {"steps": 28, "unit": "pixel", "patch_size": 1, "auc": "rise", **_COMMON}
+
+
+@register_evaluator
+class Deletion(_CurveEvaluator):
+    """RISE deletion (Petsiuk et al. 2018): remove pixels most relevant first, cumulatively, into
+    the substrate ``baseline`` (default black = 0 in pixel space); score = area under the target
+    probability curve of ``steps + 1`` points (start included), RISE rule
+    ``(sum s - s_0/2 - s_n/2) / n``. Lower is better. ``curves (B, steps+1)``, ``curve_x`` =
+    fraction removed."""
+
+    card = EvaluatorCard(
+        name="deletion", category="perturbation", higher_is_better=False,
+        paper="Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018",
+        default_config={**_CURVE_DEFAULTS, "baseline": "black"},
+        description="MoRF deletion curve AUC (target probability), black substrate")
+    fixed = {"ordering": "morf", "cumulative": True, "schedule": "round(k*N/steps), k=0..steps",
+             "auc_rule": "rise: (sum s - s0/2 - sn/2)/n on [0,1]"}
+
+
+@register_evaluator
+class Insertion(_CurveEvaluator):
+    """RISE insertion: start from the blurred image (Gaussian, kernel 11, sigma 5) and restore
+    pixels most relevant first; score = AUC of the target probability (RISE rule). Higher is
+    better."""
+
+    card = EvaluatorCard(
+        name="insertion", category="perturbation", higher_is_better=True,
+        paper="Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018",
+        default_config={**_CURVE_DEFAULTS, "baseline": "blur", "blur_kernel": 11, "blur_sigma": 5.0},
+        description="MoRF insertion curve AUC (target probability) from a blurred substrate")
+    restore = True
+    fixed = {"ordering": "morf", "cumulative": True, "restores": True,
+             "schedule": "round(k*N/steps), k=0..steps", "auc_rule": "rise: (sum s - s0/2 - sn/2)/n on [0,1]"}
+
+
+@register_evaluator
+class PixelFlipping(_CurveEvaluator):
+    """Pixel flipping (Bach et al. 2015): flip pixels most relevant first, cumulatively, to
+    ``baseline``; score = area under the output curve, lower is better.
+
+    Schedule: ``steps`` (``round(k*N/steps)``) or ``features_in_step`` (Quantus: ``k*f``; set
+    ``steps=None``); ``include_start`` adds the unperturbed point (Quantus omits it).
+    ``auc``: ``"rise"`` (normalised trapezoid, default), ``"trapz_unit"`` (Quantus's
+    ``np.trapz(dx=1)``) or ``"mean"`` (mean of the curve). With the defaults the curve is the
+    deletion curve and is shared with ``deletion`` on the same batch."""
+
+    card = EvaluatorCard(
+        name="pixel_flipping", category="perturbation", higher_is_better=False,
+        paper="Bach et al. On pixel-wise explanations for non-linear classifier decisions by layer-wise "
+              "relevance propagation. PLoS ONE 2015",
+        default_config={**_CURVE_DEFAULTS, "baseline": "black", "features_in_step": None, "include_start": True},
+        description="MoRF pixel-flipping curve AUC")
+    fixed = {"ordering": "morf", "cumulative": True}
+
+
+# =============================================================================================
+# Region perturbation / AOPC
+# =============================================================================================
+@register_evaluator
+class RegionPerturbation(_PerturbationEvaluator):
+    """Region perturbation with AOPC (Samek et al. 2017).
+
+    Non-overlapping ``patch_size`` squares (default 9x9) ranked by summed relevance are replaced
+    most relevant first, cumulatively, by ``baseline`` (default uniform noise in [0, 1], one noise
+    image per sample keyed on ``(seed, sample_id)``). ``curves (B, L+1)`` are the drops
+    ``f(x) - f(x^(k))`` for ``k = 0..L`` (``L = min(regions, #patches)``) and
+    ``score = AOPC = 1/(L+1) sum_k drop_k``, higher is better.
+
+    Extras: ``aopc_random`` (the same with a random region order, computed once per image and
+    shared by all methods) and ``aopc_minus_random``. With ``patch_size=1`` and the same
+    baseline/output the MoRF curve is shared with ``deletion``/``pixel_flipping``."""
+
+    card = EvaluatorCard(
+        name="region_perturbation", category="perturbation", higher_is_better=True,
+        paper="Samek et al. Evaluating the visualization of what a deep neural network has learned. IEEE TNNLS 2017",
+        default_config={"patch_size": 9, "regions": 100, "baseline": "uniform", "random_control": True,
+                        **_COMMON},
+        description="AOPC of MoRF region perturbation (9x9 regions, uniform noise) and its random control")
+    fixed = {"ordering": "morf", "unit": "patch", "cumulative": True,
+             "score": "AOPC = 1/(L+1) sum_{k=0..L} [f(x) - f(x^(k))]"}
+
+    def _unit(self) -> str:
+        return "patch"
+
+    def _patch(self) -> int:
+        return int(self.config["patch_size"])
+
+    def _counts(self, batch: EvalBatch) -> torch.Tensor:
+        n = P.unit_count(batch.x.shape[1:], "patch", self._patch())
+        return torch.arange(min(int(self.config["regions"]), n) + 1)
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        c = self.config
+        counts = self._counts(batch)
+        curves = self._cumulative_curves(batch, list(batch.maps), "morf", counts, c["baseline"])
+        if c["random_control"]:
+            rnd = self._cumulative_curves(batch, [None], "random", counts, c["baseline"])[None]
+        res = {}
+        for m in batch.maps:
+            drops = curves[m][:, :1] - curves[m]
+            extras = {}
+            if c["random_control"]:
+                a_r = P.aopc(rnd[:, :1] - rnd)
+                extras = {"aopc_random": a_r, "aopc_minus_random": P.aopc(drops) - a_r}
+            res[m] = EvalResult(P.aopc(drops), drops, counts.double(), extras)
+        return res
+
+
+# =============================================================================================
+# Random-subset correlations: faithfulness correlation, sensitivity-n
+# =============================================================================================
+class _SubsetEvaluator(_PerturbationEvaluator):
+    def _subset_data(self, batch: EvalBatch, size: int, runs: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``masks (B, R, c, H, W)`` and output drops ``(B, R)`` for random subsets (shared)."""
+        c = self.config
+        shape = tuple(batch.x.shape[1:])
+        n = P.unit_count(shape, c["unit"], self._patch())
+
+        def masks() -> torch.Tensor:
+            sub = P.random_subsets(n, size, runs, batch.sample_ids, batch.seed)  # type: ignore[arg-type]
+            return P.subset_masks(sub.to(batch.x.device), shape, c["unit"], self._patch())
+
+        mk = batch.shared(("subset_masks", c["unit"], self._patch(), size, runs), masks)
+
+        def drops() -> torch.Tensor:
+            out = P.masked_outputs(batch.model, batch.x, batch.target, mk, self._fill(batch, c["baseline"]),
+                                   output=c["output"], max_batch=c["max_batch"])
+            return self._clean_output(batch)[:, None] - out
+
+        dr = batch.shared(("subset_drops", c["unit"], self._patch(), size, runs, self._fill_key(c["baseline"]),
+                           c["output"]), drops)
+        return mk, dr
+
+
+@register_evaluator
+class FaithfulnessCorrelation(_SubsetEvaluator):
+    """Faithfulness correlation (Bhatt et al. 2020): ``nr_runs`` random subsets of
+    ``subset_size`` units, drawn once per image (keyed on ``(seed, sample_id)``) and shared by all
+    methods, are replaced by ``baseline``; score = Pearson correlation, over runs, between the
+    attribution sum of the subset and the output drop ``f(x) - f(x_S)``. Higher is better.
+    A constant map scores 0 (documented; SciPy/Quantus return NaN). Quantus's defaults:
+    ``subset_size=224`` elements, logit output (``softmax=False``)."""
+
+    card = EvaluatorCard(
+        name="faithfulness_correlation", category="perturbation", higher_is_better=True,
+        paper="Bhatt, Weller, Moura. Evaluating and Aggregating Feature-based Model Explanations. IJCAI 2020",
+        default_config={"nr_runs": 100, "subset_size": 224, "unit": "pixel", "patch_size": 1, "baseline": "black",
+                        **{**_COMMON, "output": "logit"}},
+        description="Pearson(attribution sum of random subset, output drop)")
+    fixed = {"similarity": "pearson", "constant_map_score": 0.0}
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        c = self.config
+        mk, dr = self._subset_data(batch, int(c["subset_size"]), int(c["nr_runs"]))
+        out = {}
+        for m in batch.maps:
+            sums = P.unit_sums(self._map(batch, m), mk)
+            out[m] = EvalResult(P.pearson(sums, dr), extras={"attribution_sums": sums, "drops": dr})
+        return out
+
+
+@register_evaluator
+class SensitivityN(_SubsetEvaluator):
+    """Sensitivity-n (Ancona et al. 2018): for each subset size ``n`` (``subset_fractions`` of the
+    units), ``nr_runs`` random subsets per image (shared by all methods) are replaced by
+    ``baseline``; the Pearson correlation between the attribution sum of the subset and the output
+    drop is computed per image and per ``n``. ``curves (B, len(n))``; score = mean over ``n``.
+    Higher is better.
+
+    Quantus 0.6.0's SensitivityN differs: it removes features cumulatively in MoRF order,
+    correlates across the *samples of a batch* per step, and keeps only the first mini-batch
+    (a known defect); its per-n values are dataset-level, ours are per image as in the paper."""
+
+    card = EvaluatorCard(
+        name="sensitivity_n", category="perturbation", higher_is_better=True,
+        paper="Ancona, Ceolini, Oztireli, Gross. Towards better understanding of gradient-based attribution "
+              "methods for deep neural networks. ICLR 2018",
+        default_config={"subset_fractions": (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8), "nr_runs": 32,
+                        "unit": "pixel", "patch_size": 1, "baseline": "black", **_COMMON},
+        description="per-image Pearson(attribution sum, output drop) for random subsets of size n")
+    fixed = {"similarity": "pearson", "constant_map_score": 0.0, "score": "mean over n"}
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        c = self.config
+        n_units = P.unit_count(batch.x.shape[1:], c["unit"], self._patch())
+        sizes = sorted({max(1, min(n_units, int(round(f * n_units)))) for f in c["subset_fractions"]})
+        data = [self._subset_data(batch, s, int(c["nr_runs"])) for s in sizes]
+        out = {}
+        for m in batch.maps:
+            a = self._map(batch, m)
+            cv = torch.stack([P.pearson(P.unit_sums(a, mk), dr) for mk, dr in data], 1)
+            out[m] = EvalResult(cv.mean(1), cv, torch.tensor(sizes, dtype=torch.float64))
+        return out
+
+
+# =============================================================================================
+# Window correlations: faithfulness estimate, monotonicity correlation
+# =============================================================================================
+class _WindowEvaluator(_PerturbationEvaluator):
+    order = "morf"
+
+    def _windows(self, batch: EvalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        n = P.unit_count(batch.x.shape[1:], c["unit"], self._patch())
+        counts = P.step_counts(n, features_in_step=int(c["features_in_step"]))
+        return counts[:-1], counts[1:]
+
+    def _window_data(self, batch: EvalBatch, fill: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Per method: attribution sums per window ``(B, T)``; outputs ``(G, S, B, T)``."""
+        c = self.config
+        lo, hi = self._windows(batch)
+        unit, patch, x = c["unit"], self._patch(), batch.x
+        ranks = torch.stack([P.rank_map(self._map(batch, m), self.order, unit=unit, patch=patch, channels=x.shape[1],
+                                        sample_ids=batch.sample_ids, seed=batch.seed) for m in batch.maps])
+        vals = P.window_outputs(batch.model, x, batch.target, ranks, lo, hi, fill, output=c["output"],
+                                max_batch=c["max_batch"])
+        sums = {}
+        for gi, m in enumerate(batch.maps):
+            a = self._map(batch, m).double()
+            if unit == "element":
+                a = a[:, None].expand(-1, x.shape[1], -1, -1)
+            else:
+                a = a[:, None]
+            r = ranks[gi]
+            per_rank = torch.zeros(x.shape[0], int(r.max()) + 1, dtype=torch.float64, device=x.device)
+            per_rank.scatter_add_(1, r.reshape(x.shape[0], -1), a.expand(r.shape).reshape(x.shape[0], -1))
+            cum = torch.cat([per_rank.new_zeros(x.shape[0], 1), per_rank.cumsum(1)], 1)
+            sums[m] = cum[:, hi.to(x.device)] - cum[:, lo.to(x.device)]
+        return sums, vals, lo
+
+
+@register_evaluator
+class FaithfulnessEstimate(_WindowEvaluator):
+    """Faithfulness estimate (Alvarez-Melis & Jaakkola 2018): units are taken in MoRF order in
+    windows of ``features_in_step``; each window alone (not cumulatively) is replaced by
+    ``baseline``; score = Pearson correlation, over windows, between the window's attribution sum
+    and the output drop. Higher is better. Quantus's defaults: logit output, black baseline."""
+
+    card = EvaluatorCard(
+        name="faithfulness_estimate", category="perturbation", higher_is_better=True,
+        paper="Alvarez-Melis, Jaakkola. Towards robust interpretability with self-explaining neural networks. "
+              "NeurIPS 2018",
+        default_config={"features_in_step": 256, "unit": "pixel", "patch_size": 1, "baseline": "black",
+                        **{**_COMMON, "output": "logit"}},
+        description="Pearson(attribution sum of a MoRF window, output drop when it alone is removed)")
+    fixed = {"ordering": "morf", "cumulative": False, "similarity": "pearson", "constant_map_score": 0.0}
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        fill = self._fill(batch, self.config["baseline"])[None]
+        sums, vals, lo = self._window_data(batch, fill)
+        clean = self._clean_output(batch)
+        out = {}
+        for gi, m in enumerate(batch.maps):
+            drops = clean[:, None] - vals[gi, 0]
+            out[m] = EvalResult(P.pearson(sums[m], drops), drops, lo.double(), {"attribution_sums": sums[m]})
+        return out
+
+
+@register_evaluator
+class MonotonicityCorrelation(_WindowEvaluator):
+    """Monotonicity correlation (Nguyen & Martinez 2020): units in ascending order of the map
+    (``abs`` by default), windows of ``features_in_step`` replaced one at a time by
+    ``nr_samples`` draws of ``baseline`` (uniform noise, drawn per sample and draw from
+    ``(seed, sample_id)``; a deterministic baseline uses one draw). Per window
+    ``v = mean_s (f(x_s) - f(x))^2 / f(x)^2`` (the ``1/f(x)^2`` factor only when
+    ``|f(x)| >= eps``, as in Quantus); score = Spearman correlation between window attribution
+    sums and ``v``. Higher is better."""
+
+    card = EvaluatorCard(
+        name="monotonicity_correlation", category="perturbation", higher_is_better=True,
+        paper="Nguyen, Martinez. On quantitative aspects of model interpretability. arXiv:2007.07584, 2020",
+        default_config={"features_in_step": 256, "nr_samples": 10, "eps": 1e-5, "unit": "pixel", "patch_size": 1,
+                        "baseline": "uniform", **{**_COMMON, "abs": True}},
+        description="Spearman(attribution sum of a LeRF window, output variance when it is noised)")
+    order = "lerf"
+    fixed = {"ordering": "lerf (ascending)", "cumulative": False, "similarity": "spearman (average ranks)",
+             "constant_map_score": 0.0}
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        c = self.config
+        stochastic = c["baseline"] == "uniform"
+        draws = int(c["nr_samples"]) if stochastic else 1
+        fill = torch.stack([self._fill(batch, c["baseline"], draw=s if stochastic else None) for s in range(draws)])
+        sums, vals, lo = self._window_data(batch, fill)
+        y = self._clean_output(batch)
+        inv = torch.where(y.abs() >= c["eps"], 1.0 / y.abs().clamp_min(1e-300), torch.ones_like(y)) ** 2
+        out = {}
+        for gi, m in enumerate(batch.maps):
+            v = ((vals[gi] - y[None, :, None]) ** 2).mean(0) * inv[:, None]
+            out[m] = EvalResult(P.spearman(sums[m], v), v, lo.double(), {"attribution_sums": sums[m]})
+        return out
+
+
+# =============================================================================================
+# Infidelity
+# =============================================================================================
+@register_evaluator
+class Infidelity(_PerturbationEvaluator):
+    """Infidelity (Yeh et al. 2019) in Captum's definition:
+    ``INFD = mean_I (beta * I^T phi - (f(x) - f(x - I)))^2`` over ``n_perturb_samples``
+    perturbations ``I ~ N(0, noise_std^2)`` per channel element (pixel space, not clamped; drawn
+    once per image from ``(seed, sample_id)`` and shared by all methods, so the forward passes are
+    method-independent). The map (one value per pixel) is broadcast over channels:
+    ``I^T phi = sum_{c,h,w} I_chw phi_hw``. ``normalize=True`` (default, scale invariant) uses
+    Captum's optimal ``beta``; ``normalize=False`` uses ``beta = 1``. Output: the target logit by
+    default (Captum scores the forward output). Lower is better.
+
+    Quantus 0.6.0's Infidelity is a different quantity (cumulative patch replacement by a
+    baseline, MSE over patches) and fails when the image size is not a multiple of the patch."""
+
+    card = EvaluatorCard(
+        name="infidelity", category="perturbation", higher_is_better=False,
+        paper="Yeh et al. On the (In)fidelity and Sensitivity of Explanations. NeurIPS 2019",
+        default_config={"n_perturb_samples": 16, "noise_std": 0.1, "normalize": True,
+                        **{**_COMMON, "output": "logit"}},
+        description="Captum infidelity with Gaussian perturbations, optimally rescaled map")
+    fixed = {"perturbation": "I ~ N(0, noise_std^2) per element; x - I", "map_broadcast": "over channels"}
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        c = self.config
+        n, x = int(c["n_perturb_samples"]), batch.x
+        noise = batch.shared(("infidelity_noise", n, float(c["noise_std"])), lambda: P.gaussian_perturbations(
+            tuple(x.shape[1:]), n, float(c["noise_std"]), batch.sample_ids, batch.seed).to(x.device, x.dtype))  # type: ignore[arg-type]
+
+        def drops() -> torch.Tensor:
+            def build(j: torch.Tensor) -> torch.Tensor:
+                return x[j // n] - noise[j // n, j % n]
+            tgt = batch.target.to(x.device)
+            vals = P.batched_outputs(batch.model, x.shape[0] * n, build, lambda j: tgt[j // n], c["output"],
+                                     c["max_batch"], x.device).view(-1, n)
+            return self._clean_output(batch)[:, None] - vals
+
+        dr = batch.shared(("infidelity_drops", n, float(c["noise_std"]), c["output"]), drops)
+        isum = noise.double().sum(2)  # (B, n, H, W): channels summed, map broadcast over them
+        out = {}
+        for m in batch.maps:
+            p = (isum * self._map(batch, m).double()[:, None]).sum(dim=(2, 3))
+            out[m] = EvalResult(P.infidelity_score(p, dr, bool(c["normalize"])), extras={"a_dot_i": p, "drops": dr})
+        return out

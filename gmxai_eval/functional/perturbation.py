@@ -1,0 +1,317 @@
+"""Pure kernels of the pixel-perturbation evaluators (deletion/insertion, pixel flipping, region
+perturbation/AOPC, faithfulness correlation/estimate, monotonicity correlation, sensitivity-n,
+infidelity).
+
+Every kernel takes tensors and returns per-sample tensors; no state, no hooks. All perturbed
+images of a call are built on ``x.device`` and scored in forward passes of at most ``max_batch``
+images (:func:`batched_outputs`), however many methods, steps and draws they come from.
+
+Conventions shared by all kernels
+---------------------------------
+* **Space**: perturbations are applied to pixel-space images ``(B, C, H, W)`` in ``[0, 1]``; the
+  model owns its normalisation. Values are never clamped.
+* **Ordering unit** (``unit``): ``"pixel"`` (one map value per pixel; all channels of a pixel are
+  replaced together), ``"patch"`` (non-overlapping ``patch x patch`` squares ranked by summed
+  relevance; border remainders are their own, smaller patches) or ``"element"`` (the map is
+  broadcast over channels and every channel element is its own feature, Quantus's convention;
+  flat index ``c*H*W + h*W + w``).
+* **Ties** are broken by the flat index (stable sort), so every ordering is deterministic.
+* **Output** (``output``): ``"probability"`` (softmax of the logits at the target) or
+  ``"logit"`` (the target logit).
+* **Ranks**: a ranking is stored as ``ranks (B, c, H, W)`` int64, the position of each pixel's
+  (or element's) unit in the removal order (0 = removed first), ``c`` = 1 or ``C``. A window
+  ``[lo, hi)`` of ranks selects the units removed at one step; cumulative curves use ``lo = 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.functional.baselines import order_patches, order_pixels
+from gmxai_eval.utils import rng_for
+
+UNITS = ("pixel", "patch", "element")
+OUTPUTS = ("probability", "logit")
+AUC_RULES = ("rise", "trapz_unit", "mean")
+
+
+# --------------------------------------------------------------------------------------------
+# outputs and batching
+# --------------------------------------------------------------------------------------------
+def _output_probability(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits.double(), dim=1).gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def _output_logit(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return logits.double().gather(1, target.view(-1, 1)).squeeze(1)
+
+
+_OUTPUT_FNS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "probability": _output_probability, "logit": _output_logit}
+
+
+def select_output(logits: torch.Tensor, target: torch.Tensor, output: str) -> torch.Tensor:
+    """``(n, K)`` logits -> ``(n,)`` float64 model output at ``target (n,)`` (see ``OUTPUTS``)."""
+    fn = _OUTPUT_FNS.get(output)
+    if fn is None:
+        raise ConfigError(f"expected output in {OUTPUTS}, got {output!r}")
+    return fn(logits, target.to(logits.device))
+
+
+def batched_outputs(model: nn.Module, n_jobs: int, build: Callable[[torch.Tensor], torch.Tensor],
+                    target_of: Callable[[torch.Tensor], torch.Tensor], output: str, max_batch: int,
+                    device: torch.device) -> torch.Tensor:
+    """Score ``n_jobs`` perturbed images in forward passes of at most ``max_batch`` images.
+
+    Args:
+        build: ``job indices (n,) -> images (n, C, H, W)`` built on ``device``.
+        target_of: ``job indices (n,) -> target (n,)``.
+    Returns:
+        ``(n_jobs,)`` float64 outputs on ``device``.
+    """
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise ConfigError(f"expected max_batch as a positive int, got {max_batch!r}")
+    out = torch.empty(n_jobs, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        for lo in range(0, n_jobs, max_batch):
+            j = torch.arange(lo, min(lo + max_batch, n_jobs), device=device)
+            out[j] = select_output(model(build(j)), target_of(j), output).to(device)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# rankings and schedules
+# --------------------------------------------------------------------------------------------
+def unit_count(shape: Sequence[int], unit: str, patch: int = 1) -> int:
+    """Number of units of an image ``(C, H, W)``."""
+    c, h, w = shape
+    if unit == "pixel":
+        return h * w
+    if unit == "element":
+        return c * h * w
+    if unit == "patch":
+        return (-(-h // patch)) * (-(-w // patch))
+    raise ConfigError(f"expected unit in {UNITS}, got {unit!r}")
+
+
+def rank_map(maps: torch.Tensor, order: str = "morf", *, unit: str = "pixel", patch: int = 1,
+             channels: int = 1, sample_ids: Sequence[str] | None = None, seed: int = 0) -> torch.Tensor:
+    """Removal rank of every pixel/element: ``maps (B, H, W)`` -> ``ranks (B, c, H, W)`` int64.
+
+    ``order`` is ``"morf"`` (descending map), ``"lerf"`` (ascending) or ``"random"`` (keyed on
+    ``(seed, sample_id)``). ``c = channels`` for ``unit="element"``, else 1.
+    """
+    if maps.ndim != 3:
+        raise ShapeError(f"expected maps (B, H, W), got {tuple(maps.shape)}")
+    b, h, w = maps.shape
+    if unit == "pixel":
+        idx = order_pixels(maps, order, sample_ids=sample_ids, seed=seed)
+        pid = None
+    elif unit == "element":
+        flat = maps[:, None].expand(b, channels, h, w).reshape(b, channels * h, w)
+        idx = order_pixels(flat, order, sample_ids=sample_ids, seed=seed)
+        pid = None
+    elif unit == "patch":
+        if not isinstance(patch, int) or patch < 1:
+            raise ConfigError(f"expected patch_size as a positive int, got {patch!r}")
+        idx, pid = order_patches(maps, patch, order, sample_ids=sample_ids, seed=seed)
+    else:
+        raise ConfigError(f"expected unit in {UNITS}, got {unit!r}")
+    n = idx.shape[1]
+    rank = torch.empty_like(idx)
+    rank.scatter_(1, idx, torch.arange(n, device=idx.device).expand(b, n))
+    if pid is not None:
+        rank = rank[:, pid.reshape(-1)]
+    return rank.view(b, -1, h, w)
+
+
+def step_counts(n_units: int, *, steps: int | None = None, features_in_step: int | None = None,
+                include_start: bool = True) -> torch.Tensor:
+    """Cumulative number of removed units at each curve point ``(T,)`` int64.
+
+    * ``steps=n``: ``round(k * N / n)`` for ``k = 0..n`` (RISE's schedule, ``n + 1`` points).
+    * ``features_in_step=f``: ``min(k * f, N)`` for ``k = 0..ceil(N / f)`` (Quantus's schedule).
+    ``include_start=False`` drops the ``k = 0`` point (Quantus's curves start after one step).
+    """
+    if (steps is None) == (features_in_step is None):
+        raise ConfigError(f"expected exactly one of steps / features_in_step, got {steps!r} / {features_in_step!r}")
+    if steps is not None:
+        if not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"expected steps as a positive int, got {steps!r}")
+        k = torch.arange(steps + 1, dtype=torch.float64)
+        counts = torch.round(k * n_units / steps).long()
+    else:
+        if not isinstance(features_in_step, int) or features_in_step < 1:
+            raise ConfigError(f"expected features_in_step as a positive int, got {features_in_step!r}")
+        k = torch.arange(math.ceil(n_units / features_in_step) + 1)
+        counts = torch.clamp(k * features_in_step, max=n_units)
+    return counts if include_start else counts[1:]
+
+
+# --------------------------------------------------------------------------------------------
+# window curves (deletion, insertion, pixel flipping, region perturbation, estimate, monotonicity)
+# --------------------------------------------------------------------------------------------
+def window_outputs(model: nn.Module, x: torch.Tensor, target: torch.Tensor, ranks: torch.Tensor,
+                   lo: torch.Tensor, hi: torch.Tensor, fill: torch.Tensor, *, output: str = "probability",
+                   max_batch: int = 128, restore: bool = False) -> torch.Tensor:
+    """Model outputs with the units of rank ``[lo_t, hi_t)`` replaced, for every step ``t``.
+
+    Args:
+        x: ``(B, C, H, W)`` images; target: ``(B,)`` int64.
+        ranks: ``(G, B, c, H, W)`` int64 removal ranks of ``G`` orderings (methods, controls).
+        lo, hi: ``(T,)`` int64 rank windows (``lo = 0`` for cumulative curves).
+        fill: ``(S, B, C, H, W)`` replacement values; ``S`` independent draws (e.g. noise).
+        restore: insertion: start from ``fill`` and *restore* the window from ``x``.
+    Returns:
+        ``(G, S, B, T)`` float64 outputs (on ``x.device``).
+    """
+    g_, b_, t_, s_ = ranks.shape[0], x.shape[0], lo.shape[0], fill.shape[0]
+    if ranks.ndim != 5 or ranks.shape[1] != b_ or tuple(ranks.shape[3:]) != tuple(x.shape[2:]):
+        raise ShapeError(f"expected ranks (G, {b_}, c, {x.shape[2]}, {x.shape[3]}), got {tuple(ranks.shape)}")
+    if fill.ndim != 5 or tuple(fill.shape[1:]) != tuple(x.shape):
+        raise ShapeError(f"expected fill (S, *{tuple(x.shape)}), got {tuple(fill.shape)}")
+    dev = x.device
+    lo, hi, ranks, fill = lo.to(dev), hi.to(dev), ranks.to(dev), fill.to(dev, x.dtype)
+    target = target.to(dev)
+
+    def split(j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return j // (s_ * b_ * t_), (j // (b_ * t_)) % s_, (j // t_) % b_, j % t_
+
+    def build(j: torch.Tensor) -> torch.Tensor:
+        g, s, b, t = split(j)
+        r = ranks[g, b]
+        m = (r >= lo[t].view(-1, 1, 1, 1)) & (r < hi[t].view(-1, 1, 1, 1))
+        return torch.where(m, x[b], fill[s, b]) if restore else torch.where(m, fill[s, b], x[b])
+
+    out = batched_outputs(model, g_ * s_ * b_ * t_, build, lambda j: target[split(j)[2]], output, max_batch, dev)
+    return out.view(g_, s_, b_, t_)
+
+
+def curve_auc(curve: torch.Tensor, rule: str = "rise") -> torch.Tensor:
+    """Area under ``(B, T)`` curves -> ``(B,)`` float64.
+
+    * ``"rise"``: trapezoid on an x axis normalised to ``[0, 1]`` with equal steps,
+      ``(sum s - s_0/2 - s_n/2) / n`` with ``n = T - 1`` (Petsiuk et al.);
+    * ``"trapz_unit"``: trapezoid with unit spacing (Quantus's ``calculate_auc``, ``np.trapz(dx=1)``);
+    * ``"mean"``: mean of the curve.
+    """
+    c = curve.double()
+    if rule == "mean":
+        return c.mean(1)
+    if c.shape[1] < 2:
+        raise ShapeError(f"expected curves with at least 2 points for an AUC, got {tuple(c.shape)}")
+    trap = c.sum(1) - 0.5 * (c[:, 0] + c[:, -1])
+    if rule == "trapz_unit":
+        return trap
+    if rule == "rise":
+        return trap / (c.shape[1] - 1)
+    raise ConfigError(f"expected auc rule in {AUC_RULES}, got {rule!r}")
+
+
+def aopc(drops: torch.Tensor) -> torch.Tensor:
+    """AOPC of ``(B, L+1)`` drops ``f(x) - f(x^(k))``, ``k = 0..L`` -> ``(B,)``:
+    ``1/(L+1) * sum_k drops_k`` (Samek et al. 2017; ``drops_0 = 0``)."""
+    return drops.double().mean(1)
+
+
+# --------------------------------------------------------------------------------------------
+# random subsets and correlations
+# --------------------------------------------------------------------------------------------
+def random_subsets(n_units: int, size: int, runs: int, sample_ids: Sequence[str], seed: int = 0,
+                   key: str = "subsets") -> torch.Tensor:
+    """``(B, runs, size)`` int64 unit indices drawn without replacement, keyed on
+    ``(seed, key, size, runs, sample_id)`` (independent of batch composition and order)."""
+    if not isinstance(size, int) or not 0 < size <= n_units:
+        raise ConfigError(f"expected subset size in [1, {n_units}], got {size!r}")
+    out = torch.empty(len(sample_ids), runs, size, dtype=torch.long)
+    for i, sid in enumerate(sample_ids):
+        g = rng_for(seed, key, size, runs, sid)
+        for r in range(runs):
+            out[i, r] = torch.randperm(n_units, generator=g)[:size]
+    return out
+
+
+def subset_masks(subsets: torch.Tensor, shape: Sequence[int], unit: str = "pixel", patch: int = 1) -> torch.Tensor:
+    """``subsets (B, R, n)`` unit indices -> ``(B, R, c, H, W)`` bool masks for images ``(C, H, W)``."""
+    c, h, w = shape
+    b, r, _ = subsets.shape
+    n = unit_count(shape, unit, patch)
+    m = torch.zeros(b, r, n, dtype=torch.bool, device=subsets.device)
+    m.scatter_(2, subsets, True)
+    if unit == "patch":
+        pw = -(-w // patch)
+        pid = (torch.arange(h, device=m.device)[:, None] // patch) * pw + torch.arange(w, device=m.device)[None] // patch
+        return m[:, :, pid.reshape(-1)].view(b, r, 1, h, w)
+    return m.view(b, r, -1, h, w)
+
+
+def masked_outputs(model: nn.Module, x: torch.Tensor, target: torch.Tensor, masks: torch.Tensor,
+                   fill: torch.Tensor, *, output: str, max_batch: int) -> torch.Tensor:
+    """Outputs with ``masks (B, R, c, H, W)`` replaced by ``fill (B, C, H, W)`` -> ``(B, R)``."""
+    b_, r_ = masks.shape[:2]
+    dev = x.device
+    masks, fill, target = masks.to(dev), fill.to(dev, x.dtype), target.to(dev)
+
+    def build(j: torch.Tensor) -> torch.Tensor:
+        b, r = j // r_, j % r_
+        return torch.where(masks[b, r], fill[b], x[b])
+
+    return batched_outputs(model, b_ * r_, build, lambda j: target[j // r_], output, max_batch, dev).view(b_, r_)
+
+
+def unit_sums(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Attribution mass of masked features: ``maps (B, H, W)``, ``masks (B, R, c, H, W)`` ->
+    ``(B, R)`` float64. With ``c > 1`` (element unit) a pixel's value counts once per channel."""
+    a = maps.double().to(masks.device)[:, None, None]
+    return (a * masks).sum(dim=(2, 3, 4))
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise Pearson correlation of ``(B, n)`` -> ``(B,)`` float64. A row with zero variance
+    (e.g. a constant map) gives 0 (no linear association can be measured), never NaN."""
+    a = a.double() - a.double().mean(1, keepdim=True)
+    b = b.double() - b.double().mean(1, keepdim=True)
+    den = torch.sqrt((a * a).sum(1) * (b * b).sum(1))
+    num = (a * b).sum(1)
+    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
+
+
+def _average_ranks(a: torch.Tensor) -> torch.Tensor:
+    from scipy.stats import rankdata
+
+    return torch.from_numpy(np.asarray(rankdata(a.detach().cpu().double().numpy(), axis=1), dtype=np.float64))
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise Spearman correlation (Pearson of average ranks, like SciPy) ``(B, n)`` -> ``(B,)``;
+    zero variance gives 0."""
+    return pearson(_average_ranks(a), _average_ranks(b))
+
+
+# --------------------------------------------------------------------------------------------
+# infidelity
+# --------------------------------------------------------------------------------------------
+def gaussian_perturbations(shape: Sequence[int], n: int, std: float, sample_ids: Sequence[str],
+                           seed: int = 0) -> torch.Tensor:
+    """``(B, n, C, H, W)`` i.i.d. N(0, std^2) perturbations ``I`` keyed on ``(seed, sample_id)``."""
+    return torch.stack([torch.randn(n, *shape, generator=rng_for(seed, "infidelity", n, sid)) * std
+                        for sid in sample_ids])
+
+
+def infidelity_score(a_dot_i: torch.Tensor, drops: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Captum's infidelity from ``a_dot_i = I^T phi`` and ``drops = f(x) - f(x - I)``, both
+    ``(B, n)`` -> ``(B,)``: ``mean((beta I^T phi - drop)^2)`` with ``beta = 1`` or, with
+    ``normalize``, ``beta = mean(I^T phi * drop) / mean((I^T phi)^2)`` (0 when the denominator is 0)."""
+    p, d = a_dot_i.double(), drops.double()
+    if normalize:
+        den = (p * p).mean(1)
+        beta = torch.where(den > 0, (p * d).mean(1) / torch.where(den > 0, den, torch.ones_like(den)),
+                           torch.zeros_like(den))
+        p = beta[:, None] * p
+    return ((p - d) ** 2).mean(1)
