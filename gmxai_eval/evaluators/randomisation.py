@@ -1,0 +1,298 @@
+"""Randomisation sanity checks: model parameter randomisation (cascading / independent, smooth,
+efficient) and random logit.
+
+Registered evaluators (category ``"randomisation"``):
+
+* ``mprt_cascading``: re-initialise layers from the output towards the input, cumulatively
+  (Adebayo et al. 2018); ``mprt_independent``: one layer at a time, the others trained.
+  Layers are the modules with own parameters, in forward *execution* order (see
+  :mod:`gmxai_eval.functional.randomisation`). Per layer, the original and randomised maps of
+  every image are compared with each similarity in ``similarities`` (registered in
+  :data:`gmxai_eval.functional.similarity.SIMILARITIES`): ``curves (B, L)`` hold the
+  ``similarity`` per layer (``curve_labels`` = layer names, in randomisation order),
+  ``scores`` their mean over layers (lower is better: the map depends on the weights),
+  ``extras["layers_<s>"] (B, L)`` / ``extras["mean_<s>"] (B,)`` every similarity, and
+  ``extras["floor_<s>"] (B,)`` the similarity of the original maps of random image pairs
+  (the level "no relation" sits at).
+* ``smooth_mprt`` (Hedström et al. 2023): as MPRT with maps averaged over ``n_noise`` noisy
+  copies of the input (Gaussian noise, std = ``noise_magnitude`` x the image's value range; the
+  last copy is noise-free); default order ``bottom_up`` as Quantus.
+* ``efficient_mprt`` (Hedström et al. 2023): relative rise of the discrete entropy (histogram of
+  the map values, ``n_bins`` bins) from the trained to the fully randomised model:
+  ``(H_rand - H_orig) / H_orig``, higher is better.
+* ``random_logit`` (Sixt et al. 2020): SSIM (or any registered similarity) between the map of
+  the explained class and that of a random other class drawn per sample; lower is better.
+
+``target``: ``"predicted"`` (default, as Adebayo et al.) explains the original model's
+predicted class in every model; ``"batch"`` explains ``batch.target`` and takes
+``batch.maps[method]`` as the unrandomised maps (no recomputation).
+Randomness: layer ``l`` is re-initialised with a seed derived from ``(batch.seed, l)``; noise
+and random classes are keyed on ``(batch.seed, sample_id)``. The user's model is never
+modified (a deep copy is randomised).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Sequence
+
+import torch
+
+from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
+from gmxai_eval.functional.randomisation import (
+    ORDERS, discrete_entropy, execution_order, fully_randomised, random_other_class, random_pairs,
+    randomised_models)
+from gmxai_eval.functional.similarity import SIMILARITIES
+from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.utils import rng_for
+
+_ADEBAYO = "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018"
+_HEDSTROM = "Hedström et al., Sanity Checks Revisited: An Exploration to Repair the Model Parameter " \
+            "Randomisation Test, XAI in Action workshop @ NeurIPS 2023"
+_ALL_SIMS = ("spearman_abs", "spearman", "ssim", "hog", "topk_iou")
+
+_MPRT_CONFIG: dict[str, Any] = {
+    "similarity": "spearman_abs",   # the similarity in scores / curves
+    "similarities": _ALL_SIMS,      # every similarity reported in extras (must include `similarity`)
+    "target": "predicted",          # predicted | batch
+    "layers": None,                 # restrict to these layer names (None: every layer)
+    "floor": True,                  # random-image-pair floor in extras["floor_<s>"]
+    "hog_pixels_per_cell": 16,
+    "hog_cells_per_block": 3,
+    "topk_fraction": 0.1,
+}
+
+
+def _check_sequence(name: str, value: Sequence[str]) -> None:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"expected {name} as a list or tuple of names, got {value!r}")
+
+
+def _targets(ev: Evaluator, batch: EvalBatch) -> torch.Tensor:
+    how = ev.config["target"]
+    if how == "predicted":
+        return batch.shared("predicted_class", lambda: batch.clean_logits().argmax(1))
+    if how == "batch":
+        return batch.target
+    raise ConfigError(f"evaluator {ev.name!r}: expected target 'predicted' or 'batch', got {how!r}")
+
+
+def _layers(ev: Evaluator, batch: EvalBatch) -> list[str]:
+    order = batch.shared("execution_order", lambda: execution_order(batch.model, batch.x[:1]))
+    want = ev.config["layers"]
+    if want is not None:
+        _check_sequence("layers", want)
+    if want is None:
+        layers = list(order)
+    else:
+        missing = [n for n in want if n not in order]
+        if missing:
+            raise ConfigError(f"evaluator {ev.name!r}: expected layers among the executed parameterised "
+                              f"modules {order}, got unknown {missing}")
+        layers = [n for n in order if n in set(want)]
+    if not layers:
+        raise ConfigError(f"evaluator {ev.name!r}: expected at least one parameterised layer, got none")
+    return layers
+
+
+def _similarity_fns(ev: Evaluator) -> dict[str, Callable[..., torch.Tensor]]:
+    _check_sequence("similarities", ev.config["similarities"])
+    names = tuple(ev.config["similarities"])
+    if ev.config["similarity"] not in names:
+        names = (ev.config["similarity"], *names)
+    return {n: SIMILARITIES.get(n) for n in names}
+
+
+def _sim_options(ev: Evaluator) -> dict[str, Any]:
+    return {k: ev.config[k] for k in ("hog_pixels_per_cell", "hog_cells_per_block", "topk_fraction")
+            if k in ev.config}
+
+
+class _MPRT(Evaluator):
+    """Shared implementation of the parameter randomisation tests."""
+
+    order: ClassVar[str] = "top_down"
+
+    def _order(self) -> str:
+        order = self.config.get("order", self.order)
+        if order not in ORDERS:
+            raise ConfigError(f"evaluator {self.name!r}: expected order in {ORDERS}, got {order!r}")
+        return order
+
+    def _explain(self, batch: EvalBatch, method: str, model: torch.nn.Module, target: torch.Tensor) -> torch.Tensor:
+        return batch.explainers[method](model, batch.x, target)
+
+    def _original(self, batch: EvalBatch, method: str, target: torch.Tensor) -> torch.Tensor:
+        if self.config["target"] == "batch" and type(self)._explain is _MPRT._explain:
+            return batch.maps[method]
+        return batch.shared(("mprt_original", method, self.config["target"], self._smooth_key()),
+                            lambda: self._explain(batch, method, batch.model, target))
+
+    def _smooth_key(self) -> Any:
+        return None
+
+    def conventions(self) -> dict[str, Any]:
+        return {**super().conventions(), "order": self._order(), "layers_counted":
+                "modules with own parameters, execution order, first call",
+                "reinit": "reset_parameters() (PyTorch default; BatchNorm -> weight 1, bias 0, stats reset)",
+                "ssim_input": "minmax(|map|), gaussian sigma 1.5, data_range 1",
+                "hog_input": "minmax(|map|)", "score": "mean over layers of `similarity`"}
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        target = _targets(self, batch)
+        layers = _layers(self, batch)
+        sims = _similarity_fns(self)
+        opts = _sim_options(self)
+        methods = list(batch.maps)
+        orig = {m: self._original(batch, m, target) for m in methods}
+        per: dict[str, dict[str, list[torch.Tensor]]] = {m: {s: [] for s in sims} for m in methods}
+        labels: list[str] = []
+        for name, rmodel in randomised_models(batch.model, layers, self._order(), batch.seed):  # type: ignore[arg-type]
+            labels.append(name)
+            for m in methods:
+                ar = self._explain(batch, m, rmodel, target)
+                for s, fn in sims.items():
+                    per[m][s].append(fn(orig[m], ar, **opts).cpu())
+        partner = random_pairs(batch.sample_ids, batch.seed) if self.config["floor"] else None  # type: ignore[arg-type]
+        out: dict[str, EvalResult] = {}
+        main = self.config["similarity"]
+        for m in methods:
+            extras: dict[str, torch.Tensor] = {}
+            for s, fn in sims.items():
+                curve = torch.stack(per[m][s], 1)
+                extras[f"layers_{s}"] = curve
+                extras[f"mean_{s}"] = curve.mean(1)
+                if partner is not None:
+                    a = orig[m]
+                    extras[f"floor_{s}"] = fn(a, a[partner.to(a.device)], **opts).cpu()
+            curve = extras[f"layers_{main}"]
+            out[m] = EvalResult(curve.mean(1), curve, torch.arange(len(labels)), extras,
+                                {"layers": list(labels)}, tuple(labels))
+        return out
+
+
+def _mprt_card(name: str, description: str, extra: dict[str, Any] | None = None, paper: str = _ADEBAYO) -> EvaluatorCard:
+    return EvaluatorCard(name=name, category="randomisation", higher_is_better=False, paper=paper,
+                         default_config={**_MPRT_CONFIG, **(extra or {})}, needs=frozenset({"explainer"}),
+                         description=description)
+
+
+@register_evaluator
+class MPRTCascading(_MPRT):
+    """Cascading model parameter randomisation: layers re-initialised from the output towards the
+    input, cumulatively. Lower similarity = the method passes the sanity check."""
+
+    order = "top_down"
+    card = _mprt_card("mprt_cascading", "similarity of maps under cumulative re-initialisation from the output")
+
+
+@register_evaluator
+class MPRTIndependent(_MPRT):
+    """Independent model parameter randomisation: one layer re-initialised at a time."""
+
+    order = "independent"
+    card = _mprt_card("mprt_independent", "similarity of maps with one layer re-initialised at a time")
+
+
+@register_evaluator
+class SmoothMPRT(_MPRT):
+    """sMPRT: MPRT on maps averaged over ``n_noise`` noisy copies of the input (the last copy
+    noise-free); noise std = ``noise_magnitude * (max(x_i) - min(x_i))`` per image, drawn once per
+    sample and shared by every model."""
+
+    card = _mprt_card("smooth_mprt", "MPRT on noise-averaged maps",
+                      {"order": "bottom_up", "n_noise": 50, "noise_magnitude": 0.1}, _HEDSTROM)
+
+    def _smooth_key(self) -> Any:
+        return ("smooth", self.config["n_noise"], self.config["noise_magnitude"])
+
+    def noise(self, batch: EvalBatch) -> torch.Tensor:
+        """``(B, n_noise - 1, C, H, W)`` standard normal draws keyed on ``(seed, sample_id)``."""
+        n = int(self.config["n_noise"])
+        if n < 1:
+            raise ConfigError(f"evaluator {self.name!r}: expected n_noise >= 1, got {n}")
+        shape = (n - 1, *batch.x.shape[1:])
+        return torch.stack([torch.randn(shape, generator=rng_for(batch.seed, "smooth_mprt", sid), dtype=torch.float32)
+                            for sid in batch.sample_ids]).to(batch.x.device)  # type: ignore[union-attr]
+
+    def _explain(self, batch: EvalBatch, method: str, model: torch.nn.Module, target: torch.Tensor) -> torch.Tensor:
+        x = batch.x
+        b, n = x.shape[0], int(self.config["n_noise"])
+        z = batch.shared(("smooth_mprt_noise", n), lambda: self.noise(batch))
+        dims = tuple(range(1, x.ndim))
+        std = self.config["noise_magnitude"] * (x.amax(dims, keepdim=True) - x.amin(dims, keepdim=True))
+        xs = torch.cat([x[:, None] + z * std[:, None], x[:, None]], 1)  # (B, n, C, H, W)
+        maps = batch.explainers[method](model, xs.reshape(b * n, *x.shape[1:]), target.repeat_interleave(n))
+        return maps.reshape(b, n, *maps.shape[1:]).mean(1)
+
+
+@register_evaluator
+class EfficientMPRT(Evaluator):
+    """eMPRT: relative rise in explanation complexity (discrete entropy of the map-value
+    histogram) from the trained to the fully randomised model; higher is better.
+    ``extras``: ``complexity_original``, ``complexity_randomised``, ``delta``."""
+
+    card = EvaluatorCard(
+        name="efficient_mprt", category="randomisation", higher_is_better=True, paper=_HEDSTROM,
+        default_config={"n_bins": 100, "abs": False, "target": "predicted", "layers": None},
+        needs=frozenset({"explainer"}),
+        description="relative entropy rise of maps after full parameter randomisation")
+
+    def conventions(self) -> dict[str, Any]:
+        return {**super().conventions(), "complexity": "discrete entropy (nats) of an n_bins histogram "
+                "between each map's min and max", "score": "(H_rand - H_orig) / H_orig"}
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        target = _targets(self, batch)
+        layers = _layers(self, batch)
+        rmodel = fully_randomised(batch.model, layers, batch.seed)
+        n_bins = int(self.config["n_bins"])
+        if n_bins < 1:
+            raise ConfigError(f"evaluator {self.name!r}: expected n_bins >= 1, got {n_bins}")
+        prep = (lambda a: a.abs()) if self.config["abs"] else (lambda a: a)
+        out = {}
+        for m in batch.maps:
+            ex = batch.explainers[m]
+            a0 = batch.maps[m] if self.config["target"] == "batch" else ex(batch.model, batch.x, target)
+            a1 = ex(rmodel, batch.x, target)
+            h0 = discrete_entropy(prep(a0), n_bins).cpu()
+            h1 = discrete_entropy(prep(a1), n_bins).cpu()
+            out[m] = EvalResult((h1 - h0) / h0, extras={"complexity_original": h0, "complexity_randomised": h1,
+                                                         "delta": h1 - h0}, conventions={"layers": list(layers)})
+        return out
+
+
+@register_evaluator
+class RandomLogit(Evaluator):
+    """Random logit test: similarity between the map of the explained class and the map of a
+    random other class (drawn per sample from ``(seed, sample_id)``); lower is better."""
+
+    card = EvaluatorCard(
+        name="random_logit", category="randomisation", higher_is_better=False,
+        paper="Sixt, Granz & Landgraf, When Explanations Lie: Why Many Modified BP Attributions Fail, ICML 2020",
+        default_config={"similarity": "ssim", "target": "predicted", "hog_pixels_per_cell": 16,
+                        "hog_cells_per_block": 3, "topk_fraction": 0.1},
+        needs=frozenset({"explainer"}),
+        description="similarity of maps for the explained class and a random other class")
+
+    def offsets(self, batch: EvalBatch, num_classes: int) -> torch.Tensor:
+        """``(B,)`` offsets in ``[0, K - 2]`` selecting the other class (see
+        :func:`gmxai_eval.functional.randomisation.random_other_class`)."""
+        return torch.stack([torch.randint(0, num_classes - 1, (), generator=rng_for(batch.seed, "random_logit", s))
+                            for s in batch.sample_ids])  # type: ignore[union-attr]
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        target = _targets(self, batch)
+        k = int(batch.clean_logits().shape[1])
+        other = random_other_class(target.cpu(), k, self.offsets(batch, k)).to(target.device)
+        fn = SIMILARITIES.get(self.config["similarity"])
+        opts = _sim_options(self)
+        out = {}
+        for m in batch.maps:
+            ex = batch.explainers[m]
+            a0 = batch.maps[m] if self.config["target"] == "batch" else ex(batch.model, batch.x, target)
+            a1 = ex(batch.model, batch.x, other)
+            out[m] = EvalResult(fn(a0, a1, **opts), extras={"other_class": other.cpu()})
+        return out
+
+
