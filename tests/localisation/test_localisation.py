@@ -107,11 +107,17 @@ def test_constant_map_pointing_game_conventions(data):
     chance = s.flatten(1).double().mean(1)
     torch.testing.assert_close(L.pointing_game(const, s, ties="fraction"), chance)  # chance level
     assert torch.isnan(L.pointing_game(const, s, ties="nan")).all()
-    # Quantus's convention: any tied maximum inside the mask is a hit, so a constant map always "hits"
-    ours_any = L.pointing_game(const, s, ties="any")
-    ref = _quantus(quantus.PointingGame(weighted=False, **_QKW), x, const, s)
-    torch.testing.assert_close(ours_any, ref)
-    assert ours_any.eq(1).all()
+    assert L.pointing_game(const, s, ties="any").eq(1).all()  # "any": a constant map always hits
+    # Quantus's convention is "any": a map with two tied maxima, one inside and one outside, hits
+    a = torch.rand(6, 16, 16, generator=torch.Generator().manual_seed(3)) * 0.5
+    for i in range(6):
+        inside = torch.nonzero(s[i])[0]
+        a[i, inside[0], inside[1]] = 1.0
+        a[i, 15, 0] = 1.0  # outside every mask
+    assert not s[:, 15, 0].any()
+    ref = _quantus(quantus.PointingGame(weighted=False, **_QKW), x, a, s)
+    torch.testing.assert_close(L.pointing_game(a, s, ties="any"), ref)
+    torch.testing.assert_close(L.pointing_game(a, s), torch.full((6,), 0.5, dtype=torch.float64))
 
 
 def test_quantus_pointing_game_scores_empty_mask_as_hit(data):
