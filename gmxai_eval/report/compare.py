@@ -1,0 +1,107 @@
+"""Regression check between two ``results.json`` documents.
+
+For every (evaluator, method) present in both, the candidate's mean is compared with the
+baseline's, oriented by the evaluator card's ``higher_is_better``. A pair **regressed** when
+
+* ``tolerance is None``: the candidate mean lies beyond the baseline's 95 % interval on the
+  worse side (higher-is-better: ``cand.mean < base.ci_low``; lower: ``cand.mean > base.ci_high``);
+* ``tolerance = t``: the candidate is worse by more than ``t`` (absolute score units).
+
+Pairs present in only one document are listed; with ``strict=True`` a missing pair counts as a
+regression.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from tabulate import tabulate
+
+from gmxai_eval.errors import DataError
+
+
+@dataclass
+class Comparison:
+    """Result of :func:`compare_results`: ``rows`` (one dict per pair), ``regressions``
+    (the regressed rows), ``missing`` (pairs in only one document)."""
+
+    rows: list[dict[str, Any]]
+    regressions: list[dict[str, Any]]
+    missing: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.regressions
+
+    def table(self) -> str:
+        head = ["evaluator", "method", "dir", "baseline [95% CI]", "candidate", "Δ", "status"]
+        body = [[r["evaluator"], r["method"], "↑" if r["higher_is_better"] else "↓",
+                 f"{_f(r['base_mean'])} [{_f(r['base_ci_low'])}, {_f(r['base_ci_high'])}]",
+                 _f(r["cand_mean"]), _f(r["delta"]), r["status"]] for r in self.rows]
+        lines = [tabulate(body, headers=head, tablefmt="github", disable_numparse=True)]
+        for ev, m, where in self.missing:
+            lines.append(f"missing: {ev} / {m} only in the {where}")
+        lines.append(f"{len(self.regressions)} regression(s) in {len(self.rows)} compared pair(s)")
+        return "\n".join(lines)
+
+
+def _f(x: Any) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4g}"
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("expected a results.json file, got no file", path=p)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(f"expected JSON, got {e}", path=p) from None
+    if not isinstance(doc, dict) or "aggregates" not in doc:
+        raise DataError("expected a gmxai_eval results document with 'aggregates'", path=p)
+    return doc
+
+
+def compare_results(baseline: Mapping[str, Any], candidate: Mapping[str, Any], *,
+                    tolerance: float | None = None, strict: bool = False,
+                    methods: set[str] | None = None) -> Comparison:
+    """Compare two results documents (see the module docstring); ``methods`` restricts the pairs."""
+    if tolerance is not None and not (isinstance(tolerance, (int, float)) and tolerance >= 0):
+        raise DataError(f"expected tolerance >= 0, got {tolerance!r}")
+    base = {(r["evaluator"], r["method"]): r for r in baseline["aggregates"]}
+    cand = {(r["evaluator"], r["method"]): r for r in candidate["aggregates"]}
+    keep = (lambda k: k[1] in methods) if methods is not None else (lambda k: True)
+    rows, regs, missing = [], [], []
+    for k in sorted(set(base) | set(cand)):
+        if not keep(k):
+            continue
+        if k not in cand or k not in base:
+            missing.append((k[0], k[1], "baseline" if k in base else "candidate"))
+            continue
+        b, c = base[k], cand[k]
+        hib = bool(b.get("higher_is_better", True))
+        bm, cm = b.get("mean"), c.get("mean")
+        delta = None if bm is None or cm is None else cm - bm
+        if delta is None:
+            status = "regressed" if bm is not None else "n/a"  # a score that became undefined
+        else:
+            worse = -delta if hib else delta
+            if tolerance is not None:
+                bad = worse > tolerance
+            else:
+                lo, hi = b.get("ci_low"), b.get("ci_high")
+                bad = (cm < lo) if hib and lo is not None else (cm > hi) if not hib and hi is not None else False
+            status = "regressed" if bad else ("improved" if worse < 0 else "same" if worse == 0 else "worse (within)")
+        row = {"evaluator": k[0], "method": k[1], "higher_is_better": hib, "base_mean": bm,
+               "base_ci_low": b.get("ci_low"), "base_ci_high": b.get("ci_high"), "cand_mean": cm,
+               "delta": delta, "status": status}
+        rows.append(row)
+        if status == "regressed":
+            regs.append(row)
+    if strict:
+        regs += [{"evaluator": e, "method": m, "status": f"missing in {w}"} for e, m, w in missing]
+    return Comparison(rows, regs, missing)

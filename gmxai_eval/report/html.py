@@ -1,0 +1,157 @@
+"""``report.html``: one self-contained offline page (inline CSS, figures as base64 PNG).
+
+Every text that comes from data (method / evaluator labels, class names, image ids, config
+values) is escaped with :func:`html.escape`. ``extra_sections`` are trusted HTML fragments
+produced by this package (e.g. the gaze section) and are inserted as they are.
+
+A tiny inline script writes ``<div id="gmx-figcheck" data-total=N data-ok=K>`` after load:
+``K`` figures decoded with a non-zero natural width out of ``N`` (used by the browser test).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from gmxai_eval.report import figures
+from gmxai_eval.report.tables import flags_text, leaderboard_rows
+from gmxai_eval.utils import write_atomic
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1200px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;white-space:nowrap}
+th{background:#f3f3f3}.meta td:first-child{font-weight:600}
+.flag{color:#a40000}figure{display:inline-block;margin:.5em;vertical-align:top}
+figcaption{font-size:.8em;color:#555}pre{background:#f7f7f7;padding:.5em;font-size:.75em;overflow:auto}
+img{max-width:100%}
+"""
+
+_CHECK = """
+<script>
+window.addEventListener('load', function () {
+  var imgs = document.querySelectorAll('img');
+  var ok = 0;
+  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
+  var d = document.createElement('div');
+  d.id = 'gmx-figcheck';
+  d.setAttribute('data-total', String(imgs.length));
+  d.setAttribute('data-ok', String(ok));
+  d.style.display = 'none';
+  document.body.appendChild(d);
+});
+</script>
+"""
+
+e = html.escape
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{e(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{e(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _img(png: bytes, caption: str) -> str:
+    return (f'<figure><img alt="{e(caption)}" src="{figures.data_uri(png)}">'
+            f"<figcaption>{e(caption)}</figcaption></figure>")
+
+
+_CURVE_TITLES = {"perturbation": "perturbation curve", "randomisation": "randomisation cascade",
+                 "retraining": "ROAR / KAR retraining curve"}
+
+
+def render_report(results: Mapping[str, Any], table: Any = None, path: str | Path | None = None, *,
+                  examples: Mapping[str, Any] | None = None,
+                  extra_sections: Sequence[tuple[str, str]] = ()) -> str:
+    """Build the page and (if ``path``) write it atomically. Returns the HTML text.
+
+    Args:
+        results: the ``results.json`` document.
+        table: the per-sample DataFrame (unused for now; reserved for per-image views).
+        examples: ``{"images": (N, C, H, W), "ids": [...], "labels": [...], "targets": [...],
+            "maps": {method: (N, H, W)}}`` for the example-maps figure.
+        extra_sections: ``(title, trusted HTML)`` appended before the conventions.
+    """
+    env = results.get("environment", {})
+    parts = [f"<h1>gmxai_eval report: {e(str(results.get('run_id', '')))}</h1>"]
+    meta = [("run id", results.get("run_id", "")), ("spec hash", results.get("spec_hash", "")),
+            ("spec", results.get("spec_source", "")), ("images", results.get("n_images", "")),
+            ("seeds", ", ".join(map(str, results.get("seeds", [])))), ("device", results.get("device", "")),
+            ("model hash", results.get("model_hash", "")), ("git revision", env.get("git_revision")),
+            ("versions", ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()))]
+    parts.append(_table(["", ""], meta, "meta"))
+
+    headers, rows = leaderboard_rows(results)
+    parts.append("<h2>Leaderboard</h2>")
+    parts.append(_table(headers, rows, "leaderboard"))
+    parts.append("<p>Cells: mean [95% bootstrap CI] #rank band (1 + number of methods with a "
+                 "strictly better, non-overlapping interval). Ranks: rank (mean rank). "
+                 "↑ higher is better, ↓ lower is better.</p>")
+    flags = flags_text(results)
+    if flags:
+        parts.append("<h3>Control flags</h3><ul>" + "".join(f'<li class="flag">{e(f)}</li>' for f in flags)
+                     + "</ul>")
+
+    aggs = results.get("aggregates", [])
+    evs = results.get("agreement", {}).get("evaluators", [])
+    if evs:
+        parts.append("<h2>Scores per evaluator</h2>")
+        for ev in evs:
+            recs = sorted([r for r in aggs if r["evaluator"] == ev], key=lambda r: r["rank"])
+            png = figures.bar_ci([r["method"] for r in recs], [r["mean"] for r in recs],
+                                 [r["ci_low"] for r in recs], [r["ci_high"] for r in recs],
+                                 f"{ev} ({'higher' if recs and recs[0]['higher_is_better'] else 'lower'} is better)")
+            parts.append(_img(png, f"{ev}: mean and 95% CI per method"))
+
+    if examples is not None and examples.get("maps"):
+        titles = [f"{i} | label {lab} | explained {t}" for i, lab, t in
+                  zip(examples.get("ids", []), examples.get("labels", []), examples.get("targets", []))]
+        parts.append("<h2>Example maps</h2>")
+        parts.append(_img(figures.maps_grid(examples["images"], examples["maps"], titles),
+                          "signed maps, symmetric colour scale per map (red positive, blue negative)"))
+
+    curves = results.get("curves", {})
+    if curves:
+        parts.append("<h2>Curves</h2>")
+        cats = {r["evaluator"]: r["category"] for r in aggs}
+        for ev, per_method in curves.items():
+            kind = _CURVE_TITLES.get(cats.get(ev, ""), "curve")
+            parts.append(_img(figures.curves_figure(per_method, f"{ev}: {kind}"), f"{ev}: mean {kind} ± 1 sd"))
+
+    if len(evs) > 1:
+        parts.append("<h2>Metric agreement</h2>")
+        parts.append(_img(figures.heatmap(results["agreement"]["kendall_tau"], evs,
+                                          "Kendall τ between evaluators' method rankings"),
+                          "Kendall tau-b of direction-oriented method means"))
+
+    rel = results.get("reliability")
+    if rel:
+        parts.append("<h2>Metric reliability (MetaQuantus-style)</h2>")
+        rrows = [[ev, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in
+                        (r.get(k) for k in ("minor_change", "disruptive_change", "ratio",
+                                            "minor_tau", "disruptive_tau", "n_kept")))]
+                 for ev, r in rel.get("evaluators", {}).items()]
+        parts.append(_table(["evaluator", "change under minor noise (↓)", "change under disruptive noise (↑)",
+                             "ratio (↑)", "τ minor (↑)", "τ disruptive", "images kept"], rrows))
+        parts.append(f"<p>{e(rel.get('description', ''))}</p>")
+
+    for title, fragment in extra_sections:
+        parts.append(f"<h2>{e(title)}</h2>{fragment}")
+
+    parts.append("<h2>Conventions</h2>")
+    for ev, info in results.get("evaluators", {}).items():
+        parts.append(f"<h3>{e(ev)}</h3><pre>{e(json.dumps(info.get('conventions') or info.get('config'), indent=1, default=str))}</pre>")
+    parts.append(f"<h3>aggregation</h3><pre>{e(json.dumps(results.get('aggregation', {}), indent=1))}</pre>")
+    parts.append(f"<h3>spec</h3><pre>{e(json.dumps(results.get('spec', {}), indent=1, default=str))}</pre>")
+
+    doc = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+           f"<title>gmxai_eval report {e(str(results.get('run_id', '')))}</title><style>{_CSS}</style></head>"
+           f"<body>{''.join(parts)}{_CHECK}</body></html>")
+    if path is not None:
+        write_atomic(path, doc)
+    return doc

@@ -1,0 +1,339 @@
+"""Benchmark specifications: one TOML file says what to run.
+
+Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are required)::
+
+    [run]
+    name = "quick"            # run id prefix; the run folder is <output>/<name>-<spec hash>
+    n_images = 16             # first N images of the selected split (0 = all)
+    seeds = [0]               # independent repetitions (evaluator / method randomness)
+    device = "cpu"            # "cpu" | "cuda" | "cuda:1"
+    batch_size = "auto"       # images per unit of work, or "auto" (memory heuristic)
+    target = "predicted"      # explain the "predicted" class or the "label"
+    output = "results"        # parent folder of run folders
+    cache = ""                # attribution / unit cache ("" = <output>/.cache)
+    html = true               # write report.html
+    examples = 4              # example images per method in report.html
+    bootstrap = 2000          # bootstrap resamples for confidence intervals
+    executor = "local"        # EXECUTORS name running the units of work
+
+    [dataset]                 # a registered dataset ...
+    name = "synthetic"
+    split = "test"            # keep samples of this split ("" = all)
+    config = { n_per_class = 8 }
+    # path = "faces.csv"      # ... or a manifest file (dataset name defaults to "manifest")
+
+    [model]
+    source = "default"        # "default" | "checkpoint" | "registry"
+    # checkpoint = "model.pt" # with source = "checkpoint"
+    # arch = "toy_cnn"        # with source = "registry": MODELS.create(arch, **config)
+    config = {}
+
+    [[methods]]               # one table per (method, config); label defaults to name
+    name = "saliency"
+    label = "Saliency |grad|"
+    config = { reduce = "max_abs" }
+
+    [[evaluators]]
+    name = "deletion"
+    config = { steps = 16 }
+
+    [reliability]             # opt-in MetaQuantus-style metric reliability stage
+    enabled = false
+    n_images = 8
+
+Unknown keys anywhere raise :class:`~gmxai_eval.errors.ConfigError` naming the key and file.
+Relative paths inside a spec file are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from gmxai_eval.errors import ConfigError
+from gmxai_eval.utils import stable_hash
+
+#: Packaged presets, ``gmxai-eval run --preset NAME``.
+PRESETS: tuple[str, ...] = ("default", "quick", "full")
+
+_RUN_KEYS = {"name", "n_images", "seeds", "device", "batch_size", "target", "output", "cache",
+             "html", "examples", "bootstrap", "executor"}
+_DATASET_KEYS = {"name", "path", "split", "config"}
+_MODEL_KEYS = {"source", "checkpoint", "arch", "config"}
+_ENTRY_KEYS = {"name", "label", "config"}
+_RELIABILITY_KEYS = {"enabled", "n_images", "minor_input_sigma", "disruptive_input_sigma",
+                     "minor_model_sigma", "disruptive_model_sigma", "max_tries"}
+_TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One method or evaluator of a spec: registry ``name``, keyword ``config``, display ``label``."""
+
+    name: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
+
+
+@dataclass(frozen=True)
+class ReliabilitySpec:
+    """Settings of the opt-in metric-reliability stage (see :mod:`gmxai_eval.report.reliability`)."""
+
+    enabled: bool = False
+    n_images: int = 8
+    minor_input_sigma: float = 0.005
+    disruptive_input_sigma: float = 0.5
+    minor_model_sigma: float = 0.005
+    disruptive_model_sigma: float = 1.0
+    max_tries: int = 5
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed benchmark specification (see the module docstring for the TOML form)."""
+
+    methods: tuple[Entry, ...]
+    evaluators: tuple[Entry, ...]
+    name: str = "run"
+    n_images: int = 16
+    seeds: tuple[int, ...] = (0,)
+    device: str = "cpu"
+    batch_size: int | str = "auto"
+    target: str = "predicted"
+    output: str = "results"
+    cache: str = ""
+    html: bool = True
+    examples: int = 4
+    bootstrap: int = 2000
+    executor: str = "local"
+    dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "synthetic", "split": "test",
+                                                                 "config": {}})
+    model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
+    reliability: ReliabilitySpec = ReliabilitySpec()
+    source: str = "<dict>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict that :func:`parse_spec` turns back into an equal spec."""
+        d = asdict(self)
+        d.pop("source")
+        run = {k: d.pop(k) for k in list(d) if k in _RUN_KEYS}
+        run["seeds"] = list(run["seeds"])
+        return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
+                "methods": [_plain(e) for e in d["methods"]],
+                "evaluators": [_plain(e) for e in d["evaluators"]],
+                "reliability": d["reliability"]}
+
+    def hash(self) -> str:
+        """Content hash of everything that determines the results (not output locations)."""
+        d = self.to_dict()
+        for k in ("output", "cache", "html", "examples", "name", "executor"):
+            d["run"].pop(k, None)
+        return stable_hash(d)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.name}-{self.hash()[:10]}"
+
+    def replace(self, **changes: Any) -> "Spec":
+        """A copy with top-level fields replaced (validated like a parsed spec)."""
+        d = self.to_dict()
+        for k, v in changes.items():
+            if k in _RUN_KEYS:
+                d["run"][k] = list(v) if k == "seeds" else v
+            elif k in ("methods", "evaluators"):
+                d[k] = [_plain(e) if isinstance(e, Entry) else dict(e) for e in v]
+            elif k in ("dataset", "model"):
+                d[k] = dict(v)
+            elif k == "reliability":
+                d[k] = asdict(v) if isinstance(v, ReliabilitySpec) else dict(v)
+            else:
+                raise ConfigError(f"Spec.replace: unknown field {k!r}; expected one of "
+                                  f"{sorted(_RUN_KEYS | _TOP_KEYS)}")
+        return parse_spec(d, source=self.source)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, Entry):
+        return {"name": x.name, "label": x.label, "config": _plain(dict(x.config))}
+    if isinstance(x, Mapping):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str], source: str) -> None:
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"{source}: expected [{where}] to be a table, got {type(given).__name__}")
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {unknown} in [{where}]; expected a subset of "
+                          f"{sorted(allowed)}")
+
+
+def _typed(source: str, where: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ConfigError(f"{source}: expected {where} to be {what}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{source}: expected {where} to be {what}, got {value!r}")
+    return value
+
+
+def _entries(source: str, kind: str, raw: Any) -> tuple[Entry, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{source}: expected at least one [[{kind}]] table, got {raw!r}")
+    out = []
+    for i, e in enumerate(raw):
+        _check_keys(f"{kind}[{i}]", e, _ENTRY_KEYS, source)
+        if "name" not in e:
+            raise ConfigError(f"{source}: expected a 'name' in [[{kind}]] #{i}, got keys {sorted(e)}")
+        name = _typed(source, f"{kind}[{i}].name", e["name"], str, "a string")
+        cfg = e.get("config", {})
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(f"{source}: expected {kind}[{i}].config to be a table, got {cfg!r}")
+        label = _typed(source, f"{kind}[{i}].label", e.get("label", "") or name, str, "a string")
+        out.append(Entry(name, dict(copy.deepcopy(cfg)), label))
+    labels = [e.label for e in out]
+    dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dup:
+        raise ConfigError(f"{source}: expected unique {kind} labels, got duplicates {dup}; give "
+                          "entries that share a name different 'label's")
+    return tuple(out)
+
+
+def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
+    """Validate a spec dict (as read from TOML) and return a :class:`Spec`.
+
+    Raises:
+        ConfigError: unknown key (named, with the file), wrong type, missing section.
+    """
+    src = str(source)
+    _check_keys("top level", data, _TOP_KEYS, src)
+    run = dict(data.get("run", {}))
+    _check_keys("run", run, _RUN_KEYS, src)
+    kw: dict[str, Any] = {}
+    if "name" in run:
+        kw["name"] = _typed(src, "run.name", run["name"], str, "a string")
+        if not kw["name"] or any(c in kw["name"] for c in "/\\\0") or kw["name"].startswith("."):
+            raise ConfigError(f"{src}: expected run.name usable as a folder name, got {kw['name']!r}")
+    if "n_images" in run:
+        kw["n_images"] = _typed(src, "run.n_images", run["n_images"], int, "an int >= 0")
+        if kw["n_images"] < 0:
+            raise ConfigError(f"{src}: expected run.n_images >= 0, got {kw['n_images']}")
+    if "seeds" in run:
+        seeds = run["seeds"]
+        if isinstance(seeds, int) and not isinstance(seeds, bool):
+            seeds = [seeds]
+        if not isinstance(seeds, list) or not seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ConfigError(f"{src}: expected run.seeds to be a non-empty list of ints, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"{src}: expected distinct run.seeds, got {seeds}")
+        kw["seeds"] = tuple(seeds)
+    if "device" in run:
+        dev = _typed(src, "run.device", run["device"], str, "'cpu' or 'cuda[:i]'")
+        if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ConfigError(f"{src}: expected run.device 'cpu', 'cuda' or 'cuda:i', got {dev!r}")
+        kw["device"] = dev
+    if "batch_size" in run:
+        bs = run["batch_size"]
+        if not (bs == "auto" or (isinstance(bs, int) and not isinstance(bs, bool) and bs >= 1)):
+            raise ConfigError(f"{src}: expected run.batch_size 'auto' or an int >= 1, got {bs!r}")
+        kw["batch_size"] = bs
+    if "target" in run:
+        if run["target"] not in ("predicted", "label"):
+            raise ConfigError(f"{src}: expected run.target 'predicted' or 'label', got {run['target']!r}")
+        kw["target"] = run["target"]
+    for k in ("output", "cache", "executor"):
+        if k in run:
+            kw[k] = _typed(src, f"run.{k}", run[k], str, "a path string")
+    if "html" in run:
+        kw["html"] = _typed(src, "run.html", run["html"], bool, "true or false")
+    for k, lo in (("examples", 0), ("bootstrap", 100)):
+        if k in run:
+            kw[k] = _typed(src, f"run.{k}", run[k], int, f"an int >= {lo}")
+            if kw[k] < lo:
+                raise ConfigError(f"{src}: expected run.{k} >= {lo}, got {kw[k]}")
+
+    if "dataset" in data:
+        ds = dict(data["dataset"])
+        _check_keys("dataset", ds, _DATASET_KEYS, src)
+        if "name" not in ds and "path" not in ds:
+            raise ConfigError(f"{src}: expected [dataset] to have 'name' or 'path', got keys {sorted(ds)}")
+        if not isinstance(ds.get("config", {}), Mapping):
+            raise ConfigError(f"{src}: expected dataset.config to be a table, got {ds['config']!r}")
+        kw["dataset"] = {"name": ds.get("name", "manifest" if "path" in ds else ""),
+                         "split": _typed(src, "dataset.split", ds.get("split", ""), str, "a string"),
+                         "config": dict(ds.get("config", {})),
+                         **({"path": _typed(src, "dataset.path", ds["path"], str, "a path string")}
+                            if "path" in ds else {})}
+    if "model" in data:
+        md = dict(data["model"])
+        _check_keys("model", md, _MODEL_KEYS, src)
+        source_kind = md.get("source", "checkpoint" if "checkpoint" in md else
+                             "registry" if "arch" in md else "default")
+        if source_kind not in ("default", "checkpoint", "registry"):
+            raise ConfigError(f"{src}: expected model.source 'default', 'checkpoint' or 'registry', "
+                              f"got {source_kind!r}")
+        if source_kind == "checkpoint" and "checkpoint" not in md:
+            raise ConfigError(f"{src}: expected model.checkpoint with source = 'checkpoint'")
+        if source_kind == "registry" and "arch" not in md:
+            raise ConfigError(f"{src}: expected model.arch with source = 'registry'")
+        if not isinstance(md.get("config", {}), Mapping):
+            raise ConfigError(f"{src}: expected model.config to be a table, got {md['config']!r}")
+        kw["model"] = {"source": source_kind, "config": dict(md.get("config", {})),
+                       **{k: md[k] for k in ("checkpoint", "arch") if k in md}}
+    kw["methods"] = _entries(src, "methods", data.get("methods"))
+    kw["evaluators"] = _entries(src, "evaluators", data.get("evaluators"))
+    if "reliability" in data:
+        rel = dict(data["reliability"])
+        _check_keys("reliability", rel, _RELIABILITY_KEYS, src)
+        defaults = ReliabilitySpec()
+        for k, v in rel.items():
+            want = type(getattr(defaults, k))
+            kind = (int, float) if want is float else want
+            _typed(src, f"reliability.{k}", v, kind, f"a {want.__name__}")
+        kw["reliability"] = ReliabilitySpec(**{k: (float(v) if isinstance(getattr(defaults, k), float)
+                                                   else v) for k, v in rel.items()})
+    return Spec(source=src, **kw)
+
+
+def _resolve_paths(spec: Spec, base: Path) -> Spec:
+    ds, md = dict(spec.dataset), dict(spec.model)
+    changed = {}
+    if "path" in ds and not Path(ds["path"]).is_absolute():
+        ds["path"] = str((base / ds["path"]).resolve())
+        changed["dataset"] = ds
+    if "checkpoint" in md and not Path(md["checkpoint"]).is_absolute():
+        md["checkpoint"] = str((base / md["checkpoint"]).resolve())
+        changed["model"] = md
+    return spec.replace(**changed) if changed else spec
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a TOML spec file (relative dataset/checkpoint paths are resolved
+    against the file's folder)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"expected a spec file, got no file at {str(p)!r}")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: expected valid TOML, got {e}") from None
+    return _resolve_paths(parse_spec(data, source=p), p.parent)
+
+
+def preset_spec(name: str) -> Spec:
+    """The packaged preset ``name`` (one of :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise ConfigError(f"expected a preset in {list(PRESETS)}, got {name!r}")
+    text = resources.files("gmxai_eval.specs").joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    return parse_spec(tomllib.loads(text), source=f"preset:{name}")

@@ -1,0 +1,1 @@
+"""Packaged benchmark specs (TOML presets): default, quick, full."""
