@@ -124,6 +124,8 @@ class _PerturbationEvaluator(Evaluator):
         nothing or everything replaced are taken from the clean and fully replaced outputs."""
         c = self.config
         unit, patch = self._unit(), self._patch()
+        if unit == "patch" and patch == 1:  # 1x1 patches are pixels: share the pixel curve
+            unit = "pixel"
         n_units = P.unit_count(batch.x.shape[1:], unit, patch)
         cache = batch.shared("perturbation_curves", dict)
         key = lambda m: (m, order, unit, patch, c["abs"] if m is not None else None,  # noqa: E731
