@@ -1,9 +1,208 @@
-"""Sub-commands of the gaze area (see gmxai_eval.cli)."""
+"""``gmxai-eval gaze`` (score methods against fixations) and ``gmxai-eval gaze-simulate``.
+
+``gaze``: read and validate a fixation file and its study file, load the images (a synthetic
+dataset folder, a CSV manifest, ``synthetic[:preset]`` or a ``.npz`` with ``images (N, C, H, W)``
+and ``image_ids``), load the model (``default``, a checkpoint ``.pt``/``.json``, or a registered
+architecture name, untrained), compute every method's maps and write, atomically, into
+``--out``: ``gaze_table.md``, ``gaze_table.csv`` (methods + human ceiling + centre-bias floor),
+``gaze_per_image.csv`` (long format) and, with region masks, ``gaze_aoi.csv``.
+
+``gaze-simulate``: write simulated clinician gaze (``fixations.csv`` + ``study.json`` with
+``"simulated": true``) for images that have landmarks.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from gmxai_eval.data.base import Sample
+from gmxai_eval.errors import ConfigError, DataError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the ``gmxai-eval`` parser."""
+    p = subparsers.add_parser("gaze", help="score attribution methods against eye-tracking fixations",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fixations", required=True, help="fixation file (.csv, or .parquet with pyarrow)")
+    p.add_argument("--study", required=True, help="study file (.json or .toml)")
+    _images_args(p)
+    p.add_argument("--methods", required=True, help="comma-separated method names (see `gmxai-eval methods`)")
+    p.add_argument("--model", default="default",
+                   help="'default', a checkpoint (.pt/.json) or a registered architecture (untrained)")
+    p.add_argument("--metrics", default=None, help="comma-separated gaze metrics (default: all)")
+    p.add_argument("--preset", action="append", default=[], metavar="METRIC=PRESET",
+                   help="metric variant, e.g. sim=pysaliency, kl=pysaliency, nss=mit (repeatable)")
+    p.add_argument("--transform", default="abs", help="map transform before scoring: abs | relu | none")
+    p.add_argument("--target", default="predicted", choices=("predicted", "label"))
+    p.add_argument("--on-invalid", default="raise", choices=("raise", "drop"),
+                   help="invalid fixation rows: raise (default) or drop and report counts")
+    p.add_argument("--duration-weighted", action="store_true", help="weight densities by fixation duration")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_cmd_gaze)
+
+    s = subparsers.add_parser("gaze-simulate", help="write simulated clinician gaze (labelled simulated)")
+    _images_args(s)
+    s.add_argument("--observers", type=int, default=6)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="output folder (fixations.csv, study.json)")
+    s.set_defaults(func=_cmd_simulate)
+
+
+def _images_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True,
+                   help="synthetic dataset folder, CSV manifest, 'synthetic[:preset]' or .npz")
+    p.add_argument("--split", default=None, help="dataset split to use (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="use at most this many images")
+
+
+# ------------------------------------------------------------------------------------------------
+def load_images(spec: str, split: str | None = None, limit: int | None = None) -> tuple[list[Sample], list[str]]:
+    """``(samples, classes)`` from a dataset folder, a CSV manifest, ``synthetic[:preset]`` or
+    a ``.npz`` (``images (N, C, H, W)`` float in [0, 1] or uint8, ``image_ids (N,)``; optional
+    ``labels``, ``landmarks (N, 5, 2)``, ``evidence (N, H, W)``, ``region_masks (N, R, H, W)``,
+    ``region_names``, ``classes``)."""
+    p = Path(spec)
+    if spec.startswith("synthetic") and not p.exists():
+        from gmxai_eval.data import synth
+
+        preset = spec.split(":", 1)[1] if ":" in spec else "default"
+        ds: Any = synth.load(preset, split=split, progress=False)
+    elif p.is_dir():
+        from gmxai_eval.data.synth import SyntheticFaces
+
+        ds = SyntheticFaces(p, split=split)
+    elif p.suffix.lower() == ".csv":
+        from gmxai_eval.data.manifest import load_manifest
+
+        ds = load_manifest(p, split=split)
+    elif p.suffix.lower() == ".npz":
+        return _load_npz(p, limit)
+    else:
+        raise DataError(f"expected a dataset folder, a .csv manifest, 'synthetic[:preset]' or a .npz, "
+                        f"got {spec!r}", path=spec)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    return [ds[i] for i in range(n)], list(ds.classes)
+
+
+def _load_npz(p: Path, limit: int | None) -> tuple[list[Sample], list[str]]:
+    if not p.is_file():
+        raise DataError(f"expected a .npz file, got no file at {str(p)!r}", path=p)
+    with np.load(p, allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    for k in ("images", "image_ids"):
+        if k not in a:
+            raise DataError(f"expected array {k!r} in the .npz, got {sorted(a)}", path=p, column=k)
+    imgs = a["images"]
+    if imgs.ndim != 4:
+        raise DataError(f"expected images (N, C, H, W), got shape {imgs.shape}", path=p, column="images")
+    x = torch.from_numpy(imgs.astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0))
+    n = len(x) if limit is None else min(limit, len(x))
+    labels = a.get("labels", np.zeros(len(x), np.int64))
+    names = tuple(str(r) for r in a.get("region_names", ()))
+    opt = lambda k, i: None if k not in a else torch.from_numpy(np.ascontiguousarray(a[k][i]))  # noqa: E731
+    samples = [Sample(x[i], int(labels[i]), str(a["image_ids"][i]), region_masks=opt("region_masks", i),
+                      region_names=names, evidence=opt("evidence", i),
+                      landmarks=None if "landmarks" not in a else torch.from_numpy(a["landmarks"][i]).float())
+               for i in range(n)]
+    classes = [str(c) for c in a["classes"]] if "classes" in a else [str(k) for k in range(int(labels.max()) + 1)]
+    return samples, classes
+
+
+def load_model(spec: str, num_classes: int, seed: int = 0) -> torch.nn.Module:
+    """``default`` (the embedded default model), a checkpoint path, or a registered architecture."""
+    if spec == "default":
+        try:
+            from gmxai_eval.models.default import load_default
+        except ModuleNotFoundError as e:
+            raise ConfigError(f"the default model is not available ({e}); pass --model CHECKPOINT") from e
+        model = load_default()
+    elif spec.endswith((".pt", ".json")):
+        from gmxai_eval.models.checkpoint import load_checkpoint
+
+        model = load_checkpoint(spec)[0]
+    else:
+        from gmxai_eval.models import MODELS
+
+        print(f"gmxai-eval gaze: note: {spec!r} is an architecture name; its weights are untrained "
+              f"(seed {seed})", file=sys.stderr)
+        model = MODELS.create(spec, num_classes=num_classes, seed=seed)
+    return model.eval()
+
+
+def _presets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for it in items:
+        if "=" not in it:
+            raise ConfigError(f"expected --preset METRIC=PRESET, got {it!r}")
+        m, v = it.split("=", 1)
+        out.setdefault(m.strip(), {})["preset"] = v.strip()
+    return out
+
+
+def _cmd_gaze(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from gmxai_eval.gaze.fixations import read_fixations
+    from gmxai_eval.gaze.metrics import DEFAULT_METRICS
+    from gmxai_eval.gaze.scoring import to_markdown
+    from gmxai_eval.gaze.section import run_gaze
+    from gmxai_eval.gaze.study import load_study
+    from gmxai_eval.methods.base import METHODS
+    from gmxai_eval.utils import atomic_path, write_atomic
+
+    study = load_study(args.study)
+    samples, classes = load_images(args.images, args.split)
+    sizes = {s.image_id: (int(s.image.shape[-2]), int(s.image.shape[-1])) for s in samples}
+    table = read_fixations(args.fixations, known_images=sizes, image_sizes=sizes, on_invalid=args.on_invalid)
+    print(f"gmxai-eval gaze: {table.summary()}", file=sys.stderr)
+    with_fix = set(table.image_ids)
+    samples = [s for s in samples if s.image_id in with_fix]
+    if args.limit is not None:
+        samples = samples[: args.limit]
+    metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else DEFAULT_METRICS
+    explainers = {m.strip(): METHODS.create(m.strip()) for m in args.methods.split(",") if m.strip()}
+    if not explainers:
+        raise ConfigError(f"expected at least one method in --methods, got {args.methods!r}")
+    model = load_model(args.model, len(classes), args.seed)
+    rep = run_gaze(model, samples, explainers, fixations=table, study=study, seed=args.seed, metrics=metrics,
+                   metric_config=_presets(args.preset), transform=args.transform, target=args.target,
+                   batch_size=args.batch_size, duration_weighted=args.duration_weighted, n_boot=args.n_boot)
+    out = Path(args.out)
+    md = to_markdown(rep.table)
+    md += f"\nFixations: {table.summary()}. Study: {study.name}{' (SIMULATED)' if study.simulated else ''}, " \
+          f"sigma = {study.sigma_deg:g} deg = {study.sigma_px:.2f} px. Map transform: {args.transform}; " \
+          f"target: {args.target}.\n"
+    if rep.aoi is not None:
+        md += "\n**Areas of interest: share of dwell time vs share of positive attribution per region**\n\n"
+        md += rep.aoi.to_markdown(floatfmt=".3f") + "\n"
+    write_atomic(out / "gaze_table.md", md)
+    with atomic_path(out / "gaze_table.csv") as tmp:
+        rep.table.to_csv(tmp)
+    long = pd.concat([df.rename_axis("image_id").reset_index().melt("image_id", var_name="metric")
+                      .assign(method=name) for name, df in rep.per_image.items()], ignore_index=True)
+    long["simulated"] = study.simulated
+    with atomic_path(out / "gaze_per_image.csv") as tmp:
+        long[["method", "image_id", "metric", "value", "simulated"]].to_csv(tmp, index=False)
+    if rep.aoi is not None:
+        with atomic_path(out / "gaze_aoi.csv") as tmp:
+            rep.aoi.assign(simulated=study.simulated).to_csv(tmp)
+    print(md)
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from gmxai_eval.gaze.simulate import write_simulated_study
+
+    samples, _ = load_images(args.images, args.split, args.limit)
+    fx, st = write_simulated_study(samples, args.out, args.observers, seed=args.seed)
+    print(f"wrote SIMULATED gaze of {args.observers} observers on {len(samples)} images: {fx}, {st}")
+    return 0

@@ -1,0 +1,150 @@
+"""The gaze section of a benchmark run: methods vs the human ceiling and the centre-bias floor.
+
+:func:`gaze_section` is what ``gmxai-eval run`` and ``gmxai-eval gaze`` call. It sits right of
+the models and methods (it computes maps); the data-side modules of this package do not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from gmxai_eval.data.base import Sample
+from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.gaze.fixations import FixationTable
+from gmxai_eval.gaze.maps import ImageGaze, attribution_mass, dwell_fractions, image_gaze_set
+from gmxai_eval.gaze.metrics import DEFAULT_METRICS, MAP_TRANSFORMS
+from gmxai_eval.gaze.scoring import (CEILING_ROW, FLOOR_ROW, MetricConfig, centre_bias_floor,
+                                     human_ceiling, score_maps, summarise)
+from gmxai_eval.gaze.study import Study
+
+
+@dataclass(frozen=True)
+class GazeReport:
+    """Everything :func:`run_gaze` computed.
+
+    Attributes:
+        table: the summary (see :func:`gmxai_eval.gaze.scoring.summarise`).
+        per_image: ``{row name: per-image scores}`` (methods, ceiling, floor).
+        gazes: the per-image gaze data used.
+        study: the study description; ``fixations``: the table used.
+        aoi: areas of interest (when the samples have region masks): rows ``"gaze (dwell)"``
+            and each method, columns region names + ``"outside"``; the gaze row is the mean over
+            images of the share of dwell time per region, a method row the mean share of its
+            positive (transformed) attribution mass. ``None`` without region masks.
+    """
+
+    table: pd.DataFrame
+    per_image: Mapping[str, pd.DataFrame]
+    gazes: Mapping[str, ImageGaze]
+    study: Study
+    fixations: FixationTable
+    aoi: pd.DataFrame | None = None
+
+
+def compute_maps(model: nn.Module, samples: Sequence[Sample], explainer: Callable[..., torch.Tensor], *,
+                 target: str = "predicted", batch_size: int = 16) -> dict[str, np.ndarray]:
+    """``{image_id: (H, W) float64}`` raw (signed) maps of ``explainer`` for ``samples``.
+
+    Args:
+        target: ``"predicted"`` (the model's top class) or ``"label"`` (``Sample.label``).
+    """
+    if target not in ("predicted", "label"):
+        raise ConfigError(f"expected target 'predicted' or 'label', got {target!r}")
+    out: dict[str, np.ndarray] = {}
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        x = torch.stack([s.image for s in chunk]).to(device)
+        if target == "label":
+            t = torch.tensor([s.label for s in chunk], dtype=torch.long, device=device)
+        else:
+            with torch.no_grad():
+                t = model(x).argmax(1)
+        maps = explainer(model, x, t).detach().to("cpu", torch.float64).numpy()
+        out.update({s.image_id: maps[i] for i, s in enumerate(chunk)})
+    return out
+
+
+def run_gaze(model: nn.Module, samples: Sequence[Sample], explainers: Mapping[str, Callable[..., torch.Tensor]], *,
+             fixations: FixationTable | None = None, study: Study | None = None, seed: int = 0,
+             metrics: Sequence[str] = DEFAULT_METRICS, metric_config: MetricConfig | None = None,
+             transform: str = "abs", target: str = "predicted", batch_size: int = 16,
+             duration_weighted: bool = False, n_boot: int = 1000, n_observers: int = 6) -> GazeReport:
+    """Score every explainer's maps against fixations, with ceiling and floor rows.
+
+    Args:
+        model: eval-mode model (pixel space -> logits); explainers reject training mode.
+        samples: the images (``Sample``); simulated gaze also needs ``landmarks`` / ``evidence``.
+        explainers: ``{name: Explainer}`` (any callable ``(model, x, target) -> (B, H, W)``).
+        fixations, study: a validated fixation table and its study; both ``None`` simulates
+            ``n_observers`` clinicians with ``seed`` (labelled simulated everywhere).
+        metrics, metric_config: metric names of ``GAZE_METRICS`` and ``{metric: {option: value}}``.
+        transform: ``abs`` / ``relu`` / ``none`` applied to every map before scoring.
+        target: explain the ``"predicted"`` class or the ``"label"``.
+    """
+    if (fixations is None) != (study is None):
+        raise ConfigError("expected both fixations and study, or neither (to simulate gaze)")
+    if fixations is None:
+        from gmxai_eval.gaze.simulate import simulate_study
+
+        fixations, study = simulate_study(samples, n_observers, seed=seed)
+    tf = MAP_TRANSFORMS.get(transform)
+    shapes = {s.image_id: (int(s.image.shape[-2]), int(s.image.shape[-1])) for s in samples}
+    gazes = image_gaze_set(fixations, shapes, study.sigma_px,  # type: ignore[union-attr]
+                           duration_weighted=duration_weighted)
+    if not gazes:
+        raise ShapeError(f"expected fixations on at least one of the {len(samples)} images, got none "
+                         f"(fixation image ids e.g. {fixations.image_ids[:3]}, sample ids e.g. "
+                         f"{[s.image_id for s in samples[:3]]})")
+    scored = [s for s in samples if s.image_id in gazes]
+    kw: dict[str, Any] = dict(metrics=metrics, metric_config=metric_config, seed=seed)
+    per_image: dict[str, pd.DataFrame] = {}
+    with_regions = all(x.region_masks is not None for x in scored)
+    aoi_rows: dict[str, dict[str, float]] = {}
+    if with_regions:
+        aoi_rows["gaze (dwell)"] = _mean_rows([dwell_fractions(gazes[x.image_id].points, gazes[x.image_id].durations,
+                                                               x.region_masks.numpy(), x.region_names)  # type: ignore[union-attr]
+                                               for x in scored])
+    for name, ex in explainers.items():
+        raw = compute_maps(model, scored, ex, target=target, batch_size=batch_size)
+        smaps = {k: tf(v) for k, v in raw.items()}
+        per_image[name] = score_maps(smaps, gazes, **kw)
+        if with_regions:
+            aoi_rows[name] = _mean_rows([attribution_mass(smaps[x.image_id], x.region_masks.numpy(),  # type: ignore[union-attr]
+                                                          x.region_names) for x in scored])
+    per_image[CEILING_ROW] = human_ceiling(gazes, study.sigma_px,  # type: ignore[union-attr]
+                                           duration_weighted=duration_weighted, **kw)
+    per_image[FLOOR_ROW] = centre_bias_floor(gazes, **kw)
+    table = summarise(per_image, n_boot=n_boot, seed=seed, simulated=study.simulated)  # type: ignore[union-attr]
+    table.attrs["study"] = study.to_dict()  # type: ignore[union-attr]
+    table.attrs["fixations"] = fixations.summary()
+    aoi = pd.DataFrame.from_dict(aoi_rows, orient="index") if aoi_rows else None
+    if aoi is not None:
+        aoi.index.name = "row"
+        aoi.attrs["simulated"] = study.simulated  # type: ignore[union-attr]
+    return GazeReport(table, per_image, gazes, study, fixations, aoi)  # type: ignore[arg-type]
+
+
+def _mean_rows(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    df = pd.DataFrame(list(rows))
+    return {k: float(v) for k, v in df.mean(skipna=True).items()}
+
+
+def gaze_section(model: nn.Module, samples: Sequence[Sample], explainers: Mapping[str, Callable[..., torch.Tensor]],
+                 study: Study | None = None, fixations: FixationTable | None = None, seed: int = 0,
+                 **options: Any) -> pd.DataFrame:
+    """The gaze table for a benchmark run (simulated clinicians when no study is given).
+
+    Returns:
+        rows: each method, ``"human ceiling (LOO)"``, ``"centre bias floor"``; columns per metric
+        ``m``, ``m_lo``, ``m_hi``, ``m_frac_ceiling``, plus ``n_images`` and ``simulated``;
+        ``attrs["caption"]`` says "SIMULATED" when the gaze is simulated. ``options`` are
+        those of :func:`run_gaze`.
+    """
+    return run_gaze(model, samples, explainers, fixations=fixations, study=study, seed=seed, **options).table
