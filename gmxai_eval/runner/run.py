@@ -21,6 +21,7 @@ different ``config.seed`` and labels.
 from __future__ import annotations
 
 import importlib
+import pickle
 import sys
 import time
 from contextlib import contextmanager
@@ -158,7 +159,8 @@ def load_model(model_spec: Mapping[str, Any], dataset: Any = None) -> nn.Module:
     """The model named by a spec's ``[model]`` table (eval mode, on CPU).
 
     ``source = "default"`` calls :func:`gmxai_eval.models.default.load_default` with
-    ``config``; ``"checkpoint"`` calls ``gmxai_eval.models.checkpoint.load_checkpoint(path)``;
+    ``config``; ``"checkpoint"`` calls ``gmxai_eval.models.checkpoint.load_checkpoint(path)``
+    (a returned ``(model, card)`` pair is unpacked);
     ``"registry"`` calls ``MODELS.create(arch, **config)`` (``num_classes`` defaults to the
     dataset's class count).
     """
@@ -170,6 +172,8 @@ def load_model(model_spec: Mapping[str, Any], dataset: Any = None) -> nn.Module:
     elif src == "checkpoint":
         mod = _import("gmxai_eval.models.checkpoint", "checkpoint loading")
         model = mod.load_checkpoint(model_spec["checkpoint"], **cfg)
+        if isinstance(model, tuple):  # (model, card)
+            model = model[0]
     elif src == "registry":
         if "num_classes" not in cfg and dataset is not None and hasattr(dataset, "classes"):
             cfg["num_classes"] = len(dataset.classes)
@@ -199,10 +203,31 @@ def load_dataset(dataset_spec: Mapping[str, Any]) -> Any:
     return DATASETS.create(dataset_spec["name"], **cfg)
 
 
-def select_samples(dataset: Any, split: str, n_images: int) -> list[Sample]:
-    """The first ``n_images`` samples (0 = all) of ``split`` ("" = every split), in dataset order."""
+def select_samples(dataset: Any, split: str, n_images: int, select: str = "first") -> list[Sample]:
+    """``n_images`` samples (0 = all) of ``split`` ("" = every split).
+
+    ``select = "first"``: the first ones in dataset order. ``"stratified"``: round-robin over
+    classes (in dataset order within a class), so every class is represented; uses
+    ``dataset.labels`` when the dataset has it (no image is loaded to choose).
+    """
+    order: Sequence[int] = range(len(dataset))
+    if select == "stratified":
+        labels = getattr(dataset, "labels", None)
+        if labels is None or len(labels) != len(dataset) or (
+                split and getattr(dataset, "split", None) not in (split, None, "")):
+            labels = [dataset[i].label if not split or dataset[i].split == split else -1
+                      for i in range(len(dataset))]
+        labels = [int(v) for v in (labels.tolist() if hasattr(labels, "tolist") else labels)]
+        per: dict[int, list[int]] = {}
+        for i, lab in enumerate(labels):
+            if lab >= 0:
+                per.setdefault(lab, []).append(i)
+        queues = [per[k] for k in sorted(per)]
+        order = [q[j] for j in range(max(map(len, queues), default=0)) for q in queues if j < len(q)]
+    elif select != "first":
+        raise ConfigError(f"expected select 'first' or 'stratified', got {select!r}")
     out: list[Sample] = []
-    for i in range(len(dataset)):
+    for i in order:
         s = dataset[i]
         if not isinstance(s, Sample):
             raise DataError(f"expected dataset items of type Sample, got {type(s).__name__} at index {i}")
@@ -309,7 +334,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                   cache: str | Path | None = None, progress: bool | None = None,
                   dataset_job: Callable[..., DatasetJob] | None = None,
                   extra_sections: Sequence[tuple[str, str]] = (), write: bool = True,
-                  verbose: bool = True) -> RunResult:
+                  verbose: bool = True, batch_extra: Mapping[str, Any] | None = None) -> RunResult:
     """Run ``spec`` and write ``<output>/<run id>/``.
 
     Args:
@@ -326,6 +351,8 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
             (e.g. the gaze section).
         write: write the report files (the per-unit cache is always written).
         verbose: print the leaderboard and the time summary.
+        batch_extra: added to every ``EvalBatch.extra`` (e.g. ``{"fixations": {sample_id:
+            ImageGaze}}`` for the gaze evaluators); its pickled content is part of every unit key.
     """
     timer = StageTimer()
     show = sys.stderr.isatty() if progress is None else progress
@@ -344,7 +371,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         if samples is None:
             if dataset is None:
                 dataset = load_dataset(spec.dataset)
-            samples = select_samples(dataset, spec.dataset.get("split", ""), spec.n_images)
+            samples = select_samples(dataset, spec.dataset.get("split", ""), spec.n_images, spec.select)
         else:
             samples = list(samples)[: spec.n_images or None]
         if model is None:
@@ -362,6 +389,8 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
             else:
                 target = fb.labels.clone()
         keys = image_keys(fb.images, fb.image_ids, target)
+        channel_mean = fb.images.mean(dim=(0, 2, 3))
+        extra_key = "" if not batch_extra else stable_hash(pickle.dumps(dict(batch_extra), protocol=4))
         subjects = {sid: subj for sid, subj in zip(fb.image_ids, fb.subjects or [""] * len(fb))}
 
     maps_cache = MapCache(cache_root, mkey)
@@ -422,15 +451,18 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                     {m: all_maps[m][ix].to(device) for m in all_maps},
                     [fb.image_ids[i] for i in ix.tolist()], explainers, dv(masks),
                     dv(fb.region_masks), fb.region_names, seed,
-                    {"labels": fb.labels[ix].to(device), "classes": list(getattr(dataset, "classes", []) or [])})
+                    {"labels": fb.labels[ix].to(device), "channel_mean": channel_mean.to(device),
+                     "classes": list(getattr(dataset, "classes", []) or []), **dict(batch_extra or {})})
             return batch_cache[(bi, seed)]
 
         for seed in spec.seeds:
             for e in spec.evaluators:
                 if ecards[e.label].scope == "dataset":
                     continue
+                # the selection-wide channel mean only matters to a 'dataset_mean' baseline
+                cm = channel_mean.tolist() if "dataset_mean" in repr(evaluators[e.label].config) else None
                 for bi, (ix, bkey) in enumerate(batch_objs):
-                    ukey = stable_hash(bkey, seed)
+                    ukey = stable_hash(bkey, seed, extra_key, cm)
                     ids = [fb.image_ids[i] for i in ix.tolist()]
                     todo = []
                     for m in spec.methods:

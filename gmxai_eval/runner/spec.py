@@ -4,7 +4,8 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
 
     [run]
     name = "quick"            # run id prefix; the run folder is <output>/<name>-<spec hash>
-    n_images = 16             # first N images of the selected split (0 = all)
+    n_images = 16             # N images of the selected split (0 = all)
+    select = "first"          # "first" N in dataset order, or "stratified" (round-robin by class)
     seeds = [0]               # independent repetitions (evaluator / method randomness)
     device = "cpu"            # "cpu" | "cuda" | "cuda:1"
     batch_size = "auto"       # images per unit of work, or "auto" (memory heuristic)
@@ -20,7 +21,7 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     name = "synthetic"
     split = "test"            # keep samples of this split ("" = all)
     config = { n_per_class = 8 }
-    # path = "faces.csv"      # ... or a manifest file (dataset name defaults to "manifest")
+    # path = "faces.csv"      # ... or a manifest file (dataset name defaults to "csv_manifest")
 
     [model]
     source = "default"        # "default" | "checkpoint" | "registry"
@@ -61,7 +62,7 @@ from gmxai_eval.utils import stable_hash
 PRESETS: tuple[str, ...] = ("default", "quick", "full")
 
 _RUN_KEYS = {"name", "n_images", "seeds", "device", "batch_size", "target", "output", "cache",
-             "html", "examples", "bootstrap", "executor"}
+             "html", "examples", "bootstrap", "executor", "select"}
 _DATASET_KEYS = {"name", "path", "split", "config"}
 _MODEL_KEYS = {"source", "checkpoint", "arch", "config"}
 _ENTRY_KEYS = {"name", "label", "config"}
@@ -114,6 +115,7 @@ class Spec:
     examples: int = 4
     bootstrap: int = 2000
     executor: str = "local"
+    select: str = "first"
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "synthetic", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
@@ -248,6 +250,10 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
         if not (bs == "auto" or (isinstance(bs, int) and not isinstance(bs, bool) and bs >= 1)):
             raise ConfigError(f"{src}: expected run.batch_size 'auto' or an int >= 1, got {bs!r}")
         kw["batch_size"] = bs
+    if "select" in run:
+        if run["select"] not in ("first", "stratified"):
+            raise ConfigError(f"{src}: expected run.select 'first' or 'stratified', got {run['select']!r}")
+        kw["select"] = run["select"]
     if "target" in run:
         if run["target"] not in ("predicted", "label"):
             raise ConfigError(f"{src}: expected run.target 'predicted' or 'label', got {run['target']!r}")
@@ -270,7 +276,7 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
             raise ConfigError(f"{src}: expected [dataset] to have 'name' or 'path', got keys {sorted(ds)}")
         if not isinstance(ds.get("config", {}), Mapping):
             raise ConfigError(f"{src}: expected dataset.config to be a table, got {ds['config']!r}")
-        kw["dataset"] = {"name": ds.get("name", "manifest" if "path" in ds else ""),
+        kw["dataset"] = {"name": ds.get("name", "csv_manifest" if "path" in ds else ""),
                          "split": _typed(src, "dataset.split", ds.get("split", ""), str, "a string"),
                          "config": dict(ds.get("config", {})),
                          **({"path": _typed(src, "dataset.path", ds["path"], str, "a path string")}

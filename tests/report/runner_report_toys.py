@@ -6,6 +6,8 @@
 * ``toy_deletion``: zero the top-k pixels for k in 0, 25, 50, 75, 100 % of pixels, target
   softmax probability, trapezoid AUC (perturbation, lower better), with curves.
 * ``toy_flaky``: like ``toy_mass`` but raises once its class counter reaches ``fail_at``.
+* ``toy_grad_oom``: ``toy_grad`` that raises ``torch.OutOfMemoryError`` on more than 2 images.
+* dataset ``toy_faces``: :func:`gmxai_eval.testing.toy_samples` as a list with ``classes``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gmxai_eval.data.base import DATASETS
 from gmxai_eval.evaluators.base import EVALUATORS, EvalBatch, EvalResult, Evaluator
 from gmxai_eval.methods.base import METHODS, Explainer, as_target_fn
 from gmxai_eval.runner.spec import parse_spec
@@ -78,17 +81,40 @@ class ToyDeletion(Evaluator):
 
 class ToyFlaky(ToyMass):
     card = EvaluatorCard(name="toy_flaky", category="localisation", higher_is_better=True, paper="test",
-                         needs=frozenset({"masks"}), default_config={"fail_at": -1})
+                         needs=frozenset({"masks"}))
     seen = 0
+    fail_at = -1  # class-level so that the evaluator's config (and cache key) does not change
 
     def _evaluate(self, batch, method):
         type(self).seen += 1
-        if type(self).seen == int(self.config["fail_at"]):
+        if type(self).seen == type(self).fail_at:
             raise RuntimeError("injected failure")
         return super()._evaluate(batch, method)
 
 
-TOY_METHODS = (ToyGrad, ToyRandom)
+class ToyGradOOM(ToyGrad):
+    card = MethodCard(name="toy_grad_oom", family="gradient", signed=True, paper="test")
+    calls = 0
+
+    def _attribute(self, model, x, target):
+        if x.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super()._attribute(model, x, target)
+
+
+class ToyFaces(list):
+    """A list of samples with ``classes`` (enough for the runner)."""
+
+    classes = ["alpha", "beta", "gamma", "delta"]
+
+
+def toy_faces(n: int = 8, seed: int = 0) -> ToyFaces:
+    from gmxai_eval.testing import toy_samples
+
+    return ToyFaces(toy_samples(n, seed=seed))
+
+
+TOY_METHODS = (ToyGrad, ToyRandom, ToyGradOOM)
 TOY_EVALUATORS = (ToyMass, ToyDeletion, ToyFlaky)
 
 
@@ -101,8 +127,10 @@ def toys():
     for c in TOY_EVALUATORS:
         EVALUATORS.register(c)
         c.calls = 0
-    ToyFlaky.seen = 0
+    ToyFlaky.seen, ToyFlaky.fail_at = 0, -1
+    DATASETS.register(toy_faces, name="toy_faces")
     yield
+    DATASETS.unregister("toy_faces")
     for c in TOY_METHODS:
         METHODS.unregister(c.card.name)
     for c in TOY_EVALUATORS:
@@ -111,10 +139,10 @@ def toys():
 
 def toy_spec(methods=("toy_grad", "toy_random"), evaluators=("toy_mass", "toy_deletion"), **run):
     """A spec over the toy registry entries (toy_cnn model from the registry)."""
-    run = {"name": "toy", "n_images": 8, "batch_size": 4, "bootstrap": 200, **run}
+    run = {"name": "toy", "n_images": 8, "batch_size": 4, "bootstrap": 200, "html": False, **run}
     return parse_spec({
         "run": run,
-        "dataset": {"name": "unused"},
+        "dataset": {"name": "toy_faces", "config": {"n": run.pop("n_dataset", 8)}},
         "model": {"source": "registry", "arch": "toy_cnn", "config": {"num_classes": 4}},
         "methods": [m if isinstance(m, dict) else {"name": m} for m in methods],
         "evaluators": [e if isinstance(e, dict) else {"name": e} for e in evaluators],
