@@ -5,7 +5,8 @@
 * a CSV manifest (a file; see :mod:`gmxai_eval.data.manifest`),
 * a GMDB release folder (``GestaltMatcherDB/`` or ``GestaltMatcherDB/<v>/``; every partition
   present is loaded and validated, rare partitions once per split),
-* a synthetic dataset folder (holding ``card.json``, written by ``gmxai-eval data synth``).
+* a synthetic dataset folder (holding ``card.json``, written by ``gmxai-eval data synth``;
+  opened with :class:`gmxai_eval.data.synth.SyntheticFaces`, every item read once).
 
 Bad input exits with status 1 and the typed error (file, row, column). ``--json`` prints the
 summary as JSON instead of tables.
@@ -23,10 +24,6 @@ from typing import Any, Callable
 from gmxai_eval.data.gmdb import GMDB_PARTITIONS, find_release, is_gmdb_release, load_gmdb, partition_file
 from gmxai_eval.data.manifest import load_manifest, parse_int, read_table
 from gmxai_eval.errors import DataError
-
-#: Functions a synthetic-data module may offer to load a generated folder, tried in this order.
-SYNTH_LOADERS: tuple[str, ...] = ("load_synthetic", "load_dataset", "load")
-
 
 @dataclass(frozen=True)
 class CheckOptions:
@@ -107,13 +104,12 @@ def check_synthetic(path: Path, opt: CheckOptions) -> dict[str, Any]:
         out["loaded"] = False
         out["note"] = "gmxai_eval.data.synth is not available: only card.json was read"
         return out
-    loader: Callable[..., Any] | None = next(
-        (getattr(synth, n) for n in SYNTH_LOADERS if callable(getattr(synth, n, None))), None)
+    loader: Callable[..., Any] | None = getattr(synth, "SyntheticFaces", None)
     if loader is None:
         out["loaded"] = False
-        out["note"] = f"gmxai_eval.data.synth offers none of {list(SYNTH_LOADERS)}: only card.json was read"
+        out["note"] = "gmxai_eval.data.synth offers no SyntheticFaces: only card.json was read"
         return out
-    ds = loader(path)
+    ds = loader(path, with_masks=False)  # reads every image once below
     out["loaded"] = True
     out["summary"] = _dataset_summary(ds)
     return out

@@ -118,7 +118,11 @@ def read_syndromes(release: Path, v: str) -> dict[int, str]:
     return out
 
 
-def _read_list(release: Path, v: str, partition: str, syndromes: dict[int, str]) -> tuple[Table, list[tuple[int, str, str, int, int | None]]]:
+_ListRow = tuple[int, str, str, int, int | None]
+
+
+def _read_list(release: Path, v: str, partition: str,
+               syndromes: dict[int, str]) -> tuple[Table, list[_ListRow]]:
     """Rows ``(line, image_id, subject, syndrome_id, split_or_None)`` of one image list."""
     f = partition_file(release, v, partition)
     rare = partition.startswith("rare_")

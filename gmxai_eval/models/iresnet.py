@@ -139,13 +139,15 @@ def _card(name: str, desc: str) -> ModelCard:
                      description=desc)
 
 
-@MODELS.register(name="iresnet50", card=_card("iresnet50", "insightface iResNet-50, 512-d embedding + linear head"))
+@MODELS.register(name="iresnet50",
+                 card=_card("iresnet50", "insightface iResNet-50, 512-d embedding + linear head"))
 def iresnet50(num_classes: int = 204, num_features: int = 512, dropout: float = 0.0,
               seed: int | None = 0) -> GMXModel:
     return build_iresnet("iresnet50", num_classes, num_features=num_features, dropout=dropout, seed=seed)
 
 
-@MODELS.register(name="iresnet100", card=_card("iresnet100", "insightface iResNet-100, 512-d embedding + linear head"))
+@MODELS.register(name="iresnet100",
+                 card=_card("iresnet100", "insightface iResNet-100, 512-d embedding + linear head"))
 def iresnet100(num_classes: int = 204, num_features: int = 512, dropout: float = 0.0,
                seed: int | None = 0) -> GMXModel:
     return build_iresnet("iresnet100", num_classes, num_features=num_features, dropout=dropout, seed=seed)

@@ -74,7 +74,7 @@ def test_unrecognised_paths(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert "nothing at this path" in capsys.readouterr().err
 
 
-def test_synthetic_folder_uses_the_synth_loader(tmp_path: Path, capsys: pytest.CaptureFixture,
+def test_synthetic_folder_protocol(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
@@ -84,6 +84,9 @@ def test_synthetic_folder_uses_the_synth_loader(tmp_path: Path, capsys: pytest.C
     class Tiny(torch.utils.data.Dataset):
         classes = ["a", "b"]
 
+        def __init__(self, path, with_masks=True):
+            seen.append((Path(path), with_masks))
+
         def __len__(self) -> int:
             return 3
 
@@ -91,16 +94,12 @@ def test_synthetic_folder_uses_the_synth_loader(tmp_path: Path, capsys: pytest.C
             return Sample(torch.zeros(3, 4, 5), label=[0, 1, 1][i], image_id=str(i),
                           subject=f"s{i}", split=["train", "train", "test"][i])
 
-    def load_synthetic(path):
-        seen.append(Path(path))
-        return Tiny()
-
     fake = types.ModuleType("gmxai_eval.data.synth")
-    fake.load_synthetic = load_synthetic
+    fake.SyntheticFaces = Tiny
     fake.add_data_command = lambda subparsers: None  # the CLI asks every data module for one
     monkeypatch.setitem(sys.modules, "gmxai_eval.data.synth", fake)
     r = _json(capsys, [str(tmp_path)])
-    assert seen == [tmp_path]
+    assert seen == [(tmp_path, False)]
     assert r["kind"] == "synthetic" and r["card"] == {"name": "toy"}
     s = r["summary"]
     assert s["images_per_class"] == {"a": 1, "b": 2}
@@ -121,3 +120,19 @@ def test_image_size_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert "(4, 4)" in capsys.readouterr().err
     r = _json(capsys, [str(tmp_path / "m.csv"), "--image-size", "4", "4", "--resize"])
     assert r["summary"]["image_size"] == [4, 4]
+
+
+def test_real_synthetic_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gmxai_eval.data.synth import SynthConfig, SyntheticFaces, generate
+
+    folder = generate(SynthConfig(num_images=24, num_syndromes=2, imbalance=1.0), name="t",
+                      root=tmp_path, progress=False)
+    r = _json(capsys, [str(folder)])
+    ds = SyntheticFaces(folder, with_masks=False)  # oracle: the dataset's own counts
+    s = r["summary"]
+    assert r["kind"] == "synthetic" and r["loaded"] is True
+    assert s["num_images"] == 24 == len(ds)
+    want = {c: int((ds.labels == k).sum()) for k, c in enumerate(ds.classes)}
+    assert s["images_per_class"] == want
+    assert s["num_subjects"] == len(set(ds.subjects))
+    assert s["image_size"] == [112, 112] and s["channels"] == 3
