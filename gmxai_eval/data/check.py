@@ -43,12 +43,14 @@ def _dataset_summary(ds: Any) -> dict[str, Any]:
 
     per_class: Counter = Counter()
     per_split: Counter = Counter()
+    per_cs: Counter = Counter()
     subjects: dict[str, set] = {}
     size = None
     for i in range(len(ds)):
         s = ds[i]
         per_class[ds.classes[s.label]] += 1
         per_split[s.split] += 1
+        per_cs[(ds.classes[s.label], s.split)] += 1
         subjects.setdefault(s.split, set()).add(s.subject)
         size = list(s.image.shape[-2:])
         channels = int(s.image.shape[0])
@@ -57,7 +59,8 @@ def _dataset_summary(ds: Any) -> dict[str, Any]:
             "image_size": size, "channels": channels if len(ds) else None,
             "images_per_class": {c: per_class.get(c, 0) for c in ds.classes},
             "images_per_split": dict(sorted(per_split.items())),
-            "subjects_per_split": {k: len(v) for k, v in sorted(subjects.items())}}
+            "subjects_per_split": {k: len(v) for k, v in sorted(subjects.items())},
+            "images_per_class_split": {f"{c}|{k}": n for (c, k), n in sorted(per_cs.items())}}
 
 
 def check_manifest(path: Path, opt: CheckOptions) -> dict[str, Any]:

@@ -104,6 +104,7 @@ def test_synthetic_folder_protocol(tmp_path: Path, capsys: pytest.CaptureFixture
     s = r["summary"]
     assert s["images_per_class"] == {"a": 1, "b": 2}
     assert s["images_per_split"] == {"test": 1, "train": 2}
+    assert s["images_per_class_split"] == {"a|train": 1, "b|test": 1, "b|train": 1}
     assert s["image_size"] == [4, 5] and s["channels"] == 3
 
 
