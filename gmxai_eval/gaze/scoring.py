@@ -39,7 +39,8 @@ def _metrics(names: Sequence[str], config: MetricConfig | None) -> list[tuple[Ga
 
 
 def _score(m: GazeMetric, cfg: dict[str, Any], smap: np.ndarray, g: ImageGaze, seed: int, tag: str) -> float:
-    rng = metric_rng(seed, f"{tag}/{g.image_id}", m.name) if m.random else None
+    key = g.image_id if tag == "map" else f"{tag}/{g.image_id}"  # "map": same draws as the evaluators
+    rng = metric_rng(seed, key, m.name) if m.random else None
     return m(smap, g, rng, **cfg)
 
 

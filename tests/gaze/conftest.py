@@ -28,3 +28,9 @@ def make_face(image_id: str, size: int = 48, shift: tuple[int, int] = (0, 0), la
 @pytest.fixture
 def faces() -> list[Sample]:
     return [make_face(f"f{i}", seed=i, label=i % 2) for i in range(4)]
+
+
+@pytest.fixture
+def face_factory():
+    """``make_face(image_id, size=48, shift=(0, 0), label=0, seed=0) -> Sample``."""
+    return make_face

@@ -1,0 +1,104 @@
+"""Ceiling / floor rows, summary table, and the gaze evaluators."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gmxai_eval.errors import ShapeError
+from gmxai_eval.evaluators.base import EVALUATORS, EvalBatch
+from gmxai_eval.gaze.fixations import validate_fixations
+from gmxai_eval.gaze.maps import image_gaze_set
+from gmxai_eval.gaze.metrics import GAZE_METRICS
+from gmxai_eval.gaze.scoring import (CEILING_ROW, FLOOR_ROW, centre_bias_floor, human_ceiling, score_maps,
+                                     summarise)
+
+SHAPE = (20, 24)
+
+
+def _identical_observers(n_obs=3, n_img=3, seed=0):
+    r = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_img):
+        pts = np.column_stack([r.uniform(0, SHAPE[1], 7), r.uniform(0, SHAPE[0], 7)])
+        for o in range(n_obs):
+            rows += [dict(observer_id=f"o{o}", image_id=f"im{i}", x=x, y=y, onset_ms=k * 250.0,
+                          duration_ms=200.0) for k, (x, y) in enumerate(pts)]
+    return validate_fixations(pd.DataFrame(rows))
+
+
+def test_loo_ceiling_is_perfect_when_observers_are_identical():
+    t = _identical_observers()
+    gazes = image_gaze_set(t, {i: SHAPE for i in t.image_ids}, 1.5)
+    ceil = human_ceiling(gazes, 1.5, seed=0)
+    np.testing.assert_allclose(ceil["cc"], 1.0, atol=1e-12)
+    np.testing.assert_allclose(ceil["sim"], 1.0, atol=1e-12)
+    np.testing.assert_allclose(ceil["kl"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(ceil["emd"], 0.0, atol=1e-12)
+    # fixation-based metrics: the others' density equals the pooled density -> same score as it
+    pooled = score_maps({k: g.density for k, g in gazes.items()}, gazes, metrics=("nss", "auc_judd", "ig"))
+    np.testing.assert_allclose(ceil[["nss", "auc_judd", "ig"]].to_numpy(), pooled.to_numpy(), rtol=1e-12)
+
+
+def test_single_observer_image_has_no_ceiling_and_floor_is_the_centre_map():
+    t = _identical_observers(n_obs=1)
+    gazes = image_gaze_set(t, {i: SHAPE for i in t.image_ids}, 1.5)
+    assert human_ceiling(gazes, 1.5, metrics=("nss",)).isna().all().all()
+    fl = centre_bias_floor(gazes, metrics=("cc",))
+    direct = score_maps({k: g.baseline for k, g in gazes.items()}, gazes, metrics=("cc",))
+    pd.testing.assert_frame_equal(fl, direct)
+
+
+def test_summary_fraction_of_ceiling_and_directions():
+    per = {"m": pd.DataFrame({"nss": [1.0, 1.0], "kl": [2.0, 2.0]}),
+           CEILING_ROW: pd.DataFrame({"nss": [2.0, 2.0], "kl": [0.5, 0.5]}),
+           FLOOR_ROW: pd.DataFrame({"nss": [0.5, 0.5], "kl": [4.0, 4.0]})}
+    tab = summarise(per, n_boot=50, seed=1, simulated=True)
+    assert tab.loc["m", "nss_frac_ceiling"] == 0.5 and tab.loc["m", "kl_frac_ceiling"] == 0.25
+    assert tab.loc[CEILING_ROW, "nss_frac_ceiling"] == 1.0
+    assert tab["simulated"].all() and "SIMULATED" in tab.attrs["caption"]
+    assert tab.attrs["higher_is_better"] == {"nss": True, "kl": False}
+    pd.testing.assert_frame_equal(tab, summarise(per, n_boot=50, seed=1, simulated=True))
+
+
+def test_random_metrics_are_seeded_per_image_not_per_order():
+    t = _identical_observers(n_obs=2, n_img=3)
+    gazes = image_gaze_set(t, {i: SHAPE for i in t.image_ids}, 1.5)
+    r = np.random.default_rng(1)
+    maps = {k: r.random(SHAPE) for k in gazes}
+    a = score_maps(maps, gazes, metrics=("auc_borji",), seed=3)
+    b = score_maps(dict(reversed(list(maps.items()))), gazes, metrics=("auc_borji",), seed=3)
+    pd.testing.assert_series_equal(a["auc_borji"].sort_index(), b["auc_borji"].sort_index())
+    assert not a.equals(score_maps(maps, gazes, metrics=("auc_borji",), seed=4))
+
+
+def test_gaze_evaluators_match_the_kernels(toy_model):
+    t = _identical_observers(n_obs=2, n_img=3)
+    shape = (32, 32)
+    gazes = image_gaze_set(t, {i: shape for i in t.image_ids}, 1.5)
+    ids = t.image_ids
+    r = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 32, 32, generator=r)
+    maps = torch.randn(3, 32, 32, generator=r)
+    assert {f"gaze_{m}" for m in GAZE_METRICS.list()} <= set(EVALUATORS.list("gaze_*"))
+    for name in GAZE_METRICS.list():
+        ev = EVALUATORS.create(f"gaze_{name}")
+        assert ev.card.category == "gaze" and ev.card.needs == {"fixations"}
+        assert ev.higher_is_better == GAZE_METRICS.get(name).higher_is_better
+        res = ev(toy_model, x, torch.zeros(3, dtype=torch.long), maps, sample_ids=ids, seed=2, fixations=gazes)
+        ref = score_maps({i: np.abs(maps[k].double().numpy()) for k, i in enumerate(ids)}, gazes,
+                         metrics=(name,), seed=2)
+        # random metrics draw from the same (seed, image id, metric) generator in both paths
+        np.testing.assert_allclose(res.scores.numpy(), ref[name].to_numpy(), rtol=1e-9)
+    # subsetting keeps the id-keyed fixations valid
+    ev = EVALUATORS.create("gaze_nss")
+    b = EvalBatch(toy_model, x, torch.zeros(3, dtype=torch.long), {"m": maps}, ids, extra={"fixations": gazes})
+    full = ev.evaluate(b)["m"].scores
+    sub = ev.evaluate(b.subset(torch.tensor([2, 0])))["m"].scores
+    np.testing.assert_allclose(sub.numpy(), full[[2, 0]].numpy())
+    with pytest.raises(ShapeError, match="ImageGaze for every sample id"):
+        ev(toy_model, x, torch.zeros(3, dtype=torch.long), maps, sample_ids=["a", "b", "c"], fixations=gazes)
+    with pytest.raises(ShapeError, match="fixations"):
+        ev(toy_model, x, torch.zeros(3, dtype=torch.long), maps, sample_ids=ids)
