@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from gmxai_eval.data.base import Sample
-from gmxai_eval.errors import DataError
 from gmxai_eval.methods.base import METHODS, Explainer
 from gmxai_eval.report.compare import Comparison, compare_results, load_results
 from gmxai_eval.runner.spec import Entry, Spec, preset_spec
@@ -133,8 +132,6 @@ def assert_no_regression(method: type[Explainer] | str, baseline: str | Path = "
         if not cmp.ok:
             raise AssertionError(f"method {lab!r} regressed against {bpath}:\n{cmp.table()}")
         return cmp
-    except DataError:
-        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if registered:

@@ -84,7 +84,7 @@ def render_report(results: Mapping[str, Any], table: Any = None, path: str | Pat
             ("seeds", ", ".join(map(str, results.get("seeds", [])))), ("device", results.get("device", "")),
             ("model hash", results.get("model_hash", "")), ("git revision", env.get("git_revision")),
             ("versions", ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()))]
-    parts.append(_table(["", ""], meta, "meta"))
+    parts.append(_table(["field", "value"], meta, "meta"))
 
     headers, rows = leaderboard_rows(results)
     parts.append("<h2>Leaderboard</h2>")
@@ -114,6 +114,10 @@ def render_report(results: Mapping[str, Any], table: Any = None, path: str | Pat
         parts.append("<h2>Example maps</h2>")
         parts.append(_img(figures.maps_grid(examples["images"], examples["maps"], titles),
                           "signed maps, symmetric colour scale per map (red positive, blue negative)"))
+        parts.append(_table(["row", "image id", "label", "explained class"],
+                            [[i + 1, *t] for i, t in enumerate(zip(examples.get("ids", []),
+                                                                   examples.get("labels", []),
+                                                                   examples.get("targets", [])))]))
 
     curves = results.get("curves", {})
     if curves:

@@ -1,0 +1,137 @@
+"""Aggregation against hand computations, a naive bootstrap and scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from gmxai_eval.report.aggregate import (bootstrap_means, kendall_tau_b, rank_bands, rank_min,
+                                         summarise)
+
+
+def naive_bootstrap(values, clusters, n_boot, seed):
+    """The documented protocol written as a plain loop."""
+    v = np.asarray(values, float)
+    labels = sorted(set(clusters))
+    members = {c: [i for i, k in enumerate(clusters) if k == c] for c in labels}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(labels), size=(n_boot, len(labels)))
+    out = np.empty((n_boot, v.shape[1]))
+    for b in range(n_boot):
+        rows = [i for g in idx[b] for i in members[labels[g]]]
+        out[b] = np.nanmean(v[rows], axis=0)
+    return out
+
+
+def test_bootstrap_matches_naive_loop_images_and_clusters():
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(12, 3))
+    v[4, 1] = np.nan
+    got = bootstrap_means(v, None, n_boot=300, seed=7)
+    want = naive_bootstrap(v, [f"{i:02d}" for i in range(12)], 300, 7)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    subjects = ["a", "a", "b", "c", "c", "c", "d", "e", "e", "f", "g", "g"]
+    got = bootstrap_means(v, subjects, n_boot=300, seed=7)
+    np.testing.assert_allclose(got, naive_bootstrap(v, subjects, 300, 7), rtol=1e-12, atol=1e-12)
+
+
+def test_bootstrap_ci_agrees_with_scipy_percentile():
+    x = np.random.default_rng(3).exponential(size=60)
+    boots = bootstrap_means(x[:, None], None, n_boot=20000, seed=0)[:, 0]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    ref = scipy.stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile",
+                                random_state=np.random.default_rng(1)).confidence_interval
+    assert lo == pytest.approx(ref.low, abs=0.02) and hi == pytest.approx(ref.high, abs=0.02)
+
+
+def test_ranks_bands_and_kendall():
+    assert rank_min([0.3, 0.9, 0.3, np.nan]).tolist() == [2, 1, 2, 4]
+    # intervals: A [5, 7], B [4.5, 6] overlaps A, C [1, 2] below both, D [1.5, 4.6] overlaps B and C
+    lo, hi = [5, 4.5, 1, 1.5], [7, 6, 2, 4.6]
+    assert rank_bands(lo, hi, True).tolist() == [1, 1, 3, 2]
+    assert rank_bands(lo, hi, False).tolist() == [3, 2, 1, 1]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = rng.integers(0, 4, size=7).astype(float)  # ties on purpose
+        b = rng.integers(0, 4, size=7).astype(float)
+        ref = scipy.stats.kendalltau(a, b).statistic
+        got = kendall_tau_b(a, b)
+        assert (np.isnan(ref) and np.isnan(got)) or got == pytest.approx(ref, abs=1e-12)
+    assert np.isnan(kendall_tau_b([1.0], [2.0]))
+
+
+def _table():
+    rows = []
+    scores = {  # evaluator -> method -> per-image scores (2 seeds for e1)
+        "e1": {"m1": [0.9, 0.8, 0.7, 0.6], "m2": [0.5, 0.4, 0.6, 0.5], "rnd": [0.7, 0.7, 0.7, 0.7]},
+        "e2": {"m1": [0.1, 0.2, 0.1, 0.2], "m2": [0.3, 0.3, 0.4, 0.2], "rnd": [0.9, 0.8, 0.9, 0.8]},
+        "e3": {"m1": [1.0, 1.0, 1.0, np.nan], "m2": [2.0, 2.0, 2.0, 2.0], "rnd": [3.0, 3.0, 3.0, 3.0]},
+    }
+    for ev, per in scores.items():
+        for m, vals in per.items():
+            for i, v in enumerate(vals):
+                for seed, shift in ((0, 0.0), (1, 0.02)) if ev == "e1" else ((0, 0.0),):
+                    rows.append({"seed": seed, "evaluator": ev, "method": m, "sample_id": f"s{i}",
+                                 "subject": f"p{i // 2}", "score": v + (shift if m == "m2" else 0.0)})
+    return pd.DataFrame(rows)
+
+
+CARDS_E = {"e1": {"higher_is_better": True, "category": "perturbation"},
+           "e2": {"higher_is_better": False, "category": "perturbation"},
+           "e3": {"higher_is_better": True, "category": "localisation"}}
+CARDS_M = {"m1": {"control": False}, "m2": {"control": False}, "rnd": {"control": True}}
+
+
+def test_summarise_by_hand():
+    out = summarise(_table(), CARDS_E, CARDS_M, n_boot=500, seed=0)
+    agg = {(r["evaluator"], r["method"]): r for r in out["aggregates"]}
+    # seed average first: m2 on e1 is mean of (v, v + 0.02)
+    assert agg[("e1", "m2")]["mean"] == pytest.approx(np.mean([0.51, 0.41, 0.61, 0.51]))
+    assert agg[("e3", "m1")]["mean"] == pytest.approx(1.0) and agg[("e3", "m1")]["n_nan"] == 1
+    # e1 (higher better): m1 0.75, rnd 0.7, m2 0.51 ; e2 (lower better): m1 .15, m2 .3, rnd .85
+    assert out["rankings"]["by_evaluator"]["e1"] == {"m1": 1, "m2": 3, "rnd": 2}
+    assert out["rankings"]["by_evaluator"]["e2"] == {"m1": 1, "m2": 2, "rnd": 3}
+    assert out["rankings"]["by_evaluator"]["e3"] == {"m1": 3, "m2": 2, "rnd": 1}
+    fam = out["rankings"]["by_family"]["perturbation"]
+    assert fam["m1"] == {"mean_rank": 1.0, "rank": 1} and fam["m2"]["mean_rank"] == 2.5
+    assert fam["rnd"]["mean_rank"] == 2.5 and fam["m2"]["rank"] == fam["rnd"]["rank"] == 2
+    overall = out["rankings"]["overall"]
+    assert overall["m1"]["mean_rank"] == pytest.approx(5 / 3) and overall["m1"]["rank"] == 1
+    # cluster bootstrap: subjects p0, p1 each hold two images
+    assert out["aggregation"]["resampling_unit"]["e1"] == "subject"
+    assert agg[("e1", "m1")]["resampling_unit"] == "subject"
+    # CIs equal the percentiles of the naive cluster bootstrap of the seed-averaged scores
+    per = np.array([[0.9, 0.51, 0.7], [0.8, 0.41, 0.7], [0.7, 0.61, 0.7], [0.6, 0.51, 0.7]])
+    boots = naive_bootstrap(per, ["p0", "p0", "p1", "p1"], 500, 0)
+    assert agg[("e1", "m2")]["ci_low"] == pytest.approx(np.percentile(boots[:, 1], 2.5))
+    assert agg[("e1", "m2")]["ci_high"] == pytest.approx(np.percentile(boots[:, 1], 97.5))
+    # control flags: rnd beats m2 on e1, beats m1 and m2 on e3, nothing on e2
+    flags = out["control_flags"]
+    assert flags["e1"] == {"flag": True, "beats": {"rnd": ["m2"]}}
+    assert flags["e2"] == {"flag": False, "beats": {}}
+    assert flags["e3"]["beats"] == {"rnd": ["m1", "m2"]}
+    # agreement: tau of oriented means per evaluator pair, against scipy
+    o = {"e1": [0.75, np.mean([0.51, 0.41, 0.61, 0.51]), 0.7], "e2": [-0.15, -0.3, -0.85], "e3": [1.0, 2.0, 3.0]}
+    tau = out["agreement"]["kendall_tau"]
+    for i, a in enumerate(["e1", "e2", "e3"]):
+        for j, b in enumerate(["e1", "e2", "e3"]):
+            assert tau[i][j] == pytest.approx(scipy.stats.kendalltau(o[a], o[b]).statistic)
+
+
+def test_bands_from_summarise_follow_intervals():
+    out = summarise(_table(), CARDS_E, CARDS_M, n_boot=500, seed=0)
+    for ev in CARDS_E:
+        recs = [r for r in out["aggregates"] if r["evaluator"] == ev]
+        hib = CARDS_E[ev]["higher_is_better"]
+        for r in recs:
+            better = [q for q in recs if (q["ci_low"] > r["ci_high"] if hib else q["ci_high"] < r["ci_low"])]
+            assert r["band"] == 1 + len(better)
+
+
+def test_image_level_bootstrap_when_subjects_are_unique():
+    t = _table()
+    t["subject"] = t["sample_id"]
+    out = summarise(t, CARDS_E, CARDS_M, n_boot=100, seed=0)
+    assert set(out["aggregation"]["resampling_unit"].values()) == {"image"}
