@@ -156,6 +156,13 @@ class _MPRT(Evaluator):
         partner = random_pairs(batch.sample_ids, batch.seed) if self.config["floor"] else None  # type: ignore[arg-type]
         out: dict[str, EvalResult] = {}
         main = self.config["similarity"]
+        conv: dict[str, Any] = {"layers": list(labels)}
+        if "hog" in sims:
+            ppc = int(self.config["hog_pixels_per_cell"])
+            conv["hog_cells_per_block_effective"] = min(int(self.config["hog_cells_per_block"]),
+                                                        *(int(d) // ppc for d in batch.x.shape[-2:]))
+        if partner is not None:
+            conv["floor"] = "similarity of the unrandomised maps of random image pairs within the batch"
         for m in methods:
             extras: dict[str, torch.Tensor] = {}
             for s, fn in sims.items():
@@ -166,8 +173,7 @@ class _MPRT(Evaluator):
                     a = orig[m]
                     extras[f"floor_{s}"] = fn(a, a[partner.to(a.device)], **opts).cpu()
             curve = extras[f"layers_{main}"]
-            out[m] = EvalResult(curve.mean(1), curve, torch.arange(len(labels)), extras,
-                                {"layers": list(labels)}, tuple(labels))
+            out[m] = EvalResult(curve.mean(1), curve, torch.arange(len(labels)), extras, conv, tuple(labels))
         return out
 
 

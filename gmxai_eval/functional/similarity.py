@@ -42,10 +42,14 @@ def _pair(a: torch.Tensor, b: torch.Tensor, ndim: int | None = None) -> tuple[to
 def rankdata(a: torch.Tensor) -> torch.Tensor:
     """Row-wise ranks ``1..N`` of ``a (B, N)`` with ties given their average rank (float64)."""
     a = a.to(torch.float64)
-    s, _ = a.sort(dim=1)
-    lo = torch.searchsorted(s, a.contiguous(), right=False)
-    hi = torch.searchsorted(s, a.contiguous(), right=True)
-    return (lo + hi + 1).to(torch.float64) / 2.0
+    n = a.shape[1]
+    s, idx = a.sort(dim=1)
+    j = torch.arange(n, device=a.device).expand_as(s)
+    change = s[:, 1:] != s[:, :-1]
+    edge = torch.ones_like(change[:, :1])
+    first = torch.where(torch.cat([edge, change], 1), j, torch.zeros_like(j)).cummax(1).values
+    last = torch.where(torch.cat([change, edge], 1), j, torch.full_like(j, n - 1)).flip(1).cummin(1).values.flip(1)
+    return torch.empty_like(a).scatter_(1, idx, (first + last).to(torch.float64) / 2.0 + 1.0)
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -101,7 +105,6 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, gaussian: bool = True, sigma: floa
     if gaussian:
         k = _gaussian_kernel1d(sigma, 3.5, a.dtype, a.device)
         ws = k.numel()
-        kernel = (k[:, None] * k[None, :])[None, None]
     else:
         ws = 7 if win_size is None else int(win_size)
         if ws < 3 or ws % 2 == 0:
@@ -120,8 +123,12 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, gaussian: bool = True, sigma: floa
         L = torch.as_tensor(float(data_range), dtype=a.dtype, device=a.device)
     c1 = (k1 * L) ** 2
     c2 = (k2 * L) ** 2
-    stack = torch.stack([a, b, a * a, b * b, a * b], 1)  # (B, 5, H, W)
-    filt = F.conv2d(stack.reshape(-1, 1, *a.shape[-2:]), kernel).reshape(a.shape[0], 5, *[s - ws + 1 for s in a.shape[-2:]])
+    stack = torch.stack([a, b, a * a, b * b, a * b], 1).reshape(-1, 1, *a.shape[-2:])  # (B*5, 1, H, W)
+    if gaussian:  # separable: rows then columns
+        filt = F.conv2d(F.conv2d(stack, k.view(1, 1, -1, 1)), k.view(1, 1, 1, -1))
+    else:
+        filt = F.conv2d(stack, kernel)
+    filt = filt.reshape(a.shape[0], 5, *[s - ws + 1 for s in a.shape[-2:]])
     ux, uy, uxx, uyy, uxy = filt.unbind(1)
     vx = cov_norm * (uxx - ux * ux)
     vy = cov_norm * (uyy - uy * uy)
