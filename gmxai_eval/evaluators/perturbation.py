@@ -2,7 +2,7 @@
 
 Registered names: ``deletion``, ``insertion``, ``pixel_flipping``, ``region_perturbation``,
 ``faithfulness_correlation``, ``faithfulness_estimate``, ``monotonicity_correlation``,
-``sensitivity_n``, ``infidelity``. The kernels live in :mod:`gmxai_eval.functional.perturbation`;
+``sensitivity_n``, ``infidelity``, ``sufficiency``. The kernels live in :mod:`gmxai_eval.functional.perturbation`;
 its module docstring defines the shared conventions (pixel space, ordering unit, ties, output).
 
 Sharing and batching
@@ -501,18 +501,51 @@ class Infidelity(_PerturbationEvaluator):
         noise = batch.shared(("infidelity_noise", n, float(c["noise_std"])), lambda: P.gaussian_perturbations(
             tuple(x.shape[1:]), n, float(c["noise_std"]), batch.sample_ids, batch.seed).to(x.device, x.dtype))  # type: ignore[arg-type]
 
+        flat = noise.flatten(0, 1)  # job j = (image j // n, draw j % n)
+        buf = x.new_empty(min(int(c["max_batch"]), len(flat)), *x.shape[1:])
+
         def drops() -> torch.Tensor:
             def build(j: torch.Tensor) -> torch.Tensor:
-                return x[j // n] - noise[j // n, j % n]
+                return torch.sub(x[j // n], flat[int(j[0]): int(j[-1]) + 1], out=buf[: len(j)])  # j is a range
             tgt = batch.target.to(x.device)
             vals = P.batched_outputs(batch.model, x.shape[0] * n, build, lambda j: tgt[j // n], c["output"],
                                      c["max_batch"], x.device).view(-1, n)
             return self._clean_output(batch)[:, None] - vals
 
         dr = batch.shared(("infidelity_drops", n, float(c["noise_std"]), c["output"]), drops)
-        isum = noise.double().sum(2)  # (B, n, H, W): channels summed, map broadcast over them
+        isum = batch.shared(("infidelity_noise_channel_sum", n, float(c["noise_std"])),
+                            lambda: noise.sum(2).flatten(2).double())  # (B, n, H*W): map broadcast over C
         out = {}
         for m in batch.maps:
-            p = (isum * self._map(batch, m).double()[:, None]).sum(dim=(2, 3))
+            p = torch.bmm(isum, self._map(batch, m).double().flatten(1)[:, :, None])[..., 0]
             out[m] = EvalResult(P.infidelity_score(p, dr, bool(c["normalize"])), extras={"a_dot_i": p, "drops": dr})
         return out
+
+
+# =============================================================================================
+# Sufficiency
+# =============================================================================================
+@register_evaluator
+class Sufficiency(_PerturbationEvaluator):
+    """Sufficiency (Dasgupta et al. 2022), Quantus 0.6.0's estimator: maps (``abs`` by default)
+    are compared with standardised Euclidean distances, divided by the largest distance of the
+    batch; a sample's score is the share of the other samples whose map lies within ``threshold``
+    and whose predicted class equals its own (0 without such neighbours). Higher is better.
+
+    No perturbation and no randomness; one clean forward pass. **Batch-scope**: the neighbourhood
+    is the batch, so scores depend on which images are evaluated together (permuting the batch
+    permutes the scores; splitting it changes them). Evaluate the whole set, or fixed groups, as
+    one batch."""
+
+    card = EvaluatorCard(
+        name="sufficiency", category="perturbation", higher_is_better=True,
+        paper="Dasgupta, Frost, Moshkovitz. Framework for Evaluating Faithfulness of Local Explanations. ICML 2022",
+        default_config={"threshold": 0.6, **{**_COMMON, "abs": True}},
+        description="share of map-neighbours (seuclidean, batch-normalised) with the same predicted class")
+    fixed = {"distance": "seuclidean / max over batch", "neighbourhood": "the evaluated batch",
+             "prediction": "argmax of the clean logits"}
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        pred = batch.clean_logits().argmax(1)
+        return {m: EvalResult(P.sufficiency_scores(self._map(batch, m), pred, float(self.config["threshold"])))
+                for m in batch.maps}

@@ -70,7 +70,8 @@ def batched_outputs(model: nn.Module, n_jobs: int, build: Callable[[torch.Tensor
     """Score ``n_jobs`` perturbed images in forward passes of at most ``max_batch`` images.
 
     Args:
-        build: ``job indices (n,) -> images (n, C, H, W)`` built on ``device``.
+        build: ``job indices (n,) -> images (n, C, H, W)`` built on ``device``; the indices of
+            one call are always a contiguous ascending range.
         target_of: ``job indices (n,) -> target (n,)``.
     Returns:
         ``(n_jobs,)`` float64 outputs on ``device``.
@@ -177,8 +178,12 @@ def window_outputs(model: nn.Module, x: torch.Tensor, target: torch.Tensor, rank
     if fill.ndim != 5 or tuple(fill.shape[1:]) != tuple(x.shape):
         raise ShapeError(f"expected fill (S, *{tuple(x.shape)}), got {tuple(fill.shape)}")
     dev = x.device
-    lo, hi, ranks, fill = lo.to(dev), hi.to(dev), ranks.to(dev), fill.to(dev, x.dtype)
+    small = int(ranks.max()) < 2**31 if ranks.numel() else True
+    rdt = torch.int32 if small else torch.int64
+    lo, hi, ranks, fill = lo.to(dev, rdt), hi.to(dev, rdt), ranks.to(dev, rdt), fill.to(dev, x.dtype)
+    cumulative = bool((lo == 0).all())
     target = target.to(dev)
+    buf = x.new_empty(min(max_batch, g_ * s_ * b_ * t_), *x.shape[1:])  # reused input buffer
 
     def split(j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return j // (s_ * b_ * t_), (j // (b_ * t_)) % s_, (j // t_) % b_, j % t_
@@ -186,8 +191,14 @@ def window_outputs(model: nn.Module, x: torch.Tensor, target: torch.Tensor, rank
     def build(j: torch.Tensor) -> torch.Tensor:
         g, s, b, t = split(j)
         r = ranks[g, b]
-        m = (r >= lo[t].view(-1, 1, 1, 1)) & (r < hi[t].view(-1, 1, 1, 1))
-        return torch.where(m, x[b], fill[s, b]) if restore else torch.where(m, fill[s, b], x[b])
+        m = r < hi[t].view(-1, 1, 1, 1)
+        if not cumulative:
+            m &= r >= lo[t].view(-1, 1, 1, 1)
+        out = buf[: len(j)]
+        keep, put = (fill, x) if restore else (x, fill)
+        torch.index_select(keep if keep is x else keep.flatten(0, 1), 0, b if keep is x else s * b_ + b, out=out)
+        src = put[b] if put is x else put[s, b]
+        return torch.where(m, src, out, out=out)
 
     out = batched_outputs(model, g_ * s_ * b_ * t_, build, lambda j: target[split(j)[2]], output, max_batch, dev)
     return out.view(g_, s_, b_, t_)
@@ -300,8 +311,10 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def gaussian_perturbations(shape: Sequence[int], n: int, std: float, sample_ids: Sequence[str],
                            seed: int = 0) -> torch.Tensor:
     """``(B, n, C, H, W)`` i.i.d. N(0, std^2) perturbations ``I`` keyed on ``(seed, sample_id)``."""
-    return torch.stack([torch.randn(n, *shape, generator=rng_for(seed, "infidelity", n, sid)) * std
-                        for sid in sample_ids])
+    out = torch.empty(len(sample_ids), n, *shape)
+    for i, sid in enumerate(sample_ids):
+        torch.randn(n, *shape, generator=rng_for(seed, "infidelity", n, sid), out=out[i])
+    return out.mul_(std)
 
 
 def infidelity_score(a_dot_i: torch.Tensor, drops: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -315,3 +328,31 @@ def infidelity_score(a_dot_i: torch.Tensor, drops: torch.Tensor, normalize: bool
                            torch.zeros_like(den))
         p = beta[:, None] * p
     return ((p - d) ** 2).mean(1)
+
+
+# --------------------------------------------------------------------------------------------
+# sufficiency
+# --------------------------------------------------------------------------------------------
+def seuclidean_distances(a: torch.Tensor) -> torch.Tensor:
+    """Standardised Euclidean distances between the rows of ``a (B, F)`` -> ``(B, B)`` float64
+    (SciPy's ``seuclidean`` with ``V`` = the unbiased per-feature variance over the rows).
+    Features with zero variance are ignored (SciPy would divide by zero)."""
+    a = a.double()
+    v = a.var(0, unbiased=True) if a.shape[0] > 1 else torch.zeros(a.shape[1], dtype=a.dtype, device=a.device)
+    keep = v > 0
+    z = a[:, keep] / v[keep].sqrt()
+    return torch.cdist(z, z).clamp_min(0)
+
+
+def sufficiency_scores(maps: torch.Tensor, predicted: torch.Tensor, threshold: float = 0.6) -> torch.Tensor:
+    """Sufficiency (Dasgupta et al. 2022, Quantus's estimator) of ``maps (B, ...)`` with predicted
+    classes ``(B,)`` -> ``(B,)`` float64: distances between flattened maps are divided by their
+    maximum; for each sample, the share of the *other* samples within ``threshold`` that have the
+    same predicted class (0 when it has no such neighbour)."""
+    d = seuclidean_distances(maps.reshape(maps.shape[0], -1))
+    mx = d.abs().max()
+    d = d / mx if mx > 0 else d
+    near = (d <= threshold) & ~torch.eye(len(d), dtype=torch.bool, device=d.device)
+    same = predicted.view(-1, 1) == predicted.view(1, -1)
+    n = near.sum(1)
+    return torch.where(n > 0, (near & same).sum(1) / n.clamp_min(1), torch.zeros_like(n)).double()

@@ -171,3 +171,23 @@ def test_sensitivity_n_single_size_equals_faithfulness_correlation(gray_model, g
     fc = EVALUATORS.create("faithfulness_correlation", subset_size=16, nr_runs=12, output="logit")
     b = EvalBatch(gray_model, x, t, {"m": maps}, ids)
     torch.testing.assert_close(sn.evaluate(b)["m"].scores, fc.evaluate(b)["m"].scores)
+
+
+def test_sufficiency():
+    """12 images so that several share a predicted class and some maps are neighbours (a linear
+    model: its predicted classes vary with the input)."""
+    from gmxai_eval.models import MODELS
+
+    gray_model = MODELS.create("linear", num_classes=4, in_channels=1, size=16, seed=0)
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(12, 1, 16, 16, generator=g)
+    base = torch.randn(3, 16, 16, generator=g)
+    maps = base[torch.arange(12) % 3] + 0.3 * torch.randn(12, 16, 16, generator=g)
+    t = torch.zeros(12, dtype=torch.long)
+    xn, an = _np(x, maps)
+    q = quantus.Sufficiency(threshold=0.6, distance_func="seuclidean", **{**_q_common(), "abs": True})
+    q_scores = np.asarray(q(model=gray_model, x_batch=xn, y_batch=t.numpy(), a_batch=an, softmax=True,
+                            device="cpu", batch_size=16))
+    r = EVALUATORS.create("sufficiency", threshold=0.6, abs=True)(gray_model, x, t, maps)
+    np.testing.assert_allclose(r.scores.numpy(), q_scores, rtol=RTOL)
+    assert len(set(q_scores.round(6).tolist())) > 1  # a non-degenerate case
