@@ -13,7 +13,9 @@ Registered evaluators (category ``"randomisation"``):
   ``scores`` their mean over layers (lower is better: the map depends on the weights),
   ``extras["layers_<s>"] (B, L)`` / ``extras["mean_<s>"] (B,)`` every similarity, and
   ``extras["floor_<s>"] (B,)`` the similarity of the original maps of random image pairs
-  (the level "no relation" sits at).
+  (the level "no relation" sits at). A rank correlation with a constant map (a CAM that a
+  randomised layer turns all-zero) is undefined; ``constant_maps="zero_unless_equal"``
+  (default) scores it 0 (1 if both maps are identical), ``"nan"`` keeps NaN.
 * ``smooth_mprt`` (Hedström et al. 2023): as MPRT with maps averaged over ``n_noise`` noisy
   copies of the input (Gaussian noise, std = ``noise_magnitude`` x the image's value range; the
   last copy is noise-free); default order ``bottom_up`` as Quantus.
@@ -24,8 +26,10 @@ Registered evaluators (category ``"randomisation"``):
   the explained class and that of a random other class drawn per sample; lower is better.
 
 ``target``: ``"predicted"`` (default, as Adebayo et al.) explains the original model's
-predicted class in every model; ``"batch"`` explains ``batch.target`` and takes
-``batch.maps[method]`` as the unrandomised maps (no recomputation).
+predicted class in every model; ``"batch"`` explains ``batch.target``. ``batch.maps[method]``
+serve as the unrandomised maps whenever they explain the same classes (always with
+``"batch"``; with ``"predicted"`` when ``batch.target`` equals the predictions), otherwise they
+are recomputed with the method's explainer.
 Randomness: layer ``l`` is re-initialised with a seed derived from ``(batch.seed, l)``; noise
 and random classes are keyed on ``(batch.seed, sample_id)``. The user's model is never
 modified (a deep copy is randomised).
@@ -57,6 +61,7 @@ _MPRT_CONFIG: dict[str, Any] = {
     "target": "predicted",          # predicted | batch
     "layers": None,                 # restrict to these layer names (None: every layer)
     "floor": True,                  # random-image-pair floor in extras["floor_<s>"]
+    "constant_maps": "zero_unless_equal",  # NaN similarity with a constant map -> 0 (1 if identical) | nan
     "hog_pixels_per_cell": 16,
     "hog_cells_per_block": 3,
     "topk_fraction": 0.1,
@@ -123,13 +128,33 @@ class _MPRT(Evaluator):
         return batch.explainers[method](model, batch.x, target)
 
     def _original(self, batch: EvalBatch, method: str, target: torch.Tensor) -> torch.Tensor:
-        if self.config["target"] == "batch" and type(self)._explain is _MPRT._explain:
-            return batch.maps[method]
+        plain = type(self)._explain is _MPRT._explain
+        if plain and (self.config["target"] == "batch" or torch.equal(target.cpu(), batch.target.cpu())):
+            return batch.maps[method]  # the batch's maps already explain these classes
         return batch.shared(("mprt_original", method, self.config["target"], self._smooth_key()),
                             lambda: self._explain(batch, method, batch.model, target))
 
     def _smooth_key(self) -> Any:
         return None
+
+    def _similarity(self, fn: Callable[..., torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                    opts: dict[str, Any]) -> torch.Tensor:
+        """``fn(a, b)`` with the ``constant_maps`` convention for the NaN a rank correlation
+        gives when one map is constant (e.g. a CAM that a randomised layer turns all-zero)."""
+        v = fn(a, b, **opts).cpu()
+        rule = self.config["constant_maps"]
+        if rule == "nan":
+            return v
+        if rule != "zero_unless_equal":
+            raise ConfigError(f"evaluator {self.name!r}: expected constant_maps 'zero_unless_equal' or 'nan', "
+                              f"got {rule!r}")
+        fa, fb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+        const = ((fa == fa[:, :1]).all(1) | (fb == fb[:, :1]).all(1)).cpu()
+        fix = torch.isnan(v) & const
+        if fix.any():
+            same = (fa == fb).all(1).cpu().to(v.dtype)
+            v = torch.where(fix, same, v)
+        return v
 
     def conventions(self) -> dict[str, Any]:
         return {**super().conventions(), "order": self._order(), "layers_counted":
@@ -152,7 +177,7 @@ class _MPRT(Evaluator):
             for m in methods:
                 ar = self._explain(batch, m, rmodel, target)
                 for s, fn in sims.items():
-                    per[m][s].append(fn(orig[m], ar, **opts).cpu())
+                    per[m][s].append(self._similarity(fn, orig[m], ar, opts))
         partner = random_pairs(batch.sample_ids, batch.seed) if self.config["floor"] else None  # type: ignore[arg-type]
         out: dict[str, EvalResult] = {}
         main = self.config["similarity"]
@@ -171,7 +196,7 @@ class _MPRT(Evaluator):
                 extras[f"mean_{s}"] = curve.mean(1)
                 if partner is not None:
                     a = orig[m]
-                    extras[f"floor_{s}"] = fn(a, a[partner.to(a.device)], **opts).cpu()
+                    extras[f"floor_{s}"] = self._similarity(fn, a, a[partner.to(a.device)], opts)
             curve = extras[f"layers_{main}"]
             out[m] = EvalResult(curve.mean(1), curve, torch.arange(len(labels)), extras, conv, tuple(labels))
         return out

@@ -160,3 +160,20 @@ def test_config_errors(seqnet, images, grad_input):
     with pytest.raises(ConfigError, match="needs an explainer"):
         EVALUATORS.create("random_logit").evaluate(EvalBatch(seqnet, images, torch.zeros(4, dtype=torch.long),
                                                              {"m": torch.zeros(4, 32, 32)}))
+
+
+def test_constant_randomised_map_convention(seqnet, images, grad_input):
+    class ZeroAfterRandomisation(type(grad_input)):
+        """gradient x input of the trained model, all-zero for any other model."""
+
+        def _attribute(self, model, x, target):
+            out = super()._attribute(model, x, target)
+            return out if model is seqnet else torch.zeros_like(out)
+
+    ex = ZeroAfterRandomisation()
+    batch = _batch(seqnet, images, {"z": ex})
+    default = EVALUATORS.create("mprt_cascading", similarities=["spearman", "hog"], **SMALL).evaluate(batch)["z"]
+    np.testing.assert_array_equal(default.curves.numpy(), 0.0)
+    np.testing.assert_array_equal(default.extras["layers_hog"].numpy(), 0.0)
+    raw = EVALUATORS.create("mprt_cascading", similarities=["spearman"], constant_maps="nan").evaluate(batch)["z"]
+    assert torch.isnan(raw.curves).all()

@@ -53,6 +53,15 @@ def seq_model(seed: int = 0, in_ch: int = 3, k: int = 5) -> nn.Module:
     ).eval()
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models: one thread avoids contention on a shared machine (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def grad_input():
     return GradInput()
