@@ -12,7 +12,7 @@ Conventions (all stated in ``results.json``):
 * **Rank**: 1 = best by the mean, with the evaluator card's ``higher_is_better``; ties share
   the smallest rank ("min" ranking); a method without a finite mean is ranked last.
 * **Rank band**: ``1 +`` the number of methods whose interval lies entirely on the better side
-  of this method's interval. Methods with overlapping intervals share a band unless a third
+  of this method's interval (a method without a finite mean gets the last band). Methods with overlapping intervals share a band unless a third
   method separates them from only one of the two.
 * **Family / overall rank**: the mean of a method's per-evaluator ranks over the evaluators of
   a family (card ``category``) or over all evaluators, then ranked ("min").
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -152,7 +153,8 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
         clusters_used[ev] = "subject" if clusters is not None else "image"
         vals = per.to_numpy(dtype=np.float64)
         boots = bootstrap_means(vals, clusters, n_boot=n_boot, seed=seed)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN on purpose
             means = np.array([np.nanmean(vals[:, j]) if np.isfinite(vals[:, j]).any() else np.nan
                               for j in range(len(methods))])
             lo = np.nanpercentile(boots, 2.5, axis=0) if len(boots) else means
@@ -160,6 +162,7 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
         sign = 1.0 if hib else -1.0
         ranks = rank_min(sign * means)
         bands = rank_bands(lo, hi, hib)
+        bands = np.where(np.isfinite(means), bands, len(methods))  # no score: last band
         by_ev[ev] = {m: int(r) for m, r in zip(methods, ranks)}
         oriented_means[ev] = list(sign * means)
         for j, m in enumerate(methods):
@@ -210,7 +213,8 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
                 continue
             xs = g["curve_x"].iloc[0] if "curve_x" in g.columns else ""
             x = json.loads(xs) if isinstance(xs, str) and xs else list(range(arr.shape[1]))
-            with np.errstate(invalid="ignore"):
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 curves.setdefault(ev, {})[m] = {
                     "x": [float(v) for v in x], "mean": [_f(v) for v in np.nanmean(arr, 0)],
                     "std": [_f(v) for v in np.nanstd(arr, 0)],

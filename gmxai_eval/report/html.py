@@ -28,7 +28,7 @@ th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;white-space:nowra
 th{background:#f3f3f3}.meta td:first-child{font-weight:600}
 .flag{color:#a40000}figure{display:inline-block;margin:.5em;vertical-align:top}
 figcaption{font-size:.8em;color:#555}pre{background:#f7f7f7;padding:.5em;font-size:.75em;overflow:auto}
-img{max-width:100%}
+img{max-width:100%}.scroll{overflow-x:auto}
 """
 
 _CHECK = """
@@ -88,7 +88,7 @@ def render_report(results: Mapping[str, Any], table: Any = None, path: str | Pat
 
     headers, rows = leaderboard_rows(results)
     parts.append("<h2>Leaderboard</h2>")
-    parts.append(_table(headers, rows, "leaderboard"))
+    parts.append(f'<div class="scroll">{_table(headers, rows, "leaderboard")}</div>')
     parts.append("<p>Cells: mean [95% bootstrap CI] #rank band (1 + number of methods with a "
                  "strictly better, non-overlapping interval). Ranks: rank (mean rank). "
                  "↑ higher is better, ↓ lower is better.</p>")
@@ -109,8 +109,7 @@ def render_report(results: Mapping[str, Any], table: Any = None, path: str | Pat
             parts.append(_img(png, f"{ev}: mean and 95% CI per method"))
 
     if examples is not None and examples.get("maps"):
-        titles = [f"{i} | label {lab} | explained {t}" for i, lab, t in
-                  zip(examples.get("ids", []), examples.get("labels", []), examples.get("targets", []))]
+        titles = [f"row {i + 1}" for i in range(len(examples.get("ids", [])))]
         parts.append("<h2>Example maps</h2>")
         parts.append(_img(figures.maps_grid(examples["images"], examples["maps"], titles),
                           "signed maps, symmetric colour scale per map (red positive, blue negative)"))

@@ -22,13 +22,11 @@ CSV_COLUMNS = ("evaluator", "method", "category", "higher_is_better", "control",
                "ci_high", "std", "n", "n_nan", "rank", "band", "resampling_unit")
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
+def _fmt(x: Any, digits: int = 4) -> str:
+    """``digits`` significant digits (``n/a`` for a missing or non-finite value)."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
-    ax = abs(float(x))
-    if ax != 0 and (ax < 10 ** -(digits - 1) or ax >= 10 ** 5):
-        return f"{float(x):.{digits - 1}e}"
-    return f"{float(x):.{digits}f}"
+    return f"{float(x):.{digits}g}"
 
 
 def _ordered_methods(results: Mapping[str, Any]) -> list[str]:

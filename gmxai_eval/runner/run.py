@@ -167,8 +167,7 @@ def load_model(model_spec: Mapping[str, Any], dataset: Any = None) -> nn.Module:
     src = model_spec.get("source", "default")
     cfg = dict(model_spec.get("config", {}))
     if src == "default":
-        mod = _import("gmxai_eval.models.default", "the default model")
-        model = mod.load_default(**cfg)
+        model = load_default_bundle(cfg)[0]
     elif src == "checkpoint":
         mod = _import("gmxai_eval.models.checkpoint", "checkpoint loading")
         model = mod.load_checkpoint(model_spec["checkpoint"], **cfg)
@@ -185,6 +184,16 @@ def load_model(model_spec: Mapping[str, Any], dataset: Any = None) -> nn.Module:
     return model.eval()
 
 
+def load_default_bundle(config: Mapping[str, Any]) -> tuple[nn.Module, Any]:
+    """``(model, splits)`` of the embedded default:
+    ``gmxai_eval.models.default.load_default(**config)`` returns ``(model, splits, card)``."""
+    mod = _import("gmxai_eval.models.default", "the default model")
+    out = mod.load_default(**dict(config))
+    if isinstance(out, tuple):
+        return out[0], (out[1] if len(out) > 1 else None)
+    return out, None
+
+
 def _import(module: str, what: str) -> Any:
     try:
         return importlib.import_module(module)
@@ -195,8 +204,20 @@ def _import(module: str, what: str) -> Any:
                           "(use [model] source = \"registry\" or pass model= to run_benchmark)") from None
 
 
-def load_dataset(dataset_spec: Mapping[str, Any]) -> Any:
-    """``DATASETS.create(name, **config)`` (with ``path=`` for a manifest)."""
+def load_dataset(dataset_spec: Mapping[str, Any], default_splits: Any = None) -> Any:
+    """``DATASETS.create(name, **config)`` (with ``path=`` for a manifest).
+
+    ``name = "default"`` is the embedded default's data (the splits returned by
+    :func:`load_default_bundle`): its ``split`` view (``"test"``, ...) or every split."""
+    if dataset_spec["name"] == "default":
+        if default_splits is None:
+            raise ConfigError("expected [model] source = \"default\" with [dataset] name = \"default\" "
+                              "(the default data comes with the default model), got another model source")
+        if dataset_spec.get("config"):
+            raise ConfigError(f"expected no dataset.config for the default data (configure it in "
+                              f"[model] config), got {dict(dataset_spec['config'])}")
+        split = dataset_spec.get("split", "")
+        return getattr(default_splits, split) if split else default_splits.dataset
     cfg = dict(dataset_spec.get("config", {}))
     if "path" in dataset_spec:
         cfg["path"] = dataset_spec["path"]
@@ -368,9 +389,14 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         evaluators = {e.label: EVALUATORS.create(e.name, **dict(e.config)) for e in spec.evaluators}
         explainers = {e.label: METHODS.create(e.name, **dict(e.config)) for e in spec.methods}
         execu = executor if executor is not None else EXECUTORS.create(spec.executor)
+        default_splits = None
+        if spec.model.get("source") == "default" and (
+                model is None or (samples is None and dataset is None and spec.dataset["name"] == "default")):
+            loaded, default_splits = load_default_bundle(spec.model.get("config", {}))
+            model = model if model is not None else loaded.eval()
         if samples is None:
             if dataset is None:
-                dataset = load_dataset(spec.dataset)
+                dataset = load_dataset(spec.dataset, default_splits)
             samples = select_samples(dataset, spec.dataset.get("split", ""), spec.n_images, spec.select)
         else:
             samples = list(samples)[: spec.n_images or None]
