@@ -37,7 +37,7 @@ modified (a deep copy is randomised).
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 
@@ -46,7 +46,7 @@ from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, registe
 from gmxai_eval.functional.randomisation import (
     ORDERS, discrete_entropy, execution_order, fully_randomised, random_other_class, random_pairs,
     randomised_models)
-from gmxai_eval.functional.similarity import SIMILARITIES
+from gmxai_eval.functional.similarity import SIMILARITIES, MapSimilarity
 from gmxai_eval.types import EvaluatorCard
 from gmxai_eval.utils import rng_for
 
@@ -100,12 +100,12 @@ def _layers(ev: Evaluator, batch: EvalBatch) -> list[str]:
     return layers
 
 
-def _similarity_fns(ev: Evaluator) -> dict[str, Callable[..., torch.Tensor]]:
+def _similarity_fns(ev: Evaluator) -> dict[str, MapSimilarity]:
     _check_sequence("similarities", ev.config["similarities"])
     names = tuple(ev.config["similarities"])
     if ev.config["similarity"] not in names:
         names = (ev.config["similarity"], *names)
-    return {n: SIMILARITIES.get(n) for n in names}
+    return {n: SIMILARITIES.create(n) for n in names}
 
 
 def _sim_options(ev: Evaluator) -> dict[str, Any]:
@@ -137,23 +137,24 @@ class _MPRT(Evaluator):
     def _smooth_key(self) -> Any:
         return None
 
-    def _similarity(self, fn: Callable[..., torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+    def _similarity(self, fn: MapSimilarity, a: torch.Tensor, pa: torch.Tensor, b: torch.Tensor,
                     opts: dict[str, Any]) -> torch.Tensor:
-        """``fn(a, b)`` with the ``constant_maps`` convention for the NaN a rank correlation
-        gives when one map is constant (e.g. a CAM that a randomised layer turns all-zero)."""
-        v = fn(a, b, **opts).cpu()
+        """``fn(a, b)`` given ``pa = fn.prepare(a)``, with the ``constant_maps`` convention for the
+        NaN a rank correlation gives when one map is constant (e.g. a CAM that a randomised layer
+        turns all-zero)."""
+        v = fn.compare(pa, fn.prepare(b, **opts)).cpu()
         rule = self.config["constant_maps"]
         if rule == "nan":
             return v
         if rule != "zero_unless_equal":
             raise ConfigError(f"evaluator {self.name!r}: expected constant_maps 'zero_unless_equal' or 'nan', "
                               f"got {rule!r}")
-        fa, fb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
-        const = ((fa == fa[:, :1]).all(1) | (fb == fb[:, :1]).all(1)).cpu()
-        fix = torch.isnan(v) & const
+        fix = torch.isnan(v)
         if fix.any():
+            fa, fb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+            const = ((fa == fa[:, :1]).all(1) | (fb == fb[:, :1]).all(1)).cpu()
             same = (fa == fb).all(1).cpu().to(v.dtype)
-            v = torch.where(fix, same, v)
+            v = torch.where(fix & const, same, v)
         return v
 
     def conventions(self) -> dict[str, Any]:
@@ -170,6 +171,7 @@ class _MPRT(Evaluator):
         opts = _sim_options(self)
         methods = list(batch.maps)
         orig = {m: self._original(batch, m, target) for m in methods}
+        prep = {(m, s): fn.prepare(orig[m], **opts) for m in methods for s, fn in sims.items()}
         per: dict[str, dict[str, list[torch.Tensor]]] = {m: {s: [] for s in sims} for m in methods}
         labels: list[str] = []
         for name, rmodel in randomised_models(batch.model, layers, self._order(), batch.seed):  # type: ignore[arg-type]
@@ -177,7 +179,7 @@ class _MPRT(Evaluator):
             for m in methods:
                 ar = self._explain(batch, m, rmodel, target)
                 for s, fn in sims.items():
-                    per[m][s].append(self._similarity(fn, orig[m], ar, opts))
+                    per[m][s].append(self._similarity(fn, orig[m], prep[m, s], ar, opts))
         partner = random_pairs(batch.sample_ids, batch.seed) if self.config["floor"] else None  # type: ignore[arg-type]
         out: dict[str, EvalResult] = {}
         main = self.config["similarity"]
@@ -196,7 +198,7 @@ class _MPRT(Evaluator):
                 extras[f"mean_{s}"] = curve.mean(1)
                 if partner is not None:
                     a = orig[m]
-                    extras[f"floor_{s}"] = self._similarity(fn, a, a[partner.to(a.device)], opts)
+                    extras[f"floor_{s}"] = self._similarity(fn, a, prep[m, s], a[partner.to(a.device)], opts)
             curve = extras[f"layers_{main}"]
             out[m] = EvalResult(curve.mean(1), curve, torch.arange(len(labels)), extras, conv, tuple(labels))
         return out
@@ -316,7 +318,7 @@ class RandomLogit(Evaluator):
         target = _targets(self, batch)
         k = int(batch.clean_logits().shape[1])
         other = random_other_class(target.cpu(), k, self.offsets(batch, k)).to(target.device)
-        fn = SIMILARITIES.get(self.config["similarity"])
+        fn = SIMILARITIES.create(self.config["similarity"])
         opts = _sim_options(self)
         out = {}
         for m in batch.maps:

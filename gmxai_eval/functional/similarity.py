@@ -11,14 +11,15 @@ Every kernel takes two tensors of the same shape, batch first, and returns ``(B,
 * :func:`topk_iou`: ``(B, H, W)``, intersection over union of the top-k pixels of ``|a|``.
 
 ``SIMILARITIES`` registers the map similarities used by the randomisation sanity checks
-(``spearman_abs``, ``spearman``, ``ssim``, ``hog``, ``topk_iou``), each
-``fn(a (B, H, W), b (B, H, W), **options) -> (B,)``.
+(``spearman_abs``, ``spearman``, ``ssim``, ``hog``, ``topk_iou``) as :class:`MapSimilarity`
+classes: ``SIMILARITIES.create(name)(a (B, H, W), b (B, H, W), **options) -> (B,)``, or
+``compare(prepare(a), prepare(b))`` to prepare one side once.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from gmxai_eval.errors import ConfigError, ShapeError
 from gmxai_eval.registry import Registry
 
-#: Map similarities: ``SIMILARITIES.get(name)(a, b, **options) -> (B,)``.
+#: Map similarities: ``SIMILARITIES.create(name)(a, b, **options) -> (B,)`` (:class:`MapSimilarity`).
 SIMILARITIES: Registry = Registry("similarity")
 
 
@@ -198,39 +199,88 @@ def topk_iou(a: torch.Tensor, b: torch.Tensor, *, fraction: float = 0.1) -> torc
 
 # -- the registered map similarities used by the sanity checks --------------------------------------
 
-def _register(name: str) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
-    return lambda fn: SIMILARITIES.register(fn, name=name)
+class MapSimilarity:
+    """A map similarity split in two steps so that one side can be prepared once and compared
+    with many others (the unrandomised map against every randomised model):
+    ``compare(prepare(a), prepare(b)) == self(a, b)``, ``(B,)`` float64.
+
+    Subclasses implement :meth:`prepare` (``(B, H, W)`` -> any per-sample tensor) and
+    :meth:`compare`; options (``hog_pixels_per_cell``, ``topk_fraction`` ...) are keywords of
+    ``prepare`` / ``__call__``; unknown options are ignored so one option set serves every entry.
+    """
+
+    name: str = ""
+
+    def prepare(self, a: torch.Tensor, **options: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def compare(self, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor, **options: Any) -> torch.Tensor:
+        _pair(a, b, 3)
+        return self.compare(self.prepare(a, **options), self.prepare(b, **options))
 
 
-@_register("spearman_abs")
-def spearman_abs_similarity(a: torch.Tensor, b: torch.Tensor, **_: Any) -> torch.Tensor:
+def _standardised_ranks(v: torch.Tensor) -> torch.Tensor:
+    r = rankdata(v.reshape(v.shape[0], -1))
+    r = r - r.mean(1, keepdim=True)
+    n = r.norm(dim=1, keepdim=True)
+    return torch.where(n > 0, r / torch.where(n > 0, n, torch.ones_like(n)), torch.full_like(r, float("nan")))
+
+
+class _RankCorrelation(MapSimilarity):
+    def compare(self, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
+        return (pa * pb).sum(1)
+
+
+@SIMILARITIES.register(name="spearman_abs")
+class SpearmanAbs(_RankCorrelation):
     """Spearman rank correlation of ``|a|`` and ``|b|``."""
-    return spearman(a.abs(), b.abs())
+
+    def prepare(self, a: torch.Tensor, **_: Any) -> torch.Tensor:
+        return _standardised_ranks(a.abs())
 
 
-@_register("spearman")
-def spearman_similarity(a: torch.Tensor, b: torch.Tensor, **_: Any) -> torch.Tensor:
+@SIMILARITIES.register(name="spearman")
+class SpearmanSigned(_RankCorrelation):
     """Spearman rank correlation of the signed maps."""
-    return spearman(a, b)
+
+    def prepare(self, a: torch.Tensor, **_: Any) -> torch.Tensor:
+        return _standardised_ranks(a)
 
 
-@_register("ssim")
-def ssim_similarity(a: torch.Tensor, b: torch.Tensor, **_: Any) -> torch.Tensor:
-    """SSIM (Gaussian weights, sigma 1.5) of the per-map min-max scaled ``|a|``, ``|b|``
-    (data range 1)."""
-    return ssim(minmax(a.abs()), minmax(b.abs()), gaussian=True, data_range=1.0)
+@SIMILARITIES.register(name="ssim")
+class SSIMSimilarity(MapSimilarity):
+    """SSIM (Gaussian weights, sigma 1.5, data range 1) of the per-map min-max scaled ``|a|``."""
+
+    def prepare(self, a: torch.Tensor, **_: Any) -> torch.Tensor:
+        return minmax(a.abs())
+
+    def compare(self, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
+        return ssim(pa, pb, gaussian=True, data_range=1.0)
 
 
-@_register("hog")
-def hog_similarity(a: torch.Tensor, b: torch.Tensor, *, hog_pixels_per_cell: int = 16,
-                   hog_cells_per_block: int = 3, **_: Any) -> torch.Tensor:
-    """Spearman rank correlation of the HOG features of the min-max scaled ``|a|``, ``|b|``."""
-    fa = hog_features(minmax(a.abs()), pixels_per_cell=hog_pixels_per_cell, cells_per_block=hog_cells_per_block)
-    fb = hog_features(minmax(b.abs()), pixels_per_cell=hog_pixels_per_cell, cells_per_block=hog_cells_per_block)
-    return spearman(fa, fb)
+@SIMILARITIES.register(name="hog")
+class HOGSimilarity(_RankCorrelation):
+    """Spearman rank correlation of the HOG features of the min-max scaled ``|a|``."""
+
+    def prepare(self, a: torch.Tensor, *, hog_pixels_per_cell: int = 16, hog_cells_per_block: int = 3,
+                **_: Any) -> torch.Tensor:
+        return _standardised_ranks(hog_features(minmax(a.abs()), pixels_per_cell=hog_pixels_per_cell,
+                                                cells_per_block=hog_cells_per_block))
 
 
-@_register("topk_iou")
-def topk_iou_similarity(a: torch.Tensor, b: torch.Tensor, *, topk_fraction: float = 0.1, **_: Any) -> torch.Tensor:
+@SIMILARITIES.register(name="topk_iou")
+class TopKIoU(MapSimilarity):
     """IoU of the top ``topk_fraction`` pixels by ``|map|``."""
-    return topk_iou(a, b, fraction=topk_fraction)
+
+    def prepare(self, a: torch.Tensor, *, topk_fraction: float = 0.1, **_: Any) -> torch.Tensor:
+        if not 0.0 < float(topk_fraction) <= 1.0:
+            raise ConfigError(f"expected topk fraction in (0, 1], got {topk_fraction!r}")
+        v = a.reshape(a.shape[0], -1).abs()
+        k = max(1, math.ceil(float(topk_fraction) * v.shape[1]))
+        return torch.zeros_like(v, dtype=torch.bool).scatter_(1, v.topk(k, dim=1).indices, True)
+
+    def compare(self, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
+        return (pa & pb).sum(1).to(torch.float64) / (pa | pb).sum(1).to(torch.float64)

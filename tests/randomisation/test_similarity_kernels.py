@@ -100,5 +100,25 @@ def test_topk_iou_analytic():
 def test_registered_similarities_are_one_on_identical_maps(pair):
     a, _ = pair
     for name in SIMILARITIES.list():
-        out = SIMILARITIES.get(name)(a, a, hog_pixels_per_cell=8, hog_cells_per_block=2)
+        out = SIMILARITIES.create(name)(a, a, hog_pixels_per_cell=8, hog_cells_per_block=2)
         np.testing.assert_allclose(out.numpy(), 1.0, atol=1e-12, err_msg=name)
+
+
+def test_registered_similarities_equal_their_kernels(pair):
+    a, b = pair
+    a = a - 0.7  # signed maps
+    opts = {"hog_pixels_per_cell": 8, "hog_cells_per_block": 2, "topk_fraction": 0.2}
+    expected = {
+        "spearman_abs": spearman(a.abs(), b.abs()),
+        "spearman": spearman(a, b),
+        "ssim": ssim(minmax(a.abs()), minmax(b.abs())),
+        "hog": spearman(hog_features(minmax(a.abs()), pixels_per_cell=8, cells_per_block=2),
+                        hog_features(minmax(b.abs()), pixels_per_cell=8, cells_per_block=2)),
+        "topk_iou": topk_iou(a, b, fraction=0.2),
+    }
+    assert sorted(expected) == SIMILARITIES.list()
+    for name, ref in expected.items():
+        sim = SIMILARITIES.create(name)
+        np.testing.assert_allclose(sim(a, b, **opts).numpy(), ref.numpy(), rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(sim.compare(sim.prepare(a, **opts), sim.prepare(b, **opts)).numpy(),
+                                   ref.numpy(), rtol=1e-12, err_msg=name)
