@@ -34,7 +34,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _images_args(p)
     p.add_argument("--methods", required=True, help="comma-separated method names (see `gmxai-eval methods`)")
     p.add_argument("--model", default="default",
-                   help="'default', a checkpoint (.pt/.json) or a registered architecture (untrained)")
+                   help="'default' or 'default:tiny' (the embedded default model), a checkpoint "
+                        "(.pt/.json) or a registered architecture name (untrained weights)")
     p.add_argument("--metrics", default=None, help="comma-separated gaze metrics (default: all)")
     p.add_argument("--preset", action="append", default=[], metavar="METRIC=PRESET",
                    help="metric variant, e.g. sim=pysaliency, kl=pysaliency, nss=mit (repeatable)")
@@ -118,13 +119,15 @@ def _load_npz(p: Path, limit: int | None) -> tuple[list[Sample], list[str]]:
 
 
 def load_model(spec: str, num_classes: int, seed: int = 0) -> torch.nn.Module:
-    """``default`` (the embedded default model), a checkpoint path, or a registered architecture."""
-    if spec == "default":
+    """``default`` / ``default:<preset>`` (the embedded default model, trained or reused on first
+    use), a checkpoint path (``.pt`` / ``.json``), or a registered architecture (untrained)."""
+    if spec == "default" or spec.startswith("default:"):
         try:
             from gmxai_eval.models.default import load_default
         except ModuleNotFoundError as e:
             raise ConfigError(f"the default model is not available ({e}); pass --model CHECKPOINT") from e
-        model = load_default()
+        preset = spec.split(":", 1)[1] if ":" in spec else "default"
+        model = load_default(preset=preset, progress=False)[0]
     elif spec.endswith((".pt", ".json")):
         from gmxai_eval.models.checkpoint import load_checkpoint
 

@@ -53,6 +53,9 @@ def compute_maps(model: nn.Module, samples: Sequence[Sample], explainer: Callabl
 
     Args:
         target: ``"predicted"`` (the model's top class) or ``"label"`` (``Sample.label``).
+
+    Explainers with ``needs_masks = True`` (the oracle control) get ``masks=`` the samples'
+    evidence masks.
     """
     if target not in ("predicted", "label"):
         raise ConfigError(f"expected target 'predicted' or 'label', got {target!r}")
@@ -66,7 +69,14 @@ def compute_maps(model: nn.Module, samples: Sequence[Sample], explainer: Callabl
         else:
             with torch.no_grad():
                 t = model(x).argmax(1)
-        maps = explainer(model, x, t).detach().to("cpu", torch.float64).numpy()
+        if getattr(explainer, "needs_masks", False):  # e.g. the oracle control: the evidence masks
+            if any(s.evidence is None for s in chunk):
+                raise ShapeError("an explainer needs evidence masks, but some samples have no evidence")
+            ev = torch.stack([s.evidence for s in chunk]).to(device)  # type: ignore[misc]
+            maps_t = explainer(model, x, t, masks=ev)
+        else:
+            maps_t = explainer(model, x, t)
+        maps = maps_t.detach().to("cpu", torch.float64).numpy()
         out.update({s.image_id: maps[i] for i, s in enumerate(chunk)})
     return out
 
