@@ -42,7 +42,7 @@ class IROF(Evaluator):
               "ICLR 2020 Workshop AI for Affordable Healthcare",
         default_config={"n_segments": 100, "compactness": 10.0, "slic_sigma": 0.0, "slic_max_iter": 10,
                         "baseline": "image_mean", "output": "probability", "aoc": "normalised",
-                        "curve_points": 21, "forward_batch": 256},
+                        "curve_points": 21, "forward_batch": 32},
         description="SLIC superpixels removed by mean relevance; area over the normalised probability curve")
 
     def __init__(self, **config: Any) -> None:

@@ -52,15 +52,16 @@ def test_nli_reproduces_linear_ramp_in_interior(solver):
     torch.testing.assert_close(out, ramp, atol=1e-9, rtol=0)
 
 
-def test_direct_and_cg_solvers_agree_on_rgb():
+def test_direct_splu_and_cg_solvers_agree_on_rgb():
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(3, 3, 28, 28, generator=g, dtype=torch.float64)
-    maps = _blob_map(3, 28, 28)
+    x = torch.rand(3, 3, 24, 30, generator=g, dtype=torch.float64)  # wider than tall: transposed band
+    maps = _blob_map(3, 24, 30)
     for p in (0.3, 0.9):
         rm = _removal(maps, p)
         d = linear_impute(x, rm, solver="direct")
         c = linear_impute(x, rm, solver="cg", tol=1e-10)
         torch.testing.assert_close(c, d, atol=1e-7, rtol=0)
+        torch.testing.assert_close(linear_impute(x, rm, solver="splu"), d, atol=1e-12, rtol=0)
         assert torch.equal(d[~rm.unsqueeze(1).expand_as(d)], x[~rm.unsqueeze(1).expand_as(x)])
 
 

@@ -1,0 +1,140 @@
+"""Speed of ROAD and IROF against Quantus 0.6.0 on identical work (single-channel input, where
+Quantus runs), and against the forward floor (the same number of forward passes in large
+batches, nothing else).
+
+Run: ``python -m pytest benchmarks/test_bench_road.py -s --benchmark-disable-gc``. Ratios are
+printed and stored in each benchmark's ``extra_info``; every timing is the minimum of
+``ROUNDS`` runs in this process with one torch and one BLAS thread (small forward passes only contend for
+threads on a shared machine).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from gmxai_eval.evaluators import EvalBatch, create_evaluator
+from gmxai_eval.functional.baselines import make_baseline
+from gmxai_eval.models import MODELS
+
+quantus = pytest.importorskip("quantus")
+
+ROUNDS = 3
+N, SIZE = 16, 64
+PCT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread and one BLAS thread for both sides (threads only contend when shared)."""
+    from threadpoolctl import threadpool_limits
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def work():
+    model = MODELS.create("toy_cnn", num_classes=4, in_channels=1, width=16, seed=0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(N, 1, SIZE, SIZE, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    c = torch.randint(8, SIZE - 8, (N, 2, 1, 1), generator=g)
+    maps = -((yy - c[:, 0]) ** 2 + (xx - c[:, 1]) ** 2).float() + torch.rand(N, SIZE, SIZE, generator=g)
+    maps = maps - maps.min() + 1e-3  # positive (Quantus refuses some all-negative inputs)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y, maps
+
+
+def _best(fn, rounds: int = ROUNDS) -> float:
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+@torch.no_grad()
+def _forward_floor(model, x: torch.Tensor, n_images: int) -> float:
+    """Fastest time to run ``n_images`` forward passes, over batch sizes 8, 32 and 256."""
+    xs = x.repeat((n_images + x.shape[0] - 1) // x.shape[0], 1, 1, 1)[:n_images].contiguous()
+    return min(_best(lambda: [model(xs[i:i + b]) for i in range(0, n_images, b)]) for b in (8, 32, 256))
+
+
+def _report(benchmark, name: str, ours: float, ref: float, floor: float) -> None:
+    info = {"ours_s": ours, "quantus_s": ref, "forward_floor_s": floor, "speedup_vs_quantus": ref / ours,
+            "forward_share": floor / ours}
+    benchmark.extra_info.update(info)
+    print(f"\n{name}: ours {ours:.3f} s, Quantus {ref:.3f} s -> {ref / ours:.1f}x faster; "
+          f"forward floor {floor:.3f} s = {100 * floor / ours:.0f}% of our wall time")
+
+
+def test_bench_road_morf(benchmark, work):
+    model, x, y, maps = work
+    ev = create_evaluator("road_morf", noise=0.0, percentages=PCT)
+    q = quantus.ROAD(percentages=[int(100 * p) for p in PCT], noise=0.0, abs=False, normalise=False,
+                     return_aggregate=False, disable_warnings=True)
+
+    def run_quantus():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return q(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps[:, None].numpy(),
+                     device="cpu", batch_size=N)
+
+    ours_res = ev(model, x, y, maps)
+    ref_res = run_quantus()
+    np.testing.assert_allclose(ours_res.curves.mean(0).numpy(), [ref_res[int(100 * p)] for p in PCT])
+    ours = _best(lambda: ev(model, x, y, maps))
+    ref = _best(run_quantus)
+    floor = _forward_floor(model, x, N * len(PCT))
+    _report(benchmark, "ROAD MoRF", ours, ref, floor)
+    benchmark.pedantic(lambda: ev(model, x, y, maps), rounds=ROUNDS, iterations=1)
+
+
+def test_bench_road_morf_cg(benchmark, work):
+    """The batched CG solver (the GPU path) on the CPU, same work."""
+    model, x, y, maps = work
+    ev = create_evaluator("road_morf", noise=0.0, percentages=PCT, solver="cg", cg_tol=1e-6)
+    ours = _best(lambda: ev(model, x, y, maps))
+    floor = _forward_floor(model, x, N * len(PCT))
+    benchmark.extra_info.update({"ours_s": ours, "forward_share": floor / ours})
+    print(f"\nROAD MoRF (CG solver on CPU): {ours:.3f} s; forward floor {100 * floor / ours:.0f}% of wall time")
+    benchmark.pedantic(lambda: ev(model, x, y, maps), rounds=ROUNDS, iterations=1)
+
+
+def test_bench_irof(benchmark, work):
+    model, x, y, maps = work
+    base = make_baseline("image_mean", x)
+    ev = create_evaluator("irof", aoc="quantus", baseline="image_mean")
+    q = quantus.IROF(segmentation_method="slic", abs=False, normalise=False, perturb_baseline=base.numpy(),
+                     return_aggregate=False, disable_warnings=True)
+
+    def run_quantus():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return q(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps[:, None].numpy(),
+                     device="cpu", batch_size=N, softmax=True)
+
+    ours_res = ev(model, x, y, maps)
+    np.testing.assert_allclose(ours_res.scores.numpy(), np.asarray(run_quantus()), rtol=1e-4)  # float32 forwards at other batch sizes
+    # a fresh batch each call: the superpixels are recomputed every time (no cross-call caching)
+    ours = _best(lambda: ev(model, x, y, maps))
+    ref = _best(run_quantus)
+    n_images = int(ours_res.extras["n_segments"].sum())
+    floor = _forward_floor(model, x, n_images)
+    _report(benchmark, "IROF", ours, ref, floor)
+
+    # several methods on one batch share the superpixels
+    batch_maps = {"a": maps, "b": maps.flip(-1), "c": maps.flip(-2)}
+    t3 = _best(lambda: ev.evaluate(EvalBatch(model, x, y, batch_maps)), rounds=1)
+    print(f"IROF, 3 methods on one batch: {t3:.3f} s ({t3 / ours:.2f}x one method)")
+    benchmark.pedantic(lambda: ev(model, x, y, maps), rounds=ROUNDS, iterations=1)
