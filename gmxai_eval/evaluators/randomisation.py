@@ -82,6 +82,14 @@ def _targets(ev: Evaluator, batch: EvalBatch) -> torch.Tensor:
     raise ConfigError(f"evaluator {ev.name!r}: expected target 'predicted' or 'batch', got {how!r}")
 
 
+def _reference_maps(ev: Evaluator, batch: EvalBatch, method: str, target: torch.Tensor) -> torch.Tensor:
+    """``batch.maps[method]`` when they explain ``target``, else recomputed (shared per batch)."""
+    if ev.config["target"] == "batch" or torch.equal(target.cpu(), batch.target.cpu()):
+        return batch.maps[method]
+    return batch.shared(("explained_predicted", method),
+                        lambda: batch.explainers[method](batch.model, batch.x, target))
+
+
 def _layers(ev: Evaluator, batch: EvalBatch) -> list[str]:
     order = batch.shared("execution_order", lambda: execution_order(batch.model, batch.x[:1]))
     want = ev.config["layers"]
@@ -128,9 +136,8 @@ class _MPRT(Evaluator):
         return batch.explainers[method](model, batch.x, target)
 
     def _original(self, batch: EvalBatch, method: str, target: torch.Tensor) -> torch.Tensor:
-        plain = type(self)._explain is _MPRT._explain
-        if plain and (self.config["target"] == "batch" or torch.equal(target.cpu(), batch.target.cpu())):
-            return batch.maps[method]  # the batch's maps already explain these classes
+        if type(self)._explain is _MPRT._explain:
+            return _reference_maps(self, batch, method, target)
         return batch.shared(("mprt_original", method, self.config["target"], self._smooth_key()),
                             lambda: self._explain(batch, method, batch.model, target))
 
@@ -286,7 +293,7 @@ class EfficientMPRT(Evaluator):
         out = {}
         for m in batch.maps:
             ex = batch.explainers[m]
-            a0 = batch.maps[m] if self.config["target"] == "batch" else ex(batch.model, batch.x, target)
+            a0 = _reference_maps(self, batch, m, target)
             a1 = ex(rmodel, batch.x, target)
             h0 = discrete_entropy(prep(a0), n_bins).cpu()
             h1 = discrete_entropy(prep(a1), n_bins).cpu()
@@ -323,7 +330,7 @@ class RandomLogit(Evaluator):
         out = {}
         for m in batch.maps:
             ex = batch.explainers[m]
-            a0 = batch.maps[m] if self.config["target"] == "batch" else ex(batch.model, batch.x, target)
+            a0 = _reference_maps(self, batch, m, target)
             a1 = ex(batch.model, batch.x, other)
             out[m] = EvalResult(fn(a0, a1, **opts), extras={"other_class": other.cpu()})
         return out

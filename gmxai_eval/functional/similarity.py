@@ -41,8 +41,8 @@ def _pair(a: torch.Tensor, b: torch.Tensor, ndim: int | None = None) -> tuple[to
 
 
 def rankdata(a: torch.Tensor) -> torch.Tensor:
-    """Row-wise ranks ``1..N`` of ``a (B, N)`` with ties given their average rank (float64)."""
-    a = a.to(torch.float64)
+    """Row-wise ranks ``1..N`` of ``a (B, N)`` with ties given their average rank (float64);
+    sorted in ``a``'s own dtype (ties are ties in the dtype the values were computed in)."""
     n = a.shape[1]
     s, idx = a.sort(dim=1)
     j = torch.arange(n, device=a.device).expand_as(s)
@@ -50,7 +50,8 @@ def rankdata(a: torch.Tensor) -> torch.Tensor:
     edge = torch.ones_like(change[:, :1])
     first = torch.where(torch.cat([edge, change], 1), j, torch.zeros_like(j)).cummax(1).values
     last = torch.where(torch.cat([change, edge], 1), j, torch.full_like(j, n - 1)).flip(1).cummin(1).values.flip(1)
-    return torch.empty_like(a).scatter_(1, idx, (first + last).to(torch.float64) / 2.0 + 1.0)
+    return torch.empty(a.shape, dtype=torch.float64, device=a.device).scatter_(
+        1, idx, (first + last).to(torch.float64) / 2.0 + 1.0)
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
