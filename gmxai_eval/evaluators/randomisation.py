@@ -205,7 +205,9 @@ class _MPRT(Evaluator):
                 extras[f"mean_{s}"] = curve.mean(1)
                 if partner is not None:
                     a = orig[m]
-                    extras[f"floor_{s}"] = self._similarity(fn, a, prep[m, s], a[partner.to(a.device)], opts)
+                    v = self._similarity(fn, a, prep[m, s], a[partner.to(a.device)], opts)
+                    alone = partner == torch.arange(len(partner))  # a batch of one has no pair
+                    extras[f"floor_{s}"] = torch.where(alone, torch.full_like(v, float("nan")), v)
             curve = extras[f"layers_{main}"]
             out[m] = EvalResult(curve.mean(1), curve, torch.arange(len(labels)), extras, conv, tuple(labels))
         return out

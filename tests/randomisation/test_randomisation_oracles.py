@@ -127,6 +127,10 @@ def test_invariant_to_batch_order_and_size(seqnet, images, grad_input, name):
     np.testing.assert_allclose(shuffled.scores.numpy(), full.scores[perm].numpy(), rtol=1e-10)
     for k in full.extras:  # the random-pair floor too: pairing depends on ids, not positions
         np.testing.assert_allclose(shuffled.extras[k].numpy(), full.extras[k][perm].numpy(), rtol=1e-10, err_msg=k)
+    if name == "mprt_cascading":  # the floor pairs images within the batch: none for a single image
+        single = ev.evaluate(_batch(seqnet, images[:1], {"m": grad_input}, ids=ids[:1]))["m"]
+        assert torch.isnan(single.extras["floor_ssim"]).all()
+        np.testing.assert_allclose(single.scores.numpy(), full.scores[:1].numpy(), rtol=1e-10)
     halves = [ev.evaluate(_batch(seqnet, images[i:i + 2], {"m": grad_input}, ids=ids[i:i + 2]))["m"] for i in (0, 2)]
     np.testing.assert_allclose(torch.cat([h.scores for h in halves]).numpy(), full.scores.numpy(), rtol=1e-10)
 
