@@ -21,7 +21,24 @@ Right of the methods: :mod:`.section` (:func:`~.section.gaze_section` for ``gmxa
 and the ``gaze_*`` evaluators in :mod:`gmxai_eval.evaluators.gaze`.
 """
 
-from gmxai_eval.gaze.fixations import FixationTable, read_fixations, validate_fixations, write_fixations  # noqa: F401
-from gmxai_eval.gaze.maps import ImageGaze, centre_bias_map, density_map, fixation_map, image_gaze_set  # noqa: F401
-from gmxai_eval.gaze.metrics import DEFAULT_METRICS, GAZE_METRICS, bootstrap_ci  # noqa: F401
-from gmxai_eval.gaze.study import Study, load_study, write_study  # noqa: F401
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Lazy re-exports: ``gmxai-eval`` imports this package's ``cli`` on every start, which should
+# not pay for SciPy's optimiser and pandas until a gaze command runs.
+_EXPORTS = {
+    "FixationTable": "fixations", "read_fixations": "fixations", "validate_fixations": "fixations",
+    "write_fixations": "fixations", "ImageGaze": "maps", "centre_bias_map": "maps",
+    "density_map": "maps", "fixation_map": "maps", "image_gaze_set": "maps",
+    "DEFAULT_METRICS": "metrics", "GAZE_METRICS": "metrics", "bootstrap_ci": "metrics",
+    "Study": "study", "load_study": "study", "write_study": "study",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

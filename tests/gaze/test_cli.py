@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gmxai_eval.cli import main
+from gmxai_eval.errors import ConfigError
 from gmxai_eval.gaze.cli import load_images
 from gmxai_eval.gaze.fixations import read_fixations
 from gmxai_eval.gaze.scoring import CEILING_ROW, FLOOR_ROW
@@ -73,3 +74,14 @@ def test_cli_rejects_a_bad_fixation_file_naming_row_and_column(tmp_path, npz, ca
     assert "DataError" in err and "row 3" in err and "column 'x'" in err
     assert main(args[:-2] + ["--on-invalid", "drop", "--out", str(tmp_path / "o")]) == 0
     assert "out_of_bounds: 1" in capsys.readouterr().err
+
+
+def test_gaze_section_simulates_when_no_study_is_given(faces, toy_model):
+    explainers = {"saliency": METHODS.create("saliency")}
+    kw = dict(seed=5, metrics=("nss", "auc_borji"), n_boot=20, n_observers=3)
+    a = gaze_section(toy_model, faces, explainers, **kw)
+    assert list(a.index) == ["saliency", CEILING_ROW, FLOOR_ROW]
+    assert a["simulated"].all() and "SIMULATED" in a.attrs["caption"]
+    pd.testing.assert_frame_equal(a, gaze_section(toy_model, faces, explainers, **kw))  # deterministic
+    with pytest.raises(ConfigError, match="both fixations and study"):
+        gaze_section(toy_model, faces, explainers, study=object(), seed=0)  # type: ignore[arg-type]
