@@ -63,10 +63,16 @@ def bootstrap_means(values: Sequence[np.ndarray] | np.ndarray, clusters: Sequenc
     np.add.at(cnts, codes, finite.astype(np.float64))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, g, size=(n_boot, g))
-    w = np.zeros((n_boot, g))
-    np.add.at(w, (np.repeat(np.arange(n_boot), g), idx.reshape(-1)), 1.0)
+    out = np.empty((n_boot, v.shape[1]))
+    step = max(1, 2**23 // max(g, 1))  # bound the (step, G) count matrix
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (w @ sums) / (w @ cnts)
+        for s in range(0, n_boot, step):
+            ix = idx[s:s + step]
+            k = len(ix)
+            # how often each unit is drawn in each resample, then one matrix product
+            w = np.bincount((ix + g * np.arange(k)[:, None]).ravel(), minlength=k * g).reshape(k, g)
+            out[s:s + step] = (w @ sums) / (w @ cnts)
+    return out
 
 
 def rank_min(oriented: Sequence[float]) -> np.ndarray:

@@ -202,3 +202,59 @@ def test_model_in_training_mode_is_refused(tmp_path, toys):
     model = MODELS.create("toy_cnn", num_classes=4).train()
     with pytest.raises(ModelStateError, match="eval mode"):
         _run(toy_spec(), tmp_path, model=model)
+
+
+def test_default_source_uses_load_default_model_and_splits(tmp_path, toys, monkeypatch):
+    import types
+
+    import gmxai_eval.models.default as default_mod
+    from gmxai_eval.runner.spec import parse_spec
+    from gmxai_eval.testing import toy_samples
+
+    calls = []
+    test_split = toy_samples(6, split="test")
+    splits = types.SimpleNamespace(test=test_split, dataset=test_split + toy_samples(4, split="train", seed=1))
+
+    def fake_load_default(**kw):
+        calls.append(kw)
+        return MODELS.create("toy_cnn", num_classes=4), splits, {"card": True}
+
+    monkeypatch.setattr(default_mod, "load_default", fake_load_default)
+    spec = parse_spec({"run": {"n_images": 4, "batch_size": 4, "bootstrap": 100, "html": False},
+                       "dataset": {"name": "default", "split": "test"},
+                       "model": {"source": "default", "config": {"preset": "tiny"}},
+                       "methods": [{"name": "toy_grad"}], "evaluators": [{"name": "toy_mass"}]})
+    res = _run(spec, tmp_path)
+    assert calls == [{"preset": "tiny"}]
+    assert sorted(res.table.sample_id) == [s.image_id for s in test_split[:4]]
+    with pytest.raises(ConfigError, match="default data comes with the default model"):
+        _run(spec.replace(model={"source": "registry", "arch": "toy_cnn"}), tmp_path)
+
+
+def test_stratified_selection_round_robins_over_classes():
+    from gmxai_eval.runner.run import select_samples
+    from gmxai_eval.testing import toy_samples
+
+    samples = sorted(toy_samples(12), key=lambda s: s.label)  # grouped by class
+    first = select_samples(samples, "", 4, "first")
+    assert [s.label for s in first] == [0, 0, 0, 1]
+    strat = select_samples(samples, "", 6, "stratified")
+    assert [s.label for s in strat] == [0, 1, 2, 3, 0, 1]
+    from gmxai_eval.errors import DataError
+
+    with pytest.raises(DataError, match="split 'train'"):
+        select_samples(samples, "train", 0, "first")
+
+
+def test_reliability_stage_is_opt_in(tmp_path, toys):
+    off = _run(toy_spec(evaluators=["toy_mass"]), tmp_path)
+    assert off.results["reliability"] is None and "reliability" not in off.timings
+    spec = toy_spec(evaluators=["toy_mass", "toy_deletion"]).replace(
+        reliability={"enabled": True, "n_images": 4, "disruptive_model_sigma": 2.0})
+    on = _run(spec, tmp_path)
+    rel = on.results["reliability"]
+    assert set(rel["evaluators"]) == {"toy_mass", "toy_deletion"} and rel["settings"]["n_images"] == 4
+    assert "reliability" in on.timings
+    # a disruptive perturbation moves toy_mass scores more than a prediction-keeping one
+    r = rel["evaluators"]["toy_mass"]
+    assert r["disruptive_change"] > r["minor_change"]
