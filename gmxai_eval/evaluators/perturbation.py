@@ -37,7 +37,11 @@ from gmxai_eval.functional import perturbation as P
 from gmxai_eval.functional.baselines import make_baseline
 from gmxai_eval.types import EvaluatorCard
 
-_COMMON = {"output": "probability", "max_batch": 128, "abs": False}
+_COMMON = {"output": "probability", "max_batch": None, "abs": False}
+#: ``max_batch=None``: images per forward pass by device. Small batches are faster on CPU (cache
+#: locality; measured on a 4-block CNN at 112x112), large ones on accelerators.
+AUTO_MAX_BATCH = {"cpu": 16}
+AUTO_MAX_BATCH_ACCELERATOR = 256
 
 
 def _spec_key(spec: Any) -> Hashable:
@@ -66,8 +70,9 @@ class _PerturbationEvaluator(Evaluator):
             raise ConfigError(f"evaluator {self.name!r}: expected output in {P.OUTPUTS}, got {c.get('output')!r}")
         if "unit" in c and c["unit"] not in P.UNITS:
             raise ConfigError(f"evaluator {self.name!r}: expected unit in {P.UNITS}, got {c['unit']!r}")
-        if not isinstance(c["max_batch"], int) or c["max_batch"] < 1:
-            raise ConfigError(f"evaluator {self.name!r}: expected max_batch as a positive int, got {c['max_batch']!r}")
+        mb = c["max_batch"]
+        if mb is not None and (not isinstance(mb, int) or isinstance(mb, bool) or mb < 1):
+            raise ConfigError(f"evaluator {self.name!r}: expected max_batch as a positive int or None, got {mb!r}")
 
     def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
         one = EvalBatch(batch.model, batch.x, batch.target, {method: batch.maps[method]}, batch.sample_ids,
@@ -75,6 +80,11 @@ class _PerturbationEvaluator(Evaluator):
         return self._evaluate_methods(one)[method]
 
     # -- helpers -----------------------------------------------------------------------------
+    def _mb(self, batch: EvalBatch) -> int:
+        """Images per forward pass (``max_batch``, or the device default when ``None``)."""
+        mb = self.config["max_batch"]
+        return int(mb) if mb is not None else AUTO_MAX_BATCH.get(batch.x.device.type, AUTO_MAX_BATCH_ACCELERATOR)
+
     def _unit(self) -> str:
         return str(self.config.get("unit", "pixel"))
 
@@ -108,7 +118,7 @@ class _PerturbationEvaluator(Evaluator):
 
     def _fill_output(self, batch: EvalBatch, spec: Any) -> torch.Tensor:
         """Output of the fully replaced image ``(B,)`` (method-independent)."""
-        out, mb = self.config["output"], self.config["max_batch"]
+        out, mb = self.config["output"], self._mb(batch)
 
         def compute() -> torch.Tensor:
             fill = self._fill(batch, spec)
@@ -140,7 +150,7 @@ class _PerturbationEvaluator(Evaluator):
                                                 sample_ids=batch.sample_ids, seed=batch.seed) for a in maps])
                 vals = P.window_outputs(batch.model, x, batch.target, ranks, torch.zeros_like(inner), inner,
                                         self._fill(batch, spec)[None], output=c["output"],
-                                        max_batch=c["max_batch"], restore=restore)[:, 0]
+                                        max_batch=self._mb(batch), restore=restore)[:, 0]
             clean, full = self._clean_output(batch), self._fill_output(batch, spec)
             none_val, all_val = (full, clean) if restore else (clean, full)
             for gi, m in enumerate(todo):
@@ -303,7 +313,7 @@ class _SubsetEvaluator(_PerturbationEvaluator):
 
         def drops() -> torch.Tensor:
             out = P.masked_outputs(batch.model, batch.x, batch.target, mk, self._fill(batch, c["baseline"]),
-                                   output=c["output"], max_batch=c["max_batch"])
+                                   output=c["output"], max_batch=self._mb(batch))
             return self._clean_output(batch)[:, None] - out
 
         dr = batch.shared(("subset_drops", c["unit"], self._patch(), size, runs, self._fill_key(c["baseline"]),
@@ -392,7 +402,7 @@ class _WindowEvaluator(_PerturbationEvaluator):
         ranks = torch.stack([P.rank_map(self._map(batch, m), self.order, unit=unit, patch=patch, channels=x.shape[1],
                                         sample_ids=batch.sample_ids, seed=batch.seed) for m in batch.maps])
         vals = P.window_outputs(batch.model, x, batch.target, ranks, lo, hi, fill, output=c["output"],
-                                max_batch=c["max_batch"])
+                                max_batch=self._mb(batch))
         sums = {}
         for gi, m in enumerate(batch.maps):
             a = self._map(batch, m).double()
@@ -502,14 +512,14 @@ class Infidelity(_PerturbationEvaluator):
             tuple(x.shape[1:]), n, float(c["noise_std"]), batch.sample_ids, batch.seed).to(x.device, x.dtype))  # type: ignore[arg-type]
 
         flat = noise.flatten(0, 1)  # job j = (image j // n, draw j % n)
-        buf = x.new_empty(min(int(c["max_batch"]), len(flat)), *x.shape[1:])
+        buf = x.new_empty(min(self._mb(batch), len(flat)), *x.shape[1:])
 
         def drops() -> torch.Tensor:
             def build(j: torch.Tensor) -> torch.Tensor:
                 return torch.sub(x[j // n], flat[int(j[0]): int(j[-1]) + 1], out=buf[: len(j)])  # j is a range
             tgt = batch.target.to(x.device)
             vals = P.batched_outputs(batch.model, x.shape[0] * n, build, lambda j: tgt[j // n], c["output"],
-                                     c["max_batch"], x.device).view(-1, n)
+                                     self._mb(batch), x.device).view(-1, n)
             return self._clean_output(batch)[:, None] - vals
 
         dr = batch.shared(("infidelity_drops", n, float(c["noise_std"]), c["output"]), drops)

@@ -185,22 +185,26 @@ def window_outputs(model: nn.Module, x: torch.Tensor, target: torch.Tensor, rank
     target = target.to(dev)
     buf = x.new_empty(min(max_batch, g_ * s_ * b_ * t_), *x.shape[1:])  # reused input buffer
 
-    def split(j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return j // (s_ * b_ * t_), (j // (b_ * t_)) % s_, (j // t_) % b_, j % t_
-
     def build(j: torch.Tensor) -> torch.Tensor:
-        g, s, b, t = split(j)
-        r = ranks[g, b]
-        m = r < hi[t].view(-1, 1, 1, 1)
-        if not cumulative:
-            m &= r >= lo[t].view(-1, 1, 1, 1)
-        out = buf[: len(j)]
-        keep, put = (fill, x) if restore else (x, fill)
-        torch.index_select(keep if keep is x else keep.flatten(0, 1), 0, b if keep is x else s * b_ + b, out=out)
-        src = put[b] if put is x else put[s, b]
-        return torch.where(m, src, out, out=out)
+        # Jobs are ordered (g, s, b, t): a chunk is a few runs of consecutive steps of one image,
+        # each built by broadcasting (no gathers of images or ranks).
+        j0, j1 = int(j[0]), int(j[-1]) + 1
+        out = buf[: j1 - j0]
+        i = j0
+        while i < j1:
+            run, t0 = divmod(i, t_)
+            e = min(j1, (run + 1) * t_)
+            g, s, b = run // (s_ * b_), (run // b_) % s_, run % b_
+            r = ranks[g, b][None]
+            m = r < hi[t0: t0 + e - i].view(-1, 1, 1, 1)
+            if not cumulative:
+                m &= r >= lo[t0: t0 + e - i].view(-1, 1, 1, 1)
+            a, z = (x[b], fill[s, b]) if restore else (fill[s, b], x[b])
+            torch.where(m, a[None], z[None], out=out[i - j0: e - j0])
+            i = e
+        return out
 
-    out = batched_outputs(model, g_ * s_ * b_ * t_, build, lambda j: target[split(j)[2]], output, max_batch, dev)
+    out = batched_outputs(model, g_ * s_ * b_ * t_, build, lambda j: target[(j // t_) % b_], output, max_batch, dev)
     return out.view(g_, s_, b_, t_)
 
 

@@ -40,3 +40,12 @@ def gray_batch():
 def counter():
     """A fresh :class:`ForwardCounter` (register it inside ``with hooks() as hs``)."""
     return ForwardCounter()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is faster (and restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
