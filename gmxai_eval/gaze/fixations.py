@@ -199,11 +199,12 @@ def validate_fixations(df: pd.DataFrame, *, known_images: Iterable[str] | None =
     flag("non_finite", non_fin)
     flag("negative_onset", {"onset_ms": num["onset_ms"] < 0})
     flag("negative_duration", {"duration_ms": num["duration_ms"] < 0})
-    ids = df["image_id"].astype(str).str.strip().to_numpy()
-    obs = df["observer_id"].astype(str).str.strip().to_numpy()
+    ids = text["image_id"].to_numpy(dtype=object) if text["image_id"] is not None else df["image_id"].astype(str).to_numpy()
+    obs = (text["observer_id"].to_numpy(dtype=object) if text["observer_id"] is not None
+           else df["observer_id"].astype(str).to_numpy())
     if known_images is not None:
         known = set(map(str, known_images))
-        flag("unknown_image", {"image_id": ~np.isin(ids, list(known))})
+        flag("unknown_image", {"image_id": ~pd.Series(ids).isin(known).to_numpy()})
     if image_sizes is not None:
         h, w = _sizes_for(ids, image_sizes)
         x, y = num["x"], num["y"]
@@ -253,9 +254,11 @@ def validate_fixations(df: pd.DataFrame, *, known_images: Iterable[str] | None =
 def _sizes_for(ids: np.ndarray, image_sizes: ImageSizes) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(image_sizes, tuple):
         return np.full(len(ids), float(image_sizes[0])), np.full(len(ids), float(image_sizes[1]))
-    h = np.array([image_sizes.get(i, (np.inf, np.inf))[0] for i in ids], dtype=np.float64)  # type: ignore[union-attr]
-    w = np.array([image_sizes.get(i, (np.inf, np.inf))[1] for i in ids], dtype=np.float64)  # type: ignore[union-attr]
-    return h, w
+    s = pd.Series(ids, dtype=object)
+    # ids without a known size are not bounds-checked (unknown ids are flagged separately)
+    h = s.map({k: float(v[0]) for k, v in image_sizes.items()}).astype(np.float64).fillna(np.inf)  # type: ignore[union-attr]
+    w = s.map({k: float(v[1]) for k, v in image_sizes.items()}).astype(np.float64).fillna(np.inf)  # type: ignore[union-attr]
+    return h.to_numpy(), w.to_numpy()
 
 
 def _describe(reason: str, df: pd.DataFrame, col: str, i: int, num: dict[str, np.ndarray],

@@ -93,6 +93,28 @@ def centre_bias_map(shape: tuple[int, int], sigma_frac: float | tuple[float, flo
 
 
 @dataclass(frozen=True)
+class FixationPool:
+    """Fixations of a whole study, shared by every :class:`ImageGaze` of it (the shuffled-AUC
+    negatives) without one copy per image.
+
+    Attributes:
+        xy: ``(M, 2)`` fixations in relative coordinates ``(x / W, y / H)`` of their own image,
+            grouped by image.
+        spans: ``{image_id: (start, stop)}`` rows of each image in ``xy``.
+    """
+
+    xy: np.ndarray
+    spans: Mapping[str, tuple[int, int]]
+
+    def others(self, image_id: str, shape: tuple[int, int]) -> np.ndarray:
+        """``(M', 2)`` pixel fixations of every image but ``image_id``, scaled to ``shape``."""
+        a, b = self.spans.get(image_id, (0, 0))
+        rel = np.concatenate([self.xy[:a], self.xy[b:]])
+        size = np.array([shape[1], shape[0]], np.float64)
+        return np.minimum(rel * size, np.nextafter(size, 0))  # rounding never lands on the edge
+
+
+@dataclass(frozen=True)
 class ImageGaze:
     """The gaze data of one image, as the metrics consume it.
 
@@ -103,8 +125,10 @@ class ImageGaze:
         observers: ``(N,)`` observer id of each fixation.
         durations: ``(N,)`` fixation durations in ms.
         density: ``(H, W)`` empirical fixation density of ``points``, sum 1.
-        others: ``(M, 2)`` fixations on *other* images, rescaled to ``shape`` (shuffled AUC).
+        others: ``(M, 2)`` fixations on *other* images, rescaled to ``shape`` (shuffled AUC), or
+            ``None`` to take them from ``pool`` on demand (see :meth:`other_points`).
         baseline: ``(H, W)`` baseline density, sum 1 (centre bias; information gain).
+        pool: the study's shared :class:`FixationPool` (used when ``others`` is ``None``).
     """
 
     image_id: str
@@ -113,8 +137,17 @@ class ImageGaze:
     observers: np.ndarray
     durations: np.ndarray
     density: np.ndarray
-    others: np.ndarray
+    others: np.ndarray | None
     baseline: np.ndarray
+    pool: FixationPool | None = None
+
+    def other_points(self) -> np.ndarray:
+        """``(M, 2)`` fixations on the other images, in this image's pixels."""
+        if self.others is not None:
+            return self.others
+        if self.pool is None:
+            raise DataError(f"image {self.image_id!r} has no fixations of other images (others and pool are None)")
+        return self.pool.others(self.image_id, self.shape)
 
     def __post_init__(self) -> None:
         h, w = self.shape
@@ -138,7 +171,7 @@ class ImageGaze:
         dur = self.durations[m]
         return ImageGaze(self.image_id, self.shape, pts, self.observers[m], dur,
                          density_map(pts, self.shape, sigma, dur if duration_weighted else None),
-                         self.others, self.baseline)
+                         self.others, self.baseline, self.pool)
 
 
 def rescale_points(points: np.ndarray, from_shape: tuple[int, int], to_shape: tuple[int, int]) -> np.ndarray:
@@ -161,26 +194,28 @@ def image_gaze_set(table: "FixationTable", shapes: Mapping[str, tuple[int, int]]
         duration_weighted: weight the empirical density by fixation duration.
         centre_sigma_frac: sigma of the centre-bias baseline as a fraction of the image size.
     Returns:
-        ``{image_id: ImageGaze}``; ``others`` pools the fixations of every other image of
-        ``shapes`` (rescaled), as the shuffled-AUC negatives.
+        ``{image_id: ImageGaze}``; the fixations of every other image of ``shapes``
+        (rescaled to the image's size, as pysaliency does) are the shuffled-AUC negatives,
+        held once in a shared :class:`FixationPool`.
     """
     d = table.data
     d = d[d["image_id"].isin(list(shapes))]
     groups = {k: g for k, g in d.groupby("image_id", sort=True)}
+    rel, spans, start = [], {}, 0
+    for iid, g in groups.items():
+        h, w = shapes[iid]
+        rel.append(g[["x", "y"]].to_numpy(np.float64) / np.array([w, h], np.float64))
+        spans[iid] = (start, start + len(g))
+        start += len(g)
+    pool = FixationPool(np.concatenate(rel) if rel else np.zeros((0, 2)), spans)
     out: dict[str, ImageGaze] = {}
-    scaled: dict[str, np.ndarray] = {}
     for iid, g in groups.items():
-        scaled[iid] = g[["x", "y"]].to_numpy(np.float64)
-    for iid, g in groups.items():
-        shape = tuple(shapes[iid])
-        pts = scaled[iid]
+        shape = (int(shapes[iid][0]), int(shapes[iid][1]))
+        pts = g[["x", "y"]].to_numpy(np.float64)
         dur = g["duration_ms"].to_numpy(np.float64)
-        others = [rescale_points(scaled[o], tuple(shapes[o]), shape) for o in groups if o != iid]  # type: ignore[arg-type]
-        out[iid] = ImageGaze(
-            iid, shape, pts, g["observer_id"].to_numpy(str), dur,  # type: ignore[arg-type]
-            density_map(pts, shape, sigma, dur if duration_weighted else None),  # type: ignore[arg-type]
-            np.concatenate(others) if others else np.zeros((0, 2)),
-            centre_bias_map(shape, centre_sigma_frac))  # type: ignore[arg-type]
+        out[iid] = ImageGaze(iid, shape, pts, g["observer_id"].to_numpy(str), dur,
+                             density_map(pts, shape, sigma, dur if duration_weighted else None),
+                             None, centre_bias_map(shape, centre_sigma_frac), pool)
     return out
 
 

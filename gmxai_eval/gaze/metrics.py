@@ -371,7 +371,7 @@ _register(GazeMetric("auc_borji", "AUC-Borji", True,
                      lambda s, g, r, n_splits, step: auc_borji(s, g.points, r, n_splits, step),
                      {"n_splits": 100, "step": 0.1}, random=True, paper=_BYLINSKII))
 _register(GazeMetric("sauc", "sAUC", True,
-                     lambda s, g, r, preset, n_splits, step: auc_shuffled(s, g.points, g.others, preset, r,
+                     lambda s, g, r, preset, n_splits, step: auc_shuffled(s, g.points, g.other_points(), preset, r,
                                                                           n_splits, step),
                      {"preset": "pysaliency", "n_splits": 100, "step": 0.1}, ("pysaliency", "mit"),
                      random=True, paper=_BYLINSKII))
