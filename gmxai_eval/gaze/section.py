@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gmxai_eval.data.base import Sample
-from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.errors import ConfigError, DataError, ShapeError
 from gmxai_eval.gaze.fixations import FixationTable
 from gmxai_eval.gaze.maps import ImageGaze, attribution_mass, dwell_fractions, image_gaze_set
 from gmxai_eval.gaze.metrics import DEFAULT_METRICS, MAP_TRANSFORMS
@@ -106,6 +106,12 @@ def run_gaze(model: nn.Module, samples: Sequence[Sample], explainers: Mapping[st
         fixations, study = simulate_study(samples, n_observers, seed=seed)
     tf = MAP_TRANSFORMS.get(transform)
     shapes = {s.image_id: (int(s.image.shape[-2]), int(s.image.shape[-1])) for s in samples}
+    if study.image_size is not None:  # type: ignore[union-attr]
+        other = sorted({v for v in shapes.values() if v != tuple(study.image_size)})  # type: ignore[union-attr]
+        if other:
+            raise DataError(f"expected the images at the study's image_size {tuple(study.image_size)} "  # type: ignore[union-attr]
+                            f"(fixation coordinates are image pixels), got images of size {other}; "
+                            "rescale the coordinates or load the images at that size", column="image_size")
     gazes = image_gaze_set(fixations, shapes, study.sigma_px,  # type: ignore[union-attr]
                            duration_weighted=duration_weighted)
     if not gazes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,3 +87,13 @@ def test_gaze_section_simulates_when_no_study_is_given(faces, toy_model):
     pd.testing.assert_frame_equal(a, gaze_section(toy_model, faces, explainers, **kw))  # deterministic
     with pytest.raises(ConfigError, match="both fixations and study"):
         gaze_section(toy_model, faces, explainers, study=object(), seed=0)  # type: ignore[arg-type]
+
+
+def test_study_image_size_must_match_the_images(faces, toy_model):
+    from gmxai_eval.errors import DataError
+    from gmxai_eval.gaze.simulate import simulate_study
+
+    table, study = simulate_study(faces, 2, seed=0)
+    wrong = dataclasses.replace(study, image_size=(112, 112))
+    with pytest.raises(DataError, match="image_size"):
+        gaze_section(toy_model, faces, {"saliency": METHODS.create("saliency")}, study=wrong, fixations=table)

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from gmxai_eval.gaze.fixations import read_fixations
 from gmxai_eval.gaze.simulate import (ObserverProfile, make_observers, simulate_fixations, simulate_study,
