@@ -20,7 +20,6 @@ from torch import nn
 
 from gmxai_eval.errors import ConfigError, ModelStateError
 from gmxai_eval.methods.base import Target, as_target_fn
-from gmxai_eval.models.base import check_no_reused_modules
 from gmxai_eval.utils import hooks, module_by_name, rng_for, stable_hash
 
 
@@ -72,20 +71,32 @@ def count_calls(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     return counts
 
 
-def check_hook_safe(model: nn.Module, x: torch.Tensor, method: str) -> None:
-    """Raise :class:`ModelStateError` unless every module is registered once, no activation is
-    in place, and every leaf module runs at most once per forward pass.
+def check_hook_safe(model: nn.Module, x: torch.Tensor, method: str,
+                    kinds: tuple[type[nn.Module], ...] | None = None) -> None:
+    """Raise :class:`ModelStateError` unless every module (or, with ``kinds``, every module of
+    those types) is registered once, not in place, and runs at most once per forward pass.
 
-    Methods that override the backward pass module by module (Captum's DeepLIFT, guided
-    backprop, deconvolution) give silently wrong maps otherwise."""
-    why = (f"method {method!r} replaces module gradients and needs every module used once; "
-           "give every activation its own non-in-place module")
-    try:
-        check_no_reused_modules(model)
-    except ModelStateError as e:
-        raise ModelStateError(f"{why}: {e}") from None
-    leaves = {n for n, m in model.named_modules() if not list(m.children())}
-    twice = sorted(n for n, c in count_calls(model, x).items() if c > 1 and n in leaves)
+    Methods that override the backward pass module by module give silently wrong maps (or
+    fail deep inside Captum) otherwise: DeepLIFT hooks every non-linearity and pooling layer
+    (``kinds=None``); guided backprop and deconvolution hook only ``nn.ReLU``
+    (``kinds=(nn.ReLU,)``), so a shared max-pool (GestaltMatcher) does not concern them."""
+    what = "module" if kinds is None else "/".join(k.__name__ for k in kinds) + " module"
+    why = (f"method {method!r} replaces the backward pass of each {what} and needs each used once; "
+           f"give every such layer its own non-in-place module")
+    named = [(n, m) for n, m in model.named_modules(remove_duplicate=False)
+             if (kinds is None or isinstance(m, kinds)) and not isinstance(m, nn.Identity)]
+    ids: dict[int, list[str]] = {}
+    for n, m in named:
+        ids.setdefault(id(m), []).append(n)
+    reused = [names for names in ids.values() if len(names) > 1]
+    if reused:
+        raise ModelStateError(f"{why}: expected every module registered once, got one module under "
+                              f"several names: {reused[0][:6]}")
+    inplace = [n for n, m in named if getattr(m, "inplace", False)]
+    if inplace:
+        raise ModelStateError(f"{why}: expected no in-place activations, got inplace=True at {inplace[:6]}")
+    relevant = {n for n, m in named if not list(m.children())}
+    twice = sorted(n for n, c in count_calls(model, x).items() if c > 1 and n in relevant)
     if twice:
         raise ModelStateError(f"{why}: expected each module called once per forward, got "
                               f"modules called several times: {twice[:6]}")

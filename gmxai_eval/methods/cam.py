@@ -116,7 +116,7 @@ class GuidedGradCAM(Explainer):
 
     def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
         layer = resolve_layer(model, self.config["layer"], self.card.name)
-        check_hook_safe(model, x, self.card.name)
+        check_hook_safe(model, x, self.card.name, kinds=(nn.ReLU,))
         check_layer_once(model, layer, x, self.card.name)
         fwd, t = captum_forward(model, target, x.shape[0])
         return captum_call(GuidedGradCam(fwd, layer).attribute, x, target=t, interpolate_mode="bilinear")

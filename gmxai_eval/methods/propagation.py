@@ -1,8 +1,10 @@
 """Modified-backward methods: deconvolution and guided backpropagation (both wrap Captum).
 
-Both replace the backward pass of every ``nn.ReLU`` module, so a model that reuses a module
-object, applies an activation in place or calls a module twice per forward raises
-:class:`~gmxai_eval.errors.ModelStateError` instead of returning a silently wrong map.
+Both replace the backward pass of every ``nn.ReLU`` module, so a model that reuses a ReLU
+object, applies one in place or calls one twice per forward raises
+:class:`~gmxai_eval.errors.ModelStateError` instead of risking a wrong map. Other reused modules
+(GestaltMatcher's shared max-pool) are not hooked by these methods and are allowed; DeepLIFT,
+which hooks pooling layers too, refuses any reused module.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class DeconvolutionMap(Explainer):
         description="ReLU backward = ReLU of the incoming gradient")
 
     def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-        check_hook_safe(model, x, self.card.name)
+        check_hook_safe(model, x, self.card.name, kinds=(nn.ReLU,))
         fwd, t = captum_forward(model, target, x.shape[0])
         return captum_call(Deconvolution(fwd).attribute, x, target=t)
 
@@ -41,6 +43,6 @@ class GuidedBackpropMap(Explainer):
         description="gradient masked by forward and backward ReLU signs")
 
     def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-        check_hook_safe(model, x, self.card.name)
+        check_hook_safe(model, x, self.card.name, kinds=(nn.ReLU,))
         fwd, t = captum_forward(model, target, x.shape[0])
         return captum_call(GuidedBackprop(fwd).attribute, x, target=t)

@@ -22,6 +22,20 @@ class SharedReLUNet(nn.Module):
         return self.pool(self.features(x)).flatten(1)
 
 
+class SharedPoolNet(nn.Module):
+    """One max-pool object used at two depths (GestaltMatcher v1's pattern); ReLUs separate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        pool = nn.MaxPool2d(2)
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), pool,
+                                      nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), pool)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)
+
+
 class InplaceNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -84,6 +98,12 @@ def _gmx(backbone: nn.Module, d: int, k: int = 4, layer: str = "backbone.feature
 def reused_model() -> GMXModel:
     torch.manual_seed(1)
     return _gmx(SharedReLUNet(), 8)
+
+
+@pytest.fixture
+def shared_pool_model() -> GMXModel:
+    torch.manual_seed(1)
+    return _gmx(SharedPoolNet(), 8)
 
 
 @pytest.fixture

@@ -29,8 +29,23 @@ def xt(toy_batch):
 def test_hook_unsafe_models_raise(name, bad, request, xt):
     model = request.getfixturevalue(bad)
     x, t = xt
-    with pytest.raises(ModelStateError, match="needs every module used once"):
+    with pytest.raises(ModelStateError, match="needs each used once"):
         create_method(name)(model, x, t)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_shared_pool_is_fine_for_relu_only_methods(shared_pool_model, xt):
+    """Guided backprop / deconvolution hook only ReLUs: a shared max-pool gives the same maps as
+    a twin with separate pools; DeepLIFT hooks pooling too and refuses the model."""
+    x, t = xt
+    twin = copy.deepcopy(shared_pool_model)
+    twin.backbone.features[5] = nn.MaxPool2d(2)
+    for name in ("guided_backprop", "deconvolution", "guided_grad_cam"):
+        e = create_method(name)
+        torch.testing.assert_close(e(shared_pool_model, x, t), e(twin, x, t))
+    with pytest.raises(ModelStateError, match="registered once"):
+        create_method("deeplift")(shared_pool_model, x, t)
+    assert create_method("deeplift")(twin, x, t).shape == (3, 32, 32)
 
 
 def test_gradient_methods_cope_with_reused_modules(reused_model, xt):
