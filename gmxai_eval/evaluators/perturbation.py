@@ -57,9 +57,13 @@ class _PerturbationEvaluator(Evaluator):
     fixed: dict[str, Any] = {}
 
     def conventions(self) -> dict[str, Any]:
-        conv = {**super().conventions(), "space": "pixel space [0, 1] (the model normalises)",
+        conv = {**super().conventions(), "space": "pixel space [0, 1] (the model normalises); never clamped",
                 "map_normalisation": "none (scores are invariant to positive per-sample scaling)",
-                "ties": "broken by flat index (stable sort)", **self.fixed}
+                "channel_reduction": "maps are (B, H, W); unit 'pixel'/'patch' replaces all channels of a "
+                                     "pixel, unit 'element' broadcasts the map over channels (Quantus)",
+                "baseline_names": "'black' = 0 in pixel space; 'sample_min' = Quantus's 'black'",
+                "ties": "broken by flat index (stable sort)",
+                "randomness": "keyed on (seed, sample_id)", **self.fixed}
         return {k: (v if isinstance(v, (str, int, float, bool, type(None), tuple, list)) else repr(v))
                 for k, v in conv.items()}
 
@@ -171,6 +175,13 @@ class _PerturbationEvaluator(Evaluator):
 # =============================================================================================
 class _CurveEvaluator(_PerturbationEvaluator):
     restore: bool = False
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        c = self.config
+        P.step_counts(10**6, steps=c["steps"], features_in_step=c.get("features_in_step"))  # validates the schedule
+        if c["auc"] not in P.AUC_RULES:
+            raise ConfigError(f"evaluator {self.name!r}: expected auc in {P.AUC_RULES}, got {c['auc']!r}")
 
     def _counts(self, batch: EvalBatch) -> torch.Tensor:
         c = self.config
@@ -300,7 +311,8 @@ class RegionPerturbation(_PerturbationEvaluator):
 # =============================================================================================
 class _SubsetEvaluator(_PerturbationEvaluator):
     def _subset_data(self, batch: EvalBatch, size: int, runs: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``masks (B, R, c, H, W)`` and output drops ``(B, R)`` for random subsets (shared)."""
+        """``mask weights (B, R, H*W)`` (masked channels per pixel) and output drops ``(B, R)``
+        for random subsets (shared by all methods and evaluators of the batch)."""
         c = self.config
         shape = tuple(batch.x.shape[1:])
         n = P.unit_count(shape, c["unit"], self._patch())
@@ -318,7 +330,8 @@ class _SubsetEvaluator(_PerturbationEvaluator):
 
         dr = batch.shared(("subset_drops", c["unit"], self._patch(), size, runs, self._fill_key(c["baseline"]),
                            c["output"]), drops)
-        return mk, dr
+        w = batch.shared(("subset_weights", c["unit"], self._patch(), size, runs), lambda: P.mask_weights(mk))
+        return w, dr
 
 
 @register_evaluator
@@ -343,7 +356,7 @@ class FaithfulnessCorrelation(_SubsetEvaluator):
         mk, dr = self._subset_data(batch, int(c["subset_size"]), int(c["nr_runs"]))
         out = {}
         for m in batch.maps:
-            sums = P.unit_sums(self._map(batch, m), mk)
+            sums = P.unit_sums(self._map(batch, m), None, mk)
             out[m] = EvalResult(P.pearson(sums, dr), extras={"attribution_sums": sums, "drops": dr})
         return out
 
@@ -377,7 +390,7 @@ class SensitivityN(_SubsetEvaluator):
         out = {}
         for m in batch.maps:
             a = self._map(batch, m)
-            cv = torch.stack([P.pearson(P.unit_sums(a, mk), dr) for mk, dr in data], 1)
+            cv = torch.stack([P.pearson(P.unit_sums(a, None, w), dr) for w, dr in data], 1)
             out[m] = EvalResult(cv.mean(1), cv, torch.tensor(sizes, dtype=torch.float64))
         return out
 

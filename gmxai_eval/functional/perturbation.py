@@ -280,11 +280,21 @@ def masked_outputs(model: nn.Module, x: torch.Tensor, target: torch.Tensor, mask
     return batched_outputs(model, b_ * r_, build, lambda j: target[j // r_], output, max_batch, dev).view(b_, r_)
 
 
-def unit_sums(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def unit_sums(maps: torch.Tensor, masks: torch.Tensor | None, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Attribution mass of masked features: ``maps (B, H, W)``, ``masks (B, R, c, H, W)`` ->
-    ``(B, R)`` float64. With ``c > 1`` (element unit) a pixel's value counts once per channel."""
-    a = maps.double().to(masks.device)[:, None, None]
-    return (a * masks).sum(dim=(2, 3, 4))
+    ``(B, R)`` float64. With ``c > 1`` (element unit) a pixel's value counts once per masked
+    channel. ``weights`` = :func:`mask_weights` of ``masks`` may be passed to reuse it."""
+    if weights is None:
+        if masks is None:
+            raise ShapeError("expected masks or weights, got neither")
+        weights = mask_weights(masks)
+    w = weights
+    return torch.bmm(w, maps.to(w.device, torch.float64).flatten(1)[:, :, None])[..., 0]
+
+
+def mask_weights(masks: torch.Tensor) -> torch.Tensor:
+    """``(B, R, c, H, W)`` bool -> ``(B, R, H*W)`` float64: masked channels per pixel."""
+    return masks.sum(2, dtype=torch.float64).flatten(2)
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -145,10 +145,13 @@ def test_bad_input_raises_before_forward(name, case, toy_model, toy_batch, count
     assert counter.calls == 0
 
 
-@pytest.mark.parametrize("kw", [{"output": "softmax"}, {"max_batch": 0}, {"unit": "voxel"}, {"nonsense": 1}])
+@pytest.mark.parametrize("kw", [{"output": "softmax"}, {"max_batch": 0}, {"unit": "voxel"}, {"nonsense": 1},
+                                {"auc": "simpson"}, {"steps": None}, {"steps": 0},
+                                {"steps": 4, "features_in_step": 2}])
 def test_bad_config_raises(kw):
+    name = "pixel_flipping"
     with pytest.raises(ConfigError):
-        EVALUATORS.create("deletion", **kw)
+        EVALUATORS.create(name, **kw)
 
 
 def test_subset_larger_than_image_raises(toy_model, toy_batch):
