@@ -191,3 +191,58 @@ def test_sufficiency():
     r = EVALUATORS.create("sufficiency", threshold=0.6, abs=True)(gray_model, x, t, maps)
     np.testing.assert_allclose(r.scores.numpy(), q_scores, rtol=RTOL)
     assert len(set(q_scores.round(6).tolist())) > 1  # a non-degenerate case
+
+
+def _noise_perturb(noise_flat: np.ndarray, n_draws: int = 1):
+    """A Quantus ``perturb_func`` writing our noise images: call ``k`` uses draw ``k % n_draws``
+    (Quantus calls it once per step, or ``nr_samples`` times per window, in that order)."""
+    calls = [0]
+
+    def perturb(arr, indices, **kwargs):
+        out = arr.copy()
+        d = calls[0] % n_draws
+        calls[0] += 1
+        rows = np.arange(arr.shape[0])[:, None]
+        out[rows, indices] = noise_flat[d][rows, indices]
+        return out
+    return perturb
+
+
+def test_region_perturbation_uniform_noise(gray_model, gray_batch):
+    """Samek's uniform-noise replacement: Quantus driven with our per-sample noise images."""
+    from gmxai_eval.functional.baselines import make_baseline
+
+    x, t, maps, ids = gray_batch
+    xn, an = _np(x, maps)
+    noise = make_baseline("uniform", x, sample_ids=ids, seed=0).numpy().reshape(1, 4, -1)
+    q = quantus.RegionPerturbation(patch_size=4, order="morf", regions_evaluation=16,
+                                   perturb_func=_noise_perturb(noise), **_q_common())
+    q_curve = np.asarray(q(model=gray_model, x_batch=xn, y_batch=t.numpy(), a_batch=an, softmax=False,
+                           device="cpu", batch_size=8))
+    r = EVALUATORS.create("region_perturbation", patch_size=4, regions=16, baseline="uniform", output="logit",
+                          random_control=False)(gray_model, x, t, maps, sample_ids=ids, seed=0)
+    with torch.no_grad():
+        y = gray_model(x)[torch.arange(4), t].double().numpy()
+    np.testing.assert_allclose(y[:, None] - r.curves[:, 1:].numpy(), y[:, None] - q_curve, rtol=RTOL)
+
+
+def test_monotonicity_correlation_uniform_noise_draws():
+    """Several noise draws per window: Quantus driven with our draws in its call order."""
+    from gmxai_eval.functional.baselines import make_baseline
+    from gmxai_eval.models import MODELS
+
+    model = MODELS.create("linear", num_classes=4, in_channels=1, size=16, seed=0)
+    g = torch.Generator().manual_seed(9)
+    x, maps, t, ids = torch.rand(4, 1, 16, 16, generator=g), torch.randn(4, 16, 16, generator=g), \
+        torch.tensor([0, 1, 2, 3]), [f"u{i}" for i in range(4)]
+    draws = 3
+    noise = np.stack([make_baseline("uniform", x, sample_ids=ids, seed=(0, "draw", s)).numpy().reshape(4, -1)
+                      for s in range(draws)])
+    xn, an = _np(x, maps)
+    q = quantus.MonotonicityCorrelation(nr_samples=draws, features_in_step=16, eps=1e-5,
+                                        perturb_func=_noise_perturb(noise, draws), **{**_q_common(), "abs": True})
+    q_scores = np.asarray(q(model=model, x_batch=xn, y_batch=t.numpy(), a_batch=an, softmax=True,
+                            device="cpu", batch_size=8))
+    ev = EVALUATORS.create("monotonicity_correlation", nr_samples=draws, features_in_step=16, eps=1e-5,
+                           baseline="uniform", output="probability", abs=True)
+    np.testing.assert_allclose(ev(model, x, t, maps, sample_ids=ids, seed=0).scores.numpy(), q_scores, rtol=RTOL)
