@@ -164,3 +164,19 @@ def gaze_section(model: nn.Module, samples: Sequence[Sample], explainers: Mappin
         those of :func:`run_gaze`.
     """
     return run_gaze(model, samples, explainers, fixations=fixations, study=study, seed=seed, **options).table
+
+
+def gaze_report_section(ctx: Any) -> tuple[str, pd.DataFrame]:
+    """A ``report.html`` section: ``ctx`` has ``model``, ``samples``, ``explainers`` and ``seed``
+    (:class:`gmxai_eval.report.html.SectionContext`). Scores the run's explainers against
+    simulated clinician gaze on the run's samples (labelled simulated in title and caption).
+
+    Register it under the name ``"gaze"`` in ``gmxai_eval.report.html.SECTIONS`` (it does not
+    import the report package itself, to keep the data flow one-way).
+    """
+    samples = [s for s in ctx.samples if getattr(s, "landmarks", None) is not None]
+    if not samples:
+        raise ShapeError("the gaze section simulates gaze from landmarks: expected samples with "
+                         "landmarks (the synthetic faces have them), got none")
+    table = gaze_section(ctx.model, samples, ctx.explainers, seed=int(getattr(ctx, "seed", 0)))
+    return "Gaze overlap (simulated clinicians)", table

@@ -97,3 +97,29 @@ def test_study_image_size_must_match_the_images(faces, toy_model):
     wrong = dataclasses.replace(study, image_size=(112, 112))
     with pytest.raises(DataError, match="image_size"):
         gaze_section(toy_model, faces, {"saliency": METHODS.create("saliency")}, study=wrong, fixations=table)
+
+
+def test_report_section_hook_returns_the_simulated_table(faces, toy_model):
+    from types import SimpleNamespace
+
+    from gmxai_eval.gaze.section import gaze_report_section
+
+    ex = {"saliency": METHODS.create("saliency")}
+    title, table = gaze_report_section(SimpleNamespace(model=toy_model, samples=faces, explainers=ex, seed=2))
+    assert "simulated" in title and table["simulated"].all()
+    pd.testing.assert_frame_equal(table, gaze_section(toy_model, faces, ex, seed=2))
+
+
+def test_report_section_renders_through_the_report_registry(faces, toy_model):
+    from gmxai_eval.gaze.section import gaze_report_section
+    from gmxai_eval.report.html import SECTIONS, SectionContext, run_sections
+
+    SECTIONS.register(gaze_report_section, name="_gaze_section_under_test")
+    try:
+        ctx = SectionContext(toy_model, faces, {"saliency": METHODS.create("saliency")}, spec=None, seed=0)
+        html, stored = run_sections(["_gaze_section_under_test"], ctx)
+    finally:
+        SECTIONS.unregister("_gaze_section_under_test")
+    (title, body), = html
+    assert "SIMULATED" in body and CEILING_ROW in body
+    assert [r["method"] for r in stored[title]] == ["saliency", CEILING_ROW, FLOOR_ROW]
