@@ -122,8 +122,10 @@ def bar_ci(names: Sequence[str], means: Sequence[float | None], lo: Sequence[flo
     f = lambda v: np.nan if v is None else float(v)  # noqa: E731
     y = np.arange(len(names))
     mu = np.array([f(v) for v in means])
-    err = np.array([[mu[i] - f(lo[i]) for i in y], [f(hi[i]) - mu[i] for i in y]])
-    ax.barh(y, mu, xerr=np.nan_to_num(err), color="#7aa6c2", capsize=2)
+    err = np.array([[mu[i] - f(lo[i]) for i in y], [f(hi[i]) - mu[i] for i in y]], dtype=float)
+    ax.barh(y, np.nan_to_num(mu), color="#7aa6c2")
+    ax.errorbar(np.nan_to_num(mu), y, xerr=np.clip(np.nan_to_num(err), 0, None), fmt="none",
+                ecolor="black", capsize=2, lw=1)
     ax.set_yticks(y)
     ax.set_yticklabels([str(n) for n in names], fontsize=7)
     ax.invert_yaxis()

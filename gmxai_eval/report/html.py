@@ -12,12 +12,64 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from gmxai_eval.report import figures
+from gmxai_eval.registry import Registry
 from gmxai_eval.report.tables import flags_text, leaderboard_rows
 from gmxai_eval.utils import write_atomic
+
+
+@dataclass
+class SectionContext:
+    """What a report section sees: the run's model (eval mode, on the run device), the selected
+    ``samples``, ``{label: Explainer}``, the spec and the first run ``seed``."""
+
+    model: Any
+    samples: Sequence[Any]
+    explainers: Mapping[str, Any]
+    spec: Any
+    seed: int = 0
+
+
+#: Extra report sections: ``SECTIONS.register(fn, name="gaze")`` with
+#: ``fn(ctx: SectionContext) -> (title, pandas.DataFrame | trusted HTML str)``; a spec's
+#: ``[report] sections = ["gaze"]`` runs them. A DataFrame is rendered escaped (its
+#: ``attrs["caption"]`` as caption) and stored in ``results.json["sections"][title]``.
+SECTIONS: Registry = Registry("report section", entry_point_group="gmxai_eval.sections")
+
+
+def frame_html(df: Any, caption: str | None = None, digits: int = 4) -> str:
+    """An escaped HTML table of a DataFrame (index as the first column), with a caption."""
+    import pandas as pd
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "n/a" if v != v else f"{v:.{digits}g}"
+        return str(v)
+
+    index_name = df.index.name or ""
+    rows = [[cell(i), *map(cell, r)] for i, r in zip(df.index, df.itertuples(index=False))] \
+        if not isinstance(df.index, pd.RangeIndex) else [[*map(cell, r)] for r in df.itertuples(index=False)]
+    headers = ([index_name] if not isinstance(df.index, pd.RangeIndex) else []) + [str(c) for c in df.columns]
+    cap = f"<p>{e(caption)}</p>" if caption else ""
+    return cap + f'<div class="scroll">{_table(headers, rows)}</div>'
+
+
+def run_sections(names: Sequence[str], ctx: SectionContext) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Run the named :data:`SECTIONS` -> ``([(title, html)], {title: records})``."""
+    out, stored = [], {}
+    for name in names:
+        fn: Callable[[SectionContext], Any] = SECTIONS.get(name)
+        title, body = fn(ctx)
+        if isinstance(body, str):
+            out.append((str(title), body))
+        else:
+            out.append((str(title), frame_html(body, caption=getattr(body, "attrs", {}).get("caption"))))
+            stored[str(title)] = json.loads(body.reset_index().to_json(orient="records"))
+    return out, stored
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;

@@ -389,6 +389,11 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         evaluators = {e.label: EVALUATORS.create(e.name, **dict(e.config)) for e in spec.evaluators}
         explainers = {e.label: METHODS.create(e.name, **dict(e.config)) for e in spec.methods}
         execu = executor if executor is not None else EXECUTORS.create(spec.executor)
+        if spec.sections:
+            from gmxai_eval.report.html import SECTIONS
+
+            for name in spec.sections:
+                SECTIONS.get(name)  # an unknown section fails before any work
         default_splits = None
         if spec.model.get("source") == "default" and (
                 model is None or (samples is None and dataset is None and spec.dataset["name"] == "default")):
@@ -561,6 +566,16 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                 disruptive_model_sigma=spec.reliability.disruptive_model_sigma,
                 max_tries=spec.reliability.max_tries)
 
+    sections: list[tuple[str, str]] = list(extra_sections)
+    section_data: dict[str, Any] = {}
+    if spec.sections:
+        with timer("sections"):
+            from gmxai_eval.report.html import SectionContext, run_sections
+
+            ctx = SectionContext(model, samples, explainers, spec, spec.seeds[0])
+            got, section_data = run_sections(spec.sections, ctx)
+            sections += got
+
     with timer("report"):
         from gmxai_eval.report import aggregate as agg
         from gmxai_eval.report import tables
@@ -587,6 +602,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                                      "conventions": conventions.get(e.label, {})} for e in spec.evaluators},
             **summary,
             "reliability": reliability,
+            "sections": section_data,
             "samples": [[r["seed"], r["evaluator"], r["method"], r["sample_id"], r["score"]]
                         for r in table[["seed", "evaluator", "method", "sample_id", "score"]].to_dict("records")],
             "counts": counts,
@@ -607,7 +623,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                             "targets": [_class_name(dataset, int(t)) for t in target[:n_ex]],
                             "maps": {m: all_maps[m][:n_ex] for m in all_maps}}
                 render_report(results, table, run_dir / "report.html", examples=examples,
-                              extra_sections=extra_sections)
+                              extra_sections=sections)
     results["timings"] = dict(timer.seconds)
     if write and run_dir is not None:
         tables.write_results_json(results, run_dir)

@@ -42,6 +42,9 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     enabled = false
     n_images = 8
 
+    [report]
+    sections = ["gaze"]       # extra report.html sections (gmxai_eval.report.html.SECTIONS)
+
 Unknown keys anywhere raise :class:`~gmxai_eval.errors.ConfigError` naming the key and file.
 Relative paths inside a spec file are resolved against the file's folder.
 """
@@ -68,7 +71,8 @@ _MODEL_KEYS = {"source", "checkpoint", "arch", "config"}
 _ENTRY_KEYS = {"name", "label", "config"}
 _RELIABILITY_KEYS = {"enabled", "n_images", "minor_input_sigma", "disruptive_input_sigma",
                      "minor_model_sigma", "disruptive_model_sigma", "max_tries"}
-_TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability"}
+_REPORT_KEYS = {"sections"}
+_TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability", "report"}
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class Spec:
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
     reliability: ReliabilitySpec = ReliabilitySpec()
+    sections: tuple[str, ...] = ()
     source: str = "<dict>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,13 +136,14 @@ class Spec:
         return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
                 "methods": [_plain(e) for e in d["methods"]],
                 "evaluators": [_plain(e) for e in d["evaluators"]],
-                "reliability": d["reliability"]}
+                "reliability": d["reliability"], "report": {"sections": list(d["sections"])}}
 
     def hash(self) -> str:
         """Content hash of everything that determines the results (not output locations)."""
         d = self.to_dict()
         for k in ("output", "cache", "html", "examples", "name", "executor"):
             d["run"].pop(k, None)
+        d.pop("report")  # report sections do not change any score
         return stable_hash(d)
 
     @property
@@ -156,6 +162,8 @@ class Spec:
                 d[k] = dict(v)
             elif k == "reliability":
                 d[k] = asdict(v) if isinstance(v, ReliabilitySpec) else dict(v)
+            elif k == "sections":
+                d["report"] = {"sections": list(v)}
             else:
                 raise ConfigError(f"Spec.replace: unknown field {k!r}; expected one of "
                                   f"{sorted(_RUN_KEYS | _TOP_KEYS)}")
@@ -309,6 +317,13 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
             _typed(src, f"reliability.{k}", v, kind, f"a {want.__name__}")
         kw["reliability"] = ReliabilitySpec(**{k: (float(v) if isinstance(getattr(defaults, k), float)
                                                    else v) for k, v in rel.items()})
+    if "report" in data:
+        rep = dict(data["report"])
+        _check_keys("report", rep, _REPORT_KEYS, src)
+        secs = rep.get("sections", [])
+        if not isinstance(secs, list) or not all(isinstance(x, str) for x in secs):
+            raise ConfigError(f"{src}: expected report.sections to be a list of names, got {secs!r}")
+        kw["sections"] = tuple(secs)
     return Spec(source=src, **kw)
 
 

@@ -55,3 +55,42 @@ def test_browser_renders_every_figure(report, tmp_path):
     assert "data-pwned" not in body_tag  # the hostile label stayed text: its handler never ran
     assert "&lt;img src=x onerror=" in dom
     assert "<p id=\"trusted\">fragment</p>" in dom
+
+
+def test_registered_section_is_rendered_escaped_and_stored(tmp_path, toys):
+    import json
+
+    import pandas as pd
+
+    from gmxai_eval.errors import UnknownNameError
+    from gmxai_eval.report.html import SECTIONS
+    from runner_report_toys import ToyGrad
+
+    seen = {}
+
+    def section(ctx):
+        seen["n"] = len(ctx.samples)
+        seen["methods"] = sorted(ctx.explainers)
+        df = pd.DataFrame({"nss": [1.25, float("nan")]}, index=pd.Index(["<i>m</i>", "floor"], name="row"))
+        df.attrs["caption"] = "SIMULATED <gaze>"
+        return "Gaze", df
+
+    SECTIONS.register(section, name="toy_section")
+    try:
+        spec = toy_spec(methods=["toy_grad"], evaluators=["toy_mass"], n_images=4, html=True).replace(
+            sections=["toy_section"])
+        res = run_benchmark(spec, output=tmp_path, progress=False, verbose=False)
+        text = (res.run_dir / "report.html").read_text()
+        assert "<h2>Gaze</h2>" in text and "&lt;i&gt;m&lt;/i&gt;" in text and "<i>m</i>" not in text
+        assert "SIMULATED &lt;gaze&gt;" in text and "<td>1.25</td>" in text and "<td>n/a</td>" in text
+        assert seen == {"n": 4, "methods": ["toy_grad"]}
+        doc = json.loads((res.run_dir / "results.json").read_text())
+        assert doc["sections"]["Gaze"] == [{"row": "<i>m</i>", "nss": 1.25}, {"row": "floor", "nss": None}]
+        assert spec.hash() == spec.replace(sections=[]).hash()
+        calls = ToyGrad.calls
+        with pytest.raises(UnknownNameError, match="report section 'gaze_typo'"):
+            run_benchmark(spec.replace(sections=["gaze_typo"]), output=tmp_path / "x", progress=False,
+                          verbose=False)
+        assert ToyGrad.calls == calls
+    finally:
+        SECTIONS.unregister("toy_section")
