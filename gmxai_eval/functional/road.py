@@ -187,9 +187,28 @@ def _solve_direct(x: torch.Tensor, remove: torch.Tensor, **_: object) -> torch.T
     it is wider than tall, so the band is at most ``min(H, W) + 1`` wide."""
     from scipy.linalg import solveh_banded
 
+    with _one_blas_thread():
+        return _solve_banded_all(x, remove, solveh_banded)
+
+
+def _one_blas_thread():
+    """Banded solves of this size gain nothing from BLAS threads, and threads that contend with
+    other processes make them many times slower: use one (scoped; needs ``threadpoolctl``, which
+    scikit-learn installs; without it the BLAS default is kept)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - performance only
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def _solve_banded_all(x: torch.Tensor, remove: torch.Tensor, solveh_banded: Callable[..., np.ndarray]) -> torch.Tensor:
     xs = x.detach().to("cpu", torch.float64).numpy()
     rs = remove.detach().cpu().numpy()
-    if xs.shape[3] > xs.shape[2]:
+    transposed = xs.shape[3] > xs.shape[2]
+    if transposed:
         xs, rs = xs.transpose(0, 1, 3, 2), rs.transpose(0, 2, 1)
     xs, rs = np.ascontiguousarray(xs), np.ascontiguousarray(rs)
     out = xs.copy()
@@ -201,7 +220,7 @@ def _solve_direct(x: torch.Tensor, remove: torch.Tensor, **_: object) -> torch.T
         sol = solveh_banded(ab, rhs, lower=False, check_finite=False)
         out[i].reshape(c, -1)[:, idx] = sol.T
     res = torch.from_numpy(out)
-    if tuple(res.shape) != tuple(x.shape):
+    if transposed:
         res = res.transpose(2, 3)
     return res.to(x.device, x.dtype)
 
@@ -209,55 +228,64 @@ def _solve_direct(x: torch.Tensor, remove: torch.Tensor, **_: object) -> torch.T
 # --------------------------------------------------------------------------------------------
 # batched matrix-free conjugate gradients (any device)
 # --------------------------------------------------------------------------------------------
-def _solve_cg(x: torch.Tensor, remove: torch.Tensor, *, tol: float = 1e-8, max_iter: int | None = None,
-              dtype: torch.dtype | None = None, **_: object) -> torch.Tensor:
-    """Jacobi-preconditioned CG on ``L u = b`` for all images and channels at once.
-
-    Converged when ``||r|| <= tol * ||b||`` for every system (per image and channel)."""
-    b_, c, h, w = x.shape
-    dt = dtype or (torch.float64 if x.device.type == "cpu" else torch.float32)
-    k = _kernel(dt, x.device)
-    xx = x.detach().to(dt).reshape(b_ * c, 1, h, w)
-    u_mask = remove.to(dt).repeat_interleave(c, 0).unsqueeze(1)  # (B*C, 1, H, W)
-    keep = 1.0 - u_mask
+def _cg(img: torch.Tensor, unk: torch.Tensor, tol: float, max_iter: int | None) -> torch.Tensor:
+    """Solve the NLI systems of ``img (N, 1, H, W)`` with unknowns ``unk (N, 1, H, W)`` (0/1 float,
+    at least one known pixel per row) -> ``img`` with the unknowns filled in."""
+    n_rows, _, h, w = img.shape
+    dt, dev = img.dtype, img.device
+    k = _kernel(dt, dev)
+    keep = 1.0 - unk
     conv = lambda t: F.conv2d(t, k, padding=1)  # noqa: E731
-    d = conv(torch.ones(1, 1, h, w, dtype=dt, device=x.device))  # (1, 1, H, W) renormaliser
+    d = conv(torch.ones(1, 1, h, w, dtype=dt, device=dev))  # border renormalisation (the diagonal)
     inv_d = 1.0 / d
 
     def apply(v: torch.Tensor) -> torch.Tensor:
-        return u_mask * (d * v - conv(v))
+        return unk * (d * v - conv(v))
 
-    rhs = u_mask * conv(xx * keep)
-    # warm start: the mean of the kept pixels of each image / channel (a good constant guess)
-    mean_keep = (xx * keep).sum((2, 3), keepdim=True) / keep.sum((2, 3), keepdim=True).clamp_min(1)
-    u = u_mask * mean_keep
+    rhs = unk * conv(img * keep)
+    # warm start: the mean of the kept pixels of each row
+    u = unk * ((img * keep).sum((2, 3), keepdim=True) / keep.sum((2, 3), keepdim=True).clamp_min(1))
     r = rhs - apply(u)
-    z = u_mask * inv_d * r
+    z = inv_d * r
     p = z.clone()
     rz = (r * z).sum((2, 3), keepdim=True)
     bnorm = rhs.flatten(1).norm(dim=1).clamp_min(torch.finfo(dt).tiny)
-    n_max = max_iter if max_iter is not None else 4 * (h + w) + 8 * int(math.sqrt(h * w)) + 200
-    it = 0
-    for it in range(n_max):
-        if bool((r.flatten(1).norm(dim=1) <= tol * bnorm).all()):
+    n_max = max_iter if max_iter is not None else 10 * (h + w) + 200
+    done = False
+    for it in range(n_max + 1):
+        if it % 8 == 0 or it == n_max:  # check every few iterations (a device sync)
+            rel = r.flatten(1).norm(dim=1) / bnorm
+            if bool((rel <= tol).all()):
+                done = True
+                break
+        if it == n_max:
             break
         ap = apply(p)
         pap = (p * ap).sum((2, 3), keepdim=True)
         alpha = torch.where(pap > 0, rz / torch.where(pap > 0, pap, torch.ones_like(pap)), torch.zeros_like(pap))
         u = u + alpha * p
         r = r - alpha * ap
-        z = u_mask * inv_d * r
+        z = inv_d * r
         rz_new = (r * z).sum((2, 3), keepdim=True)
         beta = torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, torch.ones_like(rz)), torch.zeros_like(rz))
-        p = z + beta * p
+        p = unk * (z + beta * p)
         rz = rz_new
-    else:
-        res = float((r.flatten(1).norm(dim=1) / bnorm).max())
-        if res > max(tol, 1e-4):
-            raise RuntimeError(f"NLI conjugate gradients did not converge: expected relative residual "
-                               f"<= {tol} within {n_max} iterations, got {res:.3g}")
-    out = xx * keep + u
-    return out.reshape(b_, c, h, w).to(x.dtype)
+    if not done:
+        raise RuntimeError(f"NLI conjugate gradients did not converge: expected relative residual <= {tol} "
+                           f"within {n_max} iterations, got {float(rel.max()):.3g}")
+    return img * keep + u
+
+
+def _solve_cg(x: torch.Tensor, remove: torch.Tensor, *, tol: float = 1e-8, max_iter: int | None = None,
+              dtype: torch.dtype | None = None, **_: object) -> torch.Tensor:
+    """Jacobi-preconditioned CG on ``L u = b`` for all images and channels at once
+    (float64 on CPU, float32 elsewhere unless ``dtype``). Converged when ``||r|| <= tol * ||b||`` for
+    every system (per image and channel); raises if it does not converge."""
+    b_, c, h, w = x.shape
+    dt = dtype or (torch.float64 if x.device.type == "cpu" else torch.float32)
+    img = x.detach().to(dt).reshape(b_ * c, 1, h, w)
+    unk = remove.to(dt).repeat_interleave(c, 0).unsqueeze(1)
+    return _cg(img, unk, tol, max_iter).reshape(b_, c, h, w).to(x.dtype)
 
 
 #: Solvers of the NLI system: ``(x, remove, **options) -> imputed x`` (noise-free).
