@@ -155,15 +155,16 @@ class _PerturbationEvaluator(Evaluator):
                 vals = P.window_outputs(batch.model, x, batch.target, ranks, torch.zeros_like(inner), inner,
                                         self._fill(batch, spec)[None], output=c["output"],
                                         max_batch=self._mb(batch), restore=restore)[:, 0]
-            clean, full = self._clean_output(batch), self._fill_output(batch, spec)
+            clean = lambda: self._clean_output(batch)  # noqa: E731  (computed only if needed)
+            full = lambda: self._fill_output(batch, spec)  # noqa: E731
             none_val, all_val = (full, clean) if restore else (clean, full)
             for gi, m in enumerate(todo):
                 curve = torch.empty(x.shape[0], len(counts), dtype=torch.float64, device=x.device)
                 for ti, k in enumerate(counts.tolist()):
                     if k == 0:
-                        curve[:, ti] = none_val
+                        curve[:, ti] = none_val()
                     elif k >= n_units:
-                        curve[:, ti] = all_val
+                        curve[:, ti] = all_val()
                     else:
                         curve[:, ti] = vals[gi, :, int((inner == k).nonzero()[0, 0])]
                 cache[key(m)] = curve
