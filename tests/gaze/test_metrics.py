@@ -232,3 +232,13 @@ def test_model_level_metrics_match_pysaliency():
         stimuli, fx, baseline_model=_FixedDensity([np.log(base)] * n_img))
     for i in range(n_img):
         assert M.information_gain(maps[i], pts[i], base, 0.01) == pytest.approx(ig[fx.n == i].mean(), rel=1e-10)
+
+
+def test_mit_step_auc_golden_value():
+    # sampling is exhaustive here (as many other-image pixels as fixated pixels), so MIT's sAUC
+    # is deterministic: positives {1, .5}, negatives {0, .5}, thresholds 1, .9, ..., 0
+    s = np.array([[1.0, 0.5], [0.0, 0.5]])
+    pos = np.array([[0.5, 0.5], [1.5, 0.5]])
+    neg = np.array([[0.5, 1.5], [1.5, 1.5]])
+    # ROC points (0,0) (0,.5) (.5,1) (1,1): 0.5 * (0.5 + 1) / 2 + 0.5 * 1
+    assert M.auc_shuffled(s, pos, neg, "mit", np.random.default_rng(0), n_splits=3) == pytest.approx(0.875, abs=1e-12)
