@@ -2,7 +2,7 @@
 
 Registered names: ``deletion``, ``insertion``, ``pixel_flipping``, ``region_perturbation``,
 ``faithfulness_correlation``, ``faithfulness_estimate``, ``monotonicity_correlation``,
-``sensitivity_n``, ``infidelity``, ``sufficiency``. The kernels live in :mod:`gmxai_eval.functional.perturbation`;
+``sensitivity_n``, ``infidelity``, ``sufficiency``, ``monotonicity_arya``. The kernels live in :mod:`gmxai_eval.functional.perturbation`;
 its module docstring defines the shared conventions (pixel space, ordering unit, ties, output).
 
 Sharing and batching
@@ -176,6 +176,7 @@ class _PerturbationEvaluator(Evaluator):
 # =============================================================================================
 class _CurveEvaluator(_PerturbationEvaluator):
     restore: bool = False
+    order: str = "morf"
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
@@ -193,9 +194,12 @@ class _CurveEvaluator(_PerturbationEvaluator):
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
         c = self.config
         counts = self._counts(batch)
-        curves = self._cumulative_curves(batch, list(batch.maps), "morf", counts, c["baseline"], self.restore)
+        curves = self._cumulative_curves(batch, list(batch.maps), self.order, counts, c["baseline"], self.restore)
         n = P.unit_count(batch.x.shape[1:], c["unit"], self._patch())
-        return {m: EvalResult(P.curve_auc(cv, c["auc"]), cv, counts.double() / n) for m, cv in curves.items()}  # type: ignore[misc]
+        return {m: EvalResult(self._score(cv), cv, counts.double() / n) for m, cv in curves.items()}  # type: ignore[misc]
+
+    def _score(self, curve: torch.Tensor) -> torch.Tensor:
+        return P.curve_auc(curve, self.config["auc"])
 
 
 _CURVE_DEFAULTS = {"steps": 28, "unit": "pixel", "patch_size": 1, "auc": "rise", **_COMMON}
@@ -573,3 +577,39 @@ class Sufficiency(_PerturbationEvaluator):
         pred = batch.clean_logits().argmax(1)
         return {m: EvalResult(P.sufficiency_scores(self._map(batch, m), pred, float(self.config["threshold"])))
                 for m in batch.maps}
+
+
+# =============================================================================================
+# Monotonicity (Arya et al.)
+# =============================================================================================
+@register_evaluator
+class MonotonicityArya(_CurveEvaluator):
+    """Monotonicity (Arya et al. 2019, AIX360): start from ``baseline`` (default black) and
+    restore units in *ascending* order of the map (``abs`` by default), cumulatively; the
+    explanation is monotonic when the output never decreases along the curve.
+    ``score="all"`` (default, the paper): 1.0 if every step is non-decreasing else 0.0;
+    ``score="fraction"``: the share of non-decreasing steps. Higher is better.
+
+    Quantus 0.6.0's ``Monotonicity`` writes the *baseline* (not the image) into the indices at
+    every step, so its image never changes and it returns True for every input (a known defect)."""
+
+    card = EvaluatorCard(
+        name="monotonicity_arya", category="perturbation", higher_is_better=True,
+        paper="Arya et al. One Explanation Does Not Fit All: A Toolkit and Taxonomy of AI Explainability "
+              "Techniques. arXiv:1909.03012, 2019",
+        default_config={**_CURVE_DEFAULTS, "baseline": "black", "features_in_step": None, "include_start": True,
+                        "score": "all", "abs": True},
+        description="is the output non-decreasing when features are restored least relevant first")
+    restore = True
+    order = "lerf"
+    fixed = {"ordering": "lerf (ascending)", "cumulative": True, "restores": True}
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        if self.config["score"] not in ("all", "fraction"):
+            raise ConfigError(f"evaluator {self.name!r}: expected score in ('all', 'fraction'), got "
+                              f"{self.config['score']!r}")
+
+    def _score(self, curve: torch.Tensor) -> torch.Tensor:
+        ok = (curve[:, 1:] - curve[:, :-1]) >= 0
+        return ok.all(1).double() if self.config["score"] == "all" else ok.double().mean(1)

@@ -20,6 +20,7 @@ SMALL = {
     "sensitivity_n": {"subset_fractions": (0.05, 0.2), "nr_runs": 5},
     "infidelity": {"n_perturb_samples": 5},
     "sufficiency": {"threshold": 0.6},
+    "monotonicity_arya": {"steps": 6, "score": "fraction"},
 }
 BATCH_SCOPE = {"sufficiency"}  # its neighbourhood is the batch: only order invariance holds
 NAMES = sorted(SMALL)

@@ -246,3 +246,37 @@ def test_monotonicity_correlation_uniform_noise_draws():
     ev = EVALUATORS.create("monotonicity_correlation", nr_samples=draws, features_in_step=16, eps=1e-5,
                            baseline="uniform", output="probability", abs=True)
     np.testing.assert_allclose(ev(model, x, t, maps, sample_ids=ids, seed=0).scores.numpy(), q_scores, rtol=RTOL)
+
+
+def test_monotonicity_arya_vs_corrected_quantus_and_defect():
+    """Quantus 0.6.0 Monotonicity is True for every input (it writes the baseline into the
+    baseline image). With a perturb_func that restores image values instead, it agrees with ours."""
+    from gmxai_eval.models import MODELS
+
+    model = MODELS.create("linear", num_classes=4, in_channels=1, size=16, seed=0)
+    with torch.no_grad():  # class 0: every restored pixel raises the logit; class 1: lowers it
+        model.head.fc.weight[0].abs_()
+        model.head.fc.weight[1] = -model.head.fc.weight[1].abs()
+    g = torch.Generator().manual_seed(11)
+    x, t = torch.rand(6, 1, 16, 16, generator=g), torch.tensor([0, 1, 2, 3, 0, 1])
+    maps = torch.randn(6, 16, 16, generator=g)
+    xn, an = _np(x, maps)
+    kw = dict(model=model, x_batch=xn, y_batch=t.numpy(), a_batch=an, softmax=False, device="cpu", batch_size=8)
+    common = {**_q_common(), "abs": False}
+    defective = np.asarray(quantus.Monotonicity(features_in_step=32, perturb_baseline="black", **common)(**kw))
+    assert defective.all()  # the defect: always True
+
+    x_flat = xn.reshape(6, -1)
+
+    def restore(arr, indices, **_):
+        out = arr.copy()
+        rows = np.arange(arr.shape[0])[:, None]
+        out[rows, indices] = x_flat[rows, indices]
+        return out
+
+    fixed = np.asarray(quantus.Monotonicity(features_in_step=32, perturb_baseline="black", perturb_func=restore,
+                                            **common)(**kw))
+    ours = EVALUATORS.create("monotonicity_arya", steps=None, features_in_step=32, include_start=False,
+                             baseline="sample_min", output="logit", abs=False)(model, x, t, maps)
+    np.testing.assert_array_equal(ours.scores.numpy(), fixed.astype(np.float64))
+    assert ours.scores[[0, 4]].eq(1).all() and ours.scores[[1, 5]].eq(0).all()  # analytic outcomes
