@@ -140,3 +140,20 @@ def test_element_unit_counts_each_channel():
     r3 = P.rank_map(a, "morf", unit="element", channels=3)
     assert r3.shape == (2, 3, 32, 32) and torch.equal(r3.reshape(2, -1).sort(1).values,
                                                        torch.arange(3 * 1024).expand(2, -1))
+
+
+def test_insertion_curve_on_linear_model_is_blur_plus_prefix_sums(linear_model, toy_batch):
+    """From the blurred image b, restoring the pixel set S gives logit(b) + sum_S a with
+    a = sum_c w ⊙ (x - b): the insertion logit curve is exact for that map."""
+    from gmxai_eval.functional.baselines import gaussian_blur
+
+    x, t, ids = toy_batch
+    blur = gaussian_blur(x, 11, 5.0)
+    w = linear_model.head.fc.weight[t].view(x.shape).detach()
+    a = (w * (x - blur)).sum(1)
+    r = EVALUATORS.create("insertion", steps=8, output="logit")(linear_model, x, t, a, sample_ids=ids)
+    counts = P.step_counts(1024, steps=8)
+    srt = torch.sort(a.reshape(6, -1), 1, descending=True).values.double()
+    prefix = torch.cat([torch.zeros(6, 1, dtype=torch.float64), srt.cumsum(1)], 1)[:, counts]
+    y0 = linear_model(blur)[torch.arange(6), t].double().detach()
+    torch.testing.assert_close(r.curves, y0[:, None] + prefix, rtol=1e-5, atol=1e-4)

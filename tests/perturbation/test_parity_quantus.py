@@ -280,3 +280,16 @@ def test_monotonicity_arya_vs_corrected_quantus_and_defect():
                              baseline="sample_min", output="logit", abs=False)(model, x, t, maps)
     np.testing.assert_array_equal(ours.scores.numpy(), fixed.astype(np.float64))
     assert ours.scores[[0, 4]].eq(1).all() and ours.scores[[1, 5]].eq(0).all()  # analytic outcomes
+
+
+def test_selectivity_is_patch_pixel_flipping(gray_model, gray_batch):
+    """Quantus's Selectivity (Montavon et al. 2018) = pixel flipping over 4x4 patches, every
+    patch one step, no start point: ``pixel_flipping(unit="patch", features_in_step=1)``."""
+    x, t, maps, ids = gray_batch
+    xn, an = _np(x, maps)
+    q = quantus.Selectivity(patch_size=4, perturb_baseline="black", **_q_common())
+    q_curve = np.asarray(q(model=gray_model, x_batch=xn, y_batch=t.numpy(), a_batch=an, softmax=True,
+                           device="cpu", batch_size=8))
+    ev = EVALUATORS.create("pixel_flipping", unit="patch", patch_size=4, steps=None, features_in_step=1,
+                           include_start=False, baseline="sample_min", output="probability")
+    np.testing.assert_allclose(ev(gray_model, x, t, maps, sample_ids=ids).curves.numpy(), q_curve, rtol=RTOL)
