@@ -2,27 +2,36 @@
 
 Registered names: ``deletion``, ``insertion``, ``pixel_flipping``, ``region_perturbation``,
 ``faithfulness_correlation``, ``faithfulness_estimate``, ``monotonicity_correlation``,
-``sensitivity_n``, ``infidelity``, ``sufficiency``, ``monotonicity_arya``. The kernels live in :mod:`gmxai_eval.functional.perturbation`;
-its module docstring defines the shared conventions (pixel space, ordering unit, ties, output).
+``monotonicity_arya``, ``sensitivity_n``, ``infidelity``, ``sufficiency``. The kernels live in
+:mod:`gmxai_eval.functional.perturbation`, whose docstring defines the shared conventions (pixel
+space, ordering unit, ties, output). Every result carries them in ``conventions``.
+
+Inputs (an :class:`EvalBatch`)
+------------------------------
+``model`` (eval mode, pixel space -> logits), ``x (B, C, H, W)`` in [0, 1], ``target (B,)``,
+``maps {method: (B, H, W)}``, ``sample_ids`` (stable, unique ids: they key all randomness),
+``seed``; ``extra["channel_mean"] (C,)`` only for ``baseline="dataset_mean"``. ``sufficiency``
+is batch-scope (its neighbourhood is the batch): give it the whole set or fixed groups.
 
 Sharing and batching
 --------------------
-* Every evaluator scores all methods of an :class:`EvalBatch` together: the perturbed images of
-  all methods, steps and draws are built on the device and evaluated in forward passes of at most
-  ``max_batch`` images.
+* Every evaluator scores all methods of a batch together: the perturbed images of all methods,
+  steps and draws are built on the device and evaluated in forward passes of ``max_batch``
+  images (``None``: 16 on CPU, where small batches are faster, 256 on accelerators).
 * Method-independent work is computed once per batch through ``batch.shared``: clean outputs,
   the output of the fully replaced image, random subsets and their outputs (faithfulness
   correlation, sensitivity-n), the Gaussian perturbations of infidelity, the random-order control
   of region perturbation.
 * Cumulative curves are cached per batch under
   ``(method, order, unit, patch, abs, baseline, counts, output, restore)``: ``deletion`` and
-  ``pixel_flipping`` with the same settings (the defaults) share one MoRF curve, and
-  ``region_perturbation`` with ``patch_size=1`` and the same baseline/output reuses it too.
+  ``pixel_flipping`` with the same settings (the defaults) share one MoRF curve; 1x1 regions are
+  pixels, so ``region_perturbation(patch_size=1)`` shares a pixel curve with the same schedule.
 * Randomness is keyed on ``(seed, sample_id)`` (never on batch position), so results do not
   depend on batch size, chunking or order.
-* Maps are never normalised: every score here is invariant to a positive per-sample rescaling of
-  the map (orderings, Pearson/Spearman correlations, infidelity with ``normalize=True``), so
-  Quantus's max-normalisation changes nothing. ``abs`` takes magnitudes first where set.
+* Maps are never normalised. Orderings, Pearson/Spearman correlations and infidelity with
+  ``normalize=True`` are invariant to a positive per-sample rescaling of the map (so Quantus's
+  max-normalisation changes nothing); infidelity with ``normalize=False`` and ``sufficiency``
+  (distances between maps of different images) are not. ``abs`` takes magnitudes first.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Pure kernels of the pixel-perturbation evaluators (deletion/insertion, pixel flipping, region
 perturbation/AOPC, faithfulness correlation/estimate, monotonicity correlation, sensitivity-n,
-infidelity).
+infidelity, sufficiency).
 
 Every kernel takes tensors and returns per-sample tensors; no state, no hooks. All perturbed
 images of a call are built on ``x.device`` and scored in forward passes of at most ``max_batch``
