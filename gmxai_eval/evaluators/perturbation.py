@@ -79,11 +79,11 @@ class _PerturbationEvaluator(Evaluator):
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         c = self.config
-        if c.get("output") not in P.OUTPUTS:
-            raise ConfigError(f"evaluator {self.name!r}: expected output in {P.OUTPUTS}, got {c.get('output')!r}")
+        if "output" in c and c["output"] not in P.OUTPUTS:
+            raise ConfigError(f"evaluator {self.name!r}: expected output in {P.OUTPUTS}, got {c['output']!r}")
         if "unit" in c and c["unit"] not in P.UNITS:
             raise ConfigError(f"evaluator {self.name!r}: expected unit in {P.UNITS}, got {c['unit']!r}")
-        mb = c["max_batch"]
+        mb = c.get("max_batch")
         if mb is not None and (not isinstance(mb, int) or isinstance(mb, bool) or mb < 1):
             raise ConfigError(f"evaluator {self.name!r}: expected max_batch as a positive int or None, got {mb!r}")
 
@@ -191,7 +191,7 @@ class _CurveEvaluator(_PerturbationEvaluator):
         super().__init__(**config)
         c = self.config
         P.step_counts(10**6, steps=c["steps"], features_in_step=c.get("features_in_step"))  # validates the schedule
-        if c["auc"] not in P.AUC_RULES:
+        if "auc" in c and c["auc"] not in P.AUC_RULES:
             raise ConfigError(f"evaluator {self.name!r}: expected auc in {P.AUC_RULES}, got {c['auc']!r}")
 
     def _counts(self, batch: EvalBatch) -> torch.Tensor:
@@ -577,7 +577,7 @@ class Sufficiency(_PerturbationEvaluator):
     card = EvaluatorCard(
         name="sufficiency", category="perturbation", higher_is_better=True,
         paper="Dasgupta, Frost, Moshkovitz. Framework for Evaluating Faithfulness of Local Explanations. ICML 2022",
-        default_config={"threshold": 0.6, **{**_COMMON, "abs": True}},
+        default_config={"threshold": 0.6, "abs": True},
         description="share of map-neighbours (seuclidean, batch-normalised) with the same predicted class")
     fixed = {"distance": "seuclidean / max over batch", "neighbourhood": "the evaluated batch",
              "prediction": "argmax of the clean logits"}
@@ -606,8 +606,8 @@ class MonotonicityArya(_CurveEvaluator):
         name="monotonicity_arya", category="perturbation", higher_is_better=True,
         paper="Arya et al. One Explanation Does Not Fit All: A Toolkit and Taxonomy of AI Explainability "
               "Techniques. arXiv:1909.03012, 2019",
-        default_config={**_CURVE_DEFAULTS, "baseline": "black", "features_in_step": None, "include_start": True,
-                        "score": "all", "abs": True},
+        default_config={**{k: v for k, v in _CURVE_DEFAULTS.items() if k != "auc"}, "baseline": "black",
+                        "features_in_step": None, "include_start": True, "score": "all", "abs": True},
         description="is the output non-decreasing when features are restored least relevant first")
     restore = True
     order = "lerf"
