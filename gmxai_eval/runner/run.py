@@ -24,6 +24,7 @@ import importlib
 import pickle
 import sys
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -469,12 +470,13 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         batch_objs: list[tuple[torch.Tensor, str]] = []
         for ix in batches:
             batch_objs.append((ix, stable_hash(mkey, [keys[i] for i in ix.tolist()])))
-        units: list[EvalUnit] = []
+        plan: list[tuple[int, int, Any, tuple[str, ...], str]] = []  # seed, batch, entry, methods, key
         done: list[tuple[int, str, str, str, list[str]]] = []  # (seed, ev label, method, unit key, ids)
         batch_cache: dict[tuple[int, int], EvalBatch] = {}
 
         def make_batch(bi: int, seed: int) -> EvalBatch:
             if (bi, seed) not in batch_cache:
+                batch_cache.clear()  # units come batch by batch: free the previous batch's memo
                 ix = batch_objs[bi][0]
                 dv = lambda t: None if t is None else t[ix].to(device)  # noqa: E731
                 batch_cache[(bi, seed)] = EvalBatch(
@@ -486,15 +488,16 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                      "classes": list(getattr(dataset, "classes", []) or []), **dict(batch_extra or {})})
             return batch_cache[(bi, seed)]
 
+        # the selection-wide channel mean only matters to a 'dataset_mean' baseline
+        cms = {e.label: channel_mean.tolist() if "dataset_mean" in repr(evaluators[e.label].config) else None
+               for e in spec.evaluators}
         for seed in spec.seeds:
-            for e in spec.evaluators:
-                if ecards[e.label].scope == "dataset":
-                    continue
-                # the selection-wide channel mean only matters to a 'dataset_mean' baseline
-                cm = channel_mean.tolist() if "dataset_mean" in repr(evaluators[e.label].config) else None
-                for bi, (ix, bkey) in enumerate(batch_objs):
-                    ukey = stable_hash(bkey, seed, extra_key, cm)
-                    ids = [fb.image_ids[i] for i in ix.tolist()]
+            for bi, (ix, bkey) in enumerate(batch_objs):  # batch-major: evaluators of a batch share its memo
+                ids = [fb.image_ids[i] for i in ix.tolist()]
+                for e in spec.evaluators:
+                    if ecards[e.label].scope == "dataset":
+                        continue
+                    ukey = stable_hash(bkey, seed, extra_key, cms[e.label])
                     todo = []
                     for m in spec.methods:
                         if store.has(e.label, ekeys[e.label], m.label, method_keys[m.label], ukey):
@@ -503,10 +506,19 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                             todo.append(m.label)
                         done.append((seed, e.label, m.label, ukey, ids))
                     if todo:
-                        units.append(EvalUnit(e.name, dict(e.config), tuple(todo), make_batch(bi, seed),
-                                              ukey, seed, e.label))
-        bar = _bar(len(units), "evaluate", show)
-        for unit, res in zip(units, execu.imap(execute_unit, units)):
+                        plan.append((seed, bi, e, tuple(todo), ukey))
+
+        issued: deque[EvalUnit] = deque()
+
+        def units() -> Iterator[EvalUnit]:  # lazily, so only one batch is held on the device
+            for seed, bi, e, todo, ukey in plan:
+                unit = EvalUnit(e.name, dict(e.config), todo, make_batch(bi, seed), ukey, seed, e.label)
+                issued.append(unit)
+                yield unit
+
+        bar = _bar(len(plan), "evaluate", show)
+        for res in execu.imap(execute_unit, units()):  # results come back in item order
+            unit = issued.popleft()
             for m in unit.methods:
                 store.save((unit.evaluator_label, ekeys[unit.evaluator_label], m, method_keys[m], unit.key),
                            unit.batch.sample_ids, res[m])  # type: ignore[arg-type]
