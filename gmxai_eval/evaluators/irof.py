@@ -4,7 +4,8 @@ Each image is cut into SLIC superpixels (computed once per image and shared by e
 and evaluator of the batch). Segments are removed cumulatively in order of their mean
 relevance (most relevant first; ties by label), each replaced by ``baseline`` (default: the
 image's per-channel mean). The curve is the target's softmax probability after ``k`` removals
-divided by the clean probability, ``c_0 = 1 .. c_S``; the score is the area over it.
+divided by the clean probability, ``c_0 = 1 .. c_S`` (always the probability: a ratio of
+logits or of 0/1 accuracies to their clean value is not meaningful); the score is the area over it.
 
 * ``aoc="normalised"`` (default): ``1 - trapz(c)`` on an x-axis scaled to ``[0, 1]`` (fraction of
   segments removed), comparable across images with different numbers of segments.
@@ -41,7 +42,7 @@ class IROF(Evaluator):
         paper="Rieger & Hansen. IROF: a low resource evaluation metric for explanation methods. "
               "ICLR 2020 Workshop AI for Affordable Healthcare",
         default_config={"n_segments": 100, "compactness": 10.0, "slic_sigma": 0.0, "slic_max_iter": 10,
-                        "baseline": "image_mean", "output": "probability", "aoc": "normalised",
+                        "baseline": "image_mean", "aoc": "normalised",
                         "curve_points": 21, "forward_batch": 32},
         description="SLIC superpixels removed by mean relevance; area over the normalised probability curve")
 
@@ -50,8 +51,6 @@ class IROF(Evaluator):
         c = self.config
         if c["aoc"] not in AOC_RULES:
             raise ConfigError(f"expected aoc in {AOC_RULES}, got {c['aoc']!r}")
-        if c["output"] not in ROAD_OUTPUTS:
-            raise ConfigError(f"expected output in {sorted(ROAD_OUTPUTS)}, got {c['output']!r}")
         if int(c["curve_points"]) < 2 or int(c["forward_batch"]) < 1 or int(c["n_segments"]) < 2:
             raise ConfigError("expected curve_points >= 2, forward_batch >= 1 and n_segments >= 2, got "
                               f"{c['curve_points']}, {c['forward_batch']}, {c['n_segments']}")
@@ -71,7 +70,7 @@ class IROF(Evaluator):
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
         c = self.config
         seg = self.segments(batch)
-        out_fn = ROAD_OUTPUTS[c["output"]]
+        out_fn = ROAD_OUTPUTS["probability"]  # a ratio to the clean value needs a positive output
         f0 = out_fn(batch.clean_logits(), batch.target.to(batch.clean_logits().device)).cpu()
         base = make_baseline(c["baseline"], batch.x, sample_ids=batch.sample_ids, seed=batch.seed)
         results = {}

@@ -280,3 +280,16 @@ def test_irof_superpixels_computed_once_and_invariances(gray_cnn, monkeypatch):
     perm = torch.tensor([2, 0, 3, 1])
     got = create_evaluator("irof", forward_batch=1000).evaluate(EvalBatch(model, x[perm], y[perm], {"a": a[perm]}))["a"]
     torch.testing.assert_close(got.scores, out["a"].scores[perm])
+
+
+def test_irof_of_an_input_independent_model_is_zero():
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.tensor([[0.3, -1.0, 2.0]]).expand(x.shape[0], 3)
+
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    r = create_evaluator("irof", n_segments=10)(Constant().eval(), x, torch.tensor([0, 2]), torch.rand(2, 16, 16))
+    torch.testing.assert_close(r.scores, torch.zeros(2, dtype=torch.float64))
+    assert r.curves.eq(1).all()
+    with pytest.raises(ConfigError):
+        create_evaluator("irof", output="accuracy")
