@@ -40,18 +40,24 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def work():
+def _work(n: int, size: int):
+    """``n`` grayscale ``size x size`` images, a 16-wide toy CNN, smooth blob maps (one large
+    connected hole under MoRF: the hard case for the imputation)."""
     model = MODELS.create("toy_cnn", num_classes=4, in_channels=1, width=16, seed=0)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(N, 1, SIZE, SIZE, generator=g)
-    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
-    c = torch.randint(8, SIZE - 8, (N, 2, 1, 1), generator=g)
-    maps = -((yy - c[:, 0]) ** 2 + (xx - c[:, 1]) ** 2).float() + torch.rand(N, SIZE, SIZE, generator=g)
+    x = torch.rand(n, 1, size, size, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    c = torch.randint(8, size - 8, (n, 2, 1, 1), generator=g)
+    maps = -((yy - c[:, 0]) ** 2 + (xx - c[:, 1]) ** 2).float() + torch.rand(n, size, size, generator=g)
     maps = maps - maps.min() + 1e-3  # positive (Quantus refuses some all-negative inputs)
     with torch.no_grad():
         y = model(x).argmax(1)
     return model, x, y, maps
+
+
+@pytest.fixture(scope="module")
+def work():
+    return _work(N, SIZE)
 
 
 def _best(fn, rounds: int = ROUNDS) -> float:
@@ -78,8 +84,9 @@ def _report(benchmark, name: str, ours: float, ref: float, floor: float) -> None
           f"forward floor {floor:.3f} s = {100 * floor / ours:.0f}% of our wall time")
 
 
-def test_bench_road_morf(benchmark, work):
-    model, x, y, maps = work
+@pytest.mark.parametrize("n, size", [(N, SIZE), (8, 100)], ids=["16x64x64", "8x100x100"])
+def test_bench_road_morf(benchmark, n, size):
+    model, x, y, maps = _work(n, size)
     ev = create_evaluator("road_morf", noise=0.0, percentages=PCT)
     q = quantus.ROAD(percentages=[int(100 * p) for p in PCT], noise=0.0, abs=False, normalise=False,
                      return_aggregate=False, disable_warnings=True)
@@ -88,15 +95,15 @@ def test_bench_road_morf(benchmark, work):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return q(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps[:, None].numpy(),
-                     device="cpu", batch_size=N)
+                     device="cpu", batch_size=n)
 
     ours_res = ev(model, x, y, maps)
     ref_res = run_quantus()
     np.testing.assert_allclose(ours_res.curves.mean(0).numpy(), [ref_res[int(100 * p)] for p in PCT])
     ours = _best(lambda: ev(model, x, y, maps))
     ref = _best(run_quantus)
-    floor = _forward_floor(model, x, N * len(PCT))
-    _report(benchmark, "ROAD MoRF", ours, ref, floor)
+    floor = _forward_floor(model, x, n * len(PCT))
+    _report(benchmark, f"ROAD MoRF ({n} images 1x{size}x{size})", ours, ref, floor)
     benchmark.pedantic(lambda: ev(model, x, y, maps), rounds=ROUNDS, iterations=1)
 
 

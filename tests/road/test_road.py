@@ -12,7 +12,7 @@ import torch
 from gmxai_eval.errors import ConfigError, ShapeError
 from gmxai_eval.evaluators import EvalBatch, create_evaluator
 from gmxai_eval.functional.baselines import make_baseline, order_pixels
-from gmxai_eval.functional.road import linear_impute, noisy_linear_impute, road_masks
+from gmxai_eval.functional.road import NLI_SOLVERS, linear_impute, noisy_linear_impute, road_masks
 from gmxai_eval.functional.superpixels import irof_aoc
 from gmxai_eval.models import MODELS
 from gmxai_eval.utils import rng_for
@@ -62,6 +62,9 @@ def test_direct_splu_and_cg_solvers_agree_on_rgb():
         c = linear_impute(x, rm, solver="cg", tol=1e-10)
         torch.testing.assert_close(c, d, atol=1e-7, rtol=0)
         torch.testing.assert_close(linear_impute(x, rm, solver="splu"), d, atol=1e-12, rtol=0)
+        # the GPU default precision: float32 CG with its dtype-limited tolerance
+        c32 = NLI_SOLVERS["cg"](x.float(), rm, tol=1e-8, dtype=torch.float32)
+        torch.testing.assert_close(c32.double(), d, atol=2e-4, rtol=0)
         assert torch.equal(d[~rm.unsqueeze(1).expand_as(d)], x[~rm.unsqueeze(1).expand_as(x)])
 
 
