@@ -296,3 +296,19 @@ def test_irof_of_an_input_independent_model_is_zero():
     assert r.curves.eq(1).all()
     with pytest.raises(ConfigError):
         create_evaluator("irof", output="accuracy")
+
+
+def test_registered_cards():
+    from gmxai_eval.evaluators import evaluator_card
+
+    expect = {"road_morf": (False, "perturbation"), "road_lerf": (True, "perturbation"),
+              "irof": (True, "perturbation"), "occlusion_agreement": (True, "agreement"),
+              "relevance_mass_accuracy": (True, "localisation"), "relevance_rank_accuracy": (True, "localisation"),
+              "pointing_game": (True, "localisation"), "energy_pointing_game": (True, "localisation"),
+              "localisation_auc": (True, "localisation"), "top_k_intersection": (True, "localisation")}
+    for name, (hib, cat) in expect.items():
+        card = evaluator_card(name)
+        assert (card.higher_is_better, card.category) == (hib, cat), name
+        assert ("masks" in card.needs) == (cat == "localisation"), name
+        with pytest.raises(TypeError):
+            card.default_config["x"] = 1  # frozen
