@@ -15,7 +15,13 @@ from captum.attr import InputXGradient, Saliency
 from torch import nn
 
 from gmxai_eval.errors import ConfigError
-from gmxai_eval.methods._common import captum_call, captum_forward, randn_like_per_sample, sample_generators, target_scores
+from gmxai_eval.methods._common import (
+    captum_call,
+    captum_forward,
+    randn_like_per_sample,
+    sample_generators,
+    target_scores,
+)
 from gmxai_eval.methods.base import Explainer, Target, register_method
 from gmxai_eval.types import MethodCard
 

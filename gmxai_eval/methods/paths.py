@@ -38,7 +38,7 @@ class IntegratedGradientsMap(Explainer):
     card = MethodCard(
         name="integrated_gradients", family="path", signed=True,
         paper="Sundararajan, Taly & Yan, ICML 2017",
-        default_config={"baseline": "zero", "n_steps": 32, "internal_batch_size": None},
+        default_config={"baseline": "zero", "n_steps": 50, "internal_batch_size": None},
         description="path integral of gradients from a baseline")
 
     def __init__(self, **config: Any) -> None:
