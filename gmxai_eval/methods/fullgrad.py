@@ -110,3 +110,16 @@ class FullGrad(Explainer):
                 up = F.interpolate(_post_process(t), size=size, mode="bilinear", align_corners=True)
                 cam = cam + up.sum(1)
         return cam
+
+
+def completeness_gap(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+    """``(b,)`` residual ``y - (sum(x * dy/dx) + sum of bias terms)`` of every image.
+
+    Zero (up to float error) for piecewise-linear networks whose biases all sit in the modules
+    FullGrad knows; a clearly non-zero gap flags layers the decomposition misses (smooth
+    activations, normalisations of the embedding, biases in custom modules)."""
+    inp, biases, scores = fullgrad_terms(model, x, target)
+    total = inp.flatten(1).sum(1)
+    for t in biases:
+        total = total + t.flatten(1).sum(1)
+    return scores - total

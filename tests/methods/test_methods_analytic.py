@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from gmxai_eval.methods import create_method
-from gmxai_eval.methods.fullgrad import _post_process, fullgrad_terms
+from gmxai_eval.methods.fullgrad import _post_process, completeness_gap, fullgrad_terms
+from gmxai_eval.models import MODELS
 
 
 def _w(linear_model, t):
@@ -83,6 +84,7 @@ def test_fullgrad_completeness_and_map(pl_model, toy_batch):
     with torch.no_grad():
         logits = pl_model(x).gather(1, t.view(-1, 1)).squeeze(1)
     torch.testing.assert_close(scores, logits)
+    torch.testing.assert_close(completeness_gap(pl_model, x, t), torch.zeros(6), atol=1e-5, rtol=0)
     # the map is built from exactly those terms (official post-processing)
     ref = _post_process(inp).sum(1)
     for b in biases:
@@ -113,6 +115,21 @@ def test_gap_head_cam_equals_gradcam_equals_hirescam(toy_model, toy_batch):
     torch.testing.assert_close(maps["hirescam"], cam, rtol=1e-4, atol=1e-7)
     relu = create_method("grad_cam")(toy_model, x, t)
     torch.testing.assert_close(relu, cam.clamp_min(0), rtol=1e-4, atol=1e-7)
+
+
+def test_gestaltmatcher_v1_cam_equalities():
+    """GestaltMatcher v1: the embedding is the global average of base.13 (a plain conv), so
+    CAM = Grad-CAM = HiResCAM there, despite the shared max-pool elsewhere in the network."""
+    torch.manual_seed(0)
+    model = MODELS.create("gestaltmatcher_v1", num_classes=5).eval()
+    x = torch.rand(2, 3, 100, 100, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([1, 4])
+    a = _layer_acts(model, model.get_submodule(model.cam_layer), x)            # (2, 320, 7, 7)
+    w = model.head.fc.weight[t].detach()
+    cam = F.interpolate(((w[:, :, None, None] * a).sum(1) / 49)[:, None], size=(100, 100),
+                        mode="bilinear", align_corners=False)[:, 0]
+    for name in ("grad_cam", "hirescam"):
+        torch.testing.assert_close(create_method(name, relu=False)(model, x, t), cam, rtol=1e-4, atol=1e-6)
 
 
 def test_flatten_head_hirescam_sums_to_target_minus_constant(flatten_model):
