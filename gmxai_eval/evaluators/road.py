@@ -68,8 +68,12 @@ class _ROAD(Evaluator):
         super().__init__(**config)
         c = self.config
         c["percentages"] = tuple(float(p) for p in c["percentages"])
-        if not c["percentages"] or any(not 0.0 <= p < 1.0 for p in c["percentages"]):
-            raise ConfigError(f"expected percentages in [0, 1), got {c['percentages']}")
+        # MoRF removes p (p = 1 would leave nothing to impute from); LeRF keeps p (p = 0 likewise)
+        lo_ok, hi_ok = (lambda p: p >= 0.0, lambda p: p < 1.0) if self.mode == "morf" else \
+            (lambda p: p > 0.0, lambda p: p <= 1.0)
+        if not c["percentages"] or not all(lo_ok(p) and hi_ok(p) for p in c["percentages"]):
+            rng = "[0, 1)" if self.mode == "morf" else "(0, 1]"
+            raise ConfigError(f"expected percentages in {rng} for road_{self.mode}, got {c['percentages']}")
         if c["output"] not in ROAD_OUTPUTS:
             raise ConfigError(f"expected output in {sorted(ROAD_OUTPUTS)}, got {c['output']!r}")
         if c["solver"] not in (*NLI_SOLVERS, "auto"):

@@ -197,7 +197,10 @@ def test_road_invariant_to_batch_order_chunking_and_noise_keyed_per_sample(gray)
 
 def test_road_config_errors():
     with pytest.raises(ConfigError):
-        create_evaluator("road_morf", percentages=(0.5, 1.0))
+        create_evaluator("road_morf", percentages=(0.5, 1.0))  # nothing left to impute from
+    with pytest.raises(ConfigError):
+        create_evaluator("road_lerf", percentages=(0.0, 0.5))  # keeping nothing: same
+    create_evaluator("road_lerf", percentages=(0.5, 1.0))  # keeping everything is fine
     with pytest.raises(ConfigError):
         create_evaluator("road_lerf", output="logit")
     with pytest.raises(ConfigError):
