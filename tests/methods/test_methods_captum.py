@@ -41,7 +41,7 @@ def _captum(name, model, x, t):
         return GuidedBackprop(model).attribute(_req(x), target=t).sum(1)
     if name == "integrated_gradients":
         return IntegratedGradients(model).attribute(_req(x), baselines=torch.zeros_like(x), target=t,
-                                                    n_steps=32, method="gausslegendre").sum(1)
+                                                    n_steps=50, method="gausslegendre").sum(1)
     if name == "deeplift":
         return DeepLift(model).attribute(_req(x), baselines=torch.zeros_like(x), target=t).sum(1)
     if name == "grad_cam":
