@@ -54,5 +54,9 @@ class DataError(GMXError, ValueError):
         super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
 
 
+class ConvergenceError(GMXError, RuntimeError):
+    """An iterative solver did not reach its tolerance."""
+
+
 class ResumeError(GMXError, RuntimeError):
     """A stored partial result cannot be resumed (spec or code changed, corrupt file)."""
