@@ -57,6 +57,10 @@ def test_contract(name, head, batch, toy_model, gallery_model):
     torch.testing.assert_close(call(make(name), model, x, target, masks), a, rtol=0, atol=0)
     torch.testing.assert_close(call(make(name, chunk_size=3), model, x, target, masks), a,
                                rtol=1e-5, atol=1e-6)
+    # callers may hold autograd off (evaluators scoring under no_grad): same maps
+    if head == "classifier":
+        with torch.no_grad():
+            torch.testing.assert_close(call(make(name), model, x, target, masks), a, rtol=0, atol=0)
     # state restored, no hook left
     assert not model.training and not any(m.training for m in model.modules())
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
