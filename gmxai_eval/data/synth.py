@@ -131,7 +131,7 @@ class SynthConfig:
     num_syndromes: int = 12
     seed: int = 0
     imbalance: float = 12.0
-    effect: float = 2.0
+    effect: float = 2.5
     expressivity: tuple[float, float] = (0.6, 1.3)
     photos_per_patient: int = 4
     split_fractions: tuple[float, float, float] = (0.6, 0.1, 0.3)

@@ -32,32 +32,32 @@ CY = 62.0  # centre of the pose transform
 
 #: Patient-level (face) parameters: name -> (mean, sd). Phenotypes shift these in sd units.
 PATIENT_PARAMS: dict[str, tuple[float, float]] = {
-    "eye_spacing": (float(_T[1, 0] - _T[0, 0]), 1.6),   # px between eye centres
+    "eye_spacing": (float(_T[1, 0] - _T[0, 0]), 2.2),   # px between eye centres
     "eye_y": (float(_T[:2, 1].mean()), 0.8),
-    "eye_w": (6.6, 0.45),          # half-width of the palpebral fissure
-    "eye_h": (2.9, 0.3),           # half-height
-    "eye_tilt": (0.0, 0.05),       # radians, + = outer canthus up (upslant)
-    "lid_drop": (0.0, 0.35),       # px of upper lid covering the eye (ptosis +)
-    "brow_y": (40.0, 1.0),
+    "eye_w": (6.6, 0.6),          # half-width of the palpebral fissure
+    "eye_h": (2.9, 0.4),           # half-height
+    "eye_tilt": (0.0, 0.1),       # radians, + = outer canthus up (upslant)
+    "lid_drop": (0.0, 0.6),       # px of upper lid covering the eye (ptosis +)
+    "brow_y": (39.0, 1.0),
     "brow_spacing": (float(_T[1, 0] - _T[0, 0]) + 2.0, 1.2),  # px between brow centres
     "brow_len": (10.0, 0.8),
-    "brow_thick": (1.6, 0.25),
-    "brow_join": (0.0, 0.12),      # 0..1 strength of hair between the brows (synophrys +)
-    "nose_tip_y": (float(_T[2, 1]), 1.2),
-    "nose_tip_w": (5.6, 0.55),
-    "bridge_w": (4.2, 0.5),
-    "philtrum_len": (12.0, 1.0),
-    "mouth_w": (float(_T[4, 0] - _T[3, 0]), 1.8),
-    "upper_lip": (2.8, 0.35),
-    "lower_lip": (3.4, 0.4),
-    "ear_y": (62.0, 1.5),
-    "ear_size": (11.0, 0.9),
-    "jaw": (1.0, 0.045),           # scale of the lower face (micrognathia -)
+    "brow_thick": (1.6, 0.4),
+    "brow_join": (0.0, 0.2),      # 0..1 strength of hair between the brows (synophrys +)
+    "nose_tip_y": (float(_T[2, 1]), 1.6),
+    "nose_tip_w": (5.6, 0.9),
+    "bridge_w": (4.2, 0.9),
+    "philtrum_len": (12.0, 1.5),
+    "mouth_w": (float(_T[4, 0] - _T[3, 0]), 2.5),
+    "upper_lip": (2.8, 0.5),
+    "lower_lip": (3.4, 0.6),
+    "ear_y": (62.0, 2.2),
+    "ear_size": (11.0, 1.3),
+    "jaw": (1.0, 0.06),           # scale of the lower face (micrognathia -)
     "head_w": (39.0, 1.5),
-    "forehead": (0.0, 0.035),      # forehead highlight strength (prominent forehead +)
-    "cheek": (0.0, 0.03),          # cheek fullness highlight (full cheeks +, malar flattening -)
+    "forehead": (0.0, 0.06),      # forehead highlight strength (prominent forehead +)
+    "cheek": (0.0, 0.06),          # cheek fullness highlight (full cheeks +, malar flattening -)
     "hairline": (22.0, 2.0),
-    "hair_density": (0.95, 0.04),
+    "hair_density": (0.95, 0.1),
     "skin_tone": (0.0, 1.0),
     "hair_tone": (0.0, 1.0),
     "iris_tone": (0.0, 1.0),
@@ -187,13 +187,13 @@ def region_map(cv: Canvas, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
     def ell(cx, cy, a, b):
         return ((u - cx) / a) ** 2 + ((v - cy) / b) ** 2 <= 1.0
 
-    eyes = ell(CX - half, ey, 11.5, 6.0) | ell(CX + half, ey, 11.5, 6.0)
+    eyes = ell(CX - half, ey, 13.5, 7.0) | ell(CX + half, ey, 13.5, 7.0)
     by = _col(p["brow_y"])
     bh = _col(p["brow_spacing"] / 2)
     brows = ell(CX - bh, by, 12.5, 5.5) | ell(CX + bh, by, 12.5, 5.5) | ell(CX, by, 9.0, 5.5)
     tip = _col(p["nose_tip_y"])
     nose = ((u - CX).abs() <= 10.0) & (v >= ey - 6.0) & (v <= tip + 5.5) | ell(CX, tip, 12.0, 5.5)
-    mouth = ell(CX, lm_mouth, _col(p["mouth_w"]) / 2 + 8.0, 9.0)
+    mouth = ell(CX, lm_mouth + 1.0, _col(p["mouth_w"]) / 2 + 8.0, 11.0)
     philtrum = ((u - CX).abs() <= 7.0) & (v > tip + 5.0) & (v < lm_mouth)
     hw = _col(p["head_w"])
     ey3 = _col(p["ear_y"]) + 3.0
@@ -302,9 +302,9 @@ def render(p: Mapping[str, torch.Tensor], photo: Mapping[str, torch.Tensor],
     # nose: bridge highlight, tip shading, nostrils
     tip = p["nose_tip_y"]
     bridge = cv.ellipse(W_NOSE, CX * one, (p["eye_y"] + tip) / 2, p["bridge_w"] / 2, (tip - p["eye_y"]) / 2 + 1.0, soft=1.5)
-    cv.shade(W_NOSE, bridge, 0.08 * one)
+    cv.shade(W_NOSE, bridge, 0.12 * one)
     tipal = cv.ellipse(W_NOSE, CX * one, tip, p["nose_tip_w"], 0.5 * p["nose_tip_w"], soft=1.5)
-    cv.shade(W_NOSE, tipal, -0.10 * one)
+    cv.shade(W_NOSE, tipal, -0.15 * one)
     for s in (-1.0, 1.0):
         nos = cv.ellipse(W_NOSE, CX + s * 0.55 * p["nose_tip_w"], tip + 2.0, 0.38 * p["nose_tip_w"], 1.2 * one, soft=0.6)
         cv.paint(W_NOSE, nos, c["skin"] * 0.35)
