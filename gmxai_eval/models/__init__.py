@@ -12,3 +12,4 @@ from gmxai_eval.models.base import (  # noqa: F401
 # Importing the implementation modules registers the built-in architectures.
 from gmxai_eval.models import toys  # noqa: F401,E402
 from gmxai_eval.models import iresnet, gestaltmatcher  # noqa: F401,E402
+from gmxai_eval.models import small  # noqa: F401,E402
