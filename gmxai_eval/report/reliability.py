@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -143,30 +144,10 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
             runs[kind] = (scores, ix.numpy())
 
     out: dict[str, dict[str, Any]] = {}
-    for ev in evaluators:
-        allv = np.concatenate([v for v in base[ev].values()])
-        sd = float(np.nanstd(allv))
-        sd = sd if math.isfinite(sd) and sd > 0 else 1.0
-        methods = list(base[ev])
-        res: dict[str, Any] = {}
-        for level in ("minor", "disruptive"):
-            changes, taus, kept_counts = [], [], []
-            for kind in (f"input_{level}", f"model_{level}"):
-                if kind not in runs:
-                    continue
-                scores, ix = runs[kind]
-                diffs = [np.abs(scores[ev][m] - base[ev][m][ix]) / sd for m in methods]
-                changes.append(float(np.nanmean(np.concatenate(diffs))))
-                taus.append(kendall_tau_b([np.nanmean(base[ev][m][ix]) for m in methods],
-                                          [np.nanmean(scores[ev][m]) for m in methods]))
-                kept_counts.append(len(ix))
-            res[f"{level}_change"] = float(np.mean(changes)) if changes else math.nan
-            res[f"{level}_tau"] = float(np.nanmean(taus)) if taus and np.isfinite(taus).any() else math.nan
-            if level == "minor":
-                res["n_kept"] = int(min(kept_counts)) if kept_counts else 0
-        mc, dc = res["minor_change"], res["disruptive_change"]
-        res["ratio"] = dc / mc if mc > 0 else (math.inf if dc > 0 else math.nan)
-        out[ev] = res
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN evaluator gives NaN on purpose
+        for ev in evaluators:
+            out[ev] = _summary(ev, base, runs)
     return {
         "evaluators": out,
         "settings": {"n_images": len(ids), "seed": seed, "minor_input_sigma": minor_input_sigma,
@@ -177,3 +158,30 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
                         "change a lot under disruptive noise; changes are mean |score change| in units "
                         "of the original scores' standard deviation."),
     }
+
+
+def _summary(ev: str, base: Mapping[str, Any], runs: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-evaluator numbers of :func:`metric_reliability` (see the module docstring)."""
+    allv = np.concatenate([v for v in base[ev].values()])
+    sd = float(np.nanstd(allv))
+    sd = sd if math.isfinite(sd) and sd > 0 else 1.0
+    methods = list(base[ev])
+    res: dict[str, Any] = {}
+    for level in ("minor", "disruptive"):
+        changes, taus, kept_counts = [], [], []
+        for kind in (f"input_{level}", f"model_{level}"):
+            if kind not in runs:
+                continue
+            scores, ix = runs[kind]
+            diffs = [np.abs(scores[ev][m] - base[ev][m][ix]) / sd for m in methods]
+            changes.append(float(np.nanmean(np.concatenate(diffs))))
+            taus.append(kendall_tau_b([np.nanmean(base[ev][m][ix]) for m in methods],
+                                      [np.nanmean(scores[ev][m]) for m in methods]))
+            kept_counts.append(len(ix))
+        res[f"{level}_change"] = float(np.mean(changes)) if changes else math.nan
+        res[f"{level}_tau"] = float(np.nanmean(taus)) if taus and np.isfinite(taus).any() else math.nan
+        if level == "minor":
+            res["n_kept"] = int(min(kept_counts)) if kept_counts else 0
+    mc, dc = res["minor_change"], res["disruptive_change"]
+    res["ratio"] = dc / mc if mc > 0 else (math.inf if dc > 0 else math.nan)
+    return res
