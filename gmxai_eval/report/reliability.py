@@ -83,7 +83,7 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
                        region_names: tuple[str, ...] = (), seed: int = 0,
                        minor_input_sigma: float = 0.005, disruptive_input_sigma: float = 0.5,
                        minor_model_sigma: float = 0.005, disruptive_model_sigma: float = 1.0,
-                       max_tries: int = 5) -> dict[str, Any]:
+                       max_tries: int = 5, progress: bool = False) -> dict[str, Any]:
     """Reliability of every evaluator (see the module docstring).
 
     Args:
@@ -96,7 +96,11 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
     """
     ids = list(sample_ids)
     ctx = dict(masks=masks, region_masks=region_masks, region_names=region_names)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=5, desc="reliability", disable=not progress, leave=False)
     base = _scores(model, x, target, ids, explainers, evaluators, seed, **ctx)
+    bar.update(1)
     pred0 = _pred(model, x)
     idx_all = torch.arange(len(ids))
 
@@ -125,6 +129,7 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
                              explainers, evaluators, seed, masks=sub(masks, ix),
                              region_masks=sub(region_masks, ix), region_names=region_names)
             runs[kind] = (scores, ix.numpy())
+        bar.update(1)
     # model perturbations
     for kind, sigma, keep_pred in (("model_minor", minor_model_sigma, True),
                                    ("model_disruptive", disruptive_model_sigma, False)):
@@ -142,7 +147,9 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
                              explainers, evaluators, seed, masks=sub(masks, ix),
                              region_masks=sub(region_masks, ix), region_names=region_names)
             runs[kind] = (scores, ix.numpy())
+        bar.update(1)
 
+    bar.close()
     out: dict[str, dict[str, Any]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN evaluator gives NaN on purpose

@@ -576,7 +576,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                 disruptive_input_sigma=spec.reliability.disruptive_input_sigma,
                 minor_model_sigma=spec.reliability.minor_model_sigma,
                 disruptive_model_sigma=spec.reliability.disruptive_model_sigma,
-                max_tries=spec.reliability.max_tries)
+                max_tries=spec.reliability.max_tries, progress=show)
 
     sections: list[tuple[str, str]] = list(extra_sections)
     section_data: dict[str, Any] = {}
