@@ -436,7 +436,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
             full = torch.empty(len(fb), *fb.images.shape[-2:], dtype=torch.float32)
             for ix in batches:
                 bkeys = [keys[i] for i in ix.tolist()]
-                found, missing = maps_cache.get(lab, mk, bkeys)
+                found, missing = maps_cache.get(e.name, mk, bkeys)
                 if missing:
                     sel = ix[torch.tensor(missing, dtype=torch.long)]
                     xs, ts = fb.images[sel].to(device), target[sel].to(device)
@@ -445,9 +445,9 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                         lambda a: ((a[0][: len(a[0]) // 2], a[1][: len(a[0]) // 2]),
                                    (a[0][len(a[0]) // 2:], a[1][len(a[0]) // 2:])),
                         lambda p, q: torch.cat([p, q]), lambda a: len(a[0]))
-                    maps_cache.put(lab, mk, [bkeys[i] for i in missing], new)
+                    maps_cache.put(e.name, mk, [bkeys[i] for i in missing], new)
                     counts["attributed"][lab] += len(missing)
-                    found, _ = maps_cache.get(lab, mk, bkeys)
+                    found, _ = maps_cache.get(e.name, mk, bkeys)
                 full[ix] = torch.stack([found[k] for k in bkeys])
                 bar.update(1)
             all_maps[lab] = full
@@ -457,6 +457,13 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
     masks = fb.evidence
     ekeys = {e.label: entry_hash(e.name, evaluators[e.label].config, type(evaluators[e.label]))
              for e in spec.evaluators}
+    mnames = {e.label: e.name for e in spec.methods}
+    enames = {e.label: e.name for e in spec.evaluators}
+
+    def uk(elab: str, mlab: str, key: str) -> tuple[str, str, str, str, str]:
+        """Store key of a unit: names + config hashes (labels are display only)."""
+        return enames[elab], ekeys[elab], mnames[mlab], method_keys[mlab], key
+
     rows: list[dict[str, Any]] = []
     conventions: dict[str, Any] = {}
     curve_labels: dict[str, list[str]] = {}
@@ -500,7 +507,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                     ukey = stable_hash(bkey, seed, extra_key, cms[e.label])
                     todo = []
                     for m in spec.methods:
-                        if store.has(e.label, ekeys[e.label], m.label, method_keys[m.label], ukey):
+                        if store.has(*uk(e.label, m.label, ukey)):
                             counts["units_reused"] += 1
                         else:
                             todo.append(m.label)
@@ -520,7 +527,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         for res in execu.imap(execute_unit, units()):  # results come back in item order
             unit = issued.popleft()
             for m in unit.methods:
-                store.save((unit.evaluator_label, ekeys[unit.evaluator_label], m, method_keys[m], unit.key),
+                store.save(uk(unit.evaluator_label, m, unit.key),
                            unit.batch.sample_ids, res[m])  # type: ignore[arg-type]
                 counts["units_run"] += 1
             bar.update(1)
@@ -533,7 +540,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
             dkey = stable_hash(mkey, keys, "dataset")
             for e in dataset_evs:
                 todo = [m.label for m in spec.methods
-                        if not store.has(e.label, ekeys[e.label], m.label, method_keys[m.label], dkey)]
+                        if not store.has(*uk(e.label, m.label, dkey))]
                 if todo:
                     ev = evaluators[e.label]
                     if not isinstance(ev, DatasetEvaluator):
@@ -544,18 +551,18 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                     res = ev.run(job, execu)
                     for m in todo:
                         r = res[m]
-                        store.save((e.label, ekeys[e.label], m, method_keys[m], dkey),
+                        store.save(uk(e.label, m, dkey),
                                    [f"retrain-{i}" for i in range(len(r))], r)
                         counts["units_run"] += 1
                 else:
                     counts["units_reused"] += len(spec.methods)
                 for m in spec.methods:
-                    doc = store.load(e.label, ekeys[e.label], m.label, method_keys[m.label], dkey)
+                    doc = store.load(*uk(e.label, m.label, dkey))
                     collect(e.label, doc)
                     rows += rows_from_unit(rid, spec.seeds[0], e.label, m.label, doc, {})
 
         for seed, elab, mlab, ukey, ids in done:
-            doc = store.load(elab, ekeys[elab], mlab, method_keys[mlab], ukey)
+            doc = store.load(*uk(elab, mlab, ukey))
             collect(elab, doc)
             rows += rows_from_unit(rid, seed, elab, mlab, doc, subjects)
         table = make_table(rows)

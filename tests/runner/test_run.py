@@ -258,3 +258,11 @@ def test_reliability_stage_is_opt_in(tmp_path, toys):
     # a disruptive perturbation moves toy_mass scores more than a prediction-keeping one
     r = rel["evaluators"]["toy_mass"]
     assert r["disruptive_change"] > r["minor_change"]
+
+
+def test_relabelling_reuses_maps_and_units(tmp_path, toys):
+    _run(toy_spec(methods=["toy_grad"], evaluators=["toy_mass"]), tmp_path)
+    again = _run(toy_spec(methods=[{"name": "toy_grad", "label": "Gradient x input"}],
+                          evaluators=[{"name": "toy_mass", "label": "mass"}]), tmp_path)
+    assert again.counts == {"attributed": {"Gradient x input": 0}, "units_run": 0, "units_reused": 2}
+    assert set(again.table.method) == {"Gradient x input"} and set(again.table.evaluator) == {"mass"}
