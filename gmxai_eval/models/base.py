@@ -158,7 +158,7 @@ def check_no_reused_modules(model: nn.Module) -> None:
 
     This is a static check of the module tree; a module registered once but called twice in
     ``forward`` is caught at run time by the methods that hook modules
-    (:func:`gmxai_eval.methods.base.count_module_calls`).
+    (``gmxai_eval.methods._common.check_hook_safe``).
     """
     counts = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     reused = [n for n, m in model.named_modules(remove_duplicate=False)
