@@ -22,6 +22,11 @@ def _figure(w: float, h: float) -> Any:
     return fig
 
 
+def _t(s: Any) -> str:
+    """Text from data, safe for matplotlib: ``$`` would start mathtext (and can fail to parse)."""
+    return str(s).replace("$", r"\$")
+
+
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
@@ -52,7 +57,7 @@ def maps_grid(images: torch.Tensor, maps: Mapping[str, torch.Tensor], row_titles
                   cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
         ax.set_xticks([]), ax.set_yticks([])
         if i < len(row_titles):
-            ax.set_ylabel(str(row_titles[i]), fontsize=7)
+            ax.set_ylabel(_t(row_titles[i]), fontsize=7)
         if i == 0:
             ax.set_title("image", fontsize=8)
         for j, (m, a) in enumerate(maps.items()):
@@ -62,7 +67,7 @@ def maps_grid(images: torch.Tensor, maps: Mapping[str, torch.Tensor], row_titles
             ax.imshow(v, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
-                ax.set_title(str(m), fontsize=8)
+                ax.set_title(_t(m), fontsize=8)
     return _png(fig)
 
 
@@ -78,16 +83,16 @@ def curves_figure(curves: Mapping[str, Mapping[str, Any]], title: str, xlabel: s
         s = np.asarray([np.nan if v is None else v for v in c.get("std", [None] * len(y))], float)
         if len(x) != len(y):
             x = np.arange(len(y), dtype=float)
-        ax.plot(x, y, label=str(m), lw=1.4)
+        ax.plot(x, y, label=_t(m), lw=1.4)
         if np.isfinite(s).any():
             ax.fill_between(x, y - s, y + s, alpha=0.12)
         labels = c.get("labels") or labels
         if labels and len(labels) == len(x):
             ax.set_xticks(x)
-            ax.set_xticklabels([str(t) for t in labels], rotation=60, ha="right", fontsize=6)
-    ax.set_title(str(title), fontsize=9)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_xticklabels([_t(t) for t in labels], rotation=60, ha="right", fontsize=6)
+    ax.set_title(_t(title), fontsize=9)
+    ax.set_xlabel(_t(xlabel), fontsize=8)
+    ax.set_ylabel(_t(ylabel), fontsize=8)
     ax.legend(fontsize=6, frameon=False)
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -102,15 +107,15 @@ def heatmap(matrix: Sequence[Sequence[float | None]], labels: Sequence[str], tit
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(m if m.size else np.zeros((1, 1)), cmap="coolwarm", vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels([str(s) for s in labels], rotation=60, ha="right", fontsize=7)
+    ax.set_xticklabels([_t(s) for s in labels], rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels([str(s) for s in labels], fontsize=7)
+    ax.set_yticklabels([_t(s) for s in labels], fontsize=7)
     for i in range(m.shape[0]):
         for j in range(m.shape[1] if m.ndim == 2 else 0):
             ax.text(j, i, "–" if not math.isfinite(m[i, j]) else f"{m[i, j]:.2f}", ha="center",
                     va="center", fontsize=6)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(str(title), fontsize=9)
+    ax.set_title(_t(title), fontsize=9)
     return _png(fig)
 
 
@@ -127,8 +132,8 @@ def bar_ci(names: Sequence[str], means: Sequence[float | None], lo: Sequence[flo
     ax.errorbar(np.nan_to_num(mu), y, xerr=np.clip(np.nan_to_num(err), 0, None), fmt="none",
                 ecolor="black", capsize=2, lw=1)
     ax.set_yticks(y)
-    ax.set_yticklabels([str(n) for n in names], fontsize=7)
+    ax.set_yticklabels([_t(n) for n in names], fontsize=7)
     ax.invert_yaxis()
-    ax.set_title(str(title), fontsize=9)
+    ax.set_title(_t(title), fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)

@@ -94,3 +94,16 @@ def test_registered_section_is_rendered_escaped_and_stored(tmp_path, toys):
         assert ToyGrad.calls == calls
     finally:
         SECTIONS.unregister("toy_section")
+
+
+def test_figures_survive_mathtext_in_labels():
+    import torch
+
+    from gmxai_eval.report import figures
+
+    bad = r"$\frac{$ 50% _x^"
+    png = figures.maps_grid(torch.rand(1, 3, 8, 8), {bad: torch.randn(1, 8, 8)}, [bad])
+    png2 = figures.curves_figure({bad: {"x": [0, 1], "mean": [0.0, 1.0], "std": [0.1, 0.1], "labels": [bad, "b"]}}, bad)
+    png3 = figures.heatmap([[1.0, None], [None, 1.0]], [bad, "b"], bad)
+    png4 = figures.bar_ci([bad], [0.5], [0.4], [0.6], bad)
+    assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in (png, png2, png3, png4))
