@@ -9,7 +9,8 @@ cached under the data root (argument, else ``$GMXAI_DATA``, else ``./datasets``)
 The checkpoint is reused when its card names the same dataset content hash and training
 config; otherwise it is retrained. Presets:
 
-* ``"default"``: 6,000 images, 12 syndromes + unaffected, 12 epochs (about 2-3 min on 2 cores).
+* ``"default"``: 6,000 images, 12 syndromes + unaffected, 8 epochs on one thread (about
+  2-3 min of training on a shared 2-core machine; about 1-2 min to generate the data).
 * ``"tiny"``: 240 images, 3 syndromes + unaffected, 2 epochs, for end-to-end tests (seconds).
 """
 

@@ -28,8 +28,12 @@ def folder(tmp_path_factory):
     return synth.generate(SMALL, name="small", root=root, progress=False)
 
 
-def test_bitwise_deterministic_by_seed_and_batch_size(arrays):
-    again = synth.render_arrays(SMALL, batch_size=128)
+def test_bitwise_deterministic_by_seed_and_workers(arrays):
+    again = synth.render_arrays(SMALL, batch_size=24, workers=2)
+    first = synth.render_arrays(SMALL, batch_size=24)
+    for k in arrays:
+        assert np.array_equal(first[k], again[k]), k
+    again = synth.render_arrays(SMALL)
     for k in arrays:
         assert np.array_equal(arrays[k], again[k]), k
     other = synth.render_arrays(synth.SynthConfig(**{**SMALL.to_json(), "seed": 6}), limit=8)
