@@ -11,7 +11,13 @@ config; otherwise it is retrained. Presets:
 
 * ``"default"``: 6,000 images, 12 syndromes + unaffected, 8 epochs on one thread (about
   2-3 min of training on a shared 2-core machine; about 1-2 min to generate the data).
-* ``"tiny"``: 240 images, 3 syndromes + unaffected, 2 epochs, for end-to-end tests (seconds).
+* ``"tiny"``: 240 images, 3 syndromes + unaffected, 2 epochs, for end-to-end tests (about 5 s
+  from nothing, 0.05 s cached). Its model is at chance level (too few images and steps to
+  learn the phenotypes): use it to exercise plumbing, never to draw conclusions.
+
+Measured for ``"default"`` (shared 2-core CPU, torch 2.13): gallery top-1 / 5 / 10 =
+0.792 / 0.967 / 0.997, classifier top-1 / 5 = 0.838 / 0.981 (macro over the 13 classes,
+patient-disjoint test split), 143 s of training.
 """
 
 from __future__ import annotations
