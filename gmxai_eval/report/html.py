@@ -41,6 +41,16 @@ class SectionContext:
 SECTIONS: Registry = Registry("report section", entry_point_group="gmxai_eval.sections")
 
 
+def _gaze(ctx: SectionContext) -> tuple[str, Any]:
+    """Gaze overlap of the run's methods with simulated clinicians (``gmxai_eval.gaze``)."""
+    from gmxai_eval.gaze.section import gaze_report_section
+
+    return gaze_report_section(ctx)
+
+
+SECTIONS.register(_gaze, name="gaze")
+
+
 def frame_html(df: Any, caption: str | None = None, digits: int = 4) -> str:
     """An escaped HTML table of a DataFrame (index as the first column), with a caption."""
     import pandas as pd

@@ -100,6 +100,10 @@ def test_presets_name_registered_entries_with_valid_configs(name):
         METHODS.create(e.name, **dict(e.config))  # unknown name or config key raises
     for e in spec.evaluators:
         EVALUATORS.create(e.name, **dict(e.config))
+    from gmxai_eval.report.html import SECTIONS
+
+    for section in spec.sections:
+        assert callable(SECTIONS.get(section))
     assert spec.source == f"preset:{name}"
 
 
