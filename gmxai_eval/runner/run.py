@@ -383,6 +383,8 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
     rid = run_id or spec.run_id
     counts: dict[str, Any] = {"attributed": {e.label: 0 for e in spec.methods}, "units_run": 0,
                               "units_reused": 0}
+    per_evaluator: dict[str, float] = {}  # seconds of units computed in this run
+    per_method: dict[str, float] = {}
 
     with timer("load"):
         device = resolve_device(spec.device)
@@ -438,6 +440,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                 bkeys = [keys[i] for i in ix.tolist()]
                 found, missing = maps_cache.get(e.name, mk, bkeys)
                 if missing:
+                    t0 = time.perf_counter()
                     sel = ix[torch.tensor(missing, dtype=torch.long)]
                     xs, ts = fb.images[sel].to(device), target[sel].to(device)
                     new = call_halving(
@@ -447,6 +450,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                         lambda p, q: torch.cat([p, q]), lambda a: len(a[0]))
                     maps_cache.put(e.name, mk, [bkeys[i] for i in missing], new)
                     counts["attributed"][lab] += len(missing)
+                    per_method[lab] = per_method.get(lab, 0.0) + time.perf_counter() - t0
                     found, _ = maps_cache.get(e.name, mk, bkeys)
                 full[ix] = torch.stack([found[k] for k in bkeys])
                 bar.update(1)
@@ -524,8 +528,12 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                 yield unit
 
         bar = _bar(len(plan), "evaluate", show)
+        t_last = time.perf_counter()
         for res in execu.imap(execute_unit, units()):  # results come back in item order
             unit = issued.popleft()
+            now = time.perf_counter()
+            per_evaluator[unit.evaluator_label] = per_evaluator.get(unit.evaluator_label, 0.0) + now - t_last
+            t_last = now
             for m in unit.methods:
                 store.save(uk(unit.evaluator_label, m, unit.key),
                            unit.batch.sample_ids, res[m])  # type: ignore[arg-type]
@@ -644,11 +652,17 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                 render_report(results, table, run_dir / "report.html", examples=examples,
                               extra_sections=sections)
     results["timings"] = dict(timer.seconds)
+    results["timings_per_method"] = per_method
+    results["timings_per_evaluator"] = per_evaluator
     if write and run_dir is not None:
         tables.write_results_json(results, run_dir)
     if verbose:
         print(board)
         print(timer.summary())
+        for what, d in (("attribute", per_method), ("evaluate", per_evaluator)):
+            if d:
+                slow = sorted(d.items(), key=lambda kv: -kv[1])[:5]
+                print(f"  slowest in {what}: " + ", ".join(f"{k} {v:.1f} s" for k, v in slow))
         if run_dir is not None:
             print(f"results: {run_dir}")
     return RunResult(run_dir, spec, table, results, counts, dict(timer.seconds), board)
