@@ -17,10 +17,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     for mod in DATA_COMMAND_MODULES:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # during development a module may not exist yet
-            if e.name != mod:
-                raise
-            continue
-        m.add_data_command(sub)
+        importlib.import_module(mod).add_data_command(sub)

@@ -1,0 +1,50 @@
+"""The committed reference result of the ``quick`` preset (results/reference/) is what CI
+compares against: a change in the project that shifts a score beyond its confidence interval
+fails here. The embedded default (synthetic faces + default model) is generated and trained on
+first use and cached under ``datasets/`` (a few minutes on 2 cores the first time).
+
+To refresh the reference after an intended change, see results/reference/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gmxai_eval.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "results" / "reference"
+
+
+@pytest.mark.slow
+def test_quick_preset_reproduces_the_committed_reference(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)  # the default data cache lives in ./datasets
+    rc = main(["run", "--preset", "quick", "--output", str(tmp_path), "--run-id", "candidate",
+               "--no-html", "--no-progress"])
+    assert rc == 0
+    cand = tmp_path / "candidate"
+
+    # the regression gate users run: no score worse beyond the reference's CI
+    capsys.readouterr()
+    assert main(["compare", str(REFERENCE / "results.json"), str(cand / "results.json")]) == 0
+    assert "0 regression(s)" in capsys.readouterr().out
+
+    # and, stronger, on the same platform the per-sample scores are reproduced
+    ref = pd.read_csv(REFERENCE / "samples.csv")
+    new = pd.read_csv(cand / "samples.csv")
+    keys = ["evaluator", "method", "sample_id"]
+    merged = ref.merge(new, on=keys, suffixes=("_ref", "_new"), how="outer", indicator=True)
+    assert (merged["_merge"] == "both").all(), "the set of (evaluator, method, sample) rows changed"
+    both = merged.dropna(subset=["score_ref", "score_new"])
+    assert len(both) == len(merged.dropna(subset=["score_ref"]))
+    assert (both["score_ref"] - both["score_new"]).abs().max() <= 1e-6
+
+    # same spec, and the default model trained bitwise identically (deterministic training)
+    got = json.loads((cand / "results.json").read_text())
+    want = json.loads((REFERENCE / "results.json").read_text())
+    assert got["spec_hash"] == want["spec_hash"]
+    assert got["model_hash"] == want["model_hash"]
