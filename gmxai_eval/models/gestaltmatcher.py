@@ -16,9 +16,10 @@ the backbone and ``classifier.0.*`` into ``head.fc``; the wrapped model's logits
 released network's logits (tested). :func:`to_face_recog_net` goes back.
 
 **The shared max-pool is a reused module.** Its hooks fire four times per forward, and
-:func:`~gmxai_eval.models.base.check_no_reused_modules` raises on it. Methods that hook modules
-(DeepLIFT, DeepLiftShap, LRP, guided backprop, deconvolution) cannot run on it; gradient, path,
-perturbation and CAM methods (CAM layer ``backbone.base.13``) are unaffected.
+:func:`~gmxai_eval.models.base.check_no_reused_modules` raises on it. DeepLIFT (which hooks
+every module and keeps per-call state) refuses it with ``ModelStateError``; guided backprop and
+deconvolution only override ReLUs and give the same maps as on the unshared model (tested);
+gradient, path, perturbation and CAM methods (CAM layer ``backbone.base.13``) are unaffected.
 :func:`unshare_pooling` replaces it by four independent identical pools (no parameters, identical
 numbers, identical state dict); ``gestaltmatcher_v1(share_pool=False)`` builds it that way.
 

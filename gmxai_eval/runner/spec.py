@@ -17,10 +17,10 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     bootstrap = 2000          # bootstrap resamples for confidence intervals
     executor = "local"        # EXECUTORS name running the units of work
 
-    [dataset]                 # a registered dataset ...
-    name = "synthetic"
+    [dataset]                 # "default" (the default model's data) or a registered dataset ...
+    name = "synthetic_faces"
     split = "test"            # keep samples of this split ("" = all)
-    config = { n_per_class = 8 }
+    config = { preset = "tiny" }
     # path = "faces.csv"      # ... or a manifest file (dataset name defaults to "csv_manifest")
 
     [model]
@@ -52,7 +52,10 @@ Relative paths inside a spec file are resolved against the file's folder.
 from __future__ import annotations
 
 import copy
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -120,7 +123,7 @@ class Spec:
     bootstrap: int = 2000
     executor: str = "local"
     select: str = "first"
-    dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "synthetic", "split": "test",
+    dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
     reliability: ReliabilitySpec = ReliabilitySpec()
