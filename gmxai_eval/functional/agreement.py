@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.functional.similarity import spearman as _spearman
 
 
 def _flat(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,30 +21,11 @@ def _flat(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return a.detach().reshape(n, -1).double(), b.detach().reshape(n, -1).to(a.device).double()
 
 
-def average_ranks(v: torch.Tensor) -> torch.Tensor:
-    """Row-wise ranks ``1..N`` of ``v (B, N)``, ties sharing their mean rank."""
-    n = v.shape[1]
-    vals, order = torch.sort(v, dim=1, stable=True)
-    pos = torch.arange(1, n + 1, device=v.device, dtype=torch.float64).expand_as(vals)
-    new_run = torch.ones_like(vals, dtype=torch.bool)
-    new_run[:, 1:] = vals[:, 1:] != vals[:, :-1]
-    run = new_run.cumsum(1) - 1
-    total = torch.zeros_like(pos).scatter_add_(1, run, pos)
-    count = torch.zeros_like(pos).scatter_add_(1, run, torch.ones_like(pos))
-    avg = (total / count.clamp_min(1)).gather(1, run)
-    return torch.empty_like(avg).scatter_(1, order, avg)
-
-
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation of every pair of maps -> ``(B,)``."""
+    """Spearman rank correlation of every pair of maps -> ``(B,)`` (average ranks for ties;
+    NaN when a map is constant). See :func:`gmxai_eval.functional.similarity.spearman`."""
     x, y = _flat(a, b)
-    rx, ry = average_ranks(x), average_ranks(y)
-    rx = rx - rx.mean(1, keepdim=True)
-    ry = ry - ry.mean(1, keepdim=True)
-    den = rx.norm(dim=1) * ry.norm(dim=1)
-    num = (rx * ry).sum(1)
-    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)),
-                       torch.full_like(num, float("nan")))
+    return _spearman(x, y)
 
 
 def top_k_iou(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:

@@ -30,6 +30,7 @@ from typing import Callable, Mapping
 import torch
 
 from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.functional.similarity import rankdata
 
 #: What part of a signed map is scored.
 RELEVANCE: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -107,16 +108,7 @@ def mask_roc_auc(maps: torch.Tensor, masks: torch.Tensor, relevance: str = "sign
     """ROC-AUC of the map against the mask -> ``(B,)``; NaN if the mask is empty or full."""
     a, s = _prep(maps, masks, relevance)
     n = a.shape[1]
-    # average ranks (1-based) with ties shared: via sorted values and run boundaries
-    vals, order = torch.sort(a, dim=1, stable=True)
-    pos = torch.arange(1, n + 1, device=a.device, dtype=torch.float64).expand_as(vals)
-    new_run = torch.ones_like(vals, dtype=torch.bool)
-    new_run[:, 1:] = vals[:, 1:] != vals[:, :-1]
-    run_id = new_run.cumsum(1) - 1
-    run_sum = torch.zeros_like(vals).scatter_add_(1, run_id, pos)
-    run_cnt = torch.zeros_like(vals).scatter_add_(1, run_id, torch.ones_like(vals))
-    avg = (run_sum / run_cnt.clamp_min(1)).gather(1, run_id)
-    ranks = torch.empty_like(avg).scatter_(1, order, avg)
+    ranks = rankdata(a)  # average ranks (1-based), ties shared
     n_pos = s.sum(1).double()
     n_neg = n - n_pos
     u = (ranks * s).sum(1) - n_pos * (n_pos + 1) / 2

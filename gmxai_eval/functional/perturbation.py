@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.functional.similarity import rankdata
 from gmxai_eval.functional.baselines import order_patches, order_pixels
 from gmxai_eval.utils import rng_for
 
@@ -307,16 +308,10 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
 
 
-def _average_ranks(a: torch.Tensor) -> torch.Tensor:
-    from scipy.stats import rankdata
-
-    return torch.from_numpy(np.asarray(rankdata(a.detach().cpu().double().numpy(), axis=1), dtype=np.float64))
-
-
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise Spearman correlation (Pearson of average ranks, like SciPy) ``(B, n)`` -> ``(B,)``;
     zero variance gives 0."""
-    return pearson(_average_ranks(a), _average_ranks(b))
+    return pearson(rankdata(a.reshape(a.shape[0], -1)), rankdata(b.reshape(b.shape[0], -1)))
 
 
 # --------------------------------------------------------------------------------------------
