@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Sequence
 
 import torch
 
-from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.randomisation import (
     ORDERS, discrete_entropy, execution_order, fully_randomised, random_other_class, random_pairs,

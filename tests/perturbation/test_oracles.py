@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gmxai_eval.evaluators.base import EVALUATORS, EvalBatch
+from gmxai_eval.evaluators.base import EVALUATORS
 from gmxai_eval.functional import perturbation as P
 from gmxai_eval.models import MODELS
 
