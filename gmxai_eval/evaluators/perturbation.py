@@ -43,7 +43,7 @@ import torch
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional import perturbation as P
-from gmxai_eval.functional.baselines import make_baseline
+from gmxai_eval.functional.baselines import input_zero_of, make_baseline
 from gmxai_eval.types import EvaluatorCard
 
 _COMMON = {"output": "probability", "max_batch": None, "abs": False}
@@ -121,7 +121,8 @@ class _PerturbationEvaluator(Evaluator):
             seed = batch.seed if draw is None else (batch.seed, "draw", draw)
             return make_baseline(spec, batch.x, sample_ids=batch.sample_ids, seed=seed,  # type: ignore[arg-type]
                                  channel_mean=batch.extra.get("channel_mean"),
-                                 blur_kernel=c.get("blur_kernel", 11), blur_sigma=c.get("blur_sigma", 5.0))
+                                 blur_kernel=c.get("blur_kernel", 11), blur_sigma=c.get("blur_sigma", 5.0),
+                                 input_zero=input_zero_of(batch.model) if spec == "input_zero" else None)
         return batch.shared(("perturbation_fill", self._fill_key(spec), draw), compute)
 
     def _clean_output(self, batch: EvalBatch) -> torch.Tensor:
@@ -217,7 +218,8 @@ _CURVE_DEFAULTS = {"steps": 28, "unit": "pixel", "patch_size": 1, "auc": "rise",
 @register_evaluator
 class Deletion(_CurveEvaluator):
     """RISE deletion (Petsiuk et al. 2018): remove pixels most relevant first, cumulatively, into
-    the substrate ``baseline`` (default black = 0 in pixel space); score = area under the target
+    the substrate ``baseline`` (default ``"input_zero"``: zero in the model's normalised input space,
+    RISE's substrate; 0.5 grey for the default model; ``"black"`` is 0 in pixel space); score = area under the target
     probability curve of ``steps + 1`` points (start included), RISE rule
     ``(sum s - s_0/2 - s_n/2) / n``. Lower is better. ``curves (B, steps+1)``, ``curve_x`` =
     fraction removed."""
@@ -225,8 +227,9 @@ class Deletion(_CurveEvaluator):
     card = EvaluatorCard(
         name="deletion", category="perturbation", higher_is_better=False,
         paper="Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018",
-        default_config={**_CURVE_DEFAULTS, "baseline": "black"},
-        description="MoRF deletion curve AUC (target probability), black substrate")
+        default_config={**_CURVE_DEFAULTS, "baseline": "input_zero"},
+        description="MoRF deletion curve AUC (target probability), RISE substrate: zero in the "
+                    "model's normalised input space")
     fixed = {"ordering": "morf", "cumulative": True, "schedule": "round(k*N/steps), k=0..steps",
              "auc_rule": "rise: (sum s - s0/2 - sn/2)/n on [0,1]"}
 

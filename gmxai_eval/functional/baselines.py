@@ -4,6 +4,9 @@
 Baselines (``make_baseline(spec, x)`` -> ``(B, C, H, W)`` replacement values):
 
 * ``"black"`` / ``"zero"``: 0 in pixel space (a black image).
+* ``"input_zero"``: the pixel values the model maps to 0 in its own input space (RISE's
+  deletion substrate, "zeros in normalised space"); needs ``input_zero`` (C,), see
+  :func:`input_zero_of`.
 * ``"sample_min"``: per-sample minimum (Quantus's "black").
 * ``"image_mean"``: per-image, per-channel mean.
 * ``"dataset_mean"``: needs ``channel_mean`` (C,) passed in.
@@ -32,7 +35,7 @@ from gmxai_eval.utils import rng_for
 
 BaselineSpec = Union[str, float, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
-BASELINES = ("black", "zero", "sample_min", "image_mean", "dataset_mean", "blur", "uniform")
+BASELINES = ("black", "zero", "input_zero", "sample_min", "image_mean", "dataset_mean", "blur", "uniform")
 ORDERINGS = ("morf", "lerf", "random")
 
 
@@ -54,7 +57,8 @@ def gaussian_blur(x: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) ->
 
 def make_baseline(spec: BaselineSpec, x: torch.Tensor, *, sample_ids: Sequence[str] | None = None,
                   seed: int = 0, channel_mean: torch.Tensor | None = None,
-                  blur_kernel: int = 11, blur_sigma: float = 5.0) -> torch.Tensor:
+                  blur_kernel: int = 11, blur_sigma: float = 5.0,
+                  input_zero: torch.Tensor | None = None) -> torch.Tensor:
     """Replacement values ``(B, C, H, W)`` for ``x (B, C, H, W)``; see the module docstring."""
     if x.ndim != 4:
         raise ShapeError(f"expected x (B, C, H, W), got {tuple(x.shape)}")
@@ -74,6 +78,14 @@ def make_baseline(spec: BaselineSpec, x: torch.Tensor, *, sample_ids: Sequence[s
         return torch.full_like(x, float(spec))
     if spec in ("black", "zero"):
         return torch.zeros_like(x)
+    if spec == "input_zero":
+        if input_zero is None:
+            raise ConfigError("baseline 'input_zero' needs the model's input zero (C,) "
+                              "(a model with a Preprocess module); pass a float baseline otherwise")
+        z = torch.as_tensor(input_zero, dtype=x.dtype, device=x.device).reshape(-1)
+        if z.numel() == 1:
+            z = z.expand(x.shape[1])
+        return make_baseline(z, x)
     if spec == "sample_min":
         return x.amin(dim=(1, 2, 3), keepdim=True).expand_as(x).clone()
     if spec == "image_mean":
@@ -88,6 +100,17 @@ def make_baseline(spec: BaselineSpec, x: torch.Tensor, *, sample_ids: Sequence[s
         ids = sample_ids if sample_ids is not None else [str(i) for i in range(x.shape[0])]
         return torch.stack([torch.rand(x.shape[1:], generator=rng_for(seed, "uniform", i)) for i in ids]).to(x)
     raise ConfigError(f"expected a baseline in {BASELINES}, a float, a tensor or a callable, got {spec!r}")
+
+
+def input_zero_of(model: torch.nn.Module) -> torch.Tensor | None:
+    """Pixel values ``(C,)`` that ``model.preprocess`` (a :class:`~gmxai_eval.models.base.Preprocess`)
+    maps to zero: its per-channel mean (also correct through its grayscale conversion, whose
+    weights sum to 1). ``None`` when the model has no such module."""
+    pre = getattr(model, "preprocess", None)
+    mean = getattr(pre, "mean", None)
+    if not isinstance(mean, torch.Tensor):
+        return None
+    return mean.detach().reshape(-1)
 
 
 def order_pixels(maps: torch.Tensor, mode: str = "morf", *, sample_ids: Sequence[str] | None = None,

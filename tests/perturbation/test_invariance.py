@@ -81,7 +81,7 @@ def test_multi_method_equals_single_method(name, batch):
 def test_deletion_and_pixel_flipping_share_one_curve(batch, counter):
     with hooks() as hs:
         hs.append(batch.model.register_forward_pre_hook(counter))
-        d = EVALUATORS.create("deletion", steps=6).evaluate(batch)
+        d = EVALUATORS.create("deletion", steps=6, baseline="black").evaluate(batch)  # = pixel_flipping's settings
         after_deletion = counter.images
         pf = EVALUATORS.create("pixel_flipping", steps=6).evaluate(batch)
     # deletion: clean (6) + fully black (6) + 5 inner steps x 2 methods x 6 images; then nothing
