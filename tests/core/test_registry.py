@@ -67,3 +67,23 @@ def test_rng_for_is_keyed_not_positional():
     c = torch.rand(3, generator=rng_for(0, "img2"))
     d = torch.rand(3, generator=rng_for(1, "img1"))
     assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, d)
+
+
+def test_atomic_writes_get_the_umask_mode_and_leave_nothing_on_failure(tmp_path):
+    import os
+
+    from gmxai_eval.utils import atomic_path, write_atomic
+
+    old = os.umask(0o022)
+    try:
+        p = write_atomic(tmp_path / "a.txt", "x")
+        assert p.read_text() == "x" and (p.stat().st_mode & 0o777) == 0o644
+        try:
+            with atomic_path(tmp_path / "b.bin") as tmp:
+                tmp.write_bytes(b"half")
+                raise RuntimeError("killed")
+        except RuntimeError:
+            pass
+        assert sorted(f.name for f in tmp_path.iterdir()) == ["a.txt"]
+    finally:
+        os.umask(old)
