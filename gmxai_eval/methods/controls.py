@@ -64,11 +64,16 @@ def gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """Sobel gradient magnitude ``(B, H, W)`` of the gray image (replicate padding)."""
-    kx = x.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    """Sobel gradient magnitude ``(B, H, W)`` of the gray image (replicate padding).
+
+    Computed in float64 and returned in ``x``'s dtype: in flat regions the float32 convolution's
+    rounding (which depends on the kernel the backend picks for a given batch slice) would be
+    blown up by the square root into noise that reorders ties between runs."""
+    xd = x.double()
+    kx = xd.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
     k = torch.stack([kx, kx.t()]).unsqueeze(1)                      # (2, 1, 3, 3)
-    g = F.conv2d(F.pad(gray(x), (1, 1, 1, 1), mode="replicate"), k)
-    return g.pow(2).sum(1).sqrt()
+    g = F.conv2d(F.pad(gray(xd), (1, 1, 1, 1), mode="replicate"), k)
+    return g.pow(2).sum(1).sqrt().to(x.dtype)
 
 
 @register_method

@@ -4,7 +4,8 @@ For every (evaluator, method) present in both, the candidate's mean is compared 
 baseline's, oriented by the evaluator card's ``higher_is_better``. A pair **regressed** when
 
 * ``tolerance is None``: the candidate mean lies beyond the baseline's 95 % interval on the
-  worse side (higher-is-better: ``cand.mean < base.ci_low``; lower: ``cand.mean > base.ci_high``);
+  worse side (higher-is-better: ``cand.mean < base.ci_low``; lower: ``cand.mean > base.ci_high``)
+  by more than :data:`NOISE_FLOOR` (relative; float rounding is never a regression);
 * ``tolerance = t``: the candidate is worse by more than ``t`` (absolute score units).
 
 Pairs present in only one document are listed; with ``strict=True`` a missing pair counts as a
@@ -53,6 +54,10 @@ def _f(x: Any) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4g}"
 
 
+#: Changes below ``NOISE_FLOOR * max(1, |baseline|)`` are float rounding, never a regression.
+NOISE_FLOOR = 1e-6
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
@@ -95,6 +100,9 @@ def compare_results(baseline: Mapping[str, Any], candidate: Mapping[str, Any], *
             else:
                 lo, hi = b.get("ci_low"), b.get("ci_high")
                 bad = (cm < lo) if hib and lo is not None else (cm > hi) if not hib and hi is not None else False
+                # a zero-width interval (e.g. a control scoring exactly 1) must not turn float
+                # rounding into a regression
+                bad = bad and worse > NOISE_FLOOR * max(1.0, abs(bm))
             status = "regressed" if bad else ("improved" if worse < 0 else "same" if worse == 0 else "worse (within)")
         row = {"evaluator": k[0], "method": k[1], "higher_is_better": hib, "base_mean": bm,
                "base_ci_low": b.get("ci_low"), "base_ci_high": b.get("ci_high"), "cand_mean": cm,

@@ -74,3 +74,10 @@ def test_bad_inputs(tmp_path, capsys):
         load_results(tmp_path / "x.json")
     assert main(["compare", str(tmp_path / "x.json"), str(tmp_path / "x.json")]) == 1
     assert "DataError" in capsys.readouterr().err
+
+
+def test_zero_width_interval_float_noise_is_not_a_regression():
+    base = {"aggregates": [{"evaluator": "mprt_cascading", "method": "sobel", "higher_is_better": False,
+                            "mean": 1.0, "ci_low": 1.0, "ci_high": 1.0}]}
+    assert compare_results(base, with_mean(base, "mprt_cascading", "sobel", 1.0 + 2e-7)).ok
+    assert not compare_results(base, with_mean(base, "mprt_cascading", "sobel", 1.0 + 1e-4)).ok
