@@ -27,17 +27,10 @@ N_IMG, N_METHODS, MAX_BATCH = 4, 2, 16  # 16 = the CPU default of max_batch=None
 
 
 def _model() -> nn.Module:
-    try:
-        import gmxai_eval.models.small  # noqa: F401  (registers gmx_small)
-        from gmxai_eval.models import MODELS
+    """The default architecture (random weights: speed does not depend on training)."""
+    from gmxai_eval.models import MODELS
 
-        return MODELS.create("gmx_small", num_classes=13).eval()
-    except Exception:  # noqa: BLE001 - fallback: a 4-block CNN, 32-128 channels
-        layers, c = [], 3
-        for w in (32, 64, 96, 128):
-            layers += [nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2)]
-            c = w
-        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 13)).eval()
+    return MODELS.create("gmx_small", num_classes=13).eval()
 
 
 @pytest.fixture(scope="module")

@@ -265,7 +265,7 @@ class PixelFlipping(_CurveEvaluator):
         name="pixel_flipping", category="perturbation", higher_is_better=False,
         paper="Bach et al. On pixel-wise explanations for non-linear classifier decisions by layer-wise "
               "relevance propagation. PLoS ONE 2015",
-        default_config={**_CURVE_DEFAULTS, "baseline": "black", "features_in_step": None, "include_start": True},
+        default_config={**_CURVE_DEFAULTS, "baseline": "input_zero", "features_in_step": None, "include_start": True},
         description="MoRF pixel-flipping curve AUC")
     fixed = {"ordering": "morf", "cumulative": True}
 

@@ -81,10 +81,10 @@ def test_multi_method_equals_single_method(name, batch):
 def test_deletion_and_pixel_flipping_share_one_curve(batch, counter):
     with hooks() as hs:
         hs.append(batch.model.register_forward_pre_hook(counter))
-        d = EVALUATORS.create("deletion", steps=6, baseline="black").evaluate(batch)  # = pixel_flipping's settings
+        d = EVALUATORS.create("deletion", steps=6).evaluate(batch)
         after_deletion = counter.images
         pf = EVALUATORS.create("pixel_flipping", steps=6).evaluate(batch)
-    # deletion: clean (6) + fully black (6) + 5 inner steps x 2 methods x 6 images; then nothing
+    # deletion: clean (6) + fully replaced (6) + 5 inner steps x 2 methods x 6 images; then nothing
     assert after_deletion == 6 + 6 + 5 * 2 * 6
     assert counter.images == after_deletion
     fresh = EvalBatch(batch.model, batch.x, batch.target, batch.maps, batch.sample_ids, seed=3)
@@ -103,11 +103,11 @@ def test_shared_curve_is_reused_by_region_perturbation(toy_model, counter):
         hs.append(batch.model.register_forward_pre_hook(counter))
         EVALUATORS.create("pixel_flipping", steps=None, features_in_step=1).evaluate(batch)
         before = counter.images
-        r = EVALUATORS.create("region_perturbation", patch_size=1, regions=64, baseline="black",
+        r = EVALUATORS.create("region_perturbation", patch_size=1, regions=64, baseline="input_zero",
                               random_control=False).evaluate(batch)
     assert counter.images == before
     fresh = EvalBatch(batch.model, batch.x, batch.target, batch.maps, batch.sample_ids, seed=3)
-    r2 = EVALUATORS.create("region_perturbation", patch_size=1, regions=64, baseline="black",
+    r2 = EVALUATORS.create("region_perturbation", patch_size=1, regions=64, baseline="input_zero",
                            random_control=False).evaluate(fresh)
     for m in batch.maps:
         torch.testing.assert_close(r[m].scores, r2[m].scores, rtol=1e-6, atol=1e-9)
