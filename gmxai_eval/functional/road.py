@@ -95,6 +95,22 @@ def nli_system(image: np.ndarray, remove: np.ndarray):
     """
     import scipy.sparse as sp
 
+    idx, diag, rhs, couplings = _nli_terms(image, remove)
+    n = idx.size
+    rows = [i for i, _, _, _ in couplings] + [np.arange(n)]
+    cols = [j for _, j, _, _ in couplings] + [np.arange(n)]
+    vals = [np.full(i.size, -wt) for i, _, wt, _ in couplings] + [diag]
+    mat = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    return mat, rhs, idx
+
+
+def _nli_terms(image: np.ndarray, remove: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray, float, tuple[int, int]]]]:
+    """Vectorised terms of the NLI system of one image ``(C, H, W)`` with ``remove (H, W)``.
+
+    Returns ``idx (n,)`` (flat pixel index of each unknown, row-major), ``diag (n,)`` (sum of the
+    in-image neighbour weights), ``rhs (n, C)`` (weighted known neighbours) and, per neighbour
+    offset, the unknown-unknown couplings ``(row (k,), col (k,), weight, (dy, dx))``."""
     c, h, w = image.shape
     rm = remove.reshape(-1)
     idx = np.flatnonzero(rm)
@@ -105,7 +121,7 @@ def nli_system(image: np.ndarray, remove: np.ndarray):
     flat = image.reshape(c, -1)
     diag = np.zeros(n)
     rhs = np.zeros((n, c))
-    rows, cols, vals = [], [], []
+    couplings = []
     for dy, dx, wt in NEIGHBOURS:
         ny, nx = yy + dy, xx + dx
         ok = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
@@ -113,16 +129,9 @@ def nli_system(image: np.ndarray, remove: np.ndarray):
         r = np.flatnonzero(ok)
         nb = ny[r] * w + nx[r]
         unk = rm[nb]
-        rows.append(r[unk])
-        cols.append(var[nb[unk]])
-        vals.append(np.full(int(unk.sum()), -wt))
-        known_r, known_nb = r[~unk], nb[~unk]
-        rhs[known_r] += wt * flat[:, known_nb].T  # each unknown appears once per offset
-    rows.append(np.arange(n))
-    cols.append(np.arange(n))
-    vals.append(diag)
-    mat = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    return mat, rhs, idx
+        rhs[r[~unk]] += wt * flat[:, nb[~unk]].T  # each unknown appears once per offset
+        couplings.append((r[unk], var[nb[unk]], wt, (dy, dx)))
+    return idx, diag, rhs, couplings
 
 
 def _solve_splu(x: torch.Tensor, remove: torch.Tensor, **_: object) -> torch.Tensor:
@@ -153,27 +162,10 @@ def nli_banded(image: np.ndarray, remove: np.ndarray) -> tuple[np.ndarray, np.nd
     so the bandwidth is at most ``W + 1``).
 
     Returns ``(ab (u + 1, n), rhs (n, C), idx (n,))`` for ``scipy.linalg.solveh_banded``."""
-    c, h, w = image.shape
-    rm = remove.reshape(-1)
-    idx = np.flatnonzero(rm)
+    idx, diag, rhs, couplings = _nli_terms(image, remove)
     n = idx.size
-    var = np.full(h * w, -1, dtype=np.int64)
-    var[idx] = np.arange(n)
-    yy, xx = np.divmod(idx, w)
-    flat = image.reshape(c, -1)
-    diag = np.zeros(n)
-    rhs = np.zeros((n, c))
-    upper = []
-    for dy, dx, wt in NEIGHBOURS:
-        ny, nx = yy + dy, xx + dx
-        ok = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-        diag += wt * ok
-        r = np.flatnonzero(ok)
-        nb = ny[r] * w + nx[r]
-        unk = rm[nb]
-        rhs[r[~unk]] += wt * flat[:, nb[~unk]].T  # each unknown appears once per offset
-        if (dy, dx, wt) in _FORWARD:
-            upper.append((r[unk], var[nb[unk]], wt))
+    forward = {(dy, dx) for dy, dx, _ in _FORWARD}
+    upper = [(i, j, wt) for i, j, wt, off in couplings if off in forward]
     u = max([int((j - i).max()) for i, j, _ in upper if i.size] + [0])
     ab = np.zeros((u + 1, n))
     ab[u] = diag
