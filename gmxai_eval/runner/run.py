@@ -344,6 +344,25 @@ class RunResult:
     leaderboard: str = ""
 
 
+def gaze_fixations(gaze: Mapping[str, Any], samples: Sequence[Sample], seed: int) -> dict[str, Any]:
+    """``{image_id: ImageGaze}`` for the ``gaze_*`` evaluators from a spec's ``[gaze]`` table:
+    simulated clinicians on ``samples`` (labelled simulated in the study) or a fixation file
+    with its study file (validated against the samples' ids and sizes)."""
+    from gmxai_eval.gaze.fixations import read_fixations
+    from gmxai_eval.gaze.maps import image_gaze_set
+    from gmxai_eval.gaze.simulate import simulate_study
+    from gmxai_eval.gaze.study import load_study
+
+    shapes = {s.image_id: (int(s.image.shape[-2]), int(s.image.shape[-1])) for s in samples}
+    if gaze["fixations"] == "simulated":
+        table, study = simulate_study(samples, int(gaze.get("observers", 6)), seed=seed)
+    else:
+        study = load_study(gaze["study"])
+        table = read_fixations(gaze["fixations"], known_images=set(shapes), image_sizes=shapes,
+                               on_invalid=gaze.get("on_invalid", "raise"))
+    return image_gaze_set(table, shapes, study.sigma_px)
+
+
 def _cards(spec: Spec) -> tuple[dict[str, Any], dict[str, Any]]:
     mcards = {e.label: METHODS.card(e.name) for e in spec.methods}
     ecards = {e.label: EVALUATORS.card(e.name) for e in spec.evaluators}
@@ -424,6 +443,8 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                 target = fb.labels.clone()
         keys = image_keys(fb.images, fb.image_ids, target)
         channel_mean = fb.images.mean(dim=(0, 2, 3))
+        if spec.gaze and batch_extra is None:
+            batch_extra = {"fixations": gaze_fixations(spec.gaze, samples, spec.seeds[0])}
         extra_key = "" if not batch_extra else stable_hash(pickle.dumps(dict(batch_extra), protocol=4))
         subjects = {sid: subj for sid, subj in zip(fb.image_ids, fb.subjects or [""] * len(fb))}
 

@@ -75,7 +75,11 @@ _ENTRY_KEYS = {"name", "label", "config"}
 _RELIABILITY_KEYS = {"enabled", "n_images", "minor_input_sigma", "disruptive_input_sigma",
                      "minor_model_sigma", "disruptive_model_sigma", "max_tries"}
 _REPORT_KEYS = {"sections"}
-_TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability", "report"}
+_TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability", "report", "gaze"}
+#: ``[gaze]``: fixations for the ``gaze_*`` evaluators: ``fixations = "simulated"`` (simulated
+#: clinicians on the run's images, needs landmarks) or a fixation file with its ``study`` file;
+#: ``observers`` (simulated only) and ``on_invalid`` ("raise" | "drop", files only).
+_GAZE_KEYS = {"fixations", "study", "observers", "on_invalid"}
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class Spec:
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
     reliability: ReliabilitySpec = ReliabilitySpec()
     sections: tuple[str, ...] = ()
+    gaze: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<dict>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,7 +144,8 @@ class Spec:
         return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
                 "methods": [_plain(e) for e in d["methods"]],
                 "evaluators": [_plain(e) for e in d["evaluators"]],
-                "reliability": d["reliability"], "report": {"sections": list(d["sections"])}}
+                "reliability": d["reliability"], "report": {"sections": list(d["sections"])},
+                **({"gaze": _plain(d["gaze"])} if d["gaze"] else {})}
 
     def hash(self) -> str:
         """Content hash of everything that determines the results (not output locations)."""
@@ -167,6 +173,8 @@ class Spec:
                 d[k] = asdict(v) if isinstance(v, ReliabilitySpec) else dict(v)
             elif k == "sections":
                 d["report"] = {"sections": list(v)}
+            elif k == "gaze":
+                d["gaze"] = dict(v)
             else:
                 raise ConfigError(f"Spec.replace: unknown field {k!r}; expected one of "
                                   f"{sorted(_RUN_KEYS | _TOP_KEYS)}")
@@ -327,6 +335,19 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
         if not isinstance(secs, list) or not all(isinstance(x, str) for x in secs):
             raise ConfigError(f"{src}: expected report.sections to be a list of names, got {secs!r}")
         kw["sections"] = tuple(secs)
+    if "gaze" in data:
+        gz = dict(data["gaze"])
+        _check_keys("gaze", gz, _GAZE_KEYS, src)
+        fx = _typed(src, "gaze.fixations", gz.get("fixations", ""), str, "'simulated' or a path")
+        if not fx:
+            raise ConfigError(f"{src}: expected gaze.fixations ('simulated' or a fixation file), got none")
+        if fx != "simulated" and "study" not in gz:
+            raise ConfigError(f"{src}: expected gaze.study (the study file) with a fixation file")
+        if "observers" in gz and (_typed(src, "gaze.observers", gz["observers"], int, "an int >= 2") < 2):
+            raise ConfigError(f"{src}: expected gaze.observers >= 2, got {gz['observers']}")
+        if gz.get("on_invalid", "raise") not in ("raise", "drop"):
+            raise ConfigError(f"{src}: expected gaze.on_invalid 'raise' or 'drop', got {gz['on_invalid']!r}")
+        kw["gaze"] = gz
     return Spec(source=src, **kw)
 
 
@@ -339,6 +360,11 @@ def _resolve_paths(spec: Spec, base: Path) -> Spec:
     if "checkpoint" in md and not Path(md["checkpoint"]).is_absolute():
         md["checkpoint"] = str((base / md["checkpoint"]).resolve())
         changed["model"] = md
+    gz = dict(spec.gaze)
+    for k in ("fixations", "study"):
+        if k in gz and gz[k] != "simulated" and not Path(gz[k]).is_absolute():
+            gz[k] = str((base / gz[k]).resolve())
+            changed["gaze"] = gz
     return spec.replace(**changed) if changed else spec
 
 
