@@ -10,7 +10,6 @@ Each method runs with its registered defaults on ``N_IMG`` images;
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ from captum.attr import Occlusion as CaptumOcclusion
 
 from gmxai_eval.methods import create_method, list_methods
 from gmxai_eval.models import MODELS
+from _timing import best_of
 
 N_IMG = 4
 
@@ -49,12 +49,7 @@ def test_maps_per_second(benchmark, setup, name):
 
 
 def _best(fn, rounds=2):
-    best, out = float("inf"), None
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+    return best_of(fn, rounds)
 
 
 @pytest.mark.parametrize("per_eval", [1, 64])

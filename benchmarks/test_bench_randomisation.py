@@ -10,7 +10,6 @@ Ratios are printed and stored in each benchmark's ``extra_info``; timings are th
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from gmxai_eval.functional.randomisation import execution_order
 from gmxai_eval.methods.base import Explainer, as_target_fn
 from gmxai_eval.models import MODELS
 from gmxai_eval.types import MethodCard
+from _timing import best_of
 
 quantus = pytest.importorskip("quantus")
 
@@ -57,12 +57,7 @@ def work():
 
 
 def _best(fn, rounds: int = ROUNDS) -> float:
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return best_of(fn, rounds)[0]
 
 
 def _report(benchmark, name: str, ours: float, ref: float, floor: float) -> None:

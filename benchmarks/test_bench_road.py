@@ -10,7 +10,6 @@ threads on a shared machine).
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 from gmxai_eval.evaluators import EvalBatch, create_evaluator
 from gmxai_eval.functional.baselines import make_baseline
 from gmxai_eval.models import MODELS
+from _timing import best_of
 
 quantus = pytest.importorskip("quantus")
 
@@ -61,12 +61,7 @@ def work():
 
 
 def _best(fn, rounds: int = ROUNDS) -> float:
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return best_of(fn, rounds)[0]
 
 
 @torch.no_grad()
