@@ -47,6 +47,15 @@ class ImageInfo:
     format: str
 
 
+def _existing(path: str | Path, source: str | Path | None, row: int | None) -> tuple[Path, dict]:
+    """``(path, error location)``; :class:`DataError` naming the manifest row if no file is there."""
+    p = Path(path)
+    where = dict(path=source if source is not None else p, row=row)
+    if not p.is_file():
+        raise DataError(f"expected an image file, got no file at {str(p)!r}", **where)
+    return p, where
+
+
 def probe_image(path: str | Path, *, decode: bool = True, source: str | Path | None = None,
                 row: int | None = None) -> ImageInfo:
     """Open ``path`` and verify it is a readable image.
@@ -61,10 +70,7 @@ def probe_image(path: str | Path, *, decode: bool = True, source: str | Path | N
         DataError: missing, unreadable or corrupt file.
     """
     Image = _pil()
-    p = Path(path)
-    where = dict(path=source if source is not None else p, row=row)
-    if not p.is_file():
-        raise DataError(f"expected an image file, got no file at {str(p)!r}", **where)
+    p, where = _existing(path, source, row)
     try:
         with Image.open(p) as im:
             info = ImageInfo(size=(int(im.height), int(im.width)), mode=str(im.mode),
@@ -92,10 +98,7 @@ def read_image(path: str | Path, mode: str = "RGB", size: tuple[int, int] | None
     """
     check_mode(mode)
     Image = _pil()
-    p = Path(path)
-    where = dict(path=source if source is not None else p, row=row)
-    if not p.is_file():
-        raise DataError(f"expected an image file, got no file at {str(p)!r}", **where)
+    p, where = _existing(path, source, row)
     try:
         with Image.open(p) as im:
             im = im.convert(mode)
