@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Mapping
 
-MethodFamily = Literal["gradient", "path", "propagation", "perturbation", "cam", "control"]
+MethodFamily = Literal["gradient", "path", "propagation", "perturbation", "cam", "control", "user"]
 EvaluatorCategory = Literal[
     "randomisation", "perturbation", "retraining", "agreement", "localisation",
     "robustness", "complexity", "gaze",
