@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "gmxai_eval.data.cli",      # data synth, data check
     "gmxai_eval.models.cli",    # train
     "gmxai_eval.gaze.cli",      # gaze
+    "gmxai_eval.analysis.cli",  # questionnaire
 )
 
 
