@@ -71,6 +71,19 @@ class Browser:
             raise RuntimeError(f"JavaScript failed: {res['exceptionDetails']}")
         return res.get("result", {}).get("value")
 
+    def wait_for(self, session: str, js: str, expected: Any, timeout: float = 20.0) -> Any:
+        """Poll ``js`` until it returns ``expected`` (or ``timeout``); returns the last value."""
+        end, got = time.monotonic() + timeout, None
+        while time.monotonic() < end:
+            try:
+                got = self.eval(session, js)
+            except RuntimeError:  # the page is between documents
+                got = None
+            if got == expected:
+                break
+            time.sleep(0.1)
+        return got
+
     def close(self) -> None:
         try:
             self.send("Browser.close", timeout=10)

@@ -141,25 +141,18 @@ def test_round_trip_in_headless_chromium(tmp_path):
     try:
         b.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
         s = b.open(form.as_uri())
-        for _ in range(100):
-            if b.eval(s, "document.readyState") == "complete":
-                break
-            time.sleep(0.1)
+        assert b.wait_for(s, "!!document.getElementById('save2')", True)
         checked = b.eval(s, FILL.replace("RATER", json.dumps("dr_ada")).replace("PLAN", json.dumps(plan)))
         assert checked == 6 + 2  # one rating per map, plus the two 'left' boxes of alpha
         # a closed or reloaded tab loses nothing: answers come back from localStorage
+        b.eval(s, "document.body.dataset.old = '1'")
         b.send("Page.reload", session=s)
-        time.sleep(1.0)
-        for _ in range(100):
-            if b.eval(s, "document.readyState") == "complete":
-                break
-            time.sleep(0.1)
-        assert b.eval(s, "document.querySelectorAll('input:checked').length") == 8
+        assert b.wait_for(s, "document.readyState == 'complete' && !document.body.dataset.old", True)
+        assert b.wait_for(s, "document.querySelectorAll('input:checked').length", 8) == 8
         assert b.eval(s, "document.getElementById('rater').value") == "dr_ada"
         b.eval(s, "document.getElementById('save').click()")
-        for _ in range(100):
-            got = [p for p in downloads.glob("*.json")]
-            if got:
+        for _ in range(200):
+            if list(downloads.glob("*.json")):
                 break
             time.sleep(0.1)
         assert [p.name for p in downloads.glob("*.json")] == ["answers-dr_ada.json"]
