@@ -3,4 +3,4 @@
 
 from gmxai_eval.gaze._deprecated import alias
 
-__getattr__ = alias(__name__, ["gmxai_eval.data.gaze.maps", "gmxai_eval.functional.gaze_maps"])
+__getattr__ = alias(__name__, ["gmxai_eval.functional.gaze_maps", "gmxai_eval.data.gaze.maps"])
