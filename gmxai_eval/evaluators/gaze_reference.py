@@ -214,7 +214,7 @@ def _json_float(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _as_array(a: Any, what: str) -> np.ndarray:
+def _as_array(a: Any) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         a = a.detach().to("cpu")
         a = a.to(torch.float64) if a.is_floating_point() else a
@@ -279,7 +279,7 @@ def gaze_section_data(maps: Mapping[str, Any], image_ids: Sequence[str], gazes: 
                          f"(image ids e.g. {ids[:3]}, gaze ids e.g. {list(gazes)[:3]})")
     arrays: dict[str, np.ndarray] = {}
     for method, m in maps.items():
-        a = _as_array(m, f"maps[{method!r}]")
+        a = _as_array(m)
         if a.ndim != 3 or a.shape[0] != len(ids):
             raise ShapeError(f"expected maps[{method!r}] of shape ({len(ids)}, H, W), got {a.shape}")
         if not np.isfinite(a).all():
@@ -287,7 +287,7 @@ def gaze_section_data(maps: Mapping[str, Any], image_ids: Sequence[str], gazes: 
         arrays[str(method)] = a.astype(np.float64, copy=False)
     masks = None
     if region_masks is not None:
-        masks = _as_array(region_masks, "region_masks").astype(bool)
+        masks = _as_array(region_masks).astype(bool)
         if masks.ndim != 4 or masks.shape[0] != len(ids) or masks.shape[1] != len(region_names):
             raise ShapeError(f"expected region_masks ({len(ids)}, {len(region_names)}, H, W) for the "
                              f"{len(region_names)} region_names, got {masks.shape}")
@@ -303,7 +303,8 @@ def gaze_section_data(maps: Mapping[str, Any], image_ids: Sequence[str], gazes: 
         per_image[method] = score_maps(smaps, gazes, **kw)
         if masks is not None:
             aoi_rows[method] = _mean_rows([attribution_mass(smaps[ids[k]], masks[k], region_names) for k in keep])
-    scored = {i: g for i, g in gazes.items() if i in {ids[k] for k in keep}}
+    kept = {ids[k] for k in keep}
+    scored = {i: g for i, g in gazes.items() if i in kept}
     per_image[CEILING_ROW] = human_ceiling(scored, study.sigma_px, duration_weighted=duration_weighted, **kw)
     per_image[FLOOR_ROW] = centre_bias_floor(scored, **kw)
     table = summarise(per_image, n_boot=n_boot, level=level, seed=seed, simulated=study.simulated)

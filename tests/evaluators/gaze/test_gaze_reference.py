@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from gmxai_eval.data.gaze.fixations import validate_fixations
 from gmxai_eval.data.gaze.maps import image_gaze_set
