@@ -8,6 +8,8 @@
 * :mod:`.maps`: :class:`~.maps.ImageGaze` (what the ``gaze_*`` evaluators consume) and
   :func:`~.maps.image_gaze_set`.
 * :mod:`.simulate`: simulated clinician gaze for the synthetic faces (labelled simulated).
+* :mod:`.load`: :func:`~.load.load_gaze`: fixations, study and per-image gaze of a set of
+  samples in one call (what a spec's ``[gaze]`` table asks for).
 
 The pure map and metric kernels live in :mod:`gmxai_eval.functional.gaze_maps` and
 :mod:`gmxai_eval.functional.gaze`; the evaluators in :mod:`gmxai_eval.evaluators.gaze`.
