@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gmxai_eval.gaze import metrics as M
-from gmxai_eval.gaze.maps import density_map, fixation_map
+from gmxai_eval.functional import gaze as M
+from gmxai_eval.functional.gaze_maps import density_map, fixation_map
 
 try:
     import pysaliency

@@ -21,7 +21,8 @@ writes the baseline and says so: under pytest the test is *skipped* with the bas
 beyond the baseline's 95 % interval (or ``tolerance``).
 
 :func:`toy_samples` makes a small deterministic dataset of :class:`~gmxai_eval.data.Sample`
-(with subjects, evidence masks and two named regions) for fast tests.
+(with subjects, evidence masks and two named regions) for fast tests; :func:`toy_face` one
+sample with facial landmarks as well (what simulated gaze needs).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import torch
 from torch import nn
 
 from gmxai_eval.data.base import Sample
+from gmxai_eval.data.regions import ARCFACE_TEMPLATE_112
 from gmxai_eval.methods.base import METHODS, Explainer
 from gmxai_eval.report.compare import Comparison, compare_results, load_results
 from gmxai_eval.runner.spec import Entry, Spec, preset_spec
@@ -65,6 +67,24 @@ def toy_samples(n: int = 8, *, size: int = 32, channels: int = 3, num_classes: i
                           region_masks=torch.stack([left, ~left]), region_names=("left", "right"),
                           evidence=ev))
     return out
+
+
+def toy_face(image_id: str, size: int = 48, shift: tuple[int, int] = (0, 0), label: int = 0,
+             seed: int = 0) -> Sample:
+    """A ``size x size`` noise sample with face geometry: the ArcFace template landmarks
+    ``(5, 2)`` scaled to ``size`` and shifted by ``shift`` (x, y pixels), an evidence box above
+    the eyes (rows ``8:14``, columns ``16:30``, shifted), and two region masks ``("upper",
+    "lower")`` (the upper / lower half of the image)."""
+    g = torch.Generator().manual_seed(seed)
+    dx, dy = shift
+    lm = ARCFACE_TEMPLATE_112 * (size / 112.0) + torch.tensor([float(dx), float(dy)])
+    ev = torch.zeros(size, size, dtype=torch.bool)
+    ev[8 + dy:14 + dy, 16 + dx:30 + dx] = True
+    regions = torch.zeros(2, size, size, dtype=torch.bool)
+    regions[0, : size // 2] = True
+    regions[1, size // 2:] = True
+    return Sample(torch.rand(3, size, size, generator=g), label, image_id, landmarks=lm, evidence=ev,
+                  region_masks=regions, region_names=("upper", "lower"))
 
 
 class BaselineWritten(UserWarning):

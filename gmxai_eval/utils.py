@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import torch
 
 from gmxai_eval.errors import ConfigError
@@ -47,6 +48,13 @@ def rng_for(seed: int, *keys: Any, device: str | torch.device = "cpu") -> torch.
     g = torch.Generator(device=device)
     g.manual_seed(int(stable_hash(seed, *keys), 16) % (2**63 - 1))
     return g
+
+
+def numpy_rng_for(seed: int, *keys: Any) -> np.random.Generator:
+    """The NumPy counterpart of :func:`rng_for`: a ``numpy.random.Generator`` seeded from the
+    full 64-bit ``stable_hash(seed, *keys)`` (for NumPy kernels, e.g. the gaze metrics' random
+    negatives and the simulated clinicians), equally independent of batch size and order."""
+    return np.random.default_rng(int(stable_hash(seed, *keys), 16))
 
 
 def _umask_mode() -> int:

@@ -1,44 +1,40 @@
-"""Eye-tracking overlap: do attribution maps look where (simulated) clinicians look?
+"""Eye-tracking overlap: the ``gaze`` commands, plus deprecation aliases of the former package.
 
-Data side (left of models and methods):
+The gaze code lives in the layers like every other metric:
 
-* :mod:`.study`: :class:`Study` (screen geometry, viewing distance, display scale; degrees ->
-  pixels), :func:`load_study` / :func:`write_study` (JSON or TOML).
-* :mod:`.fixations`: :func:`read_fixations` / :func:`validate_fixations` (long CSV or Parquet,
-  errors name row and column, ``on_invalid="drop"`` counts every excluded row),
-  :class:`FixationTable`, :func:`write_fixations`.
-* :mod:`.maps`: fixation maps, Gaussian densities (``nearest`` padding), centre bias,
-  :class:`ImageGaze` / :func:`image_gaze_set`, areas of interest (:func:`dwell_fractions`,
-  :func:`attribution_mass`).
-* :mod:`.metrics`: pure per-image kernels (NSS, AUC-Judd, AUC-Borji, sAUC, CC, SIM, KL, IG,
-  EMD) with named presets, :func:`bootstrap_ci`, the :data:`GAZE_METRICS` registry.
-* :mod:`.scoring`: per-image scores, leave-one-observer-out human ceiling, centre-bias floor,
-  summary table.
-* :mod:`.simulate`: simulated clinician gaze for the synthetic faces (labelled simulated).
+* data: :mod:`gmxai_eval.data.gaze` (study files, fixation tables, :class:`ImageGaze`,
+  simulated clinicians);
+* kernels: :mod:`gmxai_eval.functional.gaze` (NSS, AUC-Judd/Borji, sAUC, CC, SIM, KL, IG, EMD
+  with their presets) and :mod:`gmxai_eval.functional.gaze_maps` (fixation maps, densities,
+  centre bias, areas of interest);
+* evaluators: :mod:`gmxai_eval.evaluators.gaze` (one registered ``gaze_*`` class per metric) and
+  :mod:`gmxai_eval.evaluators.gaze_reference` (human ceiling, centre-bias floor, summary,
+  :func:`~gmxai_eval.evaluators.gaze_reference.gaze_section_data` from given maps);
+* report: :mod:`gmxai_eval.report.gaze` (:func:`~gmxai_eval.report.gaze.render_gaze_section`).
 
-Right of the methods: :mod:`.section` (:func:`~.section.gaze_section` for ``gmxai-eval run``,
-:func:`~.section.run_gaze`), :mod:`.cli` (``gmxai-eval gaze``, ``gmxai-eval gaze-simulate``),
-and the ``gaze_*`` evaluators in :mod:`gmxai_eval.evaluators.gaze`.
+What stays here: :mod:`.cli` (``gmxai-eval gaze``, ``gmxai-eval gaze-simulate``) and, until the
+runner computes the section's maps in its own stages, :mod:`.section` (computes each method's
+maps once and hands them to ``gaze_section_data``). The old names (``gmxai_eval.gaze.ImageGaze``,
+``gmxai_eval.gaze.fixations.read_fixations``, ...) still resolve, with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gmxai_eval.gaze._deprecated import alias
 
-# Lazy re-exports: ``gmxai-eval`` imports this package's ``cli`` on every start, which should
-# not pay for SciPy's optimiser and pandas until a gaze command runs.
-_EXPORTS = {
-    "FixationTable": "fixations", "read_fixations": "fixations", "validate_fixations": "fixations",
-    "write_fixations": "fixations", "ImageGaze": "maps", "centre_bias_map": "maps",
-    "density_map": "maps", "fixation_map": "maps", "image_gaze_set": "maps",
-    "DEFAULT_METRICS": "metrics", "GAZE_METRICS": "metrics", "bootstrap_ci": "metrics",
-    "Study": "study", "load_study": "study", "write_study": "study",
-}
-__all__ = sorted(_EXPORTS)
+# each name's defining module first (data.gaze.maps imports the map kernels it uses)
+_TARGETS = ("gmxai_eval.data.gaze.fixations", "gmxai_eval.data.gaze.study", "gmxai_eval.functional.gaze_maps",
+            "gmxai_eval.data.gaze.maps", "gmxai_eval.evaluators.gaze_reference")
+#: The names this package exported before the split (each resolves with a DeprecationWarning).
+DEPRECATED = ("FixationTable", "read_fixations", "validate_fixations", "write_fixations", "ImageGaze",
+              "centre_bias_map", "density_map", "fixation_map", "image_gaze_set", "DEFAULT_METRICS",
+              "bootstrap_ci", "Study", "load_study", "write_study")
+_resolve = alias(__name__, _TARGETS, removed={
+    "GAZE_METRICS": "the gaze metrics are the gaze_* evaluators: EVALUATORS.list('gaze_*'), EVALUATORS.card(name)"},
+    stacklevel=3)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+def __getattr__(name: str) -> object:
+    if name in DEPRECATED or name == "GAZE_METRICS":
+        return _resolve(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -154,12 +154,12 @@ def _presets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 def _cmd_gaze(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from gmxai_eval.gaze.fixations import read_fixations
-    from gmxai_eval.gaze.metrics import DEFAULT_METRICS
-    from gmxai_eval.gaze.scoring import to_markdown
+    from gmxai_eval.data.gaze.fixations import read_fixations
+    from gmxai_eval.data.gaze.study import load_study
+    from gmxai_eval.evaluators.gaze_reference import DEFAULT_METRICS
     from gmxai_eval.gaze.section import run_gaze
-    from gmxai_eval.gaze.study import load_study
     from gmxai_eval.methods.base import METHODS
+    from gmxai_eval.report.gaze import render_gaze_markdown
     from gmxai_eval.utils import atomic_path, write_atomic
 
     study = load_study(args.study)
@@ -180,7 +180,7 @@ def _cmd_gaze(args: argparse.Namespace) -> int:
                    metric_config=_presets(args.preset), transform=args.transform, target=args.target,
                    batch_size=args.batch_size, duration_weighted=args.duration_weighted, n_boot=args.n_boot)
     out = Path(args.out)
-    md = to_markdown(rep.table)
+    md = render_gaze_markdown(rep.data)  # type: ignore[arg-type]
     md += f"\nFixations: {table.summary()}. Study: {study.name}{' (SIMULATED)' if study.simulated else ''}, " \
           f"sigma = {study.sigma_deg:g} deg = {study.sigma_px:.2f} px. Map transform: {args.transform}; " \
           f"target: {args.target}.\n"
@@ -203,7 +203,7 @@ def _cmd_gaze(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from gmxai_eval.gaze.simulate import write_simulated_study
+    from gmxai_eval.data.gaze.simulate import write_simulated_study
 
     samples, _ = load_images(args.images, args.split, args.limit)
     fx, st = write_simulated_study(samples, args.out, args.observers, seed=args.seed)

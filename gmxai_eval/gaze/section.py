@@ -1,7 +1,13 @@
-"""The gaze section of a benchmark run: methods vs the human ceiling and the centre-bias floor.
+"""TRANSITIONAL: the gaze comparison of explainers, computing each method's maps once.
 
-:func:`gaze_section` is what ``gmxai-eval run`` and ``gmxai-eval gaze`` call. It sits right of
-the models and methods (it computes maps); the data-side modules of this package do not.
+The gaze section's numbers come from
+:func:`gmxai_eval.evaluators.gaze_reference.gaze_section_data` (given maps, no model) and its
+HTML from :func:`gmxai_eval.report.gaze.render_gaze_section` (given that data). This module
+only closes the gap until the runner computes the maps in its attribute stage and calls
+``gaze_section_data`` in its reference-rows stage: :func:`run_gaze` computes every method's
+maps once (:func:`compute_maps`) and hands them over; :func:`gaze_section` (the ``gaze``
+command, the API) and :func:`gaze_report_section` (the ``"gaze"`` entry of
+``gmxai_eval.report.html.SECTIONS``) call it.
 """
 
 from __future__ import annotations
@@ -15,13 +21,12 @@ import torch
 from torch import nn
 
 from gmxai_eval.data.base import Sample
+from gmxai_eval.data.gaze.fixations import FixationTable
+from gmxai_eval.data.gaze.maps import ImageGaze, image_gaze_set
+from gmxai_eval.data.gaze.study import Study
 from gmxai_eval.errors import ConfigError, DataError, ShapeError
-from gmxai_eval.gaze.fixations import FixationTable
-from gmxai_eval.gaze.maps import ImageGaze, attribution_mass, dwell_fractions, image_gaze_set
-from gmxai_eval.gaze.metrics import DEFAULT_METRICS, MAP_TRANSFORMS
-from gmxai_eval.gaze.scoring import (CEILING_ROW, FLOOR_ROW, MetricConfig, centre_bias_floor,
-                                     human_ceiling, score_maps, summarise)
-from gmxai_eval.gaze.study import Study
+from gmxai_eval.evaluators.gaze_reference import DEFAULT_METRICS, MetricConfig, gaze_section_data
+from gmxai_eval.report.gaze import gaze_aoi, gaze_per_image, gaze_table
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class GazeReport:
     """Everything :func:`run_gaze` computed.
 
     Attributes:
-        table: the summary (see :func:`gmxai_eval.gaze.scoring.summarise`).
+        table: the summary (see :func:`gmxai_eval.evaluators.gaze_reference.summarise`).
         per_image: ``{row name: per-image scores}`` (methods, ceiling, floor).
         gazes: the per-image gaze data used.
         study: the study description; ``fixations``: the table used.
@@ -45,6 +50,7 @@ class GazeReport:
     study: Study
     fixations: FixationTable
     aoi: pd.DataFrame | None = None
+    data: Mapping[str, Any] | None = None
 
 
 def compute_maps(model: nn.Module, samples: Sequence[Sample], explainer: Callable[..., torch.Tensor], *,
@@ -94,62 +100,44 @@ def run_gaze(model: nn.Module, samples: Sequence[Sample], explainers: Mapping[st
         explainers: ``{name: Explainer}`` (any callable ``(model, x, target) -> (B, H, W)``).
         fixations, study: a validated fixation table and its study; both ``None`` simulates
             ``n_observers`` clinicians with ``seed`` (labelled simulated everywhere).
-        metrics, metric_config: metric names of ``GAZE_METRICS`` and ``{metric: {option: value}}``.
+        metrics, metric_config: ``gaze_*`` evaluator names without the prefix and
+            ``{metric: {option: value}}``.
         transform: ``abs`` / ``relu`` / ``none`` applied to every map before scoring.
         target: explain the ``"predicted"`` class or the ``"label"``.
     """
     if (fixations is None) != (study is None):
         raise ConfigError("expected both fixations and study, or neither (to simulate gaze)")
     if fixations is None:
-        from gmxai_eval.gaze.simulate import simulate_study
+        from gmxai_eval.data.gaze.simulate import simulate_study
 
         fixations, study = simulate_study(samples, n_observers, seed=seed)
-    tf = MAP_TRANSFORMS.get(transform)
+    if not isinstance(study, Study):
+        raise ConfigError(f"expected study as a Study, got {type(study).__name__}")
     shapes = {s.image_id: (int(s.image.shape[-2]), int(s.image.shape[-1])) for s in samples}
-    if study.image_size is not None:  # type: ignore[union-attr]
-        other = sorted({v for v in shapes.values() if v != tuple(study.image_size)})  # type: ignore[union-attr]
+    if study.image_size is not None:
+        other = sorted({v for v in shapes.values() if v != tuple(study.image_size)})
         if other:
-            raise DataError(f"expected the images at the study's image_size {tuple(study.image_size)} "  # type: ignore[union-attr]
+            raise DataError(f"expected the images at the study's image_size {tuple(study.image_size)} "
                             f"(fixation coordinates are image pixels), got images of size {other}; "
                             "rescale the coordinates or load the images at that size", column="image_size")
-    gazes = image_gaze_set(fixations, shapes, study.sigma_px,  # type: ignore[union-attr]
-                           duration_weighted=duration_weighted)
+    gazes = image_gaze_set(fixations, shapes, study.sigma_px, duration_weighted=duration_weighted)
     if not gazes:
         raise ShapeError(f"expected fixations on at least one of the {len(samples)} images, got none "
                          f"(fixation image ids e.g. {fixations.image_ids[:3]}, sample ids e.g. "
                          f"{[s.image_id for s in samples[:3]]})")
     scored = [s for s in samples if s.image_id in gazes]
-    kw: dict[str, Any] = dict(metrics=metrics, metric_config=metric_config, seed=seed)
-    per_image: dict[str, pd.DataFrame] = {}
+    ids = [s.image_id for s in scored]
+    # every method's maps, computed once
+    maps = {name: np.stack([m[i] for i in ids]) for name, m in
+            ((name, compute_maps(model, scored, ex, target=target, batch_size=batch_size))
+             for name, ex in explainers.items())}
     with_regions = all(x.region_masks is not None for x in scored)
-    aoi_rows: dict[str, dict[str, float]] = {}
-    if with_regions:
-        aoi_rows["gaze (dwell)"] = _mean_rows([dwell_fractions(gazes[x.image_id].points, gazes[x.image_id].durations,
-                                                               x.region_masks.numpy(), x.region_names)  # type: ignore[union-attr]
-                                               for x in scored])
-    for name, ex in explainers.items():
-        raw = compute_maps(model, scored, ex, target=target, batch_size=batch_size)
-        smaps = {k: tf(v) for k, v in raw.items()}
-        per_image[name] = score_maps(smaps, gazes, **kw)
-        if with_regions:
-            aoi_rows[name] = _mean_rows([attribution_mass(smaps[x.image_id], x.region_masks.numpy(),  # type: ignore[union-attr]
-                                                          x.region_names) for x in scored])
-    per_image[CEILING_ROW] = human_ceiling(gazes, study.sigma_px,  # type: ignore[union-attr]
-                                           duration_weighted=duration_weighted, **kw)
-    per_image[FLOOR_ROW] = centre_bias_floor(gazes, **kw)
-    table = summarise(per_image, n_boot=n_boot, seed=seed, simulated=study.simulated)  # type: ignore[union-attr]
-    table.attrs["study"] = study.to_dict()  # type: ignore[union-attr]
-    table.attrs["fixations"] = fixations.summary()
-    aoi = pd.DataFrame.from_dict(aoi_rows, orient="index") if aoi_rows else None
-    if aoi is not None:
-        aoi.index.name = "row"
-        aoi.attrs["simulated"] = study.simulated  # type: ignore[union-attr]
-    return GazeReport(table, per_image, gazes, study, fixations, aoi)  # type: ignore[arg-type]
-
-
-def _mean_rows(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    df = pd.DataFrame(list(rows))
-    return {k: float(v) for k, v in df.mean(skipna=True).items()}
+    masks = torch.stack([x.region_masks for x in scored]) if with_regions else None  # type: ignore[misc]
+    data = gaze_section_data(maps, ids, gazes, study, masks, scored[0].region_names if with_regions else (),
+                             metrics=metrics, metric_config=metric_config, transform=transform, seed=seed,
+                             n_boot=n_boot, duration_weighted=duration_weighted,
+                             fixations_summary=fixations.summary())
+    return GazeReport(gaze_table(data), gaze_per_image(data), gazes, study, fixations, gaze_aoi(data), data)
 
 
 def gaze_section(model: nn.Module, samples: Sequence[Sample], explainers: Mapping[str, Callable[..., torch.Tensor]],
@@ -167,12 +155,14 @@ def gaze_section(model: nn.Module, samples: Sequence[Sample], explainers: Mappin
 
 
 def gaze_report_section(ctx: Any) -> tuple[str, pd.DataFrame]:
-    """A ``report.html`` section: ``ctx`` has ``model``, ``samples``, ``explainers`` and ``seed``
-    (:class:`gmxai_eval.report.html.SectionContext`). Scores the run's explainers against
-    simulated clinician gaze on the run's samples (labelled simulated in title and caption).
+    """TRANSITIONAL ``report.html`` section: ``ctx`` has ``model``, ``samples``, ``explainers``
+    and ``seed`` (:class:`gmxai_eval.report.html.SectionContext`). Scores the run's explainers
+    against simulated clinician gaze on the run's samples (labelled simulated in title and
+    caption), computing each method's maps once.
 
-    Register it under the name ``"gaze"`` in ``gmxai_eval.report.html.SECTIONS`` (it does not
-    import the report package itself, to keep the data flow one-way).
+    Returns the summary DataFrame, so ``results.json["sections"]`` keeps its records; once the
+    runner stores :func:`~gmxai_eval.evaluators.gaze_reference.gaze_section_data` itself, the
+    report renders it with :func:`gmxai_eval.report.gaze.render_gaze_section`.
     """
     samples = [s for s in ctx.samples if getattr(s, "landmarks", None) is not None]
     if not samples:

@@ -8,8 +8,8 @@ import pytest
 from scipy.stats import wasserstein_distance
 
 from gmxai_eval.errors import ConfigError
-from gmxai_eval.gaze import metrics as M
-from gmxai_eval.gaze.maps import ImageGaze, centre_bias_map, density_map, fixation_map
+from gmxai_eval.functional import gaze as M
+from gmxai_eval.functional.gaze_maps import centre_bias_map, density_map, fixation_map
 
 try:
     import pysaliency
@@ -145,25 +145,6 @@ def test_sauc_ignores_centre_bias_that_auc_rewards():
     cb = centre_bias_map((H, W))
     # negatives drawn from the same distribution as the positives: sAUC of any map is 1/2
     assert M.auc_shuffled(cb, pts, pts.copy()) == pytest.approx(0.5, abs=1e-12)
-
-
-def test_bootstrap_ci_deterministic_and_contains_mean():
-    v = np.random.default_rng(0).normal(size=30)
-    a, b = M.bootstrap_ci(v, seed=3), M.bootstrap_ci(v, seed=3)
-    assert a == b
-    assert a[1] < a[0] < a[2] and a[0] == pytest.approx(v.mean())
-    assert M.bootstrap_ci(v, seed=4) != a
-    assert M.bootstrap_ci(np.full(5, 2.0)) == (2.0, 2.0, 2.0)
-
-
-def test_registry_directions_and_unknown_option():
-    assert [n for n in M.GAZE_METRICS.list() if not M.GAZE_METRICS.get(n).higher_is_better] == ["emd", "kl"]
-    pts, s, dens = _case()
-    g = ImageGaze("a", (H, W), pts, np.array(["o"] * len(pts)), np.full(len(pts), 200.0), dens, pts, centre_bias_map((H, W)))
-    with pytest.raises(ConfigError, match="unknown option"):
-        M.GAZE_METRICS.get("nss")(s, g, None, bins=3)
-    with pytest.raises(ConfigError, match="seeded rng"):
-        M.GAZE_METRICS.get("auc_borji")(s, g, None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from gmxai_eval.errors import DataError
-from gmxai_eval.gaze.fixations import read_fixations, validate_fixations, write_fixations
-from gmxai_eval.gaze.study import Study, load_study, write_study
+from gmxai_eval.data.gaze.fixations import read_fixations, validate_fixations, write_fixations
+from gmxai_eval.data.gaze.study import Study, load_study, write_study
 
 HEADER = "observer_id,image_id,x,y,onset_ms,duration_ms\n"
 GOOD = ["o1,a,1.5,2.5,0,200", "o1,b,3,4,250,180", "o2,a,9.99,0,0,220"]

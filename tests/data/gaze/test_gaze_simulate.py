@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 
-from gmxai_eval.gaze.fixations import read_fixations
-from gmxai_eval.gaze.simulate import (ObserverProfile, make_observers, simulate_fixations, simulate_study,
-                                      write_simulated_study)
-from gmxai_eval.gaze.study import load_study
+from gmxai_eval.data.gaze.fixations import read_fixations
+from gmxai_eval.data.gaze.simulate import (ObserverProfile, make_observers, simulate_fixations, simulate_study,
+                                           write_simulated_study)
+from gmxai_eval.data.gaze.study import load_study
 
 EXACT = ObserverProfile("exact", expertise=0.0, centre=0.0, triangle=(1, 1, 1, 1), offset=(0.0, 0.0), spread=0.0)
 

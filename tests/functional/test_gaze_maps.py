@@ -1,4 +1,4 @@
-"""Fixation maps, densities, centre bias, areas of interest."""
+"""Gaze map kernels: fixation maps, densities, centre bias, areas of interest."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from gmxai_eval.errors import DataError, ShapeError
-from gmxai_eval.gaze.maps import (attribution_mass, centre_bias_map, density_map, dwell_fractions,
-                                  fixation_map, rescale_points)
-from gmxai_eval.gaze.study import Study
+from gmxai_eval.data.gaze.study import Study
+from gmxai_eval.functional.gaze_maps import (attribution_mass, centre_bias_map, density_map, dwell_fractions,
+                                             fixation_map, rescale_points)
 
 
 def test_fixation_map_counts_and_floor_convention():
@@ -68,19 +68,3 @@ def test_dwell_fractions_and_attribution_mass_share_a_layout():
     a = np.zeros((4, 4))
     a[0, 0], a[0, 3], a[3, 3], a[2, 2] = 1.0, 3.0, 6.0, -5.0  # negative mass is ignored
     assert attribution_mass(a, masks, ("top", "left")) == pytest.approx(f)
-
-
-def test_image_gaze_set_others_are_the_rescaled_fixations_of_other_images():
-    import pandas as pd
-
-    from gmxai_eval.gaze.fixations import validate_fixations
-    from gmxai_eval.gaze.maps import image_gaze_set
-
-    df = pd.DataFrame({"observer_id": ["o"] * 4, "image_id": ["a", "a", "b", "c"],
-                       "x": [1.0, 2.0, 10.0, 3.0], "y": [1.0, 2.0, 5.0, 7.5],
-                       "onset_ms": [0.0] * 4, "duration_ms": [100.0] * 4})
-    shapes = {"a": (8, 8), "b": (16, 16), "c": (8, 8)}
-    g = image_gaze_set(validate_fixations(df), shapes, 1.0)
-    np.testing.assert_allclose(g["a"].other_points(), [[5.0, 2.5], [3.0, 7.5]])  # b halved, c as is
-    np.testing.assert_allclose(g["b"].other_points(), [[2.0, 2.0], [4.0, 4.0], [6.0, 15.0]])
-    assert g["a"].pool is g["b"].pool  # one shared pool, not a copy per image

@@ -1,19 +1,15 @@
-"""Ceiling / floor rows, summary table, and the gaze evaluators."""
+"""Ceiling / floor rows, summary table, bootstrap CI and the gaze section data from given maps."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from gmxai_eval.errors import ShapeError
-from gmxai_eval.evaluators.base import EVALUATORS, EvalBatch
-from gmxai_eval.gaze.fixations import validate_fixations
-from gmxai_eval.gaze.maps import image_gaze_set
-from gmxai_eval.gaze.metrics import GAZE_METRICS
-from gmxai_eval.gaze.scoring import (CEILING_ROW, FLOOR_ROW, centre_bias_floor, human_ceiling, score_maps,
-                                     summarise)
+from gmxai_eval.data.gaze.fixations import validate_fixations
+from gmxai_eval.data.gaze.maps import image_gaze_set
+from gmxai_eval.evaluators.gaze_reference import (CEILING_ROW, FLOOR_ROW, bootstrap_ci, centre_bias_floor,
+                                                  human_ceiling, score_maps, summarise)
 
 SHAPE = (20, 24)
 
@@ -74,31 +70,24 @@ def test_random_metrics_are_seeded_per_image_not_per_order():
     assert not a.equals(score_maps(maps, gazes, metrics=("auc_borji",), seed=4))
 
 
-def test_gaze_evaluators_match_the_kernels(toy_model):
-    t = _identical_observers(n_obs=2, n_img=3)
-    shape = (32, 32)
-    gazes = image_gaze_set(t, {i: shape for i in t.image_ids}, 1.5)
-    ids = t.image_ids
-    r = torch.Generator().manual_seed(0)
-    x = torch.rand(3, 3, 32, 32, generator=r)
-    maps = torch.randn(3, 32, 32, generator=r)
-    assert {f"gaze_{m}" for m in GAZE_METRICS.list()} <= set(EVALUATORS.list("gaze_*"))
-    for name in GAZE_METRICS.list():
-        ev = EVALUATORS.create(f"gaze_{name}")
-        assert ev.card.category == "gaze" and ev.card.needs == {"fixations"}
-        assert ev.higher_is_better == GAZE_METRICS.get(name).higher_is_better
-        res = ev(toy_model, x, torch.zeros(3, dtype=torch.long), maps, sample_ids=ids, seed=2, fixations=gazes)
-        ref = score_maps({i: np.abs(maps[k].double().numpy()) for k, i in enumerate(ids)}, gazes,
-                         metrics=(name,), seed=2)
-        # random metrics draw from the same (seed, image id, metric) generator in both paths
-        np.testing.assert_allclose(res.scores.numpy(), ref[name].to_numpy(), rtol=1e-9)
-    # subsetting keeps the id-keyed fixations valid
-    ev = EVALUATORS.create("gaze_nss")
-    b = EvalBatch(toy_model, x, torch.zeros(3, dtype=torch.long), {"m": maps}, ids, extra={"fixations": gazes})
-    full = ev.evaluate(b)["m"].scores
-    sub = ev.evaluate(b.subset(torch.tensor([2, 0])))["m"].scores
-    np.testing.assert_allclose(sub.numpy(), full[[2, 0]].numpy())
-    with pytest.raises(ShapeError, match="ImageGaze for every sample id"):
-        ev(toy_model, x, torch.zeros(3, dtype=torch.long), maps, sample_ids=["a", "b", "c"], fixations=gazes)
-    with pytest.raises(ShapeError, match="fixations"):
-        ev(toy_model, x, torch.zeros(3, dtype=torch.long), maps, sample_ids=ids)
+def test_bootstrap_ci_deterministic_and_contains_mean():
+    v = np.random.default_rng(0).normal(size=30)
+    a, b = bootstrap_ci(v, seed=3), bootstrap_ci(v, seed=3)
+    assert a == b
+    assert a[1] < a[0] < a[2] and a[0] == pytest.approx(v.mean())
+    assert bootstrap_ci(v, seed=4) != a
+    assert bootstrap_ci(np.full(5, 2.0)) == (2.0, 2.0, 2.0)
+
+
+def test_bootstrap_ci_is_the_percentile_interval_of_the_resampled_means():
+    # oracle: the draws written out (default_rng(seed).integers(0, n, (n_boot, n))), NaN dropped
+    v = np.random.default_rng(1).normal(size=25)
+    v[[3, 7]] = np.nan
+    finite = v[np.isfinite(v)]
+    idx = np.random.default_rng(5).integers(0, len(finite), size=(400, len(finite)))
+    means = finite[idx].mean(1)
+    mean, lo, hi = bootstrap_ci(v, n_boot=400, level=0.9, seed=5)
+    assert mean == pytest.approx(finite.mean(), rel=1e-15)
+    assert lo == pytest.approx(np.quantile(means, 0.05), rel=1e-12)
+    assert hi == pytest.approx(np.quantile(means, 0.95), rel=1e-12)
+    assert np.isnan(bootstrap_ci(np.array([np.nan, np.inf]))).all()  # nothing finite left
