@@ -44,6 +44,7 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional import perturbation as P
 from gmxai_eval.functional.baselines import input_zero_of, make_baseline
+from gmxai_eval.functional.stats import pearson, spearman
 from gmxai_eval.types import EvaluatorCard
 
 _COMMON = {"output": "probability", "max_batch": None, "abs": False}
@@ -374,7 +375,7 @@ class FaithfulnessCorrelation(_SubsetEvaluator):
         out = {}
         for m in batch.maps:
             sums = P.unit_sums(self._map(batch, m), None, mk)
-            out[m] = EvalResult(P.pearson(sums, dr), extras={"attribution_sums": sums, "drops": dr})
+            out[m] = EvalResult(pearson(sums, dr, constant="zero"), extras={"attribution_sums": sums, "drops": dr})
         return out
 
 
@@ -407,7 +408,7 @@ class SensitivityN(_SubsetEvaluator):
         out = {}
         for m in batch.maps:
             a = self._map(batch, m)
-            cv = torch.stack([P.pearson(P.unit_sums(a, None, w), dr) for w, dr in data], 1)
+            cv = torch.stack([pearson(P.unit_sums(a, None, w), dr, constant="zero") for w, dr in data], 1)
             out[m] = EvalResult(cv.mean(1), cv, torch.tensor(sizes, dtype=torch.float64))
         return out
 
@@ -471,7 +472,7 @@ class FaithfulnessEstimate(_WindowEvaluator):
         out = {}
         for gi, m in enumerate(batch.maps):
             drops = clean[:, None] - vals[gi, 0]
-            out[m] = EvalResult(P.pearson(sums[m], drops), drops, lo.double(), {"attribution_sums": sums[m]})
+            out[m] = EvalResult(pearson(sums[m], drops, constant="zero"), drops, lo.double(), {"attribution_sums": sums[m]})
         return out
 
 
@@ -506,7 +507,7 @@ class MonotonicityCorrelation(_WindowEvaluator):
         out = {}
         for gi, m in enumerate(batch.maps):
             v = ((vals[gi] - y[None, :, None]) ** 2).mean(0) * inv[:, None]
-            out[m] = EvalResult(P.spearman(sums[m], v), v, lo.double(), {"attribution_sums": sums[m]})
+            out[m] = EvalResult(spearman(sums[m], v, constant="zero"), v, lo.double(), {"attribution_sums": sums[m]})
         return out
 
 

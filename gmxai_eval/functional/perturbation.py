@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from gmxai_eval.errors import ConfigError, ShapeError
-from gmxai_eval.functional.similarity import rankdata
 from gmxai_eval.functional.baselines import order_patches, order_pixels
 from gmxai_eval.utils import rng_for
 
@@ -57,11 +56,20 @@ _OUTPUT_FNS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 
 def select_output(logits: torch.Tensor, target: torch.Tensor, output: str) -> torch.Tensor:
-    """``(n, K)`` logits -> ``(n,)`` float64 model output at ``target (n,)`` (see ``OUTPUTS``)."""
+    """``(n, K)`` logits -> ``(n,)`` float64 model output at ``target (n,)`` (see ``OUTPUTS``).
+
+    A row whose logits are not all finite gives NaN (a broken forward pass is never a number;
+    the NaN propagates to that sample's score)."""
     fn = _OUTPUT_FNS.get(output)
     if fn is None:
         raise ConfigError(f"expected output in {OUTPUTS}, got {output!r}")
-    return fn(logits, target.to(logits.device))
+    return nan_if_nonfinite(fn(logits, target.to(logits.device)), logits)
+
+
+def nan_if_nonfinite(values: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``values (n,)`` with NaN where the row of ``logits (n, K)`` has a NaN/inf entry."""
+    ok = torch.isfinite(logits).all(1).to(values.device)
+    return torch.where(ok, values, torch.full_like(values, float("nan")))
 
 
 def batched_outputs(model: nn.Module, n_jobs: int, build: Callable[[torch.Tensor], torch.Tensor],
@@ -295,22 +303,6 @@ def unit_sums(maps: torch.Tensor, masks: torch.Tensor | None, weights: torch.Ten
 def mask_weights(masks: torch.Tensor) -> torch.Tensor:
     """``(B, R, c, H, W)`` bool -> ``(B, R, H*W)`` float64: masked channels per pixel."""
     return masks.sum(2, dtype=torch.float64).flatten(2)
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Pearson correlation of ``(B, n)`` -> ``(B,)`` float64. A row with zero variance
-    (e.g. a constant map) gives 0 (no linear association can be measured), never NaN."""
-    a = a.double() - a.double().mean(1, keepdim=True)
-    b = b.double() - b.double().mean(1, keepdim=True)
-    den = torch.sqrt((a * a).sum(1) * (b * b).sum(1))
-    num = (a * b).sum(1)
-    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Spearman correlation (Pearson of average ranks, like SciPy) ``(B, n)`` -> ``(B,)``;
-    zero variance gives 0."""
-    return pearson(rankdata(a.reshape(a.shape[0], -1)), rankdata(b.reshape(b.shape[0], -1)))
 
 
 # --------------------------------------------------------------------------------------------
