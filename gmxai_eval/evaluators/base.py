@@ -183,6 +183,9 @@ class Evaluator:
     """Base of every batch-scope evaluator. See the module docstring."""
 
     card: ClassVar[EvaluatorCard]
+    #: Whether the score depends on the model's outputs. Evaluators that score the maps alone
+    #: (localisation, complexity) set False: they run no forward pass, not even the clean-logit check.
+    uses_model: ClassVar[bool] = True
 
     def __init__(self, **config: Any) -> None:
         self.config: dict[str, Any] = merge_config(f"evaluator {self.card.name!r}",
@@ -263,13 +266,15 @@ class Evaluator:
           scoring and gets its own mode back afterwards (a top-level model in training mode is
           refused with :class:`ModelStateError`, as by methods).
         * The clean batch's logits must be finite: :class:`NonFiniteError` naming the model
-          class and the sample ids otherwise (no score is produced from a broken model).
+          class and the sample ids otherwise (no score is produced from a broken model); skipped
+          by evaluators that never run the model (``uses_model = False``).
         """
         self.validate(batch)
         if batch.x.dtype != torch.float32:  # a copy: the caller's batch is not changed
             batch = dataclasses.replace(batch, x=batch.x.to(torch.float32), _shared={})
         with eval_scope(batch.model), torch.no_grad():  # explainers re-enable grad for themselves
-            self.check_clean_logits(batch)
+            if self.uses_model:
+                self.check_clean_logits(batch)
             out = self._evaluate_methods(batch)
         conv = self.conventions()
         for r in out.values():

@@ -44,7 +44,7 @@ import torch
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.randomisation import (
-    ORDERS, discrete_entropy, execution_order, fully_randomised, random_other_class, random_pairs,
+    ORDERS, discrete_entropy, emprt_score, execution_order, fully_randomised, random_other_class, random_pairs,
     randomised_models)
 from gmxai_eval.functional.similarity import SIMILARITIES, MapSimilarity
 from gmxai_eval.types import EvaluatorCard
@@ -272,7 +272,9 @@ class SmoothMPRT(_MPRT):
 class EfficientMPRT(Evaluator):
     """eMPRT: relative rise in explanation complexity (discrete entropy of the map-value
     histogram) from the trained to the fully randomised model; higher is better.
-    ``extras``: ``complexity_original``, ``complexity_randomised``, ``delta``."""
+    ``extras``: ``complexity_original``, ``complexity_randomised``, ``delta``. Score:
+    :func:`gmxai_eval.functional.randomisation.emprt_score`; a constant original map gives NaN
+    (counted), a map that becomes constant under randomisation gives -1; never +-inf."""
 
     card = EvaluatorCard(
         name="efficient_mprt", category="randomisation", higher_is_better=True, paper=_HEDSTROM,
@@ -299,7 +301,7 @@ class EfficientMPRT(Evaluator):
             a1 = ex(rmodel, batch.x, target)
             h0 = discrete_entropy(prep(a0), n_bins).cpu()
             h1 = discrete_entropy(prep(a1), n_bins).cpu()
-            out[m] = EvalResult((h1 - h0) / h0, extras={"complexity_original": h0, "complexity_randomised": h1,
+            out[m] = EvalResult(emprt_score(h0, h1), extras={"complexity_original": h0, "complexity_randomised": h1,
                                                          "delta": h1 - h0}, conventions={"layers": list(layers)})
         return out
 

@@ -149,3 +149,21 @@ def discrete_entropy(a: torch.Tensor, n_bins: int = 100) -> torch.Tensor:
     counts.scatter_add_(1, idx, torch.ones_like(flat))
     p = counts / counts.sum(1, keepdim=True)
     return -(torch.where(p > 0, p * p.log(), torch.zeros_like(p))).sum(1)
+
+
+def emprt_score(h_original: torch.Tensor, h_randomised: torch.Tensor) -> torch.Tensor:
+    """eMPRT (Hedström et al. 2023): relative rise in complexity ``(H_rand - H_orig) / H_orig``,
+    ``(B,)`` float64 from two ``(B,)`` entropies.
+
+    Degenerate maps (never +-inf):
+
+    =====================================  ===================================
+    original map                           score
+    =====================================  ===================================
+    constant (``H_orig = 0``)              NaN (no complexity to rise from)
+    varied, randomised map constant        -1.0 (complexity fell to 0)
+    =====================================  ===================================
+    """
+    h0, h1 = h_original.double(), h_randomised.double()
+    ok = h0 > 0
+    return torch.where(ok, (h1 - h0) / torch.where(ok, h0, torch.ones_like(h0)), torch.full_like(h0, float("nan")))
