@@ -10,8 +10,9 @@ Inputs (an :class:`EvalBatch`)
 ------------------------------
 ``model`` (eval mode, pixel space -> logits), ``x (B, C, H, W)`` in [0, 1], ``target (B,)``,
 ``maps {method: (B, H, W)}``, ``sample_ids`` (stable, unique ids: they key all randomness),
-``seed``; ``extra["channel_mean"] (C,)`` only for ``baseline="dataset_mean"``. ``sufficiency``
-is batch-scope (its neighbourhood is the batch): give it the whole set or fixed groups.
+``seed``; ``extra["channel_mean"] (C,)`` only for ``baseline="dataset_mean"``. Every evaluator
+here, ``sufficiency`` included, scores each image independently of the other images of the batch
+(``sufficiency(estimator="quantus_batch")``, kept for parity with Quantus, is the one exception).
 
 Sharing and batching
 --------------------
@@ -30,7 +31,7 @@ Sharing and batching
   depend on batch size, chunking or order.
 * Maps are never normalised. Orderings, Pearson/Spearman correlations and infidelity with
   ``normalize=True`` are invariant to a positive per-sample rescaling of the map (so Quantus's
-  max-normalisation changes nothing); infidelity with ``normalize=False`` and ``sufficiency``
+  max-normalisation changes nothing); infidelity with ``normalize=False`` and ``sufficiency(estimator="quantus_batch")``
   (distances between maps of different images) are not. ``abs`` takes magnitudes first.
 """
 
@@ -568,28 +569,73 @@ class Infidelity(_PerturbationEvaluator):
 # =============================================================================================
 @register_evaluator
 class Sufficiency(_PerturbationEvaluator):
-    """Sufficiency (Dasgupta et al. 2022), Quantus 0.6.0's estimator: maps (``abs`` by default)
-    are compared with standardised Euclidean distances, divided by the largest distance of the
-    batch; a sample's score is the share of the other samples whose map lies within ``threshold``
-    and whose predicted class equals its own (0 without such neighbours). Higher is better.
+    """Sufficiency (Dasgupta et al. 2022): does keeping only what the map highlights keep the
+    prediction? Higher is better.
 
-    No perturbation and no randomness; one clean forward pass. **Batch-scope**: the neighbourhood
-    is the batch, so scores depend on which images are evaluated together (permuting the batch
-    permutes the scores; splitting it changes them). Evaluate the whole set, or fixed groups, as
-    one batch."""
+    ``estimator="keep"`` (default, :func:`gmxai_eval.functional.perturbation.sufficiency`): per
+    image, keep the ``floor(p H W)`` highest pixels of the map (``abs`` by default) for each
+    ``keep`` level ``p``, replace the rest by ``baseline`` (``nr_samples`` draws of a random
+    baseline keyed on ``(seed, sample_id)``, one draw of a deterministic one), and score the share
+    of draws whose arg-max equals the clean prediction, averaged over levels (``curves (B, P)``).
+    This is the paper's definition for feature-highlighting explanations (an input that agrees
+    with ``x`` on the highlighted features should get the same prediction) and depends on no other
+    image: scores do not change with batch size, composition or order.
+
+    ``estimator="quantus_batch"``: Quantus 0.6.0's estimator (standardised Euclidean distances
+    between maps, divided by the largest distance of the batch; the share of the other samples
+    within ``threshold`` that have the same predicted class, 0 without neighbours). Its
+    neighbourhood is the batch, so its scores depend on which images are evaluated together: kept
+    for parity only, not for leaderboards.
+
+    Degenerate maps: a constant map keeps the first ``floor(p H W)`` pixels by index (a defined,
+    map-independent score, like the random control); non-finite model outputs give NaN."""
 
     card = EvaluatorCard(
         name="sufficiency", category="perturbation", higher_is_better=True,
         paper="Dasgupta, Frost, Moshkovitz. Framework for Evaluating Faithfulness of Local Explanations. ICML 2022",
-        default_config={"threshold": 0.6, "abs": True},
-        description="share of map-neighbours (seuclidean, batch-normalised) with the same predicted class")
-    fixed = {"distance": "seuclidean / max over batch", "neighbourhood": "the evaluated batch",
-             "prediction": "argmax of the clean logits"}
+        default_config={"estimator": "keep", "keep": (0.1, 0.2, 0.3, 0.4, 0.5), "baseline": "blur",
+                        "blur_kernel": 11, "blur_sigma": 5.0, "nr_samples": 4, "threshold": 0.6, "abs": True,
+                        "max_batch": None},
+        description="share of inputs keeping only the map's top pixels that keep the clean prediction")
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        c = self.config
+        if c["estimator"] not in P.SUFFICIENCY_ESTIMATORS:
+            raise ConfigError(f"evaluator {self.name!r}: expected estimator in {P.SUFFICIENCY_ESTIMATORS}, "
+                              f"got {c['estimator']!r}")
+        c["keep"] = tuple(float(p) for p in c["keep"])
+        if not c["keep"] or not all(0.0 < p <= 1.0 for p in c["keep"]):
+            raise ConfigError(f"evaluator {self.name!r}: expected keep fractions in (0, 1], got {c['keep']}")
+        n = c["nr_samples"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"evaluator {self.name!r}: expected nr_samples as a positive int, got {n!r}")
+
+    @property
+    def fixed(self) -> dict[str, Any]:  # type: ignore[override]
+        if self.config["estimator"] == "quantus_batch":
+            return {"distance": "seuclidean / max over batch", "neighbourhood": "the evaluated batch",
+                    "prediction": "argmax of the clean logits", "batch_invariant": False}
+        return {"neighbourhood": "the image with all but the map's top-p pixels replaced",
+                "prediction": "argmax of the clean logits", "ties": "by flat index",
+                "score": "mean over keep levels of the share of draws keeping the prediction",
+                "batch_invariant": True}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
-        pred = batch.clean_logits().argmax(1)
-        return {m: EvalResult(P.sufficiency_scores(self._map(batch, m), pred, float(self.config["threshold"])))
-                for m in batch.maps}
+        c = self.config
+        pred = batch.clean_logits().argmax(1).to(batch.x.device)
+        if c["estimator"] == "quantus_batch":
+            return {m: EvalResult(P.sufficiency_scores(self._map(batch, m), pred, float(c["threshold"])))
+                    for m in batch.maps}
+        stochastic = c["baseline"] == "uniform"
+        draws = int(c["nr_samples"]) if stochastic else 1
+        fills = torch.stack([self._fill(batch, c["baseline"], draw=s if stochastic else None) for s in range(draws)])
+        out = {}
+        for m in batch.maps:
+            scores, curves = P.sufficiency(batch.model, batch.x, pred, self._map(batch, m), fills, keep=c["keep"],
+                                           max_batch=self._mb(batch))
+            out[m] = EvalResult(scores, curves, torch.tensor(c["keep"], dtype=torch.float64))
+        return out
 
 
 # =============================================================================================

@@ -17,7 +17,8 @@ Conventions shared by all kernels
   flat index ``c*H*W + h*W + w``).
 * **Ties** are broken by the flat index (stable sort), so every ordering is deterministic.
 * **Output** (``output``): ``"probability"`` (softmax of the logits at the target) or
-  ``"logit"`` (the target logit).
+  ``"logit"`` (the target logit); internally also ``"agreement"`` (1.0 if the arg-max equals the
+  given class, else 0.0; used by sufficiency). A forward pass with non-finite logits gives NaN.
 * **Ranks**: a ranking is stored as ``ranks (B, c, H, W)`` int64, the position of each pixel's
   (or element's) unit in the removal order (0 = removed first), ``c`` = 1 or ``C``. A window
   ``[lo, hi)`` of ranks selects the units removed at one step; cumulative curves use ``lo = 0``.
@@ -51,8 +52,12 @@ def _output_logit(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return logits.double().gather(1, target.view(-1, 1)).squeeze(1)
 
 
+def _output_agreement(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == target).to(torch.float64)
+
+
 _OUTPUT_FNS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "probability": _output_probability, "logit": _output_logit}
+    "probability": _output_probability, "logit": _output_logit, "agreement": _output_agreement}
 
 
 def select_output(logits: torch.Tensor, target: torch.Tensor, output: str) -> torch.Tensor:
@@ -62,7 +67,7 @@ def select_output(logits: torch.Tensor, target: torch.Tensor, output: str) -> to
     the NaN propagates to that sample's score)."""
     fn = _OUTPUT_FNS.get(output)
     if fn is None:
-        raise ConfigError(f"expected output in {OUTPUTS}, got {output!r}")
+        raise ConfigError(f"expected output in {tuple(_OUTPUT_FNS)}, got {output!r}")
     return nan_if_nonfinite(fn(logits, target.to(logits.device)), logits)
 
 
@@ -344,11 +349,64 @@ def seuclidean_distances(a: torch.Tensor) -> torch.Tensor:
     return torch.cdist(z, z).clamp_min(0)
 
 
+#: Estimators of :func:`sufficiency`-type evaluators: ``"keep"`` (per image, batch-invariant,
+#: the default) and ``"quantus_batch"`` (Quantus 0.6.0's neighbourhood-in-the-batch estimator).
+SUFFICIENCY_ESTIMATORS = ("keep", "quantus_batch")
+
+
+def keep_masks(maps: torch.Tensor, keep: Sequence[float]) -> torch.Tensor:
+    """``maps (B, H, W)`` -> ``(B, P, 1, H, W)`` bool, True where a pixel is *replaced* at level
+    ``p``: every pixel but the ``floor(p * H * W)`` highest of the map (ties by flat index)."""
+    n = maps.shape[1] * maps.shape[2]
+    ranks = rank_map(maps, "morf", unit="pixel")  # (B, 1, H, W)
+    ks = []
+    for p in keep:
+        if not 0.0 < float(p) <= 1.0:
+            raise ConfigError(f"expected keep fractions in (0, 1], got {p!r}")
+        ks.append(int(math.floor(float(p) * n + 1e-9)))
+    k = torch.tensor(ks, device=ranks.device).view(1, -1, 1, 1, 1)
+    return ranks.unsqueeze(1) >= k
+
+
+def sufficiency(model: nn.Module, x: torch.Tensor, predicted: torch.Tensor, maps: torch.Tensor,
+                fills: torch.Tensor, *, keep: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5),
+                max_batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sufficiency (Dasgupta, Frost, Moshkovitz 2022), per image: the probability that an input
+    agreeing with ``x`` on the features the explanation highlights gets the same prediction.
+
+    At each level ``p`` the ``floor(p H W)`` highest pixels of the map are kept and every other
+    pixel is replaced by a fill draw; the level's value is the share of draws whose arg-max equals
+    ``predicted`` (the clean prediction). Score = mean over levels. Everything is per image (fills
+    keyed on the sample id by the caller), so a score never depends on the other images of the
+    batch. Higher is better.
+
+    Args:
+        model: pixel space -> logits; x: ``(B, C, H, W)``; predicted: ``(B,)`` clean arg-max;
+        maps: ``(B, H, W)`` (take ``|map|`` before if magnitudes rank); fills: ``(S, B, C, H, W)``
+        replacement draws (one for a deterministic substrate).
+    Returns:
+        ``scores (B,)`` float64 (NaN where a forward pass gave non-finite logits) and
+        ``curves (B, P)`` (the share per level).
+    """
+    if fills.ndim != 5 or tuple(fills.shape[1:]) != tuple(x.shape):
+        raise ShapeError(f"expected fills (S, *{tuple(x.shape)}), got {tuple(fills.shape)}")
+    replace = keep_masks(maps.to(x.device), keep)
+    hits = torch.stack([masked_outputs(model, x, predicted, replace, f, output="agreement", max_batch=max_batch)
+                        for f in fills])  # (S, B, P)
+    curves = hits.mean(0)
+    return curves.mean(1), curves
+
+
 def sufficiency_scores(maps: torch.Tensor, predicted: torch.Tensor, threshold: float = 0.6) -> torch.Tensor:
-    """Sufficiency (Dasgupta et al. 2022, Quantus's estimator) of ``maps (B, ...)`` with predicted
-    classes ``(B,)`` -> ``(B,)`` float64: distances between flattened maps are divided by their
-    maximum; for each sample, the share of the *other* samples within ``threshold`` that have the
-    same predicted class (0 when it has no such neighbour)."""
+    """Sufficiency, Quantus 0.6.0's estimator (``estimator="quantus_batch"``) of ``maps (B, ...)``
+    with predicted classes ``(B,)`` -> ``(B,)`` float64: distances between flattened maps are
+    divided by their maximum; for each sample, the share of the *other* samples within
+    ``threshold`` that have the same predicted class (0 when it has no such neighbour).
+
+    **Batch-dependent**: the neighbourhood, the variances of the standardised distance and the
+    normalising maximum are all taken over the batch, so a score changes when other images join
+    or leave it (on the default run, halving the batch changed it for 95 % of the methods). Kept
+    for parity with Quantus; :func:`sufficiency` is the batch-invariant default."""
     d = seuclidean_distances(maps.reshape(maps.shape[0], -1))
     mx = d.abs().max()
     d = d / mx if mx > 0 else d
