@@ -186,6 +186,10 @@ class Evaluator:
     #: Whether the score depends on the model's outputs. Evaluators that score the maps alone
     #: (localisation, complexity) set False: they run no forward pass, not even the clean-logit check.
     uses_model: ClassVar[bool] = True
+    #: Small settings (overrides of the card's defaults) for the registry-wide contract test and
+    #: smoke runs, where the defaults are slow or need a value (``quantus`` needs a metric).
+    #: Never used by a benchmark: leaderboards use the card's defaults or the spec's config.
+    quick_config: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **config: Any) -> None:
         self.config: dict[str, Any] = merge_config(f"evaluator {self.card.name!r}",

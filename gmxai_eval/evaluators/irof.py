@@ -46,6 +46,7 @@ class IROF(Evaluator):
                         "baseline": "image_mean", "aoc": "normalised",
                         "curve_points": 21, "forward_batch": 32},
         description="SLIC superpixels removed by mean relevance; area over the normalised probability curve")
+    quick_config = {"n_segments": 16}
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)

@@ -249,6 +249,7 @@ class Deletion(_CurveEvaluator):
         default_config={**_CURVE_DEFAULTS, "baseline": "input_zero"},
         description="MoRF deletion curve AUC (target probability), RISE substrate: zero in the "
                     "model's normalised input space")
+    quick_config = {"steps": 8}
     fixed = {"ordering": "morf", "cumulative": True, "schedule": "round(k*N/steps), k=0..steps",
              "auc_rule": "rise: (sum s - s0/2 - sn/2)/n on [0,1]"}
 
@@ -264,6 +265,7 @@ class Insertion(_CurveEvaluator):
         paper="Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018",
         default_config={**_CURVE_DEFAULTS, "baseline": "blur", "blur_kernel": 11, "blur_sigma": 5.0},
         description="MoRF insertion curve AUC (target probability) from a blurred substrate")
+    quick_config = {"steps": 8}
     kernel = staticmethod(P.insertion)
     fixed = {"ordering": "morf", "cumulative": True, "restores": True,
              "schedule": "round(k*N/steps), k=0..steps", "auc_rule": "rise: (sum s - s0/2 - sn/2)/n on [0,1]"}
@@ -286,6 +288,7 @@ class PixelFlipping(_CurveEvaluator):
               "relevance propagation. PLoS ONE 2015",
         default_config={**_CURVE_DEFAULTS, "baseline": "input_zero", "features_in_step": None, "include_start": True},
         description="MoRF pixel-flipping curve AUC")
+    quick_config = {"steps": 8}
     kernel = staticmethod(P.pixel_flipping)
     fixed = {"ordering": "morf", "cumulative": True}
 
@@ -313,6 +316,7 @@ class RegionPerturbation(_PerturbationEvaluator):
         default_config={"patch_size": 9, "regions": 100, "baseline": "uniform", "random_control": True,
                         **_COMMON},
         description="AOPC of MoRF region perturbation (9x9 regions, uniform noise) and its random control")
+    quick_config = {"regions": 8}
     fixed = {"ordering": "morf", "unit": "patch", "cumulative": True,
              "score": "AOPC = 1/(L+1) sum_{k=0..L} [f(x) - f(x^(k))]"}
 
@@ -384,6 +388,7 @@ class FaithfulnessCorrelation(_SubsetEvaluator):
         default_config={"nr_runs": 100, "subset_size": 224, "unit": "pixel", "patch_size": 1, "baseline": "black",
                         **{**_COMMON, "output": "logit"}},
         description="Pearson(attribution sum of random subset, output drop)")
+    quick_config = {"nr_runs": 10, "subset_size": 64}
     fixed = {"similarity": "pearson", "constant_map_score": 0.0}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
@@ -416,6 +421,7 @@ class SensitivityN(_SubsetEvaluator):
         default_config={"subset_fractions": (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8), "nr_runs": 32,
                         "unit": "pixel", "patch_size": 1, "baseline": "black", **_COMMON},
         description="per-image Pearson(attribution sum, output drop) for random subsets of size n")
+    quick_config = {"nr_runs": 4, "subset_fractions": (0.05, 0.2)}
     fixed = {"similarity": "pearson", "constant_map_score": 0.0, "score": "mean over n"}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
@@ -504,6 +510,7 @@ class MonotonicityCorrelation(_WindowEvaluator):
         default_config={"features_in_step": 256, "nr_samples": 10, "eps": 1e-5, "unit": "pixel", "patch_size": 1,
                         "baseline": "uniform", **{**_COMMON, "abs": True}},
         description="Spearman(attribution sum of a LeRF window, output variance when it is noised)")
+    quick_config = {"nr_samples": 2}
     fixed = {"ordering": "lerf (ascending)", "cumulative": False, "similarity": "spearman (average ranks)",
              "constant_map_score": 0.0}
 
@@ -547,6 +554,7 @@ class Infidelity(_PerturbationEvaluator):
         default_config={"n_perturb_samples": 16, "noise_std": 0.1, "normalize": True,
                         **{**_COMMON, "output": "logit"}},
         description="Captum infidelity with Gaussian perturbations, optimally rescaled map")
+    quick_config = {"n_perturb_samples": 4}
     fixed = {"perturbation": "I ~ N(0, noise_std^2) per element; x - I", "map_broadcast": "over channels"}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
@@ -609,6 +617,7 @@ class Sufficiency(_PerturbationEvaluator):
                         "blur_kernel": 11, "blur_sigma": 5.0, "nr_samples": 4, "threshold": 0.6, "abs": True,
                         "max_batch": None},
         description="share of inputs keeping only the map's top pixels that keep the clean prediction")
+    quick_config = {"keep": (0.2, 0.5)}
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
@@ -671,6 +680,7 @@ class MonotonicityArya(_CurveEvaluator):
         default_config={**{k: v for k, v in _CURVE_DEFAULTS.items() if k != "auc"}, "baseline": "black",
                         "features_in_step": None, "include_start": True, "score": "all", "abs": True},
         description="is the output non-decreasing when features are restored least relevant first")
+    quick_config = {"steps": 8}
     kernel = staticmethod(P.monotonicity_arya)
     fixed = {"ordering": "lerf (ascending)", "cumulative": True, "restores": True}
 

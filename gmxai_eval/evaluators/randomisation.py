@@ -244,6 +244,7 @@ class SmoothMPRT(_MPRT):
 
     card = _mprt_card("smooth_mprt", "MPRT on noise-averaged maps",
                       {"order": "bottom_up", "n_noise": 50, "noise_magnitude": 0.1}, _HEDSTROM)
+    quick_config = {"n_noise": 2}
 
     def _smooth_key(self) -> Any:
         return ("smooth", self.config["n_noise"], self.config["noise_magnitude"])
