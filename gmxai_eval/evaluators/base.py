@@ -21,6 +21,29 @@ via :func:`gmxai_eval.utils.rng_for` so results do not depend on batch size or o
 
 Like torchmetrics, evaluators also accumulate: ``update(batch)`` ... ``compute()``.
 
+Degenerate maps (all zero, constant) never give +-inf (the contract test checks every registered
+evaluator; a non-finite score is turned into NaN and counted). What they give:
+
+==========================================================  =========================================
+evaluators                                                  all-zero / constant map
+==========================================================  =========================================
+deletion, insertion, pixel_flipping, monotonicity_arya,      ties are broken by flat index: the raster
+region_perturbation, road_morf/lerf, irof, sufficiency       order is scored (defined, map-independent)
+faithfulness_correlation/estimate, monotonicity_corr.,       0 (``constant="zero"``)
+sensitivity_n
+infidelity                                                   beta = 0: the mean squared output drop
+relevance_mass_accuracy, energy_pointing_game                zero: NaN (0/0); constant: mask fraction
+pointing_game (``ties="fraction"``)                          the mask fraction (chance level)
+localisation_auc                                             0.5
+relevance_rank_accuracy, top_k_intersection                  ties by index (defined)
+sparseness / complexity                                      zero: NaN; constant: 0 / log(H W)
+occlusion_agreement                                          NaN (Spearman of a constant map)
+efficient_mprt                                               constant original map: NaN; map that turns
+                                                             constant under randomisation: -1
+mprt_*, random_logit                                         their ``constant_maps`` option / similarity
+quantus                                                      NaN when every map of the batch is one value
+==========================================================  =========================================
+
 Dataset-scope evaluators (ROAR/KAR retraining) subclass :class:`DatasetEvaluator` and implement
 ``run(job, executor)``: they receive the whole dataset, a model factory and a trainer, and hand
 each retraining to an :class:`~gmxai_eval.execution.Executor` (local or a cluster).
