@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from gmxai_eval.errors import ConfigError, ShapeError
-from gmxai_eval.functional.stats import pearson, rankdata, spearman, top_k_iou, top_k_mask
+from gmxai_eval.functional.stats import pearson, rankdata, spearman, top_k_iou, top_k_mask  # noqa: F401  (re-exported)
 from gmxai_eval.registry import Registry
 
 #: Map similarities: ``SIMILARITIES.create(name)(a, b, **options) -> (B,)`` (:class:`MapSimilarity`).
