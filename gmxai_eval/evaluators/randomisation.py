@@ -44,8 +44,8 @@ import torch
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.randomisation import (
-    ORDERS, discrete_entropy, emprt_score, execution_order, fully_randomised, random_other_class, random_pairs,
-    randomised_models)
+    CONSTANT_MAP_RULES, ORDERS, constant_map_rule, discrete_entropy, emprt_score, execution_order, fully_randomised,
+    random_other_class, random_pairs, randomised_models)
 from gmxai_eval.functional.similarity import SIMILARITIES, MapSimilarity
 from gmxai_eval.types import EvaluatorCard
 from gmxai_eval.utils import rng_for
@@ -151,18 +151,10 @@ class _MPRT(Evaluator):
         turns all-zero)."""
         v = fn.compare(pa, fn.prepare(b, **opts)).cpu()
         rule = self.config["constant_maps"]
-        if rule == "nan":
-            return v
-        if rule != "zero_unless_equal":
+        if rule not in CONSTANT_MAP_RULES:
             raise ConfigError(f"evaluator {self.name!r}: expected constant_maps 'zero_unless_equal' or 'nan', "
                               f"got {rule!r}")
-        fix = torch.isnan(v)
-        if fix.any():
-            fa, fb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
-            const = ((fa == fa[:, :1]).all(1) | (fb == fb[:, :1]).all(1)).cpu()
-            same = (fa == fb).all(1).cpu().to(v.dtype)
-            v = torch.where(fix & const, same, v)
-        return v
+        return constant_map_rule(v, a, b, rule)
 
     def conventions(self) -> dict[str, Any]:
         return {**super().conventions(), "order": self._order(), "layers_counted":
