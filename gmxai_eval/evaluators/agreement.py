@@ -22,7 +22,7 @@ import torch
 
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
-from gmxai_eval.functional.agreement import spearman, top_k_iou
+from gmxai_eval.functional.stats import spearman, top_k_iou
 from gmxai_eval.methods import create_method
 from gmxai_eval.types import EvaluatorCard
 
@@ -81,8 +81,8 @@ class OcclusionAgreement(Evaluator):
             a = rel(maps)
             extras = {}
             for p, o in occ.items():
-                extras[f"spearman/p{p}"] = spearman(a, o.to(a.device))
-                extras[f"iou/p{p}"] = top_k_iou(a, o.to(a.device), k_px)
+                extras[f"spearman/p{p}"] = spearman(a, o.to(a.device), constant="nan")
+                extras[f"iou/p{p}"] = top_k_iou(a, o.to(a.device), k=k_px, relevance="signed", ties="index")
             score = torch.stack([extras[f"spearman/p{p}"] for p in c["patches"]], 1).mean(1)
             out[m] = EvalResult(score, extras=extras)
         return out

@@ -21,6 +21,29 @@ via :func:`gmxai_eval.utils.rng_for` so results do not depend on batch size or o
 
 Like torchmetrics, evaluators also accumulate: ``update(batch)`` ... ``compute()``.
 
+Degenerate maps (all zero, constant) never give +-inf (the contract test checks every registered
+evaluator; a non-finite score is turned into NaN and counted). What they give:
+
+==========================================================  =========================================
+evaluators                                                  all-zero / constant map
+==========================================================  =========================================
+deletion, insertion, pixel_flipping, monotonicity_arya,      ties are broken by flat index: the raster
+region_perturbation, road_morf/lerf, irof, sufficiency       order is scored (defined, map-independent)
+faithfulness_correlation/estimate, monotonicity_corr.,       0 (``constant="zero"``)
+sensitivity_n
+infidelity                                                   beta = 0: the mean squared output drop
+relevance_mass_accuracy, energy_pointing_game                zero: NaN (0/0); constant: mask fraction
+pointing_game (``ties="fraction"``)                          the mask fraction (chance level)
+localisation_auc                                             0.5
+relevance_rank_accuracy, top_k_intersection                  ties by index (defined)
+sparseness / complexity                                      zero: NaN; constant: 0 / log(H W)
+occlusion_agreement                                          NaN (Spearman of a constant map)
+efficient_mprt                                               constant original map: NaN; map that turns
+                                                             constant under randomisation: -1
+mprt_*, random_logit                                         their ``constant_maps`` option / similarity
+quantus                                                      NaN when every map of the batch is one value
+==========================================================  =========================================
+
 Dataset-scope evaluators (ROAR/KAR retraining) subclass :class:`DatasetEvaluator` and implement
 ``run(job, executor)``: they receive the whole dataset, a model factory and a trainer, and hand
 each retraining to an :class:`~gmxai_eval.execution.Executor` (local or a cluster).
@@ -28,8 +51,11 @@ each retraining to an :class:`~gmxai_eval.execution.Executor` (local or a cluste
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -40,6 +66,31 @@ from gmxai_eval.methods.base import Explainer, check_inputs
 from gmxai_eval.registry import Registry
 from gmxai_eval.types import EvaluatorCard
 from gmxai_eval.utils import merge_config
+
+#: ``EvalBatch.extra`` keys every evaluator accepts as keywords of :meth:`Evaluator.__call__`
+#: (besides the names in its card's ``needs``): the dataset channel mean of
+#: ``baseline="dataset_mean"``.
+COMMON_EXTRA_KEYS: frozenset[str] = frozenset({"channel_mean"})
+
+#: Image dtypes evaluators accept; they are cast to float32 like methods do
+#: (:meth:`gmxai_eval.methods.base.Explainer.__call__`). Other dtypes raise ShapeError.
+CAST_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@contextlib.contextmanager
+def eval_scope(model: nn.Module) -> Iterator[nn.Module]:
+    """Put *every* submodule of ``model`` in eval mode (a dropout or batch-norm left in training
+    mode inside an eval-mode parent included) and restore each module's own mode afterwards,
+    also when the body raises."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        for m, _ in modes:
+            if m.training:
+                m.training = False
+        yield model
+    finally:
+        for m, t in modes:
+            m.training = t
 
 #: Evaluators: ``EVALUATORS.create(name, **config) -> Evaluator``.
 EVALUATORS: Registry = Registry("evaluator", entry_point_group="gmxai_eval.evaluators")
@@ -134,6 +185,11 @@ class EvalResult:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
+    @property
+    def n_nan(self) -> int:
+        """Number of samples without a score (NaN: degenerate map, non-finite model output...)."""
+        return int(torch.isnan(self.scores).sum())
+
     @classmethod
     def cat(cls, results: Sequence["EvalResult"]) -> "EvalResult":
         """Concatenate per-sample results of several batches (same conventions)."""
@@ -150,6 +206,13 @@ class Evaluator:
     """Base of every batch-scope evaluator. See the module docstring."""
 
     card: ClassVar[EvaluatorCard]
+    #: Whether the score depends on the model's outputs. Evaluators that score the maps alone
+    #: (localisation, complexity) set False: they run no forward pass, not even the clean-logit check.
+    uses_model: ClassVar[bool] = True
+    #: Small settings (overrides of the card's defaults) for the registry-wide contract test and
+    #: smoke runs, where the defaults are slow or need a value (``quantus`` needs a metric).
+    #: Never used by a benchmark: leaderboards use the card's defaults or the spec's config.
+    quick_config: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **config: Any) -> None:
         self.config: dict[str, Any] = merge_config(f"evaluator {self.card.name!r}",
@@ -184,8 +247,11 @@ class Evaluator:
 
     # -- validation --------------------------------------------------------------------------
     def validate(self, batch: EvalBatch) -> None:
-        """Typed errors before any forward pass."""
+        """Typed errors before any forward pass (the clean-logit check of :meth:`evaluate` runs
+        after this, inside the eval scope)."""
         owner = f"evaluator {self.card.name!r}"
+        if isinstance(batch.x, torch.Tensor) and batch.x.is_floating_point() and batch.x.dtype not in CAST_DTYPES:
+            raise ShapeError(f"{owner}: expected x as float16/bfloat16/float32/float64, got {batch.x.dtype}")
         check_inputs(batch.model, batch.x, owner=owner)
         b, _, h, w = batch.x.shape
         t = batch.target
@@ -219,21 +285,69 @@ class Evaluator:
 
     # -- public API ----------------------------------------------------------------------------
     def evaluate(self, batch: EvalBatch) -> dict[str, EvalResult]:
-        """Validate and score every method of ``batch`` -> ``{method: EvalResult}``."""
+        """Validate and score every method of ``batch`` -> ``{method: EvalResult}``.
+
+        * ``x`` of another floating dtype (float64, float16, bfloat16) is cast to float32, as
+          methods cast it; integer images raise :class:`ShapeError` (see :func:`check_inputs`).
+        * The model runs inside :func:`eval_scope`: every submodule is in eval mode while
+          scoring and gets its own mode back afterwards (a top-level model in training mode is
+          refused with :class:`ModelStateError`, as by methods).
+        * The clean batch's logits must be finite: :class:`NonFiniteError` naming the model
+          class and the sample ids otherwise (no score is produced from a broken model); skipped
+          by evaluators that never run the model (``uses_model = False``).
+        """
         self.validate(batch)
-        with torch.no_grad():  # explainers re-enable grad for themselves
+        if batch.x.dtype != torch.float32:  # a copy: the caller's batch is not changed
+            batch = dataclasses.replace(batch, x=batch.x.to(torch.float32), _shared={})
+        with eval_scope(batch.model), torch.no_grad():  # explainers re-enable grad for themselves
+            if self.uses_model:
+                self.check_clean_logits(batch)
             out = self._evaluate_methods(batch)
         conv = self.conventions()
         for r in out.values():
             r.conventions = {**conv, **r.conventions}
+            # never +-inf: an undefined score is NaN (counted by the report), never a number
+            r.scores = torch.where(torch.isinf(r.scores), torch.full_like(r.scores, float("nan")), r.scores)
         return out
+
+    def check_clean_logits(self, batch: EvalBatch) -> None:
+        """:class:`NonFiniteError` if the clean batch's logits are NaN/inf (computed once per
+        batch and shared through :meth:`EvalBatch.clean_logits`)."""
+        logits = batch.clean_logits()
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != batch.x.shape[0]:
+            raise ShapeError(f"evaluator {self.card.name!r}: expected logits ({batch.x.shape[0]}, K) from "
+                             f"{type(batch.model).__name__}, got "
+                             f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+        bad = ~torch.isfinite(logits).all(1)
+        if bool(bad.any()):
+            ids = [batch.sample_ids[i] for i in bad.nonzero().flatten().tolist()]  # type: ignore[index]
+            raise NonFiniteError(f"evaluator {self.card.name!r}: expected finite logits from model "
+                                 f"{type(batch.model).__name__} on the clean images, got NaN/inf for sample(s) "
+                                 f"{ids[:10]}{' ...' if len(ids) > 10 else ''}")
+
+    def extra_keys(self) -> frozenset[str]:
+        """Keywords :meth:`__call__` accepts into ``EvalBatch.extra``: :data:`COMMON_EXTRA_KEYS`
+        and the inputs named in the card's ``needs`` (e.g. ``fixations``)."""
+        return COMMON_EXTRA_KEYS | (self.card.needs - {"explainer", "masks", "dataset"})
 
     def __call__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, maps: torch.Tensor, *,
                  explainer: Explainer | None = None, masks: torch.Tensor | None = None,
+                 region_masks: torch.Tensor | None = None, region_names: Sequence[str] = (),
                  sample_ids: Sequence[str] | None = None, seed: int = 0, **extra: Any) -> EvalResult:
-        """Score one method's ``maps (B, H, W)``."""
+        """Score one method's ``maps (B, H, W)``.
+
+        ``extra`` keywords go to ``EvalBatch.extra``; only :meth:`extra_keys` are accepted (an
+        unknown or mistyped keyword raises :class:`ConfigError` naming it and close matches)."""
+        allowed = self.extra_keys()
+        unknown = sorted(set(extra) - allowed)
+        if unknown:
+            known = sorted(allowed | {"explainer", "masks", "region_masks", "region_names", "sample_ids", "seed"})
+            close = {k: difflib.get_close_matches(k, known, n=3, cutoff=0.5) for k in unknown}
+            raise ConfigError(f"evaluator {self.card.name!r}: unknown keyword(s) {unknown}; expected a subset of "
+                              f"{known}; close matches: {close}")
         batch = EvalBatch(model, x, target, {"_": maps}, sample_ids,
-                          {"_": explainer} if explainer is not None else {}, masks, seed=seed, extra=extra)
+                          {"_": explainer} if explainer is not None else {}, masks, region_masks,
+                          tuple(region_names), seed=seed, extra=extra)
         return self.evaluate(batch)["_"]
 
     # -- torchmetrics-style accumulation -----------------------------------------------------------

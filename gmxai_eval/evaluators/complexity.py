@@ -19,6 +19,8 @@ from gmxai_eval.types import EvaluatorCard
 class Sparseness(Evaluator):
     """Gini index of ``|map|`` per image."""
 
+    uses_model = False  # scores the maps alone
+
     card = EvaluatorCard(
         name="sparseness", category="complexity", higher_is_better=True,
         paper="Chalasani et al., Concise Explanations of Neural Networks using Adversarial Training, ICML 2020",
@@ -31,6 +33,8 @@ class Sparseness(Evaluator):
 @register_evaluator
 class Complexity(Evaluator):
     """Entropy of the normalised ``|map|`` per image."""
+
+    uses_model = False  # scores the maps alone
 
     card = EvaluatorCard(
         name="complexity", category="complexity", higher_is_better=False,

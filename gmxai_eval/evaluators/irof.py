@@ -14,6 +14,9 @@ logits or of 0/1 accuracies to their clean value is not meaningful); the score i
 Higher is better (a faithful map destroys the evidence early). ``curves`` are the normalised
 curves resampled onto ``curve_points`` fractions in ``[0, 1]``; ``extras["n_segments"]`` holds ``S``.
 
+The definition is :func:`gmxai_eval.functional.superpixels.irof`; this class validates, shares the
+segmentation across methods and packs the result.
+
 Quantus's default ``perturb_baseline="mean"`` is the mean of the whole *current batch* array
 (so it depends on the other images and on earlier removals); here every baseline is per image.
 """
@@ -26,10 +29,8 @@ import torch
 
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
-from gmxai_eval.evaluators.road import ROAD_OUTPUTS
 from gmxai_eval.functional.baselines import make_baseline
-from gmxai_eval.functional.superpixels import (AOC_RULES, irof_aoc, irof_images, resample_curves,
-                                               segment_order, slic_segments)
+from gmxai_eval.functional.superpixels import AOC_RULES, irof, slic_segments
 from gmxai_eval.types import EvaluatorCard
 
 
@@ -45,6 +46,7 @@ class IROF(Evaluator):
                         "baseline": "image_mean", "aoc": "normalised",
                         "curve_points": 21, "forward_batch": 32},
         description="SLIC superpixels removed by mean relevance; area over the normalised probability curve")
+    quick_config = {"n_segments": 16}
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
@@ -70,22 +72,13 @@ class IROF(Evaluator):
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
         c = self.config
         seg = self.segments(batch)
-        out_fn = ROAD_OUTPUTS["probability"]  # a ratio to the clean value needs a positive output
-        f0 = out_fn(batch.clean_logits(), batch.target.to(batch.clean_logits().device)).cpu()
+        logits = batch.clean_logits()
+        f0 = torch.softmax(logits.double(), 1).gather(1, batch.target.to(logits.device).view(-1, 1)).squeeze(1)
         base = make_baseline(c["baseline"], batch.x, sample_ids=batch.sample_ids, seed=batch.seed)
         results = {}
         for m, maps in batch.maps.items():
-            rank, n_seg = segment_order(maps, seg)
-            vals = [torch.empty(int(s) + 1, dtype=torch.float64) for s in n_seg]
-            for i in range(len(vals)):
-                vals[i][0] = f0[i]
-            for imgs, rows, steps in irof_images(batch.x, base, rank, n_seg, int(c["forward_batch"])):
-                y = out_fn(batch.model(imgs).detach(), batch.target[rows.to(batch.target.device)].to(imgs.device)).cpu()
-                for r, k, v in zip(rows.tolist(), steps.tolist(), y.tolist()):
-                    vals[r][k] = v
-            curves = [v / v[0] for v in vals]
-            scores = torch.stack([irof_aoc(cv, c["aoc"]) for cv in curves])
-            results[m] = EvalResult(scores, curves=resample_curves(curves, int(c["curve_points"])),
-                                    curve_x=torch.linspace(0, 1, int(c["curve_points"])),
-                                    extras={"n_segments": n_seg.cpu()})
+            scores, curves, n_seg = irof(batch.model, batch.x, batch.target, maps, seg, base, f0, aoc=c["aoc"],
+                                         curve_points=int(c["curve_points"]), forward_batch=int(c["forward_batch"]))
+            results[m] = EvalResult(scores, curves=curves, curve_x=torch.linspace(0, 1, int(c["curve_points"])),
+                                    extras={"n_segments": n_seg})
         return results

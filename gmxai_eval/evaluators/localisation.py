@@ -31,6 +31,7 @@ _COMMON = {"mask": "evidence", "on_empty": "raise", "per_region": True}
 
 class _Localisation(Evaluator):
     kernel: ClassVar[Callable[..., torch.Tensor]]
+    uses_model = False  # scores the maps alone
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)

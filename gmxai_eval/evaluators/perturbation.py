@@ -2,16 +2,23 @@
 
 Registered names: ``deletion``, ``insertion``, ``pixel_flipping``, ``region_perturbation``,
 ``faithfulness_correlation``, ``faithfulness_estimate``, ``monotonicity_correlation``,
-``monotonicity_arya``, ``sensitivity_n``, ``infidelity``, ``sufficiency``. The kernels live in
-:mod:`gmxai_eval.functional.perturbation`, whose docstring defines the shared conventions (pixel
+``monotonicity_arya``, ``sensitivity_n``, ``infidelity``, ``sufficiency``. Each metric's whole
+definition is one function of :mod:`gmxai_eval.functional.perturbation` with the evaluator's name
+(``deletion``, ``insertion``, ``pixel_flipping``, ``region_perturbation``,
+``faithfulness_correlation``, ``faithfulness_estimate``, ``monotonicity_correlation``,
+``monotonicity_arya``, ``sensitivity_n``, ``infidelity``, ``sufficiency``); the model enters it
+through callbacks (``CurveFn``, ``SubsetFn``, ``WindowFn``) that the classes here implement:
+they validate, batch the forward passes, share method-independent work and pack
+:class:`EvalResult`. The module docstring of the kernels defines the shared conventions (pixel
 space, ordering unit, ties, output). Every result carries them in ``conventions``.
 
 Inputs (an :class:`EvalBatch`)
 ------------------------------
 ``model`` (eval mode, pixel space -> logits), ``x (B, C, H, W)`` in [0, 1], ``target (B,)``,
 ``maps {method: (B, H, W)}``, ``sample_ids`` (stable, unique ids: they key all randomness),
-``seed``; ``extra["channel_mean"] (C,)`` only for ``baseline="dataset_mean"``. ``sufficiency``
-is batch-scope (its neighbourhood is the batch): give it the whole set or fixed groups.
+``seed``; ``extra["channel_mean"] (C,)`` only for ``baseline="dataset_mean"``. Every evaluator
+here, ``sufficiency`` included, scores each image independently of the other images of the batch
+(``sufficiency(estimator="quantus_batch")``, kept for parity with Quantus, is the one exception).
 
 Sharing and batching
 --------------------
@@ -30,7 +37,7 @@ Sharing and batching
   depend on batch size, chunking or order.
 * Maps are never normalised. Orderings, Pearson/Spearman correlations and infidelity with
   ``normalize=True`` are invariant to a positive per-sample rescaling of the map (so Quantus's
-  max-normalisation changes nothing); infidelity with ``normalize=False`` and ``sufficiency``
+  max-normalisation changes nothing); infidelity with ``normalize=False`` and ``sufficiency(estimator="quantus_batch")``
   (distances between maps of different images) are not. ``abs`` takes magnitudes first.
 """
 
@@ -181,12 +188,18 @@ class _PerturbationEvaluator(Evaluator):
         return {m: cache[key(m)] for m in methods}
 
 
+    def _curve_fn(self, batch: EvalBatch, method: str) -> P.CurveFn:
+        """The kernels' :data:`~gmxai_eval.functional.perturbation.CurveFn` for ``method``: the
+        curves of every method of the batch are computed together on the first call (cached)."""
+        spec = self.config["baseline"]
+        return lambda order, counts, restore: self._cumulative_curves(
+            batch, list(batch.maps), order, counts, spec, restore)[method]
+
+
 # =============================================================================================
 # RISE deletion / insertion and pixel flipping
 # =============================================================================================
 class _CurveEvaluator(_PerturbationEvaluator):
-    restore: bool = False
-    order: str = "morf"
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
@@ -201,15 +214,21 @@ class _CurveEvaluator(_PerturbationEvaluator):
         return P.step_counts(n, steps=c["steps"], features_in_step=c.get("features_in_step"),
                              include_start=c.get("include_start", True))
 
-    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
-        c = self.config
-        counts = self._counts(batch)
-        curves = self._cumulative_curves(batch, list(batch.maps), self.order, counts, c["baseline"], self.restore)
-        n = P.unit_count(batch.x.shape[1:], c["unit"], self._patch())
-        return {m: EvalResult(self._score(cv), cv, counts.double() / n) for m, cv in curves.items()}  # type: ignore[misc]
+    #: the metric's kernel: ``(curve_fn, n_units, **schedule) -> (scores, curves, curve_x)``.
+    kernel: Any = staticmethod(P.deletion)
 
-    def _score(self, curve: torch.Tensor) -> torch.Tensor:
-        return P.curve_auc(curve, self.config["auc"])
+    def _kernel_options(self) -> dict[str, Any]:
+        c = self.config
+        return {"steps": c["steps"], "features_in_step": c.get("features_in_step"),
+                "include_start": c.get("include_start", True), "auc": c["auc"]}
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        n = P.unit_count(batch.x.shape[1:], self.config["unit"], self._patch())
+        out = {}
+        for m in batch.maps:
+            scores, cv, cx = self.kernel(self._curve_fn(batch, m), n, **self._kernel_options())
+            out[m] = EvalResult(scores, cv, cx)
+        return out
 
 
 _CURVE_DEFAULTS = {"steps": 28, "unit": "pixel", "patch_size": 1, "auc": "rise", **_COMMON}
@@ -230,6 +249,7 @@ class Deletion(_CurveEvaluator):
         default_config={**_CURVE_DEFAULTS, "baseline": "input_zero"},
         description="MoRF deletion curve AUC (target probability), RISE substrate: zero in the "
                     "model's normalised input space")
+    quick_config = {"steps": 8}
     fixed = {"ordering": "morf", "cumulative": True, "schedule": "round(k*N/steps), k=0..steps",
              "auc_rule": "rise: (sum s - s0/2 - sn/2)/n on [0,1]"}
 
@@ -245,7 +265,8 @@ class Insertion(_CurveEvaluator):
         paper="Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018",
         default_config={**_CURVE_DEFAULTS, "baseline": "blur", "blur_kernel": 11, "blur_sigma": 5.0},
         description="MoRF insertion curve AUC (target probability) from a blurred substrate")
-    restore = True
+    quick_config = {"steps": 8}
+    kernel = staticmethod(P.insertion)
     fixed = {"ordering": "morf", "cumulative": True, "restores": True,
              "schedule": "round(k*N/steps), k=0..steps", "auc_rule": "rise: (sum s - s0/2 - sn/2)/n on [0,1]"}
 
@@ -267,6 +288,8 @@ class PixelFlipping(_CurveEvaluator):
               "relevance propagation. PLoS ONE 2015",
         default_config={**_CURVE_DEFAULTS, "baseline": "input_zero", "features_in_step": None, "include_start": True},
         description="MoRF pixel-flipping curve AUC")
+    quick_config = {"steps": 8}
+    kernel = staticmethod(P.pixel_flipping)
     fixed = {"ordering": "morf", "cumulative": True}
 
 
@@ -293,6 +316,7 @@ class RegionPerturbation(_PerturbationEvaluator):
         default_config={"patch_size": 9, "regions": 100, "baseline": "uniform", "random_control": True,
                         **_COMMON},
         description="AOPC of MoRF region perturbation (9x9 regions, uniform noise) and its random control")
+    quick_config = {"regions": 8}
     fixed = {"ordering": "morf", "unit": "patch", "cumulative": True,
              "score": "AOPC = 1/(L+1) sum_{k=0..L} [f(x) - f(x^(k))]"}
 
@@ -308,18 +332,16 @@ class RegionPerturbation(_PerturbationEvaluator):
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
         c = self.config
-        counts = self._counts(batch)
-        curves = self._cumulative_curves(batch, list(batch.maps), "morf", counts, c["baseline"])
+        n = P.unit_count(batch.x.shape[1:], "patch", self._patch())
+        rnd = None
         if c["random_control"]:
-            rnd = self._cumulative_curves(batch, [None], "random", counts, c["baseline"])[None]
+            rnd = lambda counts: self._cumulative_curves(  # noqa: E731
+                batch, [None], "random", counts, c["baseline"])[None]
         res = {}
         for m in batch.maps:
-            drops = curves[m][:, :1] - curves[m]
-            extras = {}
-            if c["random_control"]:
-                a_r = P.aopc(rnd[:, :1] - rnd)
-                extras = {"aopc_random": a_r, "aopc_minus_random": P.aopc(drops) - a_r}
-            res[m] = EvalResult(P.aopc(drops), drops, counts.double(), extras)
+            scores, drops, cx, extras = P.region_perturbation(self._curve_fn(batch, m), n, regions=int(c["regions"]),
+                                                              random_curve=rnd)
+            res[m] = EvalResult(scores, drops, cx, extras)
         return res
 
 
@@ -366,15 +388,17 @@ class FaithfulnessCorrelation(_SubsetEvaluator):
         default_config={"nr_runs": 100, "subset_size": 224, "unit": "pixel", "patch_size": 1, "baseline": "black",
                         **{**_COMMON, "output": "logit"}},
         description="Pearson(attribution sum of random subset, output drop)")
+    quick_config = {"nr_runs": 10, "subset_size": 64}
     fixed = {"similarity": "pearson", "constant_map_score": 0.0}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
         c = self.config
-        mk, dr = self._subset_data(batch, int(c["subset_size"]), int(c["nr_runs"]))
         out = {}
         for m in batch.maps:
-            sums = P.unit_sums(self._map(batch, m), None, mk)
-            out[m] = EvalResult(P.pearson(sums, dr), extras={"attribution_sums": sums, "drops": dr})
+            scores, sums, dr = P.faithfulness_correlation(
+                self._map(batch, m), lambda size, runs: self._subset_data(batch, size, runs),
+                subset_size=int(c["subset_size"]), nr_runs=int(c["nr_runs"]))
+            out[m] = EvalResult(scores, extras={"attribution_sums": sums, "drops": dr})
         return out
 
 
@@ -397,18 +421,17 @@ class SensitivityN(_SubsetEvaluator):
         default_config={"subset_fractions": (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8), "nr_runs": 32,
                         "unit": "pixel", "patch_size": 1, "baseline": "black", **_COMMON},
         description="per-image Pearson(attribution sum, output drop) for random subsets of size n")
+    quick_config = {"nr_runs": 4, "subset_fractions": (0.05, 0.2)}
     fixed = {"similarity": "pearson", "constant_map_score": 0.0, "score": "mean over n"}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
         c = self.config
         n_units = P.unit_count(batch.x.shape[1:], c["unit"], self._patch())
-        sizes = sorted({max(1, min(n_units, int(round(f * n_units)))) for f in c["subset_fractions"]})
-        data = [self._subset_data(batch, s, int(c["nr_runs"])) for s in sizes]
         out = {}
         for m in batch.maps:
-            a = self._map(batch, m)
-            cv = torch.stack([P.pearson(P.unit_sums(a, None, w), dr) for w, dr in data], 1)
-            out[m] = EvalResult(cv.mean(1), cv, torch.tensor(sizes, dtype=torch.float64))
+            scores, cv, sizes = P.sensitivity_n(self._map(batch, m), lambda size, runs: self._subset_data(batch, size, runs),
+                                                n_units, subset_fractions=c["subset_fractions"], nr_runs=int(c["nr_runs"]))
+            out[m] = EvalResult(scores, cv, sizes)
         return out
 
 
@@ -416,36 +439,30 @@ class SensitivityN(_SubsetEvaluator):
 # Window correlations: faithfulness estimate, monotonicity correlation
 # =============================================================================================
 class _WindowEvaluator(_PerturbationEvaluator):
-    order = "morf"
-
-    def _windows(self, batch: EvalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _window_fns(self, batch: EvalBatch, fill: torch.Tensor) -> dict[str, P.WindowFn]:
+        """Per method, the kernels' :data:`~gmxai_eval.functional.perturbation.WindowFn`: the
+        windows of every method of the batch are scored together on the first call (one
+        :func:`~gmxai_eval.functional.perturbation.window_outputs` over all methods)."""
         c = self.config
-        n = P.unit_count(batch.x.shape[1:], c["unit"], self._patch())
-        counts = P.step_counts(n, features_in_step=int(c["features_in_step"]))
-        return counts[:-1], counts[1:]
-
-    def _window_data(self, batch: EvalBatch, fill: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Per method: attribution sums per window ``(B, T)``; outputs ``(G, S, B, T)``."""
-        c = self.config
-        lo, hi = self._windows(batch)
         unit, patch, x = c["unit"], self._patch(), batch.x
-        ranks = torch.stack([P.rank_map(self._map(batch, m), self.order, unit=unit, patch=patch, channels=x.shape[1],
-                                        sample_ids=batch.sample_ids, seed=batch.seed) for m in batch.maps])
-        vals = P.window_outputs(batch.model, x, batch.target, ranks, lo, hi, fill, output=c["output"],
-                                max_batch=self._mb(batch))
-        sums = {}
-        for gi, m in enumerate(batch.maps):
-            a = self._map(batch, m).double()
-            if unit == "element":
-                a = a[:, None].expand(-1, x.shape[1], -1, -1)
-            else:
-                a = a[:, None]
-            r = ranks[gi]
-            per_rank = torch.zeros(x.shape[0], int(r.max()) + 1, dtype=torch.float64, device=x.device)
-            per_rank.scatter_add_(1, r.reshape(x.shape[0], -1), a.expand(r.shape).reshape(x.shape[0], -1))
-            cum = torch.cat([per_rank.new_zeros(x.shape[0], 1), per_rank.cumsum(1)], 1)
-            sums[m] = cum[:, hi.to(x.device)] - cum[:, lo.to(x.device)]
-        return sums, vals, lo
+        cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def all_methods(order: str, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            key = (order, tuple(lo.tolist()), tuple(hi.tolist()))
+            if key not in cache:
+                ranks = torch.stack([P.rank_map(self._map(batch, m), order, unit=unit, patch=patch,
+                                                channels=x.shape[1], sample_ids=batch.sample_ids, seed=batch.seed)
+                                     for m in batch.maps])
+                cache[key] = ranks, P.window_outputs(batch.model, x, batch.target, ranks, lo, hi, fill,
+                                                     output=c["output"], max_batch=self._mb(batch))
+            return cache[key]
+
+        def one(gi: int) -> P.WindowFn:
+            def fn(order: str, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                ranks, vals = all_methods(order, lo, hi)
+                return ranks[gi], vals[gi]
+            return fn
+        return {m: one(gi) for gi, m in enumerate(batch.maps)}
 
 
 @register_evaluator
@@ -465,13 +482,15 @@ class FaithfulnessEstimate(_WindowEvaluator):
     fixed = {"ordering": "morf", "cumulative": False, "similarity": "pearson", "constant_map_score": 0.0}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
-        fill = self._fill(batch, self.config["baseline"])[None]
-        sums, vals, lo = self._window_data(batch, fill)
+        c = self.config
+        fns = self._window_fns(batch, self._fill(batch, c["baseline"])[None])
         clean = self._clean_output(batch)
+        n = P.unit_count(batch.x.shape[1:], c["unit"], self._patch())
         out = {}
-        for gi, m in enumerate(batch.maps):
-            drops = clean[:, None] - vals[gi, 0]
-            out[m] = EvalResult(P.pearson(sums[m], drops), drops, lo.double(), {"attribution_sums": sums[m]})
+        for m, fn in fns.items():
+            scores, drops, cx, sums = P.faithfulness_estimate(self._map(batch, m), fn, clean, n,
+                                                              features_in_step=int(c["features_in_step"]))
+            out[m] = EvalResult(scores, drops, cx, {"attribution_sums": sums})
         return out
 
 
@@ -491,7 +510,7 @@ class MonotonicityCorrelation(_WindowEvaluator):
         default_config={"features_in_step": 256, "nr_samples": 10, "eps": 1e-5, "unit": "pixel", "patch_size": 1,
                         "baseline": "uniform", **{**_COMMON, "abs": True}},
         description="Spearman(attribution sum of a LeRF window, output variance when it is noised)")
-    order = "lerf"
+    quick_config = {"nr_samples": 2}
     fixed = {"ordering": "lerf (ascending)", "cumulative": False, "similarity": "spearman (average ranks)",
              "constant_map_score": 0.0}
 
@@ -500,13 +519,15 @@ class MonotonicityCorrelation(_WindowEvaluator):
         stochastic = c["baseline"] == "uniform"
         draws = int(c["nr_samples"]) if stochastic else 1
         fill = torch.stack([self._fill(batch, c["baseline"], draw=s if stochastic else None) for s in range(draws)])
-        sums, vals, lo = self._window_data(batch, fill)
+        fns = self._window_fns(batch, fill)
         y = self._clean_output(batch)
-        inv = torch.where(y.abs() >= c["eps"], 1.0 / y.abs().clamp_min(1e-300), torch.ones_like(y)) ** 2
+        n = P.unit_count(batch.x.shape[1:], c["unit"], self._patch())
         out = {}
-        for gi, m in enumerate(batch.maps):
-            v = ((vals[gi] - y[None, :, None]) ** 2).mean(0) * inv[:, None]
-            out[m] = EvalResult(P.spearman(sums[m], v), v, lo.double(), {"attribution_sums": sums[m]})
+        for m, fn in fns.items():
+            scores, v, cx, sums = P.monotonicity_correlation(self._map(batch, m), fn, y, n,
+                                                             features_in_step=int(c["features_in_step"]),
+                                                             eps=float(c["eps"]))
+            out[m] = EvalResult(scores, v, cx, {"attribution_sums": sums})
         return out
 
 
@@ -533,6 +554,7 @@ class Infidelity(_PerturbationEvaluator):
         default_config={"n_perturb_samples": 16, "noise_std": 0.1, "normalize": True,
                         **{**_COMMON, "output": "logit"}},
         description="Captum infidelity with Gaussian perturbations, optimally rescaled map")
+    quick_config = {"n_perturb_samples": 4}
     fixed = {"perturbation": "I ~ N(0, noise_std^2) per element; x - I", "map_broadcast": "over channels"}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
@@ -557,8 +579,8 @@ class Infidelity(_PerturbationEvaluator):
                             lambda: noise.sum(2).flatten(2).double())  # (B, n, H*W): map broadcast over C
         out = {}
         for m in batch.maps:
-            p = torch.bmm(isum, self._map(batch, m).double().flatten(1)[:, :, None])[..., 0]
-            out[m] = EvalResult(P.infidelity_score(p, dr, bool(c["normalize"])), extras={"a_dot_i": p, "drops": dr})
+            scores, p = P.infidelity(self._map(batch, m), isum, dr, normalize=bool(c["normalize"]))
+            out[m] = EvalResult(scores, extras={"a_dot_i": p, "drops": dr})
         return out
 
 
@@ -567,28 +589,74 @@ class Infidelity(_PerturbationEvaluator):
 # =============================================================================================
 @register_evaluator
 class Sufficiency(_PerturbationEvaluator):
-    """Sufficiency (Dasgupta et al. 2022), Quantus 0.6.0's estimator: maps (``abs`` by default)
-    are compared with standardised Euclidean distances, divided by the largest distance of the
-    batch; a sample's score is the share of the other samples whose map lies within ``threshold``
-    and whose predicted class equals its own (0 without such neighbours). Higher is better.
+    """Sufficiency (Dasgupta et al. 2022): does keeping only what the map highlights keep the
+    prediction? Higher is better.
 
-    No perturbation and no randomness; one clean forward pass. **Batch-scope**: the neighbourhood
-    is the batch, so scores depend on which images are evaluated together (permuting the batch
-    permutes the scores; splitting it changes them). Evaluate the whole set, or fixed groups, as
-    one batch."""
+    ``estimator="keep"`` (default, :func:`gmxai_eval.functional.perturbation.sufficiency`): per
+    image, keep the ``floor(p H W)`` highest pixels of the map (``abs`` by default) for each
+    ``keep`` level ``p``, replace the rest by ``baseline`` (``nr_samples`` draws of a random
+    baseline keyed on ``(seed, sample_id)``, one draw of a deterministic one), and score the share
+    of draws whose arg-max equals the clean prediction, averaged over levels (``curves (B, P)``).
+    This is the paper's definition for feature-highlighting explanations (an input that agrees
+    with ``x`` on the highlighted features should get the same prediction) and depends on no other
+    image: scores do not change with batch size, composition or order.
+
+    ``estimator="quantus_batch"``: Quantus 0.6.0's estimator (standardised Euclidean distances
+    between maps, divided by the largest distance of the batch; the share of the other samples
+    within ``threshold`` that have the same predicted class, 0 without neighbours). Its
+    neighbourhood is the batch, so its scores depend on which images are evaluated together: kept
+    for parity only, not for leaderboards.
+
+    Degenerate maps: a constant map keeps the first ``floor(p H W)`` pixels by index (a defined,
+    map-independent score, like the random control); non-finite model outputs give NaN."""
 
     card = EvaluatorCard(
         name="sufficiency", category="perturbation", higher_is_better=True,
         paper="Dasgupta, Frost, Moshkovitz. Framework for Evaluating Faithfulness of Local Explanations. ICML 2022",
-        default_config={"threshold": 0.6, "abs": True},
-        description="share of map-neighbours (seuclidean, batch-normalised) with the same predicted class")
-    fixed = {"distance": "seuclidean / max over batch", "neighbourhood": "the evaluated batch",
-             "prediction": "argmax of the clean logits"}
+        default_config={"estimator": "keep", "keep": (0.1, 0.2, 0.3, 0.4, 0.5), "baseline": "blur",
+                        "blur_kernel": 11, "blur_sigma": 5.0, "nr_samples": 4, "threshold": 0.6, "abs": True,
+                        "max_batch": None},
+        description="share of inputs keeping only the map's top pixels that keep the clean prediction")
+    quick_config = {"keep": (0.2, 0.5)}
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        c = self.config
+        if c["estimator"] not in P.SUFFICIENCY_ESTIMATORS:
+            raise ConfigError(f"evaluator {self.name!r}: expected estimator in {P.SUFFICIENCY_ESTIMATORS}, "
+                              f"got {c['estimator']!r}")
+        c["keep"] = tuple(float(p) for p in c["keep"])
+        if not c["keep"] or not all(0.0 < p <= 1.0 for p in c["keep"]):
+            raise ConfigError(f"evaluator {self.name!r}: expected keep fractions in (0, 1], got {c['keep']}")
+        n = c["nr_samples"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"evaluator {self.name!r}: expected nr_samples as a positive int, got {n!r}")
+
+    @property
+    def fixed(self) -> dict[str, Any]:  # type: ignore[override]
+        if self.config["estimator"] == "quantus_batch":
+            return {"distance": "seuclidean / max over batch", "neighbourhood": "the evaluated batch",
+                    "prediction": "argmax of the clean logits", "batch_invariant": False}
+        return {"neighbourhood": "the image with all but the map's top-p pixels replaced",
+                "prediction": "argmax of the clean logits", "ties": "by flat index",
+                "score": "mean over keep levels of the share of draws keeping the prediction",
+                "batch_invariant": True}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
-        pred = batch.clean_logits().argmax(1)
-        return {m: EvalResult(P.sufficiency_scores(self._map(batch, m), pred, float(self.config["threshold"])))
-                for m in batch.maps}
+        c = self.config
+        pred = batch.clean_logits().argmax(1).to(batch.x.device)
+        if c["estimator"] == "quantus_batch":
+            return {m: EvalResult(P.sufficiency_scores(self._map(batch, m), pred, float(c["threshold"])))
+                    for m in batch.maps}
+        stochastic = c["baseline"] == "uniform"
+        draws = int(c["nr_samples"]) if stochastic else 1
+        fills = torch.stack([self._fill(batch, c["baseline"], draw=s if stochastic else None) for s in range(draws)])
+        out = {}
+        for m in batch.maps:
+            scores, curves = P.sufficiency(batch.model, batch.x, pred, self._map(batch, m), fills, keep=c["keep"],
+                                           max_batch=self._mb(batch))
+            out[m] = EvalResult(scores, curves, torch.tensor(c["keep"], dtype=torch.float64))
+        return out
 
 
 # =============================================================================================
@@ -612,8 +680,8 @@ class MonotonicityArya(_CurveEvaluator):
         default_config={**{k: v for k, v in _CURVE_DEFAULTS.items() if k != "auc"}, "baseline": "black",
                         "features_in_step": None, "include_start": True, "score": "all", "abs": True},
         description="is the output non-decreasing when features are restored least relevant first")
-    restore = True
-    order = "lerf"
+    quick_config = {"steps": 8}
+    kernel = staticmethod(P.monotonicity_arya)
     fixed = {"ordering": "lerf (ascending)", "cumulative": True, "restores": True}
 
     def __init__(self, **config: Any) -> None:
@@ -622,6 +690,7 @@ class MonotonicityArya(_CurveEvaluator):
             raise ConfigError(f"evaluator {self.name!r}: expected score in ('all', 'fraction'), got "
                               f"{self.config['score']!r}")
 
-    def _score(self, curve: torch.Tensor) -> torch.Tensor:
-        ok = (curve[:, 1:] - curve[:, :-1]) >= 0
-        return ok.all(1).double() if self.config["score"] == "all" else ok.double().mean(1)
+    def _kernel_options(self) -> dict[str, Any]:
+        c = self.config
+        return {"steps": c["steps"], "features_in_step": c.get("features_in_step"),
+                "include_start": c.get("include_start", True), "score": c["score"]}

@@ -114,7 +114,11 @@ def _seeded_global_rngs(seed: int) -> Iterator[None]:
 
 @register_evaluator
 class QuantusMetric(Evaluator):
-    """A Quantus 0.6 metric as an evaluator (registered as ``"quantus"``). See the module docstring."""
+    """A Quantus 0.6 metric as an evaluator (registered as ``"quantus"``). See the module docstring.
+
+    Degenerate maps: Quantus refuses a batch whose maps all hold one single value (all zero, one
+    constant), so the adapter gives NaN for every sample of such a batch (counted as missing) without calling Quantus; other degenerate
+    maps score whatever the Quantus metric defines (``+-inf`` becomes NaN)."""
 
     card = EvaluatorCard(
         name="quantus", category="perturbation", higher_is_better=True,
@@ -122,6 +126,7 @@ class QuantusMetric(Evaluator):
         default_config={"metric": None, "metric_kwargs": {}, "higher_is_better": None, "category": None,
                         "softmax": False, "call_kwargs": {}},
         description="any Quantus metric; direction and category taken from the metric (instance card)")
+    quick_config = {"metric": "Sparseness"}
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
@@ -159,6 +164,11 @@ class QuantusMetric(Evaluator):
                 "rng": "numpy/torch global RNG seeded from (seed, sample_ids), restored after"}
 
     def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
+        a_all = batch.maps[method]
+        if a_all.numel() and bool(a_all.eq(a_all.reshape(-1)[0]).all()):
+            # Quantus refuses a batch whose maps hold one single value (an assert): NaN, counted
+            return EvalResult(torch.full((batch.x.shape[0],), float("nan"), dtype=torch.float64),
+                              conventions={"degenerate": "every map of the batch is one constant: NaN"})
         x = batch.x.detach().cpu().numpy().astype(np.float32)
         y = batch.target.detach().cpu().numpy().astype(np.int64)
         a = batch.maps[method].detach().cpu().numpy().astype(np.float32)[:, None]

@@ -44,8 +44,8 @@ import torch
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.randomisation import (
-    ORDERS, discrete_entropy, execution_order, fully_randomised, random_other_class, random_pairs,
-    randomised_models)
+    CONSTANT_MAP_RULES, ORDERS, constant_map_rule, discrete_entropy, emprt_score, execution_order, fully_randomised,
+    random_other_class, random_pairs, randomised_models)
 from gmxai_eval.functional.similarity import SIMILARITIES, MapSimilarity
 from gmxai_eval.types import EvaluatorCard
 from gmxai_eval.utils import rng_for
@@ -151,18 +151,10 @@ class _MPRT(Evaluator):
         turns all-zero)."""
         v = fn.compare(pa, fn.prepare(b, **opts)).cpu()
         rule = self.config["constant_maps"]
-        if rule == "nan":
-            return v
-        if rule != "zero_unless_equal":
+        if rule not in CONSTANT_MAP_RULES:
             raise ConfigError(f"evaluator {self.name!r}: expected constant_maps 'zero_unless_equal' or 'nan', "
                               f"got {rule!r}")
-        fix = torch.isnan(v)
-        if fix.any():
-            fa, fb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
-            const = ((fa == fa[:, :1]).all(1) | (fb == fb[:, :1]).all(1)).cpu()
-            same = (fa == fb).all(1).cpu().to(v.dtype)
-            v = torch.where(fix & const, same, v)
-        return v
+        return constant_map_rule(v, a, b, rule)
 
     def conventions(self) -> dict[str, Any]:
         return {**super().conventions(), "order": self._order(), "layers_counted":
@@ -244,6 +236,7 @@ class SmoothMPRT(_MPRT):
 
     card = _mprt_card("smooth_mprt", "MPRT on noise-averaged maps",
                       {"order": "bottom_up", "n_noise": 50, "noise_magnitude": 0.1}, _HEDSTROM)
+    quick_config = {"n_noise": 2}
 
     def _smooth_key(self) -> Any:
         return ("smooth", self.config["n_noise"], self.config["noise_magnitude"])
@@ -272,7 +265,9 @@ class SmoothMPRT(_MPRT):
 class EfficientMPRT(Evaluator):
     """eMPRT: relative rise in explanation complexity (discrete entropy of the map-value
     histogram) from the trained to the fully randomised model; higher is better.
-    ``extras``: ``complexity_original``, ``complexity_randomised``, ``delta``."""
+    ``extras``: ``complexity_original``, ``complexity_randomised``, ``delta``. Score:
+    :func:`gmxai_eval.functional.randomisation.emprt_score`; a constant original map gives NaN
+    (counted), a map that becomes constant under randomisation gives -1; never +-inf."""
 
     card = EvaluatorCard(
         name="efficient_mprt", category="randomisation", higher_is_better=True, paper=_HEDSTROM,
@@ -299,7 +294,7 @@ class EfficientMPRT(Evaluator):
             a1 = ex(rmodel, batch.x, target)
             h0 = discrete_entropy(prep(a0), n_bins).cpu()
             h1 = discrete_entropy(prep(a1), n_bins).cpu()
-            out[m] = EvalResult((h1 - h0) / h0, extras={"complexity_original": h0, "complexity_randomised": h1,
+            out[m] = EvalResult(emprt_score(h0, h1), extras={"complexity_original": h0, "complexity_randomised": h1,
                                                          "delta": h1 - h0}, conventions={"layers": list(layers)})
         return out
 

@@ -17,45 +17,24 @@ Config: ``percentages`` (default the paper's 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9),
 (std of the imputation noise in pixel units, default 0.01), ``output``, ``solver``
 (``"auto"``: sparse direct on CPU, batched CG on GPU), ``cg_tol``, ``forward_batch`` (images per
 forward pass; 32 suits CPUs, where small batches stay in cache; raise it on a GPU). Noise is drawn per (sample id, order, level) from ``rng_for(seed, ...)``, so results
-do not depend on batch size or order. Ties in the map are broken by pixel index.
+do not depend on batch size or order. Ties in the map are broken by pixel index. The
+metric's definition is :func:`gmxai_eval.functional.road.road`; this class validates and packs.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
-from gmxai_eval.functional.baselines import order_pixels
-from gmxai_eval.functional.road import NLI_SOLVERS, PAPER_PERCENTAGES, noisy_linear_impute, road_masks
+from gmxai_eval.functional.road import (NLI_SOLVERS, PAPER_PERCENTAGES, ROAD_OUTPUTS, forward_chunked,  # noqa: F401
+                                        road, road_images)
 from gmxai_eval.types import EvaluatorCard
-from gmxai_eval.utils import rng_for
 
 _PAPER = ("Rong, Leemann, Nguyen, Fiedler, Ravikumar, Kasneci. A Consistent and Efficient Evaluation "
           "Strategy for Attribution Methods. ICML 2022")
-
-
-def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return (logits.argmax(1) == target).to(torch.float64)
-
-
-def _probability(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(logits.double(), 1).gather(1, target.view(-1, 1)).squeeze(1)
-
-
-#: What a ROAD curve records per perturbed image: ``(logits (n, K), target (n,)) -> (n,)``.
-ROAD_OUTPUTS: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "accuracy": _accuracy, "probability": _probability}
-
-
-@torch.no_grad()
-def forward_chunked(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
-    """``model(x)`` in chunks of ``batch`` images -> logits ``(N, K)``."""
-    return torch.cat([model(x[i:i + batch]).detach() for i in range(0, x.shape[0], batch)])
-
 
 _DEFAULTS = {"percentages": PAPER_PERCENTAGES, "noise": 0.01, "output": "accuracy", "solver": "auto",
              "cg_tol": 1e-8, "forward_batch": 32}
@@ -88,30 +67,19 @@ class _ROAD(Evaluator):
                 "score": "mean of the curve over levels"}
 
     def perturbed(self, batch: EvalBatch, maps: torch.Tensor) -> torch.Tensor:
-        """``(B, P, C, H, W)`` imputed images for ``maps (B, H, W)``."""
+        """``(B, P, C, H, W)`` imputed images for ``maps (B, H, W)`` (:func:`road_images`)."""
         c = self.config
-        x = batch.x
-        b, ch, h, w = x.shape
-        order = order_pixels(maps, "morf")  # most relevant first; LeRF keeps a prefix of it
-        rm = road_masks(order, c["percentages"], self.mode, (h, w))  # (B, P, H, W)
-        n_p = rm.shape[1]
-        xs = x.unsqueeze(1).expand(b, n_p, ch, h, w).reshape(b * n_p, ch, h, w)
-        gens = None
-        if float(c["noise"]) > 0:
-            gens = [rng_for(batch.seed, "road", self.mode, p, sid)
-                    for sid in batch.sample_ids for p in c["percentages"]]  # type: ignore[union-attr]
-        out = noisy_linear_impute(xs, rm.reshape(b * n_p, h, w), noise=float(c["noise"]), generators=gens,
-                                  solver=c["solver"], tol=float(c["cg_tol"]))
-        return out.view(b, n_p, ch, h, w)
+        return road_images(batch.x, maps, percentages=c["percentages"], mode=self.mode, noise=float(c["noise"]),
+                           solver=c["solver"], tol=float(c["cg_tol"]), sample_ids=batch.sample_ids,  # type: ignore[arg-type]
+                           seed=batch.seed)
 
     def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
         c = self.config
-        xp = self.perturbed(batch, batch.maps[method])
-        b, n_p = xp.shape[:2]
-        logits = forward_chunked(batch.model, xp.flatten(0, 1), int(c["forward_batch"]))
-        tgt = batch.target.to(logits.device).repeat_interleave(n_p)
-        curve = ROAD_OUTPUTS[c["output"]](logits, tgt).view(b, n_p).cpu()
-        return EvalResult(curve.mean(1), curves=curve, curve_x=torch.tensor(c["percentages"]),
+        scores, curve = road(batch.model, batch.x, batch.target, batch.maps[method], percentages=c["percentages"],
+                             mode=self.mode, output=c["output"], noise=float(c["noise"]), solver=c["solver"],
+                             tol=float(c["cg_tol"]), forward_batch=int(c["forward_batch"]),
+                             sample_ids=batch.sample_ids, seed=batch.seed)  # type: ignore[arg-type]
+        return EvalResult(scores, curves=curve, curve_x=torch.tensor(c["percentages"]),
                           curve_labels=tuple(f"p={p:g}" for p in c["percentages"]))
 
 

@@ -103,6 +103,7 @@ class MaxSensitivity(_Sensitivity):
     card = EvaluatorCard(name="max_sensitivity", category="robustness", higher_is_better=False, paper=_YEH,
                          default_config=_SENS_CONFIG, needs=frozenset({"explainer"}),
                          description="max relative change of the map under small uniform input noise")
+    quick_config = {"n_samples": 3}
 
 
 @register_evaluator
@@ -113,6 +114,7 @@ class AvgSensitivity(_Sensitivity):
     card = EvaluatorCard(name="avg_sensitivity", category="robustness", higher_is_better=False, paper=_YEH,
                          default_config=_SENS_CONFIG, needs=frozenset({"explainer"}),
                          description="mean relative change of the map under small uniform input noise")
+    quick_config = {"n_samples": 3}
 
 
 @register_evaluator
@@ -126,6 +128,7 @@ class LocalLipschitzEstimate(Evaluator):
         default_config={"n_samples": 50, "std": 0.1, "mean": 0.0, "eps": 1e-10, "max_batch": 256},
         needs=frozenset({"explainer"}),
         description="max ||phi(x) - phi(x')|| / ||x - x'|| over Gaussian perturbations")
+    quick_config = {"n_samples": 3}
 
     def noise(self, batch: EvalBatch) -> torch.Tensor:
         """``(B, n, C, H, W)`` Gaussian perturbations keyed on the sample id."""

@@ -30,7 +30,7 @@ from typing import Callable, Mapping
 import torch
 
 from gmxai_eval.errors import ConfigError, ShapeError
-from gmxai_eval.functional.similarity import rankdata
+from gmxai_eval.functional.stats import rankdata
 
 #: What part of a signed map is scored.
 RELEVANCE: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = {

@@ -17,7 +17,8 @@ Conventions shared by all kernels
   flat index ``c*H*W + h*W + w``).
 * **Ties** are broken by the flat index (stable sort), so every ordering is deterministic.
 * **Output** (``output``): ``"probability"`` (softmax of the logits at the target) or
-  ``"logit"`` (the target logit).
+  ``"logit"`` (the target logit); internally also ``"agreement"`` (1.0 if the arg-max equals the
+  given class, else 0.0; used by sufficiency). A forward pass with non-finite logits gives NaN.
 * **Ranks**: a ranking is stored as ``ranks (B, c, H, W)`` int64, the position of each pixel's
   (or element's) unit in the removal order (0 = removed first), ``c`` = 1 or ``C``. A window
   ``[lo, hi)`` of ranks selects the units removed at one step; cumulative curves use ``lo = 0``.
@@ -32,8 +33,8 @@ import torch
 from torch import nn
 
 from gmxai_eval.errors import ConfigError, ShapeError
-from gmxai_eval.functional.similarity import rankdata
 from gmxai_eval.functional.baselines import order_patches, order_pixels
+from gmxai_eval.functional.stats import pearson, spearman
 from gmxai_eval.utils import rng_for
 
 UNITS = ("pixel", "patch", "element")
@@ -52,16 +53,29 @@ def _output_logit(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return logits.double().gather(1, target.view(-1, 1)).squeeze(1)
 
 
+def _output_agreement(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == target).to(torch.float64)
+
+
 _OUTPUT_FNS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "probability": _output_probability, "logit": _output_logit}
+    "probability": _output_probability, "logit": _output_logit, "agreement": _output_agreement}
 
 
 def select_output(logits: torch.Tensor, target: torch.Tensor, output: str) -> torch.Tensor:
-    """``(n, K)`` logits -> ``(n,)`` float64 model output at ``target (n,)`` (see ``OUTPUTS``)."""
+    """``(n, K)`` logits -> ``(n,)`` float64 model output at ``target (n,)`` (see ``OUTPUTS``).
+
+    A row whose logits are not all finite gives NaN (a broken forward pass is never a number;
+    the NaN propagates to that sample's score)."""
     fn = _OUTPUT_FNS.get(output)
     if fn is None:
-        raise ConfigError(f"expected output in {OUTPUTS}, got {output!r}")
-    return fn(logits, target.to(logits.device))
+        raise ConfigError(f"expected output in {tuple(_OUTPUT_FNS)}, got {output!r}")
+    return nan_if_nonfinite(fn(logits, target.to(logits.device)), logits)
+
+
+def nan_if_nonfinite(values: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``values (n,)`` with NaN where the row of ``logits (n, K)`` has a NaN/inf entry."""
+    ok = torch.isfinite(logits).all(1).to(values.device)
+    return torch.where(ok, values, torch.full_like(values, float("nan")))
 
 
 def batched_outputs(model: nn.Module, n_jobs: int, build: Callable[[torch.Tensor], torch.Tensor],
@@ -297,22 +311,6 @@ def mask_weights(masks: torch.Tensor) -> torch.Tensor:
     return masks.sum(2, dtype=torch.float64).flatten(2)
 
 
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Pearson correlation of ``(B, n)`` -> ``(B,)`` float64. A row with zero variance
-    (e.g. a constant map) gives 0 (no linear association can be measured), never NaN."""
-    a = a.double() - a.double().mean(1, keepdim=True)
-    b = b.double() - b.double().mean(1, keepdim=True)
-    den = torch.sqrt((a * a).sum(1) * (b * b).sum(1))
-    num = (a * b).sum(1)
-    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Spearman correlation (Pearson of average ranks, like SciPy) ``(B, n)`` -> ``(B,)``;
-    zero variance gives 0."""
-    return pearson(rankdata(a.reshape(a.shape[0], -1)), rankdata(b.reshape(b.shape[0], -1)))
-
-
 # --------------------------------------------------------------------------------------------
 # infidelity
 # --------------------------------------------------------------------------------------------
@@ -352,11 +350,65 @@ def seuclidean_distances(a: torch.Tensor) -> torch.Tensor:
     return torch.cdist(z, z).clamp_min(0)
 
 
+#: Estimators of :func:`sufficiency`-type evaluators: ``"keep"`` (per image, batch-invariant,
+#: the default) and ``"quantus_batch"`` (Quantus 0.6.0's neighbourhood-in-the-batch estimator).
+SUFFICIENCY_ESTIMATORS = ("keep", "quantus_batch")
+
+
+def keep_masks(maps: torch.Tensor, keep: Sequence[float]) -> torch.Tensor:
+    """``maps (B, H, W)`` -> ``(B, P, 1, H, W)`` bool, True where a pixel is *replaced* at level
+    ``p``: every pixel but the ``floor(p * H * W)`` highest of the map (ties by flat index)."""
+    n = maps.shape[1] * maps.shape[2]
+    ranks = rank_map(maps, "morf", unit="pixel")  # (B, 1, H, W)
+    ks = []
+    for p in keep:
+        if not 0.0 < float(p) <= 1.0:
+            raise ConfigError(f"expected keep fractions in (0, 1], got {p!r}")
+        ks.append(int(math.floor(float(p) * n + 1e-9)))
+    k = torch.tensor(ks, device=ranks.device).view(1, -1, 1, 1, 1)
+    return ranks.unsqueeze(1) >= k
+
+
+def sufficiency(model: nn.Module, x: torch.Tensor, predicted: torch.Tensor, maps: torch.Tensor,
+                fills: torch.Tensor, *, keep: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5),
+                max_batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sufficiency (Dasgupta, Frost, Moshkovitz 2022), per image: the probability that an input
+    agreeing with ``x`` on the features the explanation highlights gets the same prediction.
+
+    At each level ``p`` the ``floor(p H W)`` highest pixels of the map are kept and every other
+    pixel is replaced by a fill draw; the level's value is the share of draws whose arg-max equals
+    ``predicted`` (the clean prediction). Score = mean over levels. Everything is per image (fills
+    keyed on the sample id by the caller), so a score never depends on the other images of the
+    batch. Higher is better.
+
+    Args:
+        model: pixel space -> logits; x: ``(B, C, H, W)``; predicted: ``(B,)`` clean arg-max;
+        maps: ``(B, H, W)`` (take ``|map|`` before if magnitudes rank); fills: ``(S, B, C, H, W)``
+        replacement draws (one for a deterministic substrate).
+    Returns:
+        ``scores (B,)`` float64 (NaN where a forward pass gave non-finite logits) and
+        ``curves (B, P)`` (the share per level).
+    """
+    if fills.ndim != 5 or tuple(fills.shape[1:]) != tuple(x.shape):
+        raise ShapeError(f"expected fills (S, *{tuple(x.shape)}), got {tuple(fills.shape)}")
+    replace = keep_masks(maps.to(x.device), keep)
+    hits = torch.stack([masked_outputs(model, x, predicted, replace, f, output="agreement", max_batch=max_batch)
+                        for f in fills])  # (S, B, P)
+    curves = hits.mean(0)
+    return curves.mean(1), curves
+
+
 def sufficiency_scores(maps: torch.Tensor, predicted: torch.Tensor, threshold: float = 0.6) -> torch.Tensor:
-    """Sufficiency (Dasgupta et al. 2022, Quantus's estimator) of ``maps (B, ...)`` with predicted
-    classes ``(B,)`` -> ``(B,)`` float64: distances between flattened maps are divided by their
-    maximum; for each sample, the share of the *other* samples within ``threshold`` that have the
-    same predicted class (0 when it has no such neighbour)."""
+    """Sufficiency, Quantus 0.6.0's estimator (``estimator="quantus_batch"``) of ``maps (B, ...)``
+    with predicted classes ``(B,)`` -> ``(B,)`` float64: distances between flattened maps are
+    divided by their maximum; for each sample, the share of the *other* samples within
+    ``threshold`` that have the same predicted class (0 when it has no such neighbour).
+
+    **Batch-dependent**: the neighbourhood, the variances of the standardised distance and the
+    normalising maximum are all taken over the batch, so a score changes when other images join
+    or leave it (on 32 test images of the default model, going from batches of 16 to batches of
+    8 changed scores of 5 of 6 methods). Kept for parity with Quantus; :func:`sufficiency` is the
+    batch-invariant default."""
     d = seuclidean_distances(maps.reshape(maps.shape[0], -1))
     mx = d.abs().max()
     d = d / mx if mx > 0 else d
@@ -364,3 +416,199 @@ def sufficiency_scores(maps: torch.Tensor, predicted: torch.Tensor, threshold: f
     same = predicted.view(-1, 1) == predicted.view(1, -1)
     n = near.sum(1)
     return torch.where(n > 0, (near & same).sum(1) / n.clamp_min(1), torch.zeros_like(n)).double()
+
+
+# ============================================================================================
+# The metrics: one function per metric, its whole definition. The model enters only through
+# callbacks (the evaluator batches forward passes and shares method-independent work); every
+# kernel below is otherwise pure. See each evaluator class for its card and defaults.
+# ============================================================================================
+#: ``(order, counts (T,), restore) -> (B, T)`` float64 model outputs along the *cumulative*
+#: curve of one map: the units of rank ``< counts[t]`` (in ``order`` = ``"morf"``/``"lerf"``)
+#: replaced by the substrate (``restore=False``) or restored from ``x`` into it (``restore=True``).
+CurveFn = Callable[[str, torch.Tensor, bool], torch.Tensor]
+#: ``(counts (T,)) -> (B, T)`` the same curve in a random unit order (method independent).
+RandomCurveFn = Callable[[torch.Tensor], torch.Tensor]
+#: ``(size, runs) -> (weights (B, R, H*W), drops (B, R))``: random subsets of ``size`` units
+#: (their masked channels per pixel) and the output drops ``f(x) - f(x_S)`` when replaced.
+SubsetFn = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
+#: ``(order, lo (T,), hi (T,)) -> (ranks (B, c, H, W), outputs (S, B, T))``: the map's removal
+#: ranks and the outputs with only the units of rank ``[lo_t, hi_t)`` replaced (``S`` fill draws).
+WindowFn = Callable[[str, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _nan_rows(scores: torch.Tensor, *values: torch.Tensor) -> torch.Tensor:
+    """``scores (B,)`` with NaN where any ``values (B, ...)`` row has a NaN/inf entry."""
+    ok = torch.ones_like(scores, dtype=torch.bool)
+    for v in values:
+        ok &= torch.isfinite(v.reshape(v.shape[0], -1)).all(1).to(ok.device)
+    return torch.where(ok, scores, torch.full_like(scores, float("nan")))
+
+
+def _cumulative_auc(curve: CurveFn, n_units: int, order: str, restore: bool, *, steps: int | None,
+                    features_in_step: int | None, include_start: bool, auc: str
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    counts = step_counts(n_units, steps=steps, features_in_step=features_in_step, include_start=include_start)
+    cv = curve(order, counts, restore)
+    return _nan_rows(curve_auc(cv, auc), cv), cv, counts.double() / n_units
+
+
+def deletion(curve: CurveFn, n_units: int, *, steps: int | None = 28, features_in_step: int | None = None,
+             include_start: bool = True, auc: str = "rise") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """RISE deletion (Petsiuk et al. 2018): units most relevant first (MoRF), cumulatively
+    replaced by the substrate, at :func:`step_counts`; score = :func:`curve_auc` of the output
+    curve under ``auc``. Lower is better.
+
+    Returns ``scores (B,)``, ``curves (B, T)``, ``curve_x (T,)`` = fraction of units removed.
+    A sample whose curve has a non-finite output scores NaN."""
+    return _cumulative_auc(curve, n_units, "morf", False, steps=steps, features_in_step=features_in_step,
+                           include_start=include_start, auc=auc)
+
+
+def insertion(curve: CurveFn, n_units: int, *, steps: int | None = 28, features_in_step: int | None = None,
+              include_start: bool = True, auc: str = "rise") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """RISE insertion: start from the substrate and *restore* units most relevant first,
+    cumulatively; score = AUC of the output curve. Higher is better. Returns as :func:`deletion`."""
+    return _cumulative_auc(curve, n_units, "morf", True, steps=steps, features_in_step=features_in_step,
+                           include_start=include_start, auc=auc)
+
+
+def pixel_flipping(curve: CurveFn, n_units: int, *, steps: int | None = 28, features_in_step: int | None = None,
+                   include_start: bool = True, auc: str = "rise") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel flipping (Bach et al. 2015): flip units most relevant first, cumulatively, to the
+    baseline; score = AUC of the output curve, lower is better. The same curve as
+    :func:`deletion` (kept under the paper's name; Quantus's schedule via ``features_in_step``,
+    ``include_start=False``, ``auc="trapz_unit"``)."""
+    return _cumulative_auc(curve, n_units, "morf", False, steps=steps, features_in_step=features_in_step,
+                           include_start=include_start, auc=auc)
+
+
+def monotonicity_arya(curve: CurveFn, n_units: int, *, steps: int | None = 28, features_in_step: int | None = None,
+                      include_start: bool = True, score: str = "all"
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Monotonicity (Arya et al. 2019): restore units least relevant first (LeRF), cumulatively,
+    into the baseline; ``score="all"``: 1.0 if the output never decreases along the curve, else
+    0.0; ``score="fraction"``: the share of non-decreasing steps. Higher is better. NaN when the
+    curve has a non-finite output. Returns as :func:`deletion`."""
+    if score not in ("all", "fraction"):
+        raise ConfigError(f"expected score in ('all', 'fraction'), got {score!r}")
+    counts = step_counts(n_units, steps=steps, features_in_step=features_in_step, include_start=include_start)
+    cv = curve("lerf", counts, True)
+    ok = (cv[:, 1:] - cv[:, :-1]) >= 0
+    s = ok.all(1).double() if score == "all" else ok.double().mean(1)
+    return _nan_rows(s, cv), cv, counts.double() / n_units
+
+
+def region_perturbation(curve: CurveFn, n_patches: int, *, regions: int = 100,
+                        random_curve: RandomCurveFn | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Region perturbation with AOPC (Samek et al. 2017): patches most relevant first (MoRF),
+    cumulatively replaced, ``k = 0..L`` with ``L = min(regions, n_patches)``; ``drops_k = f(x) -
+    f(x^(k))``; score = :func:`aopc` ``= 1/(L+1) sum_k drops_k``. Higher is better.
+
+    With ``random_curve``: extras ``aopc_random`` (the same in a random patch order) and
+    ``aopc_minus_random``. Returns ``scores (B,)``, ``drops (B, L+1)``, ``curve_x (L+1,)`` = k,
+    extras."""
+    counts = torch.arange(min(int(regions), n_patches) + 1)
+    cv = curve("morf", counts, False)
+    drops = cv[:, :1] - cv
+    extras = {}
+    if random_curve is not None:
+        rnd = random_curve(counts)
+        a_r = aopc(rnd[:, :1] - rnd)
+        extras = {"aopc_random": a_r, "aopc_minus_random": aopc(drops) - a_r}
+    return _nan_rows(aopc(drops), drops), drops, counts.double(), extras
+
+
+def faithfulness_correlation(maps: torch.Tensor, subsets: SubsetFn, *, subset_size: int = 224,
+                             nr_runs: int = 100) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Faithfulness correlation (Bhatt et al. 2020): ``nr_runs`` random subsets of
+    ``subset_size`` units are replaced; score = Pearson correlation over runs between the
+    subset's attribution sum and the output drop (``constant="zero"``: a constant map or flat
+    drops score 0; a non-finite output NaN). Higher is better.
+
+    Returns ``scores (B,)``, ``attribution sums (B, R)``, ``drops (B, R)``."""
+    w, dr = subsets(int(subset_size), int(nr_runs))
+    sums = unit_sums(maps, None, w)
+    return pearson(sums, dr, constant="zero"), sums, dr
+
+
+def sensitivity_n(maps: torch.Tensor, subsets: SubsetFn, n_units: int, *,
+                  subset_fractions: Sequence[float] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8),
+                  nr_runs: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sensitivity-n (Ancona et al. 2018): for each subset size ``n = round(f * n_units)``
+    (``f`` in ``subset_fractions``, clipped to ``[1, n_units]``, deduplicated, ascending), the
+    per-image Pearson correlation (``constant="zero"``) between the attribution sums of
+    ``nr_runs`` random subsets and the output drops; score = mean over ``n``. Higher is better.
+
+    Returns ``scores (B,)``, ``curves (B, len(n))``, ``sizes (len(n),)``."""
+    sizes = sorted({max(1, min(n_units, int(round(f * n_units)))) for f in subset_fractions})
+    data = [subsets(s, int(nr_runs)) for s in sizes]
+    cv = torch.stack([pearson(unit_sums(maps, None, w), dr, constant="zero") for w, dr in data], 1)
+    return cv.mean(1), cv, torch.tensor(sizes, dtype=torch.float64)
+
+
+def window_sums(maps: torch.Tensor, ranks: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Attribution mass of the units of rank ``[lo_t, hi_t)``: ``maps (B, H, W)``, ``ranks
+    (B, c, H, W)`` -> ``(B, T)`` float64 (with ``c > 1``, element unit, a pixel counts once per
+    channel)."""
+    b = maps.shape[0]
+    a = maps.double()[:, None]
+    per_rank = torch.zeros(b, int(ranks.max()) + 1, dtype=torch.float64, device=ranks.device)
+    per_rank.scatter_add_(1, ranks.reshape(b, -1), a.expand(ranks.shape).reshape(b, -1).to(ranks.device))
+    cum = torch.cat([per_rank.new_zeros(b, 1), per_rank.cumsum(1)], 1)
+    return cum[:, hi.to(cum.device)] - cum[:, lo.to(cum.device)]
+
+
+def _windows(n_units: int, features_in_step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    counts = step_counts(n_units, features_in_step=int(features_in_step))
+    return counts[:-1], counts[1:]
+
+
+def faithfulness_estimate(maps: torch.Tensor, windows: WindowFn, clean: torch.Tensor, n_units: int, *,
+                          features_in_step: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Faithfulness estimate (Alvarez-Melis & Jaakkola 2018): units in MoRF order, in windows of
+    ``features_in_step``; each window *alone* is replaced; score = Pearson correlation
+    (``constant="zero"``) over windows between the window's attribution sum and the output drop
+    ``clean - f(x_window)``. Higher is better.
+
+    Returns ``scores (B,)``, ``drops (B, T)``, ``curve_x (T,)`` = window start, ``sums (B, T)``."""
+    lo, hi = _windows(n_units, features_in_step)
+    ranks, vals = windows("morf", lo, hi)
+    sums = window_sums(maps, ranks, lo, hi)
+    drops = clean[:, None] - vals[0]
+    return pearson(sums, drops, constant="zero"), drops, lo.double(), sums
+
+
+def monotonicity_correlation(maps: torch.Tensor, windows: WindowFn, clean: torch.Tensor, n_units: int, *,
+                             features_in_step: int = 256, eps: float = 1e-5
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Monotonicity correlation (Nguyen & Martinez 2020): units in ascending (LeRF) order, windows
+    of ``features_in_step`` replaced one at a time by ``S`` fill draws; per window
+    ``v = mean_s (f(x_s) - f(x))^2 / f(x)^2`` (the ``1/f(x)^2`` factor only when
+    ``|f(x)| >= eps``, as Quantus); score = Spearman correlation (``constant="zero"``) between
+    window attribution sums and ``v``. Higher is better.
+
+    Returns ``scores (B,)``, ``v (B, T)``, ``curve_x (T,)`` = window start, ``sums (B, T)``."""
+    lo, hi = _windows(n_units, features_in_step)
+    ranks, vals = windows("lerf", lo, hi)
+    sums = window_sums(maps, ranks, lo, hi)
+    y = clean
+    inv = torch.where(y.abs() >= eps, 1.0 / y.abs().clamp_min(1e-300), torch.ones_like(y)) ** 2
+    v = ((vals - y[None, :, None]) ** 2).mean(0) * inv[:, None]
+    return spearman(sums, v, constant="zero"), v, lo.double(), sums
+
+
+def infidelity(maps: torch.Tensor, noise_channel_sum: torch.Tensor, drops: torch.Tensor, *,
+               normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Infidelity (Yeh et al. 2019, Captum's definition): ``mean_I (beta I^T phi - (f(x) -
+    f(x - I)))^2`` with the map broadcast over channels (``I^T phi = sum_{c,h,w} I_chw phi_hw``).
+
+    Args:
+        maps: ``(B, H, W)``; noise_channel_sum: ``(B, n, H*W)`` the perturbations summed over
+            channels; drops: ``(B, n)`` ``f(x) - f(x - I)``; normalize: Captum's optimal ``beta``.
+    Returns:
+        ``scores (B,)`` (lower is better; NaN where a drop is not finite) and ``I^T phi (B, n)``.
+    """
+    p = torch.bmm(noise_channel_sum, maps.double().flatten(1)[:, :, None].to(noise_channel_sum.device))[..., 0]
+    return _nan_rows(infidelity_score(p, drops, normalize), drops), p

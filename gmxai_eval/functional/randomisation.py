@@ -149,3 +149,47 @@ def discrete_entropy(a: torch.Tensor, n_bins: int = 100) -> torch.Tensor:
     counts.scatter_add_(1, idx, torch.ones_like(flat))
     p = counts / counts.sum(1, keepdim=True)
     return -(torch.where(p > 0, p * p.log(), torch.zeros_like(p))).sum(1)
+
+
+def emprt_score(h_original: torch.Tensor, h_randomised: torch.Tensor) -> torch.Tensor:
+    """eMPRT (Hedström et al. 2023): relative rise in complexity ``(H_rand - H_orig) / H_orig``,
+    ``(B,)`` float64 from two ``(B,)`` entropies.
+
+    Degenerate maps (never +-inf):
+
+    =====================================  ===================================
+    original map                           score
+    =====================================  ===================================
+    constant (``H_orig = 0``)              NaN (no complexity to rise from)
+    varied, randomised map constant        -1.0 (complexity fell to 0)
+    =====================================  ===================================
+    """
+    h0, h1 = h_original.double(), h_randomised.double()
+    ok = h0 > 0
+    return torch.where(ok, (h1 - h0) / torch.where(ok, h0, torch.ones_like(h0)), torch.full_like(h0, float("nan")))
+
+
+#: ``constant_maps`` rules of the MPRT similarities (see :func:`constant_map_rule`).
+CONSTANT_MAP_RULES = ("zero_unless_equal", "nan")
+
+
+def constant_map_rule(similarity: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                      rule: str = "zero_unless_equal") -> torch.Tensor:
+    """The MPRT convention for the NaN a rank correlation gives when a map is constant (e.g. a CAM
+    that a randomised layer turns all-zero): ``similarity (B,)`` of maps ``a, b (B, ...)``.
+
+    * ``"nan"``: keep the NaN (the sample is not scored).
+    * ``"zero_unless_equal"``: a NaN where ``a`` or ``b`` is constant becomes 1.0 if the two maps
+      are identical, else 0.0 (no similarity is left); other values are unchanged.
+    """
+    if rule == "nan":
+        return similarity
+    if rule != "zero_unless_equal":
+        raise ConfigError(f"expected constant_maps in {CONSTANT_MAP_RULES}, got {rule!r}")
+    fix = torch.isnan(similarity)
+    if not fix.any():
+        return similarity
+    fa, fb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    const = ((fa == fa[:, :1]).all(1) | (fb == fb[:, :1]).all(1)).to(similarity.device)
+    same = (fa == fb).all(1).to(similarity.device, similarity.dtype)
+    return torch.where(fix & const, same, similarity)

@@ -46,7 +46,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.errors import ConfigError, ConvergenceError, ShapeError
+from gmxai_eval.functional.baselines import order_pixels
+from gmxai_eval.utils import rng_for
 
 #: The 8-neighbour offsets (dy, dx) and their weights (they sum to 1).
 NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
@@ -264,7 +266,7 @@ def _cg(img: torch.Tensor, unk: torch.Tensor, tol: float, max_iter: int | None) 
         p = unk * (z + beta * p)
         rz = rz_new
     if not done:
-        raise RuntimeError(f"NLI conjugate gradients did not converge: expected relative residual <= {tol} "
+        raise ConvergenceError(f"NLI conjugate gradients did not converge: expected relative residual <= {tol} "
                            f"within {n_max} iterations, got {float(rel.max()):.3g}")
     return img * keep + u
 
@@ -274,7 +276,7 @@ def _solve_cg(x: torch.Tensor, remove: torch.Tensor, *, tol: float = 1e-8, max_i
     """Jacobi-preconditioned CG on ``L u = b`` for all images and channels at once
     (float64 on CPU, float32 elsewhere unless ``dtype``). Converged when ``||r|| <= tol * ||b||`` for
     every system (per image and channel), with ``tol`` raised to ``100 * eps`` of the dtype
-    (1.2e-5 in float32); raises if it does not converge."""
+    (1.2e-5 in float32); raises :class:`ConvergenceError` if it does not converge."""
     b_, c, h, w = x.shape
     dt = dtype or (torch.float64 if x.device.type == "cpu" else torch.float32)
     img = x.detach().to(dt).reshape(b_ * c, 1, h, w)
@@ -360,3 +362,86 @@ def road_masks(order: torch.Tensor, percentages: Sequence[float], mode: str, sha
     top = rank.unsqueeze(1) < ks.view(1, -1, 1)  # (B, P, N): among the top-k most relevant
     out = top if mode == "morf" else ~top
     return out.reshape(b, len(percentages), *shape)
+
+
+# --------------------------------------------------------------------------------------------
+# the ROAD metric
+# --------------------------------------------------------------------------------------------
+def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == target).to(torch.float64)
+
+
+def _probability(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits.double(), 1).gather(1, target.view(-1, 1)).squeeze(1)
+
+
+#: What a ROAD curve records per perturbed image: ``(logits (n, K), target (n,)) -> (n,)``.
+#: A row with non-finite logits records NaN (never a 0/1 accuracy of a broken forward pass).
+ROAD_OUTPUTS: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "accuracy": _accuracy, "probability": _probability}
+
+ROAD_MODES = ("morf", "lerf")
+
+
+def road_output(logits: torch.Tensor, target: torch.Tensor, output: str) -> torch.Tensor:
+    """``ROAD_OUTPUTS[output](logits, target)`` with NaN where a row of logits is not finite."""
+    fn = ROAD_OUTPUTS.get(output)
+    if fn is None:
+        raise ConfigError(f"expected output in {sorted(ROAD_OUTPUTS)}, got {output!r}")
+    v = fn(logits, target.to(logits.device))
+    return torch.where(torch.isfinite(logits).all(1), v, torch.full_like(v, float("nan")))
+
+
+@torch.no_grad()
+def forward_chunked(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``forward(x)`` in chunks of ``batch`` images -> logits ``(N, K)``."""
+    return torch.cat([forward(x[i:i + batch]).detach() for i in range(0, x.shape[0], batch)])
+
+
+def road_images(x: torch.Tensor, maps: torch.Tensor, *, percentages: Sequence[float], mode: str,
+                noise: float = 0.01, solver: str = "auto", tol: float = 1e-8,
+                sample_ids: Sequence[str], seed: int = 0) -> torch.Tensor:
+    """``(B, P, C, H, W)`` ROAD images of ``x (B, C, H, W)`` for ``maps (B, H, W)``: at level ``p``
+    MoRF removes the ``floor(p H W)`` most relevant pixels, LeRF keeps them and removes the rest;
+    removed pixels are filled by noisy linear imputation with noise drawn per
+    ``(seed, "road", mode, p, sample_id)`` (independent of batch size and order)."""
+    if mode not in ROAD_MODES:
+        raise ConfigError(f"expected mode in {ROAD_MODES}, got {mode!r}")
+    b, ch, h, w = x.shape
+    order = order_pixels(maps, "morf")  # most relevant first; LeRF keeps a prefix of it
+    rm = road_masks(order, percentages, mode, (h, w))  # (B, P, H, W)
+    n_p = rm.shape[1]
+    xs = x.unsqueeze(1).expand(b, n_p, ch, h, w).reshape(b * n_p, ch, h, w)
+    gens = None
+    if float(noise) > 0:
+        gens = [rng_for(seed, "road", mode, p, sid) for sid in sample_ids for p in percentages]
+    out = noisy_linear_impute(xs, rm.reshape(b * n_p, h, w), noise=float(noise), generators=gens,
+                              solver=solver, tol=float(tol))
+    return out.view(b, n_p, ch, h, w)
+
+
+def road(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target: torch.Tensor,
+         maps: torch.Tensor, *, percentages: Sequence[float] = PAPER_PERCENTAGES, mode: str = "morf",
+         output: str = "accuracy", noise: float = 0.01, solver: str = "auto", tol: float = 1e-8,
+         forward_batch: int = 32, sample_ids: Sequence[str], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ROAD metric (Rong et al. 2022): its one definition.
+
+    Args:
+        forward: ``images (n, C, H, W) -> logits (n, K)`` (the model; called in chunks of
+            ``forward_batch`` images).
+        x: ``(B, C, H, W)`` images in pixel space; target: ``(B,)``; maps: ``(B, H, W)``.
+        percentages, mode, noise, solver, tol, sample_ids, seed: see :func:`road_images`.
+        output: ``"accuracy"`` (arg-max equals the target, 1/0) or ``"probability"``.
+
+    Returns:
+        ``scores (B,)`` float64 = the mean of the curve over the levels (every level weighs the
+        same; NaN when any point of the sample's curve is NaN, i.e. a non-finite model output),
+        and ``curves (B, P)`` float64 on the CPU.
+    """
+    xp = road_images(x, maps, percentages=percentages, mode=mode, noise=noise, solver=solver, tol=tol,
+                     sample_ids=sample_ids, seed=seed)
+    b, n_p = xp.shape[:2]
+    logits = forward_chunked(forward, xp.flatten(0, 1), int(forward_batch))
+    tgt = target.to(logits.device).repeat_interleave(n_p)
+    curve = road_output(logits, tgt, output).view(b, n_p).cpu()
+    return curve.mean(1), curve

@@ -2,13 +2,14 @@
 
 Every kernel takes two tensors of the same shape, batch first, and returns ``(B,)`` float64:
 
-* :func:`spearman` / :func:`pearson`: ``(B, N)`` (or any ``(B, ...)``, flattened); Spearman
-  uses average ranks for ties (as ``scipy.stats.spearmanr``).
+* :func:`spearman` / :func:`pearson` / :func:`rankdata`: re-exported from
+  :mod:`gmxai_eval.functional.stats` (their one definition); NaN for a constant row by default.
 * :func:`ssim`: ``(B, H, W)``, the structural similarity of Wang et al. (2004) with the same
   conventions as ``skimage.metrics.structural_similarity`` (mean over the valid region only).
 * :func:`hog_features`: ``(B, H, W) -> (B, F)`` histogram-of-oriented-gradients features that
   reproduce ``skimage.feature.hog`` (hard orientation binning, L2-Hys block normalisation).
-* :func:`topk_iou`: ``(B, H, W)``, intersection over union of the top-k pixels of ``|a|``.
+* :func:`topk_iou`: deprecated alias of :func:`gmxai_eval.functional.stats.top_k_iou` with
+  ``relevance="abs", ties="topk"`` (the convention of the ``topk_iou`` similarity).
 
 ``SIMILARITIES`` registers the map similarities used by the randomisation sanity checks
 (``spearman_abs``, ``spearman``, ``ssim``, ``hog``, ``topk_iou``) as :class:`MapSimilarity`
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.functional.stats import pearson, rankdata, spearman, top_k_iou, top_k_mask  # noqa: F401  (re-exported)
 from gmxai_eval.registry import Registry
 
 #: Map similarities: ``SIMILARITIES.create(name)(a, b, **options) -> (B,)`` (:class:`MapSimilarity`).
@@ -38,39 +40,6 @@ def _pair(a: torch.Tensor, b: torch.Tensor, ndim: int | None = None) -> tuple[to
     if ndim is not None and a.ndim != ndim:
         raise ShapeError(f"expected {ndim}-D tensors, got shape {tuple(a.shape)}")
     return a.to(torch.float64), b.to(torch.float64)
-
-
-def rankdata(a: torch.Tensor) -> torch.Tensor:
-    """Row-wise ranks ``1..N`` of ``a (B, N)`` with ties given their average rank (float64);
-    sorted in ``a``'s own dtype (ties are ties in the dtype the values were computed in)."""
-    n = a.shape[1]
-    s, idx = a.sort(dim=1)
-    j = torch.arange(n, device=a.device).expand_as(s)
-    change = s[:, 1:] != s[:, :-1]
-    edge = torch.ones_like(change[:, :1])
-    first = torch.where(torch.cat([edge, change], 1), j, torch.zeros_like(j)).cummax(1).values
-    last = torch.where(torch.cat([change, edge], 1), j, torch.full_like(j, n - 1)).flip(1).cummin(1).values.flip(1)
-    return torch.empty(a.shape, dtype=torch.float64, device=a.device).scatter_(
-        1, idx, (first + last).to(torch.float64) / 2.0 + 1.0)
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Pearson correlation of ``(B, ...)`` tensors -> ``(B,)``; NaN for a constant row."""
-    a, b = _pair(a, b)
-    a = a.reshape(a.shape[0], -1)
-    b = b.reshape(b.shape[0], -1)
-    a = a - a.mean(1, keepdim=True)
-    b = b - b.mean(1, keepdim=True)
-    den = a.norm(dim=1) * b.norm(dim=1)
-    out = (a * b).sum(1) / den
-    return torch.where(den > 0, out, torch.full_like(out, float("nan")))
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Spearman rank correlation of ``(B, ...)`` tensors -> ``(B,)`` (average ranks for
-    ties; NaN when a row is constant, as ``scipy.stats.spearmanr``)."""
-    a, b = _pair(a, b)
-    return pearson(rankdata(a.reshape(a.shape[0], -1)), rankdata(b.reshape(b.shape[0], -1)))
 
 
 def minmax(a: torch.Tensor) -> torch.Tensor:
@@ -185,17 +154,10 @@ def hog_features(a: torch.Tensor, *, pixels_per_cell: int = 16, cells_per_block:
 
 
 def topk_iou(a: torch.Tensor, b: torch.Tensor, *, fraction: float = 0.1) -> torch.Tensor:
-    """IoU of the ``ceil(fraction * N)`` largest ``|a|`` and ``|b|`` pixels of ``(B, ...)`` maps
-    -> ``(B,)`` (ties broken by ``torch.topk``)."""
-    a, b = _pair(a, b)
-    if not 0.0 < float(fraction) <= 1.0:
-        raise ConfigError(f"expected topk fraction in (0, 1], got {fraction!r}")
-    a = a.reshape(a.shape[0], -1).abs()
-    b = b.reshape(b.shape[0], -1).abs()
-    k = max(1, math.ceil(float(fraction) * a.shape[1]))
-    ma = torch.zeros_like(a, dtype=torch.bool).scatter_(1, a.topk(k, dim=1).indices, True)
-    mb = torch.zeros_like(b, dtype=torch.bool).scatter_(1, b.topk(k, dim=1).indices, True)
-    return (ma & mb).sum(1).to(torch.float64) / (ma | mb).sum(1).to(torch.float64)
+    """Deprecated alias: ``stats.top_k_iou(a, b, fraction=fraction, relevance="abs", ties="topk")``
+    (IoU of the ``ceil(fraction * N)`` largest ``|a|`` and ``|b|`` of ``(B, ...)`` maps -> ``(B,)``)."""
+    _pair(a, b)
+    return top_k_iou(a, b, fraction=fraction, relevance="abs", ties="topk")
 
 
 # -- the registered map similarities used by the sanity checks --------------------------------------
@@ -224,6 +186,7 @@ class MapSimilarity:
 
 
 def _standardised_ranks(v: torch.Tensor) -> torch.Tensor:
+    # (rank - mean) / norm per row, so that a dot product is stats.spearman(constant="nan")
     r = rankdata(v.reshape(v.shape[0], -1))
     r = r - r.mean(1, keepdim=True)
     n = r.norm(dim=1, keepdim=True)
@@ -274,14 +237,15 @@ class HOGSimilarity(_RankCorrelation):
 
 @SIMILARITIES.register(name="topk_iou")
 class TopKIoU(MapSimilarity):
-    """IoU of the top ``topk_fraction`` pixels by ``|map|``."""
+    """IoU of the top ``topk_fraction`` pixels by ``|map|`` (ties: ``torch.topk``'s choice); equals
+    ``stats.top_k_iou(a, b, fraction=f, relevance="abs", ties="topk")``."""
 
     def prepare(self, a: torch.Tensor, *, topk_fraction: float = 0.1, **_: Any) -> torch.Tensor:
         if not 0.0 < float(topk_fraction) <= 1.0:
             raise ConfigError(f"expected topk fraction in (0, 1], got {topk_fraction!r}")
         v = a.reshape(a.shape[0], -1).abs()
         k = max(1, math.ceil(float(topk_fraction) * v.shape[1]))
-        return torch.zeros_like(v, dtype=torch.bool).scatter_(1, v.topk(k, dim=1).indices, True)
+        return top_k_mask(v, k, ties="topk")
 
     def compare(self, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
         return (pa & pb).sum(1).to(torch.float64) / (pa | pb).sum(1).to(torch.float64)

@@ -4,11 +4,12 @@
 * :func:`segment_order`: segments sorted by mean relevance, most relevant first.
 * :func:`irof_images`: the cumulatively perturbed images, built lazily in chunks.
 * :func:`irof_aoc`: area over the normalised curve, under two named rules.
+* :func:`irof`: the IROF metric itself (its one definition), over a ``forward`` callback.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -106,3 +107,42 @@ def resample_curves(curves: Sequence[torch.Tensor], points: int) -> torch.Tensor
     grid = np.linspace(0.0, 1.0, points)
     return torch.tensor(np.stack([np.interp(grid, np.linspace(0.0, 1.0, c.shape[0]), c.cpu().numpy())
                                   for c in curves]), dtype=torch.float64)
+
+
+def irof(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target: torch.Tensor,
+         maps: torch.Tensor, segments: torch.Tensor, baseline: torch.Tensor, clean_probability: torch.Tensor, *,
+         aoc: str = "normalised", curve_points: int = 21, forward_batch: int = 32
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """IROF (Rieger & Hansen 2020): its one definition.
+
+    Segments are removed cumulatively by mean relevance (most relevant first, ties by label),
+    each replaced by ``baseline``; the curve is the target's softmax probability after ``k``
+    removals divided by the clean probability (``c_0 = 1 .. c_S``); the score is its AOC under
+    ``aoc`` (:data:`AOC_RULES`).
+
+    Args:
+        forward: ``images (n, C, H, W) -> logits (n, K)``, called with ``forward_batch`` images.
+        x: ``(B, C, H, W)``; target: ``(B,)``; maps: ``(B, H, W)``; segments: ``(B, H, W)`` labels;
+        baseline: ``(B, C, H, W)`` replacement values; clean_probability: ``(B,)`` ``p(target | x)``.
+
+    Returns:
+        ``scores (B,)`` float64 (NaN where a forward pass gave non-finite logits), ``curves
+        (B, curve_points)`` resampled onto fractions ``[0, 1]``, ``n_segments (B,)``.
+    """
+    if aoc not in AOC_RULES:
+        raise ConfigError(f"expected aoc in {AOC_RULES}, got {aoc!r}")
+    rank, n_seg = segment_order(maps, segments)
+    f0 = clean_probability.detach().double().cpu()
+    vals = [torch.empty(int(s) + 1, dtype=torch.float64) for s in n_seg]
+    for i in range(len(vals)):
+        vals[i][0] = f0[i]
+    for imgs, rows, steps in irof_images(x, baseline, rank, n_seg, int(forward_batch)):
+        logits = forward(imgs).detach()
+        t = target[rows.to(target.device)].to(logits.device)
+        y = torch.softmax(logits.double(), 1).gather(1, t.view(-1, 1)).squeeze(1)
+        y = torch.where(torch.isfinite(logits).all(1), y, torch.full_like(y, float("nan"))).cpu()
+        for r, k, v in zip(rows.tolist(), steps.tolist(), y.tolist()):
+            vals[r][k] = v
+    curves = [v / v[0] for v in vals]
+    scores = torch.stack([irof_aoc(cv, aoc) for cv in curves])
+    return scores, resample_curves(curves, int(curve_points)), n_seg.cpu()

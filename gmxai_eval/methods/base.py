@@ -35,11 +35,13 @@ from gmxai_eval.utils import merge_config, preserved_model_state
 METHODS: Registry = Registry("method", entry_point_group="gmxai_eval.methods")
 
 Target = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
-Reduce = Literal["sum", "sum_abs", "max_abs", "mean", "none"]
+Reduce = Literal["sum", "sum_abs", "max_abs", "mean"]
+#: The one set of channel reductions (``Reduce`` and :func:`reduce_channels` agree on it).
+REDUCTIONS: tuple[str, ...] = ("sum", "sum_abs", "max_abs", "mean")
 
 #: Options every explainer accepts, on top of its card's ``default_config``.
 BASE_CONFIG: dict[str, Any] = {
-    "reduce": "sum",        # channel reduction of (b, C, H, W) maps: sum | sum_abs | max_abs | mean
+    "reduce": "sum",        # channel reduction of (b, C, H, W) maps: one of REDUCTIONS
     "chunk_size": None,     # max images per _attribute call (memory bound); None = whole batch
     "seed": 0,              # for stochastic methods (SmoothGrad, random control, ...)
 }
@@ -64,7 +66,7 @@ def reduce_channels(a: torch.Tensor, how: str) -> torch.Tensor:
         return a.abs().amax(1)
     if how == "mean":
         return a.mean(1)
-    raise ConfigError(f"expected reduce in sum|sum_abs|max_abs|mean, got {how!r}")
+    raise ConfigError(f"expected reduce in {REDUCTIONS}, got {how!r}")
 
 
 def as_target_fn(target: Target, batch_size: int, num_outputs: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -188,7 +188,7 @@ def test_sufficiency():
     q = quantus.Sufficiency(threshold=0.6, distance_func="seuclidean", **{**_q_common(), "abs": True})
     q_scores = np.asarray(q(model=gray_model, x_batch=xn, y_batch=t.numpy(), a_batch=an, softmax=True,
                             device="cpu", batch_size=16))
-    r = EVALUATORS.create("sufficiency", threshold=0.6, abs=True)(gray_model, x, t, maps)
+    r = EVALUATORS.create("sufficiency", estimator="quantus_batch", threshold=0.6, abs=True)(gray_model, x, t, maps)
     np.testing.assert_allclose(r.scores.numpy(), q_scores, rtol=RTOL)
     assert len(set(q_scores.round(6).tolist())) > 1  # a non-degenerate case
 
