@@ -82,6 +82,8 @@ class GazeEvaluator(Evaluator):
     presets: ClassVar[tuple[str, ...]] = ()
     #: compares two maps (CC, SIM, KL, EMD) rather than a map with fixations
     distribution: ClassVar[bool] = False
+    #: gaze metrics compare maps with fixations: no forward pass
+    uses_model: ClassVar[bool] = False
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)

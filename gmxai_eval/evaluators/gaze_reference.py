@@ -12,7 +12,7 @@ the floor use one definition per metric. Nothing here runs a model: maps come in
   of all observers, so the ceiling is the conventional, conservative human consistency.
 * :func:`centre_bias_floor`: the centre-bias baseline map scored like a method.
 * :func:`summarise`: one row per method plus :data:`CEILING_ROW` and :data:`FLOOR_ROW`; per
-  metric the mean over images, a percentile bootstrap CI over images (:func:`bootstrap_ci`) and
+  metric the mean over images, a percentile bootstrap CI over images (:func:`gmxai_eval.functional.stats.bootstrap_ci`) and
   the score as a fraction of the ceiling (``score / ceiling`` for higher-is-better metrics,
   ``ceiling / score`` for KL and EMD, so 1 = human level either way).
 * :func:`gaze_section_data`: all of the above for a run's maps, as one JSON-able mapping (what
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gmxai_eval.functional.stats import bootstrap_ci  # noqa: F401  (re-exported: the gaze table's CI)
 from gmxai_eval.data.gaze.maps import ImageGaze
 from gmxai_eval.data.gaze.study import Study
 from gmxai_eval.errors import ConfigError, ShapeError
@@ -131,30 +132,6 @@ def centre_bias_floor(gazes: Mapping[str, ImageGaze], *, metrics: Sequence[str] 
     """Each image's baseline (centre-bias) density scored like a method."""
     return score_maps({k: g.baseline for k, g in gazes.items()}, gazes, metrics=metrics,
                       metric_config=metric_config, seed=seed)
-
-
-def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, level: float = 0.95,
-                 seed: int = 0) -> tuple[float, float, float]:
-    """``(mean, lo, hi)``: percentile bootstrap CI of the mean over images (NaNs excluded).
-
-    The resamples are the suite's one image-level bootstrap
-    (:func:`gmxai_eval.report.aggregate.bootstrap_means`: ``numpy.random.default_rng(seed)``,
-    ``integers(0, n, (n_boot, n))``) over the finite values; the interval is their
-    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles (linear interpolation).
-    """
-    # TRANSITIONAL: this is the one shared bootstrap until functional/stats.py provides it (the
-    # import then moves there, below the evaluators layer)
-    from gmxai_eval.report.aggregate import bootstrap_means
-
-    if not 0 < level < 1:
-        raise ConfigError(f"expected 0 < level < 1, got {level}")
-    v = np.asarray(values, np.float64).reshape(-1)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return (float("nan"),) * 3
-    means = bootstrap_means(v, n_boot=int(n_boot), seed=seed)[:, 0]
-    a = (1 - level) / 2
-    return float(v.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
 def _directions(metrics: Sequence[str]) -> dict[str, bool]:

@@ -24,7 +24,7 @@ from gmxai_eval.gaze._deprecated import alias
 
 # each name's defining module first (data.gaze.maps imports the map kernels it uses)
 _TARGETS = ("gmxai_eval.data.gaze.fixations", "gmxai_eval.data.gaze.study", "gmxai_eval.functional.gaze_maps",
-            "gmxai_eval.data.gaze.maps", "gmxai_eval.evaluators.gaze_reference")
+            "gmxai_eval.data.gaze.maps", "gmxai_eval.functional.stats", "gmxai_eval.evaluators.gaze_reference")
 #: The names this package exported before the split (each resolves with a DeprecationWarning).
 DEPRECATED = ("FixationTable", "read_fixations", "validate_fixations", "write_fixations", "ImageGaze",
               "centre_bias_map", "density_map", "fixation_map", "image_gaze_set", "DEFAULT_METRICS",

@@ -41,7 +41,8 @@ def _masks() -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
 
 
 def _fixations(ids: list[str]) -> dict[str, Any]:
-    from gmxai_eval.gaze.maps import ImageGaze, centre_bias_map, density_map
+    from gmxai_eval.data.gaze.maps import ImageGaze
+    from gmxai_eval.functional.gaze_maps import centre_bias_map, density_map
 
     out = {}
     for i, sid in enumerate(ids):
