@@ -5,7 +5,9 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     [run]
     name = "quick"            # run id prefix; the run folder is <output>/<name>-<spec hash>
     n_images = 16             # N images of the selected split (0 = all)
-    select = "first"          # "first" N in dataset order, or "stratified" (round-robin by class)
+    select = "first"          # "first" N in dataset order, "stratified" (round-robin by class) or
+                              # "per_subject" (one image per subject, round-robin by class)
+    classes = []              # class names of the dataset to keep ([] = every class)
     seeds = [0]               # independent repetitions (evaluator / method randomness)
     device = "cpu"            # "cpu" | "cuda" | "cuda:1"
     batch_size = "auto"       # images per unit of work, or "auto" (memory heuristic)
@@ -52,6 +54,7 @@ Relative paths inside a spec file are resolved against the file's folder.
 from __future__ import annotations
 
 import copy
+import difflib
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -68,7 +71,9 @@ from gmxai_eval.utils import stable_hash
 PRESETS: tuple[str, ...] = ("default", "quick", "full")
 
 _RUN_KEYS = {"name", "n_images", "seeds", "device", "batch_size", "target", "output", "cache",
-             "html", "examples", "bootstrap", "executor", "select"}
+             "html", "examples", "bootstrap", "executor", "select", "classes"}
+#: ``[run] select`` values (see :func:`gmxai_eval.runner.stages.load.select_samples`).
+SELECTIONS = ("first", "stratified", "per_subject")
 _DATASET_KEYS = {"name", "path", "split", "config"}
 _MODEL_KEYS = {"source", "checkpoint", "arch", "config"}
 _ENTRY_KEYS = {"name", "label", "config"}
@@ -127,6 +132,7 @@ class Spec:
     bootstrap: int = 2000
     executor: str = "local"
     select: str = "first"
+    classes: tuple[str, ...] = ()
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
@@ -141,6 +147,9 @@ class Spec:
         d.pop("source")
         run = {k: d.pop(k) for k in list(d) if k in _RUN_KEYS}
         run["seeds"] = list(run["seeds"])
+        run["classes"] = list(run["classes"])
+        if not run["classes"]:
+            run.pop("classes")  # absent = every class (keeps the hash of specs without it)
         return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
                 "methods": [_plain(e) for e in d["methods"]],
                 "evaluators": [_plain(e) for e in d["evaluators"]],
@@ -164,7 +173,7 @@ class Spec:
         d = self.to_dict()
         for k, v in changes.items():
             if k in _RUN_KEYS:
-                d["run"][k] = list(v) if k == "seeds" else v
+                d["run"][k] = list(v) if k in ("seeds", "classes") else v
             elif k in ("methods", "evaluators"):
                 d[k] = [_plain(e) if isinstance(e, Entry) else dict(e) for e in v]
             elif k in ("dataset", "model"):
@@ -196,8 +205,10 @@ def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str], source:
         raise ConfigError(f"{source}: expected [{where}] to be a table, got {type(given).__name__}")
     unknown = sorted(set(given) - allowed)
     if unknown:
+        hints = {k: difflib.get_close_matches(str(k), sorted(allowed), n=2) for k in unknown}
+        hint = "; ".join(f"did you mean {v} for {k!r}?" for k, v in hints.items() if v)
         raise ConfigError(f"{source}: unknown key(s) {unknown} in [{where}]; expected a subset of "
-                          f"{sorted(allowed)}")
+                          f"{sorted(allowed)}" + (f" ({hint})" if hint else ""))
 
 
 def _typed(source: str, where: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
@@ -270,9 +281,16 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
             raise ConfigError(f"{src}: expected run.batch_size 'auto' or an int >= 1, got {bs!r}")
         kw["batch_size"] = bs
     if "select" in run:
-        if run["select"] not in ("first", "stratified"):
-            raise ConfigError(f"{src}: expected run.select 'first' or 'stratified', got {run['select']!r}")
+        if run["select"] not in SELECTIONS:
+            raise ConfigError(f"{src}: expected run.select in {list(SELECTIONS)}, got {run['select']!r}")
         kw["select"] = run["select"]
+    if "classes" in run:
+        cls = run["classes"]
+        if not isinstance(cls, list) or not all(isinstance(c, str) and c for c in cls):
+            raise ConfigError(f"{src}: expected run.classes to be a list of class names, got {cls!r}")
+        if len(set(cls)) != len(cls):
+            raise ConfigError(f"{src}: expected distinct run.classes, got {cls}")
+        kw["classes"] = tuple(cls)
     if "target" in run:
         if run["target"] not in ("predicted", "label"):
             raise ConfigError(f"{src}: expected run.target 'predicted' or 'label', got {run['target']!r}")
