@@ -4,7 +4,7 @@ A run folder holds ``results.json`` (the results document) and ``report_data.jso
 files need beyond it: the per-sample table, the example-maps figure as a base64 PNG and any
 trusted extra HTML sections). :func:`write_outputs` renders ``leaderboard.md`` / ``.tex`` /
 ``.csv`` and ``report.html`` from them (``samples.csv`` is the table of the sidecar, written by
-the runner's store), in a run as in ``gmxai-eval report RESULTS_JSON`` (:func:`read_run`), so
+the runner's store), in a run as in ``gmxai-eval report RESULTS_JSON`` (which reads a run with :func:`read_run`), so
 both give the same bytes.
 """
 
