@@ -40,7 +40,7 @@ def attribute(ctx: RunContext) -> dict[str, torch.Tensor]:
             if missing:
                 t0 = time.perf_counter()
                 sel = ix[torch.tensor(missing, dtype=torch.long)]
-                new = call_halving(lambda s: _explain(ctx, lab, s), sel,
+                new = call_halving(lambda s, lab=lab: _explain(ctx, lab, s), sel,
                                    lambda s: (s[: len(s) // 2], s[len(s) // 2:]),
                                    lambda p, q: torch.cat([p, q]), len)
                 cache.put(e.name, mk, [bkeys[i] for i in missing], new)

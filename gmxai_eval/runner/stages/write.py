@@ -20,7 +20,6 @@ import torch
 
 import gmxai_eval
 from gmxai_eval.report import aggregate as agg
-from gmxai_eval.report import tables
 from gmxai_eval.report.html import example_maps
 from gmxai_eval.report.render import report_data, write_outputs, write_report_data
 from gmxai_eval.runner.context import RunContext
