@@ -5,8 +5,8 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     [run]
     name = "quick"            # run id prefix; the run folder is <output>/<name>-<spec hash>
     n_images = 16             # N images of the selected split (0 = all)
-    select = "first"          # "first" N in dataset order, "stratified" (round-robin by class) or
-                              # "per_subject" (one image per subject, round-robin by class)
+    select = "per_subject"    # "per_subject" (one image per subject, round-robin by class),
+                              # "stratified" (round-robin by class) or "first" N in dataset order
     classes = []              # class names of the dataset to keep ([] = every class)
     seeds = [0]               # independent repetitions (evaluator / method randomness)
     device = "cpu"            # "cpu" | "cuda" | "cuda:1"
@@ -131,7 +131,7 @@ class Spec:
     examples: int = 4
     bootstrap: int = 2000
     executor: str = "local"
-    select: str = "first"
+    select: str = "per_subject"
     classes: tuple[str, ...] = ()
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})

@@ -86,13 +86,18 @@ def test_per_subject_selection_takes_one_image_per_subject_round_robin_by_class(
     assert [s.image_id for s in select_samples(samples, "", 0, "per_subject")] == want  # deterministic
 
 
-def test_per_subject_needs_subject_ids():
+def test_per_subject_counts_an_image_without_subject_as_its_own_subject_and_is_the_default():
     from dataclasses import replace
 
-    from gmxai_eval.errors import DataError
+    from gmxai_eval.runner.spec import Spec, parse_spec, preset_spec
 
-    with pytest.raises(DataError, match="subject id"):
-        select_samples([replace(s, subject="") for s in toy_samples(4)], "", 0, "per_subject")
+    plain = [replace(s, subject="") for s in toy_samples(8)]
+    got = select_samples(plain, "", 0, "per_subject")
+    assert [s.image_id for s in got] == [s.image_id for s in select_samples(plain, "", 0, "stratified")]
+    spec = parse_spec({"methods": [{"name": "saliency"}], "evaluators": [{"name": "deletion"}]})
+    assert spec.select == "per_subject" == Spec((), ()).select
+    # the packaged presets name their selection, so the default does not move their results
+    assert {preset_spec(p).select for p in ("quick", "default", "full")} == {"stratified"}
 
 
 def test_run_classes_keeps_only_the_named_classes(tmp_path, toys):

@@ -145,7 +145,8 @@ def select_samples(dataset: Any, split: str, n_images: int, select: str = "first
     classes (in dataset order within a class), so every class is represented; uses
     ``dataset.labels`` when the dataset has it (no image is loaded to choose).
     ``"per_subject"``: the first image (in dataset order) of each subject, round-robin over
-    classes like ``"stratified"``, so no subject is counted twice (deterministic).
+    classes like ``"stratified"``, so no subject is counted twice (deterministic); an image
+    without a subject id counts as its own subject.
     ``classes``: keep only images with these labels (``[run] classes``).
     """
     if select not in SELECTIONS:
@@ -167,10 +168,7 @@ def select_samples(dataset: Any, split: str, n_images: int, select: str = "first
             s = dataset[i]
             if split and s.split != split:
                 continue
-            if not s.subject:
-                raise DataError(f"expected a subject id on every sample for select = 'per_subject', "
-                                f"got none at index {i} (image {s.image_id!r})")
-            first_of.setdefault(s.subject, (int(s.label), i))
+            first_of.setdefault(s.subject or f"image:{s.image_id}", (int(s.label), i))
         per_s: dict[int, list[int]] = {}
         for lab, i in sorted(first_of.values(), key=lambda t: t[1]):
             per_s.setdefault(lab, []).append(i)
