@@ -59,7 +59,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -70,21 +70,80 @@ from gmxai_eval.utils import stable_hash
 #: Packaged presets, ``gmxai-eval run --preset NAME``.
 PRESETS: tuple[str, ...] = ("default", "quick", "full")
 
-_RUN_KEYS = {"name", "n_images", "seeds", "device", "batch_size", "target", "output", "cache",
-             "html", "examples", "bootstrap", "executor", "select", "classes"}
 #: ``[run] select`` values (see :func:`gmxai_eval.runner.stages.load.select_samples`).
 SELECTIONS = ("first", "stratified", "per_subject")
-_DATASET_KEYS = {"name", "path", "split", "config"}
-_MODEL_KEYS = {"source", "checkpoint", "arch", "config"}
-_ENTRY_KEYS = {"name", "label", "config"}
-_RELIABILITY_KEYS = {"enabled", "n_images", "minor_input_sigma", "disruptive_input_sigma",
-                     "minor_model_sigma", "disruptive_model_sigma", "max_tries"}
-_REPORT_KEYS = {"sections"}
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """``[run]``: what to run and where (see the module docstring for each key)."""
+
+    name: str = "run"
+    n_images: int = 16
+    seeds: tuple[int, ...] = (0,)
+    device: str = "cpu"
+    batch_size: int | str = "auto"
+    target: str = "predicted"
+    output: str = "results"
+    cache: str = ""
+    html: bool = True
+    examples: int = 4
+    bootstrap: int = 2000
+    executor: str = "local"
+    select: str = "per_subject"
+    classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    """``[dataset]``: a registered dataset ``name`` with ``config``, or a manifest ``path``."""
+
+    name: str = "default"
+    split: str = "test"
+    config: Mapping[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """``[model]``: ``source`` "default" | "checkpoint" (``checkpoint``) | "registry" (``arch``)."""
+
+    source: str = "default"
+    checkpoint: str = ""
+    arch: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """``[report]``: extra ``report.html`` sections (computed by the runner, rendered by the report)."""
+
+    sections: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GazeSection:
+    """``[gaze]``: fixations for the ``gaze_*`` evaluators: ``fixations = "simulated"`` (simulated
+    clinicians on the run's images, needs landmarks) or a fixation file with its ``study`` file;
+    ``observers`` (simulated only) and ``on_invalid`` ("raise" | "drop", files only)."""
+
+    fixations: str = ""
+    study: str = ""
+    observers: int = 6
+    on_invalid: str = "raise"
+
+
+def _keys(cls: type) -> set[str]:
+    """The keys a spec table allows: the fields of its section dataclass."""
+    return {f.name for f in fields(cls)}
+
+
+_RUN_KEYS = _keys(RunSection)
+_DATASET_KEYS = _keys(DatasetSection)
+_MODEL_KEYS = _keys(ModelSection)
+_REPORT_KEYS = _keys(ReportSection)
+_GAZE_KEYS = _keys(GazeSection)
 _TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability", "report", "gaze"}
-#: ``[gaze]``: fixations for the ``gaze_*`` evaluators: ``fixations = "simulated"`` (simulated
-#: clinicians on the run's images, needs landmarks) or a fixation file with its ``study`` file;
-#: ``observers`` (simulated only) and ``on_invalid`` ("raise" | "drop", files only).
-_GAZE_KEYS = {"fixations", "study", "observers", "on_invalid"}
 
 
 @dataclass(frozen=True)
@@ -113,26 +172,30 @@ class ReliabilitySpec:
     max_tries: int = 5
 
 
+_ENTRY_KEYS = _keys(Entry)
+_RELIABILITY_KEYS = _keys(ReliabilitySpec)
+
+
 @dataclass(frozen=True)
 class Spec:
     """A parsed benchmark specification (see the module docstring for the TOML form)."""
 
     methods: tuple[Entry, ...]
     evaluators: tuple[Entry, ...]
-    name: str = "run"
-    n_images: int = 16
-    seeds: tuple[int, ...] = (0,)
-    device: str = "cpu"
-    batch_size: int | str = "auto"
-    target: str = "predicted"
-    output: str = "results"
-    cache: str = ""
-    html: bool = True
-    examples: int = 4
-    bootstrap: int = 2000
-    executor: str = "local"
-    select: str = "per_subject"
-    classes: tuple[str, ...] = ()
+    name: str = RunSection.name
+    n_images: int = RunSection.n_images
+    seeds: tuple[int, ...] = RunSection.seeds
+    device: str = RunSection.device
+    batch_size: int | str = RunSection.batch_size
+    target: str = RunSection.target
+    output: str = RunSection.output
+    cache: str = RunSection.cache
+    html: bool = RunSection.html
+    examples: int = RunSection.examples
+    bootstrap: int = RunSection.bootstrap
+    executor: str = RunSection.executor
+    select: str = RunSection.select
+    classes: tuple[str, ...] = RunSection.classes
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
@@ -140,6 +203,26 @@ class Spec:
     sections: tuple[str, ...] = ()
     gaze: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<dict>"
+
+    @property
+    def run(self) -> RunSection:
+        """The ``[run]`` table as its typed section."""
+        return RunSection(**{k: getattr(self, k) for k in _RUN_KEYS})
+
+    @property
+    def dataset_section(self) -> DatasetSection:
+        """The ``[dataset]`` table as its typed section."""
+        return DatasetSection(**dict(self.dataset))
+
+    @property
+    def model_section(self) -> ModelSection:
+        """The ``[model]`` table as its typed section."""
+        return ModelSection(**dict(self.model))
+
+    @property
+    def gaze_section(self) -> GazeSection | None:
+        """The ``[gaze]`` table as its typed section (``None`` without one)."""
+        return GazeSection(**dict(self.gaze)) if self.gaze else None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict that :func:`parse_spec` turns back into an equal spec."""
