@@ -144,21 +144,6 @@ class RunContext:
         names = self.class_names
         return names[k] if 0 <= k < len(names) else str(k)
 
-    def method_labels(self) -> list[str]:
-        return [e.label for e in self.spec.methods]
-
-    def evaluator_labels(self) -> list[str]:
-        return [e.label for e in self.spec.evaluators]
-
-    def with_masks(self, index: torch.Tensor, device: torch.device | None = None) -> dict[str, Any]:
-        """The explainers, those with ``needs_masks`` bound to the evidence masks of ``index``.
-
-        Raises:
-            ConfigError: a method needs masks and the dataset has none.
-        """
-        return bind_masks(self.explainers, None if self.masks is None else
-                          self.masks[index].to(device or self.device))
-
 
 def bind_masks(explainers: Mapping[str, Any], masks: torch.Tensor | None) -> dict[str, Any]:
     """``{label: explainer}`` with every explainer that declares ``needs_masks`` (the oracle)

@@ -175,3 +175,25 @@ def test_auto_batch_size_on_cpu_is_the_cpu_default():
     model = MODELS.create("toy_cnn", num_classes=4).eval()
     assert auto_batch_size(model, torch.rand(2, 3, 32, 32), torch.device("cpu"), cpu_default=5) == 5
     assert all(p.grad is None for p in model.parameters())
+
+
+class SeenOOM(Seen):
+    """``toy_seen`` that runs out of memory on more than 2 images (the unit halves its batch)."""
+
+    card = EvaluatorCard(name="toy_seen_oom", category="localisation", higher_is_better=True, paper="test",
+                         needs=frozenset({"masks", "explainer"}))
+
+    def _evaluate(self, batch, method):
+        if batch.x.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super()._evaluate(batch, method)
+
+
+def test_halved_batches_rebind_the_oracle_to_their_own_masks(tmp_path, seen):
+    EVALUATORS.register(SeenOOM)
+    try:
+        res = _run(toy_spec(methods=["oracle"], evaluators=["toy_seen_oom"]), tmp_path)
+    finally:
+        EVALUATORS.unregister("toy_seen_oom")
+    assert (res.table.score == 1.0).all() and len(res.table) == 8
+    assert {len(b.sample_ids) for b in seen.batches} == {2}  # every scored batch was a half of a half
