@@ -45,7 +45,9 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     n_images = 8
 
     [report]
-    sections = ["gaze"]       # extra report.html sections (gmxai_eval.report.html.SECTIONS)
+    sections = ["gaze"]       # extra report.html sections: data computed by the runner
+                              # (runner.stages.sections.SECTION_DATA), rendered by the report
+                              # (report.html.SECTIONS)
 
 Unknown keys anywhere raise :class:`~gmxai_eval.errors.ConfigError` naming the key and file.
 Relative paths inside a spec file are resolved against the file's folder.
