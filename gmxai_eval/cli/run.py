@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from gmxai_eval.errors import ConfigError
+from gmxai_eval.runner.spec import PRESETS
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +15,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                               description="Run a benchmark. With no SPEC the packaged 'default' spec "
                                           "runs; --preset picks another packaged spec.")
     p.add_argument("spec", nargs="?", help="TOML spec file")
-    p.add_argument("--preset", choices=("default", "quick", "full"), help="packaged spec to run")
+    p.add_argument("--preset", choices=PRESETS, help="packaged spec to run")
     p.add_argument("--output", help="parent folder of run folders (overrides run.output)")
     p.add_argument("--run-id", help="run folder name (default: <name>-<spec hash>)")
     p.add_argument("--cache", help="cache folder (default: <output>/.cache)")

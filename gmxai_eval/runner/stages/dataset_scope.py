@@ -2,8 +2,8 @@
 :class:`~gmxai_eval.evaluators.base.DatasetJob` for the whole selection and run it with
 ``DatasetEvaluator.run(job, executor)``; results are stored like units (a rerun does not retrain).
 
-Inputs: ``samples``, ``model``, ``explainers``, ``dataset``, ``spec``, ``executor``,
-``dataset_job``. Output: table rows (sample ids ``retrain-<i>``).
+Inputs: ``samples``, ``model``, ``explainers``, ``dataset``, ``spec`` (given to the job with
+``cache`` set to the run's cache folder), ``executor``, ``dataset_job``. Output: table rows (sample ids ``retrain-<i>``).
 """
 
 from __future__ import annotations
@@ -61,8 +61,10 @@ def dataset_scope(ctx: RunContext) -> list[dict[str, Any]]:
             if not isinstance(ev, DatasetEvaluator):
                 raise ModelStateError(f"expected evaluator {e.name!r} with scope 'dataset' to be a "
                                       f"DatasetEvaluator, got {type(ev).__name__}")
+            # the job's spec names the run's cache folder, so retrainings can be stored there
             job = (ctx.dataset_job or default_dataset_job)(
-                ctx.samples, ctx.model, {m: ctx.explainers[m] for m in todo}, ctx.dataset, ctx.spec)
+                ctx.samples, ctx.model, {m: ctx.explainers[m] for m in todo}, ctx.dataset,
+                ctx.spec.replace(cache=str(ctx.cache_root)))
             res = ev.run(job, ctx.executor)
             for m in todo:
                 r = res[m]
