@@ -1,6 +1,7 @@
-"""Aggregation, leaderboards, the HTML report, metric reliability and regression comparison.
+"""Aggregation, leaderboards, the HTML report and regression comparison, from results only.
 
-Public API (imported lazily)::
+The report reads a results document (or ``results.json`` with its ``report_data.json``); it
+never runs a model. Public API (imported lazily)::
 
     from gmxai_eval.report import summarise, compare_results, render_report, SECTIONS
 """
@@ -15,9 +16,9 @@ _EXPORTS = {
     "rank_min": "aggregate", "rank_bands": "aggregate",
     "leaderboard_markdown": "tables", "leaderboard_latex": "tables", "leaderboard_csv": "tables",
     "write_tables": "tables", "write_results_json": "tables",
-    "render_report": "html", "SECTIONS": "html", "SectionContext": "html", "frame_html": "html",
-    "compare_results": "compare", "load_results": "compare", "Comparison": "compare",
-    "metric_reliability": "reliability",
+    "render_report": "html", "SECTIONS": "html", "frame_html": "html", "table_section": "html",
+    "example_maps": "html", "compare_results": "compare", "load_results": "compare", "Comparison": "compare",
+    "render_reliability": "reliability", "write_outputs": "render", "read_run": "render",
 }
 
 __all__ = sorted(_EXPORTS)

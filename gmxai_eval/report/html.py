@@ -12,74 +12,57 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from gmxai_eval.report import figures
+from gmxai_eval.errors import DataError
 from gmxai_eval.registry import Registry
+from gmxai_eval.report import figures
 from gmxai_eval.report.tables import flags_text, leaderboard_rows
 from gmxai_eval.utils import write_atomic
 
 
-@dataclass
-class SectionContext:
-    """What a report section sees: the run's model (eval mode, on the run device), the selected
-    ``samples``, ``{label: Explainer}``, the spec and the first run ``seed``."""
-
-    model: Any
-    samples: Sequence[Any]
-    explainers: Mapping[str, Any]
-    spec: Any
-    seed: int = 0
-
-
-#: Extra report sections: ``SECTIONS.register(fn, name="gaze")`` with
-#: ``fn(ctx: SectionContext) -> (title, pandas.DataFrame | trusted HTML str)``; a spec's
-#: ``[report] sections = ["gaze"]`` runs them. A DataFrame is rendered escaped (its
-#: ``attrs["caption"]`` as caption) and stored in ``results.json["sections"][title]``.
+#: Report sections, one renderer per name: ``SECTIONS.register(fn, name="gaze")`` with
+#: ``fn(results: Mapping, data: Mapping) -> (title, trusted HTML)``, where ``data`` is
+#: ``results["sections"][name]``, computed by the runner's ``sections`` stage (a spec's
+#: ``[report] sections = [...]``). A renderer only formats: it never runs a model.
 SECTIONS: Registry = Registry("report section", entry_point_group="gmxai_eval.sections")
 
 
-def _gaze(ctx: SectionContext) -> tuple[str, Any]:
-    """Gaze overlap of the run's methods with simulated clinicians (``gmxai_eval.gaze``)."""
-    from gmxai_eval.gaze.section import gaze_report_section
+def table_section(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str]:
+    """Renderer of a table section stored as ``{"title", "caption", "index", "columns",
+    "rows"}`` (rows: lists of cells, ``None`` for a missing value); every cell is escaped."""
+    for key in ("title", "columns", "rows"):
+        if key not in data:
+            raise DataError(f"expected a table section with keys title, columns, rows, got {sorted(data)}",
+                            column=key)
+    rows = [[_cell(v) for v in r] for r in data["rows"]]
+    cap = f"<p>{e(str(data['caption']))}</p>" if data.get("caption") else ""
+    return str(data["title"]), cap + f'<div class="scroll">{table_html(list(map(str, data["columns"])), rows)}</div>'
 
-    return gaze_report_section(ctx)
+
+SECTIONS.register(table_section, name="gaze")
 
 
-SECTIONS.register(_gaze, name="gaze")
+def _cell(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
 
 
 def frame_html(df: Any, caption: str | None = None, digits: int = 4) -> str:
     """An escaped HTML table of a DataFrame (index as the first column), with a caption."""
     import pandas as pd
 
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return "n/a" if v != v else f"{v:.{digits}g}"
-        return str(v)
-
     index_name = df.index.name or ""
-    rows = [[cell(i), *map(cell, r)] for i, r in zip(df.index, df.itertuples(index=False))] \
-        if not isinstance(df.index, pd.RangeIndex) else [[*map(cell, r)] for r in df.itertuples(index=False)]
+    rows = [[_cell(i, digits), *(_cell(v, digits) for v in r)] for i, r in zip(df.index, df.itertuples(index=False))] \
+        if not isinstance(df.index, pd.RangeIndex) else [[_cell(v, digits) for v in r] for r in df.itertuples(index=False)]
     headers = ([index_name] if not isinstance(df.index, pd.RangeIndex) else []) + [str(c) for c in df.columns]
     cap = f"<p>{e(caption)}</p>" if caption else ""
-    return cap + f'<div class="scroll">{_table(headers, rows)}</div>'
+    return cap + f'<div class="scroll">{table_html(headers, rows)}</div>'
 
-
-def run_sections(names: Sequence[str], ctx: SectionContext) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    """Run the named :data:`SECTIONS` -> ``([(title, html)], {title: records})``."""
-    out, stored = [], {}
-    for name in names:
-        fn: Callable[[SectionContext], Any] = SECTIONS.get(name)
-        title, body = fn(ctx)
-        if isinstance(body, str):
-            out.append((str(title), body))
-        else:
-            out.append((str(title), frame_html(body, caption=getattr(body, "attrs", {}).get("caption"))))
-            stored[str(title)] = json.loads(body.reset_index().to_json(orient="records"))
-    return out, stored
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -112,7 +95,8 @@ window.addEventListener('load', function () {
 e = html.escape
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
+def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
+    """An HTML table; every header and cell is escaped."""
     head = "".join(f"<th>{e(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f'<table class="{e(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -127,17 +111,32 @@ _CURVE_TITLES = {"perturbation": "perturbation curve", "randomisation": "randomi
                  "retraining": "ROAR / KAR retraining curve"}
 
 
-def render_report(results: Mapping[str, Any], table: Any = None, path: str | Path | None = None, *,
-                  examples: Mapping[str, Any] | None = None,
-                  extra_sections: Sequence[tuple[str, str]] = ()) -> str:
-    """Build the page and (if ``path``) write it atomically. Returns the HTML text.
+def example_maps(images: Any, maps: Mapping[str, Any], ids: Sequence[str], labels: Sequence[str],
+                 targets: Sequence[str]) -> dict[str, Any]:
+    """The stored form of the example-maps figure (what ``report.html`` shows of the maps):
+    ``{"png": base64 PNG, "rows": [[image id, label, explained class], ...]}``.
 
     Args:
-        results: the ``results.json`` document.
-        table: the per-sample DataFrame (unused for now; reserved for per-image views).
-        examples: ``{"images": (N, C, H, W), "ids": [...], "labels": [...], "targets": [...],
-            "maps": {method: (N, H, W)}}`` for the example-maps figure.
-        extra_sections: ``(title, trusted HTML)`` appended before the conventions.
+        images: ``(N, C, H, W)`` in ``[0, 1]``; maps: ``{method: (N, H, W)}`` signed maps.
+    """
+    import base64
+
+    titles = [f"row {i + 1}" for i in range(len(ids))]
+    png = figures.maps_grid(images, maps, titles)
+    return {"png": base64.b64encode(png).decode("ascii"),
+            "rows": [[str(i), str(lab), str(t)] for i, lab, t in zip(ids, labels, targets)]}
+
+
+def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
+                  examples: Mapping[str, Any] | None = None,
+                  extra_sections: Sequence[tuple[str, str]] = ()) -> str:
+    """Build the page from results only and (if ``path``) write it atomically. Returns the HTML.
+
+    Args:
+        results: the ``results.json`` document (as read back: missing numbers are ``None``).
+        examples: the example-maps figure as stored by :func:`example_maps`.
+        extra_sections: ``(title, trusted HTML)`` appended after the registered sections
+            (``results["sections"]``, rendered by :data:`SECTIONS`).
     """
     env = results.get("environment", {})
     parts = [f"<h1>gmxai_eval report: {e(str(results.get('run_id', '')))}</h1>"]
@@ -146,11 +145,11 @@ def render_report(results: Mapping[str, Any], table: Any = None, path: str | Pat
             ("seeds", ", ".join(map(str, results.get("seeds", [])))), ("device", results.get("device", "")),
             ("model hash", results.get("model_hash", "")), ("git revision", env.get("git_revision")),
             ("versions", ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()))]
-    parts.append(_table(["field", "value"], meta, "meta"))
+    parts.append(table_html(["field", "value"], meta, "meta"))
 
     headers, rows = leaderboard_rows(results)
     parts.append("<h2>Leaderboard</h2>")
-    parts.append(f'<div class="scroll">{_table(headers, rows, "leaderboard")}</div>')
+    parts.append(f'<div class="scroll">{table_html(headers, rows, "leaderboard")}</div>')
     parts.append("<p>Cells: mean [95% bootstrap CI] #rank band (1 + number of methods with a "
                  "strictly better, non-overlapping interval). Ranks: rank (mean rank). "
                  "↑ higher is better, ↓ lower is better.</p>")
@@ -170,15 +169,14 @@ def render_report(results: Mapping[str, Any], table: Any = None, path: str | Pat
                                  f"{ev} ({'higher' if recs and recs[0]['higher_is_better'] else 'lower'} is better)")
             parts.append(_img(png, f"{ev}: mean and 95% CI per method"))
 
-    if examples is not None and examples.get("maps"):
-        titles = [f"row {i + 1}" for i in range(len(examples.get("ids", [])))]
+    if examples is not None and examples.get("png"):
+        import base64
+
         parts.append("<h2>Example maps</h2>")
-        parts.append(_img(figures.maps_grid(examples["images"], examples["maps"], titles),
+        parts.append(_img(base64.b64decode(examples["png"]),
                           "signed maps, symmetric colour scale per map (red positive, blue negative)"))
-        parts.append(_table(["row", "image id", "label", "explained class"],
-                            [[i + 1, *t] for i, t in enumerate(zip(examples.get("ids", []),
-                                                                   examples.get("labels", []),
-                                                                   examples.get("targets", [])))]))
+        parts.append(table_html(["row", "image id", "label", "explained class"],
+                                [[i + 1, *r] for i, r in enumerate(examples.get("rows", []))]))
 
     curves = results.get("curves", {})
     if curves:
@@ -196,14 +194,14 @@ def render_report(results: Mapping[str, Any], table: Any = None, path: str | Pat
 
     rel = results.get("reliability")
     if rel:
+        from gmxai_eval.report.reliability import render_reliability
+
         parts.append("<h2>Metric reliability (MetaQuantus-style)</h2>")
-        rrows = [[ev, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in
-                        (r.get(k) for k in ("minor_change", "disruptive_change", "ratio",
-                                            "minor_tau", "disruptive_tau", "n_kept")))]
-                 for ev, r in rel.get("evaluators", {}).items()]
-        parts.append(_table(["evaluator", "change under minor noise (↓)", "change under disruptive noise (↑)",
-                             "ratio (↑)", "τ minor (↑)", "τ disruptive", "images kept"], rrows))
-        parts.append(f"<p>{e(rel.get('description', ''))}</p>")
+        parts.append(render_reliability(rel))
+
+    for name, data in (results.get("sections") or {}).items():
+        title, fragment = SECTIONS.get(name)(results, data)
+        parts.append(f"<h2>{e(str(title))}</h2>{fragment}")
 
     for title, fragment in extra_sections:
         parts.append(f"<h2>{e(title)}</h2>{fragment}")

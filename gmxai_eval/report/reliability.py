@@ -1,194 +1,42 @@
-"""Metric reliability, after MetaQuantus (Hedström et al., TMLR 2023).
+"""The metric-reliability table of ``report.html``, rendered from ``results["reliability"]``.
 
-A reliable evaluator's scores barely move under a *minor* perturbation that keeps the model's
-predictions (resilience) and move a lot under a *disruptive* one (reactivity). Two kinds:
-
-* input: ``x' = clamp(x + sigma * N(0, 1), 0, 1)`` with noise drawn by
-  ``torch.randn(x.shape, generator=rng_for(seed, "reliability", kind, attempt))``;
-* model: every floating-point parameter ``p' = p * (1 + sigma * N(0, 1))`` (multiplicative, as in
-  MetaQuantus), noise from ``rng_for(seed, "reliability", kind, attempt)`` in parameter order.
-
-For a minor perturbation only images whose predicted class is unchanged are kept (input: each
-image takes the first of ``max_tries`` draws that keeps it; model: the draw that keeps the most
-images). Maps are recomputed on the perturbed input / model, for the same target.
-
-Per evaluator:
-
-* ``minor_change`` / ``disruptive_change``: mean over methods and images of
-  ``|s'_i - s_i| / sd`` (``sd``: population std of the original scores over every method and
-  image; ``1`` when that is 0), averaged over the input and model perturbations;
-* ``ratio = disruptive_change / minor_change`` (higher is better);
-* ``minor_tau`` / ``disruptive_tau``: Kendall tau-b between the methods' original mean scores
-  and their perturbed mean scores (ranking stability), averaged over the two kinds.
+The numbers come from the runner's ``reliability`` stage
+(:mod:`gmxai_eval.runner.stages.reliability`, MetaQuantus-style); this module only formats them.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import warnings
-from typing import Any, Mapping, Sequence
+import html
+from typing import Any, Mapping
 
-import numpy as np
-import torch
-from torch import nn
-
-from gmxai_eval.evaluators.base import EvalBatch, Evaluator
-from gmxai_eval.methods.base import Explainer
-from gmxai_eval.report.aggregate import kendall_tau_b
-from gmxai_eval.utils import rng_for
-
-
-def perturb_input(x: torch.Tensor, sigma: float, seed: int, kind: str, attempt: int) -> torch.Tensor:
-    """``clamp(x + sigma * N(0, 1), 0, 1)`` with noise keyed on ``(seed, kind, attempt)``."""
-    g = rng_for(seed, "reliability", kind, attempt)
-    noise = torch.randn(x.shape, generator=g, dtype=torch.float32).to(x.device)
-    return (x + sigma * noise).clamp(0.0, 1.0)
+#: ``(key in a per-evaluator record, column header)`` in table order.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("minor_change", "change under minor noise (↓)"),
+    ("disruptive_change", "change under disruptive noise (↑)"),
+    ("ratio", "ratio (↑)"),
+    ("minor_tau", "τ minor (↑)"),
+    ("disruptive_tau", "τ disruptive"),
+    ("n_kept", "images kept"),
+)
 
 
-def perturb_model(model: nn.Module, sigma: float, seed: int, kind: str, attempt: int) -> nn.Module:
-    """A deep copy with every floating parameter multiplied by ``1 + sigma * N(0, 1)``."""
-    g = rng_for(seed, "reliability", kind, attempt)
-    m = copy.deepcopy(model)
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.is_floating_point():
-                noise = torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.device, p.dtype)
-                p.mul_(1.0 + sigma * noise)
-    return m.eval()
+def reliability_rows(rel: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """``(headers, rows)`` of the reliability table: one row per evaluator, floats to 3 decimals."""
+    headers = ["evaluator", *(h for _, h in COLUMNS)]
+    rows = [[str(ev), *(_cell(r.get(k)) for k, _ in COLUMNS)] for ev, r in rel.get("evaluators", {}).items()]
+    return headers, rows
 
 
-def _scores(model: nn.Module, x: torch.Tensor, target: torch.Tensor, ids: Sequence[str],
-            explainers: Mapping[str, Explainer], evaluators: Mapping[str, Evaluator], seed: int,
-            masks: torch.Tensor | None, region_masks: torch.Tensor | None,
-            region_names: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
-    maps = {m: ex(model, x, target) for m, ex in explainers.items()}
-    batch = EvalBatch(model, x, target, maps, list(ids), dict(explainers), masks, region_masks,
-                      region_names, seed)
-    out = {}
-    for ev_name, ev in evaluators.items():
-        res = ev.evaluate(batch)
-        out[ev_name] = {m: r.scores.numpy().astype(np.float64) for m, r in res.items()}
-    return out
+def _cell(v: Any) -> str:
+    """Floats to 3 decimals; ``None`` (a NaN or infinite value in ``results.json``) as ``n/a``."""
+    if v is None:
+        return "n/a"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-@torch.no_grad()
-def _pred(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model(x).argmax(1)
+def render_reliability(rel: Mapping[str, Any]) -> str:
+    """The escaped HTML table and its description line."""
+    from gmxai_eval.report.html import table_html
 
-
-def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sample_ids: Sequence[str],
-                       explainers: Mapping[str, Explainer], evaluators: Mapping[str, Evaluator], *,
-                       masks: torch.Tensor | None = None, region_masks: torch.Tensor | None = None,
-                       region_names: tuple[str, ...] = (), seed: int = 0,
-                       minor_input_sigma: float = 0.005, disruptive_input_sigma: float = 0.5,
-                       minor_model_sigma: float = 0.005, disruptive_model_sigma: float = 1.0,
-                       max_tries: int = 5, progress: bool = False) -> dict[str, Any]:
-    """Reliability of every evaluator (see the module docstring).
-
-    Args:
-        model: eval-mode model; x ``(N, C, H, W)`` in ``[0, 1]``; target ``(N,)`` int64.
-        explainers / evaluators: ``{label: object}``; evaluators must be batch-scope.
-
-    Returns:
-        ``{"evaluators": {label: {minor_change, disruptive_change, ratio, minor_tau,
-        disruptive_tau, n_kept}}, "settings": {...}, "description": str}``.
-    """
-    ids = list(sample_ids)
-    ctx = dict(masks=masks, region_masks=region_masks, region_names=region_names)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=5, desc="reliability", disable=not progress, leave=False)
-    base = _scores(model, x, target, ids, explainers, evaluators, seed, **ctx)
-    bar.update(1)
-    pred0 = _pred(model, x)
-    idx_all = torch.arange(len(ids))
-
-    def sub(t: torch.Tensor | None, ix: torch.Tensor) -> torch.Tensor | None:
-        return None if t is None else t[ix.to(t.device)]
-
-    runs: dict[str, tuple[dict[str, dict[str, np.ndarray]], np.ndarray]] = {}
-    # input perturbations
-    for kind, sigma, keep_pred in (("input_minor", minor_input_sigma, True),
-                                   ("input_disruptive", disruptive_input_sigma, False)):
-        xp = perturb_input(x, sigma, seed, kind, 0)
-        if keep_pred:
-            kept = (_pred(model, xp) == pred0).cpu()
-            for attempt in range(1, max_tries):
-                if bool(kept.all()):
-                    break
-                xa = perturb_input(x, sigma, seed, kind, attempt)
-                ok = (_pred(model, xa) == pred0).cpu() & ~kept
-                xp[ok.to(xp.device)] = xa[ok.to(xa.device)]
-                kept |= ok
-            ix = idx_all[kept]
-        else:
-            ix = idx_all
-        if len(ix):
-            scores = _scores(model, xp[ix.to(xp.device)], target[ix.to(target.device)], [ids[i] for i in ix],
-                             explainers, evaluators, seed, masks=sub(masks, ix),
-                             region_masks=sub(region_masks, ix), region_names=region_names)
-            runs[kind] = (scores, ix.numpy())
-        bar.update(1)
-    # model perturbations
-    for kind, sigma, keep_pred in (("model_minor", minor_model_sigma, True),
-                                   ("model_disruptive", disruptive_model_sigma, False)):
-        best, best_kept = None, None
-        for attempt in range(max_tries if keep_pred else 1):
-            mp = perturb_model(model, sigma, seed, kind, attempt)
-            kept = (_pred(mp, x) == pred0).cpu() if keep_pred else torch.ones(len(ids), dtype=torch.bool)
-            if best_kept is None or int(kept.sum()) > int(best_kept.sum()):
-                best, best_kept = mp, kept
-            if bool(kept.all()):
-                break
-        ix = idx_all[best_kept]
-        if len(ix):
-            scores = _scores(best, x[ix.to(x.device)], target[ix.to(target.device)], [ids[i] for i in ix],
-                             explainers, evaluators, seed, masks=sub(masks, ix),
-                             region_masks=sub(region_masks, ix), region_names=region_names)
-            runs[kind] = (scores, ix.numpy())
-        bar.update(1)
-
-    bar.close()
-    out: dict[str, dict[str, Any]] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN evaluator gives NaN on purpose
-        for ev in evaluators:
-            out[ev] = _summary(ev, base, runs)
-    return {
-        "evaluators": out,
-        "settings": {"n_images": len(ids), "seed": seed, "minor_input_sigma": minor_input_sigma,
-                     "disruptive_input_sigma": disruptive_input_sigma,
-                     "minor_model_sigma": minor_model_sigma,
-                     "disruptive_model_sigma": disruptive_model_sigma, "max_tries": max_tries},
-        "description": ("Scores should barely change under minor noise that keeps predictions and "
-                        "change a lot under disruptive noise; changes are mean |score change| in units "
-                        "of the original scores' standard deviation."),
-    }
-
-
-def _summary(ev: str, base: Mapping[str, Any], runs: Mapping[str, Any]) -> dict[str, Any]:
-    """The per-evaluator numbers of :func:`metric_reliability` (see the module docstring)."""
-    allv = np.concatenate([v for v in base[ev].values()])
-    sd = float(np.nanstd(allv))
-    sd = sd if math.isfinite(sd) and sd > 0 else 1.0
-    methods = list(base[ev])
-    res: dict[str, Any] = {}
-    for level in ("minor", "disruptive"):
-        changes, taus, kept_counts = [], [], []
-        for kind in (f"input_{level}", f"model_{level}"):
-            if kind not in runs:
-                continue
-            scores, ix = runs[kind]
-            diffs = [np.abs(scores[ev][m] - base[ev][m][ix]) / sd for m in methods]
-            changes.append(float(np.nanmean(np.concatenate(diffs))))
-            taus.append(kendall_tau_b([np.nanmean(base[ev][m][ix]) for m in methods],
-                                      [np.nanmean(scores[ev][m]) for m in methods]))
-            kept_counts.append(len(ix))
-        res[f"{level}_change"] = float(np.mean(changes)) if changes else math.nan
-        res[f"{level}_tau"] = float(np.nanmean(taus)) if taus and np.isfinite(taus).any() else math.nan
-        if level == "minor":
-            res["n_kept"] = int(min(kept_counts)) if kept_counts else 0
-    mc, dc = res["minor_change"], res["disruptive_change"]
-    res["ratio"] = dc / mc if mc > 0 else (math.inf if dc > 0 else math.nan)
-    return res
+    headers, rows = reliability_rows(rel)
+    return table_html(headers, rows) + f"<p>{html.escape(str(rel.get('description', '')))}</p>"

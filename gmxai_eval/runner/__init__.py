@@ -14,8 +14,11 @@ from typing import Any
 _EXPORTS = {
     "Spec": "spec", "Entry": "spec", "ReliabilitySpec": "spec", "PRESETS": "spec",
     "load_spec": "spec", "parse_spec": "spec", "preset_spec": "spec",
+    "SELECTIONS": "spec",
     "run_benchmark": "run", "RunResult": "run", "EvalUnit": "run", "execute_unit": "run",
     "load_model": "run", "load_dataset": "run", "select_samples": "run", "resolve_device": "run",
+    "RunContext": "context", "StageTimer": "context",
+    "metric_reliability": "stages.reliability", "SECTION_DATA": "stages.sections",
     "MapCache": "cache", "UnitStore": "cache", "model_hash": "cache",
     "read_table": "store",
 }

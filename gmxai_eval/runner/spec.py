@@ -5,7 +5,9 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     [run]
     name = "quick"            # run id prefix; the run folder is <output>/<name>-<spec hash>
     n_images = 16             # N images of the selected split (0 = all)
-    select = "first"          # "first" N in dataset order, or "stratified" (round-robin by class)
+    select = "per_subject"    # "per_subject" (one image per subject, round-robin by class),
+                              # "stratified" (round-robin by class) or "first" N in dataset order
+    classes = []              # class names of the dataset to keep ([] = every class)
     seeds = [0]               # independent repetitions (evaluator / method randomness)
     device = "cpu"            # "cpu" | "cuda" | "cuda:1"
     batch_size = "auto"       # images per unit of work, or "auto" (memory heuristic)
@@ -43,7 +45,9 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     n_images = 8
 
     [report]
-    sections = ["gaze"]       # extra report.html sections (gmxai_eval.report.html.SECTIONS)
+    sections = ["gaze"]       # extra report.html sections: data computed by the runner
+                              # (runner.stages.sections.SECTION_DATA), rendered by the report
+                              # (report.html.SECTIONS)
 
 Unknown keys anywhere raise :class:`~gmxai_eval.errors.ConfigError` naming the key and file.
 Relative paths inside a spec file are resolved against the file's folder.
@@ -52,11 +56,12 @@ Relative paths inside a spec file are resolved against the file's folder.
 from __future__ import annotations
 
 import copy
+import difflib
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -67,19 +72,80 @@ from gmxai_eval.utils import stable_hash
 #: Packaged presets, ``gmxai-eval run --preset NAME``.
 PRESETS: tuple[str, ...] = ("default", "quick", "full")
 
-_RUN_KEYS = {"name", "n_images", "seeds", "device", "batch_size", "target", "output", "cache",
-             "html", "examples", "bootstrap", "executor", "select"}
-_DATASET_KEYS = {"name", "path", "split", "config"}
-_MODEL_KEYS = {"source", "checkpoint", "arch", "config"}
-_ENTRY_KEYS = {"name", "label", "config"}
-_RELIABILITY_KEYS = {"enabled", "n_images", "minor_input_sigma", "disruptive_input_sigma",
-                     "minor_model_sigma", "disruptive_model_sigma", "max_tries"}
-_REPORT_KEYS = {"sections"}
+#: ``[run] select`` values (see :func:`gmxai_eval.runner.stages.load.select_samples`).
+SELECTIONS = ("first", "stratified", "per_subject")
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """``[run]``: what to run and where (see the module docstring for each key)."""
+
+    name: str = "run"
+    n_images: int = 16
+    seeds: tuple[int, ...] = (0,)
+    device: str = "cpu"
+    batch_size: int | str = "auto"
+    target: str = "predicted"
+    output: str = "results"
+    cache: str = ""
+    html: bool = True
+    examples: int = 4
+    bootstrap: int = 2000
+    executor: str = "local"
+    select: str = "per_subject"
+    classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    """``[dataset]``: a registered dataset ``name`` with ``config``, or a manifest ``path``."""
+
+    name: str = "default"
+    split: str = "test"
+    config: Mapping[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """``[model]``: ``source`` "default" | "checkpoint" (``checkpoint``) | "registry" (``arch``)."""
+
+    source: str = "default"
+    checkpoint: str = ""
+    arch: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """``[report]``: extra ``report.html`` sections (computed by the runner, rendered by the report)."""
+
+    sections: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GazeSection:
+    """``[gaze]``: fixations for the ``gaze_*`` evaluators: ``fixations = "simulated"`` (simulated
+    clinicians on the run's images, needs landmarks) or a fixation file with its ``study`` file;
+    ``observers`` (simulated only) and ``on_invalid`` ("raise" | "drop", files only)."""
+
+    fixations: str = ""
+    study: str = ""
+    observers: int = 6
+    on_invalid: str = "raise"
+
+
+def _keys(cls: type) -> set[str]:
+    """The keys a spec table allows: the fields of its section dataclass."""
+    return {f.name for f in fields(cls)}
+
+
+_RUN_KEYS = _keys(RunSection)
+_DATASET_KEYS = _keys(DatasetSection)
+_MODEL_KEYS = _keys(ModelSection)
+_REPORT_KEYS = _keys(ReportSection)
+_GAZE_KEYS = _keys(GazeSection)
 _TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability", "report", "gaze"}
-#: ``[gaze]``: fixations for the ``gaze_*`` evaluators: ``fixations = "simulated"`` (simulated
-#: clinicians on the run's images, needs landmarks) or a fixation file with its ``study`` file;
-#: ``observers`` (simulated only) and ``on_invalid`` ("raise" | "drop", files only).
-_GAZE_KEYS = {"fixations", "study", "observers", "on_invalid"}
 
 
 @dataclass(frozen=True)
@@ -108,25 +174,30 @@ class ReliabilitySpec:
     max_tries: int = 5
 
 
+_ENTRY_KEYS = _keys(Entry)
+_RELIABILITY_KEYS = _keys(ReliabilitySpec)
+
+
 @dataclass(frozen=True)
 class Spec:
     """A parsed benchmark specification (see the module docstring for the TOML form)."""
 
     methods: tuple[Entry, ...]
     evaluators: tuple[Entry, ...]
-    name: str = "run"
-    n_images: int = 16
-    seeds: tuple[int, ...] = (0,)
-    device: str = "cpu"
-    batch_size: int | str = "auto"
-    target: str = "predicted"
-    output: str = "results"
-    cache: str = ""
-    html: bool = True
-    examples: int = 4
-    bootstrap: int = 2000
-    executor: str = "local"
-    select: str = "first"
+    name: str = RunSection.name
+    n_images: int = RunSection.n_images
+    seeds: tuple[int, ...] = RunSection.seeds
+    device: str = RunSection.device
+    batch_size: int | str = RunSection.batch_size
+    target: str = RunSection.target
+    output: str = RunSection.output
+    cache: str = RunSection.cache
+    html: bool = RunSection.html
+    examples: int = RunSection.examples
+    bootstrap: int = RunSection.bootstrap
+    executor: str = RunSection.executor
+    select: str = RunSection.select
+    classes: tuple[str, ...] = RunSection.classes
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
@@ -135,12 +206,35 @@ class Spec:
     gaze: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<dict>"
 
+    @property
+    def run(self) -> RunSection:
+        """The ``[run]`` table as its typed section."""
+        return RunSection(**{k: getattr(self, k) for k in _RUN_KEYS})
+
+    @property
+    def dataset_section(self) -> DatasetSection:
+        """The ``[dataset]`` table as its typed section."""
+        return DatasetSection(**dict(self.dataset))
+
+    @property
+    def model_section(self) -> ModelSection:
+        """The ``[model]`` table as its typed section."""
+        return ModelSection(**dict(self.model))
+
+    @property
+    def gaze_section(self) -> GazeSection | None:
+        """The ``[gaze]`` table as its typed section (``None`` without one)."""
+        return GazeSection(**dict(self.gaze)) if self.gaze else None
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict that :func:`parse_spec` turns back into an equal spec."""
         d = asdict(self)
         d.pop("source")
         run = {k: d.pop(k) for k in list(d) if k in _RUN_KEYS}
         run["seeds"] = list(run["seeds"])
+        run["classes"] = list(run["classes"])
+        if not run["classes"]:
+            run.pop("classes")  # absent = every class (keeps the hash of specs without it)
         return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
                 "methods": [_plain(e) for e in d["methods"]],
                 "evaluators": [_plain(e) for e in d["evaluators"]],
@@ -164,7 +258,7 @@ class Spec:
         d = self.to_dict()
         for k, v in changes.items():
             if k in _RUN_KEYS:
-                d["run"][k] = list(v) if k == "seeds" else v
+                d["run"][k] = list(v) if k in ("seeds", "classes") else v
             elif k in ("methods", "evaluators"):
                 d[k] = [_plain(e) if isinstance(e, Entry) else dict(e) for e in v]
             elif k in ("dataset", "model"):
@@ -196,8 +290,10 @@ def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str], source:
         raise ConfigError(f"{source}: expected [{where}] to be a table, got {type(given).__name__}")
     unknown = sorted(set(given) - allowed)
     if unknown:
+        hints = {k: difflib.get_close_matches(str(k), sorted(allowed), n=2) for k in unknown}
+        hint = "; ".join(f"did you mean {v} for {k!r}?" for k, v in hints.items() if v)
         raise ConfigError(f"{source}: unknown key(s) {unknown} in [{where}]; expected a subset of "
-                          f"{sorted(allowed)}")
+                          f"{sorted(allowed)}" + (f" ({hint})" if hint else ""))
 
 
 def _typed(source: str, where: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
@@ -270,9 +366,16 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
             raise ConfigError(f"{src}: expected run.batch_size 'auto' or an int >= 1, got {bs!r}")
         kw["batch_size"] = bs
     if "select" in run:
-        if run["select"] not in ("first", "stratified"):
-            raise ConfigError(f"{src}: expected run.select 'first' or 'stratified', got {run['select']!r}")
+        if run["select"] not in SELECTIONS:
+            raise ConfigError(f"{src}: expected run.select in {list(SELECTIONS)}, got {run['select']!r}")
         kw["select"] = run["select"]
+    if "classes" in run:
+        cls = run["classes"]
+        if not isinstance(cls, list) or not all(isinstance(c, str) and c for c in cls):
+            raise ConfigError(f"{src}: expected run.classes to be a list of class names, got {cls!r}")
+        if len(set(cls)) != len(cls):
+            raise ConfigError(f"{src}: expected distinct run.classes, got {cls}")
+        kw["classes"] = tuple(cls)
     if "target" in run:
         if run["target"] not in ("predicted", "label"):
             raise ConfigError(f"{src}: expected run.target 'predicted' or 'label', got {run['target']!r}")

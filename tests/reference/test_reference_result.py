@@ -28,6 +28,11 @@ def test_quick_preset_reproduces_the_committed_reference(tmp_path, monkeypatch, 
     assert rc == 0
     cand = tmp_path / "candidate"
 
+    # the report reads results only: re-rendered from results.json, every table is the same bytes
+    assert main(["report", str(cand / "results.json"), "--out", str(tmp_path / "rerendered")]) == 0
+    for name in ("leaderboard.md", "leaderboard.tex", "leaderboard.csv", "samples.csv"):
+        assert (tmp_path / "rerendered" / name).read_bytes() == (cand / name).read_bytes(), name
+
     # the regression gate users run: no score worse beyond the reference's CI
     capsys.readouterr()
     assert main(["compare", str(REFERENCE / "results.json"), str(cand / "results.json")]) == 0

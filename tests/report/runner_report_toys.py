@@ -138,8 +138,10 @@ def toys():
 
 
 def toy_spec(methods=("toy_grad", "toy_random"), evaluators=("toy_mass", "toy_deletion"), **run):
-    """A spec over the toy registry entries (toy_cnn model from the registry)."""
-    run = {"name": "toy", "n_images": 8, "batch_size": 4, "bootstrap": 200, "html": False, **run}
+    """A spec over the toy registry entries (toy_cnn model from the registry). The toy faces
+    have two images per subject; these specs take the first ``n_images`` (``select = "first"``)
+    unless told otherwise."""
+    run = {"name": "toy", "n_images": 8, "batch_size": 4, "bootstrap": 200, "html": False, "select": "first", **run}
     return parse_spec({
         "run": run,
         "dataset": {"name": "toy_faces", "config": {"n": run.pop("n_dataset", 8)}},

@@ -57,42 +57,51 @@ def test_browser_renders_every_figure(report, tmp_path):
     assert "<p id=\"trusted\">fragment</p>" in dom
 
 
-def test_registered_section_is_rendered_escaped_and_stored(tmp_path, toys):
+def test_registered_section_is_computed_from_cached_maps_rendered_escaped_and_stored(tmp_path, toys):
     import json
 
     import pandas as pd
 
     from gmxai_eval.errors import UnknownNameError
-    from gmxai_eval.report.html import SECTIONS
+    from gmxai_eval.report.html import SECTIONS, table_section
+    from gmxai_eval.runner.stages.sections import SECTION_DATA, frame_data
     from runner_report_toys import ToyGrad
 
     seen = {}
 
-    def section(ctx):
+    def compute(ctx):
         seen["n"] = len(ctx.samples)
-        seen["methods"] = sorted(ctx.explainers)
-        df = pd.DataFrame({"nss": [1.25, float("nan")]}, index=pd.Index(["<i>m</i>", "floor"], name="row"))
+        seen["maps"] = {m: v.clone() for m, v in ctx.maps.items()}
+        df = pd.DataFrame({"total": [float(v.sum()) for v in ctx.maps.values()] + [float("nan")]},
+                          index=pd.Index(["<i>" + m + "</i>" for m in ctx.maps] + ["floor"], name="row"))
         df.attrs["caption"] = "SIMULATED <gaze>"
-        return "Gaze", df
+        return frame_data("Gaze", df)
 
-    SECTIONS.register(section, name="toy_section")
+    SECTION_DATA.register(compute, name="toy_section")
+    SECTIONS.register(table_section, name="toy_section")
     try:
         spec = toy_spec(methods=["toy_grad"], evaluators=["toy_mass"], n_images=4, html=True).replace(
             sections=["toy_section"])
         res = run_benchmark(spec, output=tmp_path, progress=False, verbose=False)
         text = (res.run_dir / "report.html").read_text()
-        assert "<h2>Gaze</h2>" in text and "&lt;i&gt;m&lt;/i&gt;" in text and "<i>m</i>" not in text
-        assert "SIMULATED &lt;gaze&gt;" in text and "<td>1.25</td>" in text and "<td>n/a</td>" in text
-        assert seen == {"n": 4, "methods": ["toy_grad"]}
+        assert "<h2>Gaze</h2>" in text and "&lt;i&gt;toy_grad&lt;/i&gt;" in text and "<i>toy_grad</i>" not in text
+        assert "SIMULATED &lt;gaze&gt;" in text and "<td>n/a</td>" in text
+        total = float(seen["maps"]["toy_grad"].sum())
+        assert f"<td>{total:.4g}</td>" in text and seen["n"] == 4
         doc = json.loads((res.run_dir / "results.json").read_text())
-        assert doc["sections"]["Gaze"] == [{"row": "<i>m</i>", "nss": 1.25}, {"row": "floor", "nss": None}]
+        assert doc["sections"]["toy_section"]["rows"] == [["<i>toy_grad</i>", total], ["floor", None]]
         assert spec.hash() == spec.replace(sections=[]).hash()
+        # the section reads the map cache: a second run explains nothing and sees the same maps
         calls = ToyGrad.calls
+        again = run_benchmark(spec, output=tmp_path / "again", cache=tmp_path / ".cache", progress=False,
+                              verbose=False)
+        assert ToyGrad.calls == calls and again.results["sections"] == res.results["sections"]
         with pytest.raises(UnknownNameError, match="report section 'gaze_typo'"):
             run_benchmark(spec.replace(sections=["gaze_typo"]), output=tmp_path / "x", progress=False,
                           verbose=False)
-        assert ToyGrad.calls == calls
+        assert ToyGrad.calls == calls  # an unknown section fails before any work
     finally:
+        SECTION_DATA.unregister("toy_section")
         SECTIONS.unregister("toy_section")
 
 

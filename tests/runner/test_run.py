@@ -167,7 +167,7 @@ def test_cuda_matches_cpu(tmp_path, toys):
 
 def test_cli_run_writes_every_output(tmp_path, toys, capsys):
     spec = tmp_path / "s.toml"
-    spec.write_text("[run]\nname = 'cli'\nn_images = 6\nbatch_size = 3\nbootstrap = 100\nhtml = false\n"
+    spec.write_text("[run]\nname = 'cli'\nn_images = 6\nbatch_size = 3\nbootstrap = 100\nhtml = false\nselect = 'first'\n"
                     "[model]\nsource = 'registry'\narch = 'toy_cnn'\n[dataset]\nname = 'toy_faces'\n"
                     "[[methods]]\nname = 'toy_grad'\n[[methods]]\nname = 'toy_random'\n"
                     "[[evaluators]]\nname = 'toy_mass'\n")
@@ -220,7 +220,7 @@ def test_default_source_uses_load_default_model_and_splits(tmp_path, toys, monke
         return MODELS.create("toy_cnn", num_classes=4), splits, {"card": True}
 
     monkeypatch.setattr(default_mod, "load_default", fake_load_default)
-    spec = parse_spec({"run": {"n_images": 4, "batch_size": 4, "bootstrap": 100, "html": False},
+    spec = parse_spec({"run": {"n_images": 4, "batch_size": 4, "bootstrap": 100, "html": False, "select": "first"},
                        "dataset": {"name": "default", "split": "test"},
                        "model": {"source": "default", "config": {"preset": "tiny"}},
                        "methods": [{"name": "toy_grad"}], "evaluators": [{"name": "toy_mass"}]})

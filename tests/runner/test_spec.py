@@ -110,3 +110,30 @@ def test_presets_name_registered_entries_with_valid_configs(name):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="expected a preset"):
         preset_spec("huge")
+
+
+def test_allowed_keys_are_the_section_fields_and_typos_get_close_matches(tmp_path):
+    from dataclasses import fields
+
+    from gmxai_eval.runner.spec import (DatasetSection, GazeSection, ModelSection, ReliabilitySpec,
+                                        ReportSection, RunSection)
+
+    # every field of a section is an accepted key: a spec naming all of them parses
+    run = {f.name: getattr(RunSection(), f.name) for f in fields(RunSection)}
+    run.update(seeds=[0], classes=["a"], name="all")
+    spec = parse_spec({"run": run, "methods": [{"name": "saliency"}], "evaluators": [{"name": "deletion"}],
+                       "reliability": {f.name: getattr(ReliabilitySpec(), f.name) for f in fields(ReliabilitySpec)},
+                       "report": {"sections": []},
+                       "gaze": {"fixations": "simulated", "observers": 3, "on_invalid": "raise", "study": "s.json"},
+                       "dataset": {"name": "x", "split": "", "config": {}, "path": "p.csv"},
+                       "model": {"source": "checkpoint", "checkpoint": "m.pt", "arch": "a", "config": {}}},
+                      source="all.toml")
+    assert spec.run == RunSection(**{**run, "seeds": (0,), "classes": ("a",)})
+    assert spec.dataset_section == DatasetSection("x", "", {}, "p.csv")
+    assert spec.model_section.checkpoint == "m.pt" and spec.gaze_section == GazeSection("simulated", "s.json", 3)
+    assert {f.name for f in fields(ReportSection)} == {"sections"}
+    assert ModelSection().source == "default"
+    # a typo names the key, the file and the closest allowed key
+    with pytest.raises(ConfigError, match=r"typo\.toml: unknown key\(s\) \['n_image'\] in \[run\].*'n_images'"):
+        parse_spec({"run": {"n_image": 4}, "methods": [{"name": "saliency"}], "evaluators": [{"name": "deletion"}]},
+                   source="typo.toml")

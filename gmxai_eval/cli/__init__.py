@@ -1,4 +1,5 @@
-"""``gmxai-eval`` command line. Each area adds its own sub-commands (``add_commands``)."""
+"""``gmxai-eval`` command line: one module per command in this package (``add_commands``),
+plus the gaze commands (``gmxai_eval.gaze.cli``). The top layer: it may import every other."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from gmxai_eval.errors import GMXError
 #: Modules contributing sub-commands, in help order. Each has ``add_commands(subparsers)``;
 #: a sub-command sets ``func=callable(args) -> int`` via ``set_defaults``.
 COMMAND_MODULES = (
-    "gmxai_eval.runner.cli",    # run, compare, methods, evaluators
-    "gmxai_eval.data.cli",      # data synth, data check
-    "gmxai_eval.models.cli",    # train
+    "gmxai_eval.cli.run",       # run
+    "gmxai_eval.cli.compare",   # compare
+    "gmxai_eval.cli.report",    # report
+    "gmxai_eval.cli.listing",   # methods, evaluators
+    "gmxai_eval.cli.data",      # data synth, data check
+    "gmxai_eval.cli.train",     # train
     "gmxai_eval.gaze.cli",      # gaze
     "gmxai_eval.analysis.cli",  # questionnaire
 )

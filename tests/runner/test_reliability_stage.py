@@ -1,4 +1,4 @@
-"""Metric reliability: invariances and a hand-computed input-noise change."""
+"""The reliability stage: invariances and a hand-computed input-noise change."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from gmxai_eval.evaluators.base import EvalResult, Evaluator
 from gmxai_eval.methods.base import Explainer
-from gmxai_eval.report.reliability import metric_reliability, perturb_input, perturb_model
+from gmxai_eval.runner.stages.reliability import metric_reliability, perturb_input, perturb_model
 from gmxai_eval.types import EvaluatorCard, MethodCard
 
 

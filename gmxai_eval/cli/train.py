@@ -1,4 +1,4 @@
-"""Sub-commands of the models area (see gmxai_eval.cli): ``gmxai-eval train``."""
+"""``gmxai-eval train``: train a model on a synthetic dataset and save a checkpoint."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from gmxai_eval.errors import ConfigError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add this area's sub-commands to the ``gmxai-eval`` parser."""
+    """Add ``train`` to the ``gmxai-eval`` parser."""
     p = subparsers.add_parser(
         "train", help="train a model on a synthetic dataset and save a checkpoint",
         description="Train (seeded, deterministic on CPU) and write <out>.pt + <out>.json with "

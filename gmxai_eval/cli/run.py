@@ -1,0 +1,53 @@
+"""``gmxai-eval run``: run a benchmark spec (default: the packaged default spec)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gmxai_eval.errors import ConfigError
+from gmxai_eval.runner.spec import PRESETS
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``run`` to the ``gmxai-eval`` parser."""
+    p = subparsers.add_parser("run", help="run a benchmark spec (default: the packaged default spec)",
+                              description="Run a benchmark. With no SPEC the packaged 'default' spec "
+                                          "runs; --preset picks another packaged spec.")
+    p.add_argument("spec", nargs="?", help="TOML spec file")
+    p.add_argument("--preset", choices=PRESETS, help="packaged spec to run")
+    p.add_argument("--output", help="parent folder of run folders (overrides run.output)")
+    p.add_argument("--run-id", help="run folder name (default: <name>-<spec hash>)")
+    p.add_argument("--cache", help="cache folder (default: <output>/.cache)")
+    p.add_argument("--device", help="cpu | cuda | cuda:i (overrides run.device)")
+    p.add_argument("--n-images", type=int, help="overrides run.n_images")
+    p.add_argument("--batch-size", type=int, help="overrides run.batch_size")
+    p.add_argument("--no-html", action="store_true", help="skip report.html")
+    p.add_argument("--reliability", action="store_true", help="enable the metric-reliability stage")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gmxai_eval.runner.run import run_benchmark
+    from gmxai_eval.runner.spec import load_spec, preset_spec
+
+    if args.spec and args.preset:
+        raise ConfigError(f"expected a SPEC file or --preset, got both ({args.spec!r}, {args.preset!r})")
+    spec = load_spec(args.spec) if args.spec else preset_spec(args.preset or "default")
+    changes: dict[str, Any] = {}
+    if args.device:
+        changes["device"] = args.device
+    if args.n_images is not None:
+        changes["n_images"] = args.n_images
+    if args.batch_size is not None:
+        changes["batch_size"] = args.batch_size
+    if args.no_html:
+        changes["html"] = False
+    if args.reliability:
+        changes["reliability"] = {**spec.to_dict()["reliability"], "enabled": True}
+    if changes:
+        spec = spec.replace(**changes)
+    run_benchmark(spec, output=args.output, run_id=args.run_id, cache=args.cache,
+                  progress=False if args.no_progress else None)
+    return 0

@@ -1,0 +1,166 @@
+"""What the stages of a run share: :class:`RunContext`, the stage timer and progress bars.
+
+A stage is a function ``stage(ctx, ...) -> output``: it reads the fields of the context it
+documents and returns its output; :func:`gmxai_eval.runner.run.run_benchmark` stores each output
+on the context for the next stage. Nothing else is shared between stages.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from gmxai_eval.runner.spec import Spec
+
+
+class StageTimer:
+    """Accumulates wall time per named stage (``with timer("attribute"): ...``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+
+    def summary(self) -> str:
+        total = sum(self.seconds.values()) or 1.0
+        lines = ["time per stage:"]
+        for k, v in self.seconds.items():
+            lines.append(f"  {k:<12} {v:8.2f} s  {100 * v / total:5.1f} %")
+        return "\n".join(lines)
+
+
+def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr (disabled when ``enabled`` is false)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+@dataclass
+class RunContext:
+    """Everything the stages of one run share (filled stage by stage).
+
+    Set before the first stage: ``spec``, ``timer``, ``progress``, ``out_root``, ``cache_root``,
+    ``run_id``, ``counts``. The ``load`` stage sets the model, data and selection fields;
+    ``attribute`` sets ``maps``; ``evaluate`` sets ``table``; ``reliability`` and ``sections``
+    set their results.
+
+    Attributes:
+        spec: the spec that runs.
+        device: ``torch.device`` of the model and of every batch.
+        model: eval-mode model on ``device``; ``model_key``: its content hash.
+        dataset: the dataset object (``None`` when samples were given without one).
+        samples: the selected samples, in run order.
+        images: ``(N, C, H, W)`` float32 cpu; ``labels``: ``(N,)`` int64 cpu.
+        image_ids / subjects: ``N`` strings.
+        target: ``(N,)`` int64 cpu, the explained class of each image.
+        image_keys: ``N`` cache keys of (image, id, target).
+        batch_size / batches: images per unit of work and the index tensors of the batches.
+        channel_mean: ``(C,)`` mean of the selected images (for a ``dataset_mean`` baseline).
+        explainers / evaluators: ``{label: object}`` in spec order; ``method_cards`` /
+            ``evaluator_cards``: their cards.
+        executor: where units of work run.
+        maps: ``{method label: (N, H, W)}`` float32 cpu attributions (from the map cache).
+        masks: ``(N, H, W)`` bool evidence masks or ``None``; ``region_masks``:
+            ``(N, R, H, W)`` bool or ``None`` with ``region_names``.
+        batch_extra: added to every ``EvalBatch.extra``; ``extra_key``: its part of unit keys.
+        counterfactual: what ``dataset.counterfactual_renderer()`` returned (or ``None``);
+            its ``cache_key`` string is part of the unit keys.
+        cache_root: map cache and unit store folder.
+        seeds: the run seeds (``spec.seeds``).
+        timer / progress: the stage timer and whether progress bars show.
+        counts: ``attributed`` {method: images explained now}, ``units_run``, ``units_reused``.
+        seconds_per_method / seconds_per_evaluator: compute time spent in this run.
+        table: the per-sample DataFrame; ``conventions`` / ``curve_labels`` per evaluator.
+        reliability / sections: the results of those stages (JSON-able).
+    """
+
+    spec: Spec
+    timer: StageTimer
+    progress: bool
+    out_root: Path
+    cache_root: Path
+    run_id: str
+    counts: dict[str, Any]
+    device: torch.device = torch.device("cpu")
+    model: nn.Module | None = None
+    model_key: str = ""
+    dataset: Any = None
+    samples: Sequence[Any] = ()
+    images: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    image_ids: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    target: torch.Tensor | None = None
+    image_keys: list[str] = field(default_factory=list)
+    batch_size: int = 1
+    batches: list[torch.Tensor] = field(default_factory=list)
+    channel_mean: torch.Tensor | None = None
+    explainers: dict[str, Any] = field(default_factory=dict)
+    evaluators: dict[str, Any] = field(default_factory=dict)
+    method_cards: dict[str, Any] = field(default_factory=dict)
+    evaluator_cards: dict[str, Any] = field(default_factory=dict)
+    executor: Any = None
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    masks: torch.Tensor | None = None
+    region_masks: torch.Tensor | None = None
+    region_names: tuple[str, ...] = ()
+    batch_extra: dict[str, Any] = field(default_factory=dict)
+    extra_key: str = ""
+    counterfactual: Any = None
+    seconds_per_method: dict[str, float] = field(default_factory=dict)
+    seconds_per_evaluator: dict[str, float] = field(default_factory=dict)
+    table: Any = None
+    conventions: dict[str, Any] = field(default_factory=dict)
+    curve_labels: dict[str, list[str]] = field(default_factory=dict)
+    reliability: dict[str, Any] | None = None
+    sections: dict[str, Any] = field(default_factory=dict)
+    dataset_job: Callable[..., Any] | None = None
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(self.spec.seeds)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The dataset's class names (``[]`` when it has none)."""
+        return [str(c) for c in (getattr(self.dataset, "classes", None) or [])]
+
+    def class_name(self, k: int) -> str:
+        names = self.class_names
+        return names[k] if 0 <= k < len(names) else str(k)
+
+
+def bind_masks(explainers: Mapping[str, Any], masks: torch.Tensor | None) -> dict[str, Any]:
+    """``{label: explainer}`` with every explainer that declares ``needs_masks`` (the oracle)
+    replaced by ``explainer.with_masks(masks)``; ``masks`` ``(B, H, W)`` bool.
+
+    Raises:
+        ConfigError: an explainer needs masks and ``masks`` is ``None``.
+    """
+    from gmxai_eval.errors import ConfigError
+
+    out = {}
+    for label, ex in explainers.items():
+        if getattr(ex, "needs_masks", False):
+            if masks is None:
+                raise ConfigError(f"method {label!r} needs evidence masks (needs_masks = True), got a "
+                                  "dataset without evidence masks; remove it from the spec or use a "
+                                  "dataset with evidence")
+            ex = ex.with_masks(masks)
+        out[label] = ex
+    return out

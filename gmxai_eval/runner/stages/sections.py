@@ -1,0 +1,81 @@
+"""Stage ``sections``: the data of the report sections a spec asks for (``[report] sections``).
+
+A section is two registered functions with the same name: a *computation* here,
+``SECTION_DATA.register(fn, name=...)`` with ``fn(ctx: RunContext) -> JSON-able data`` (it
+reads the run's cached ``maps``; it never recomputes them), and a *renderer* in
+:data:`gmxai_eval.report.html.SECTIONS` that turns ``results["sections"][name]`` into HTML.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Sequence
+
+from gmxai_eval.errors import ShapeError
+from gmxai_eval.registry import Registry
+from gmxai_eval.runner.context import RunContext
+
+#: Section computations: ``fn(ctx: RunContext) -> JSON-able data`` (stored in
+#: ``results["sections"][name]``).
+SECTION_DATA: Registry = Registry("report section", entry_point_group="gmxai_eval.section_data")
+
+
+def check_sections(names: Sequence[str]) -> None:
+    """Every name has a computation and a renderer (raises ``UnknownNameError`` otherwise)."""
+    from gmxai_eval.report.html import SECTIONS
+
+    for name in names:
+        SECTION_DATA.get(name)
+        SECTIONS.get(name)
+
+
+def sections(ctx: RunContext) -> dict[str, Any]:
+    """``{name: data}`` for the spec's sections, in spec order (JSON round-tripped)."""
+    out = {}
+    for name in ctx.spec.sections:
+        fn: Callable[[RunContext], Any] = SECTION_DATA.get(name)
+        out[name] = json.loads(json.dumps(fn(ctx), default=str))
+    return out
+
+
+def frame_data(title: str, df: Any) -> dict[str, Any]:
+    """A DataFrame as a table section (rendered by ``report.html.table_section``): ``title``,
+    ``caption`` (``df.attrs["caption"]``), ``columns`` (index name first) and ``rows``."""
+    flat = df.reset_index()
+    rows = [[_plain(v) for v in r] for r in flat.itertuples(index=False, name=None)]
+    return {"title": str(title), "caption": df.attrs.get("caption"), "columns": [str(c) for c in flat.columns],
+            "rows": rows}
+
+
+def _plain(v: Any) -> Any:
+    """A cell as a JSON value: numpy scalars as Python numbers, NaN as ``None``."""
+    v = v.item() if hasattr(v, "item") else v
+    return None if isinstance(v, float) and v != v else v
+
+
+def gaze_section_data(ctx: RunContext) -> dict[str, Any]:
+    """The ``gaze`` section: the run's cached maps (``abs``) against simulated clinician gaze
+    on the images with landmarks, with the human ceiling and centre-bias floor rows
+    (``gmxai_eval.gaze`` defaults: 6 observers, the default metrics, 1000 bootstrap resamples)."""
+    from gmxai_eval.gaze.maps import image_gaze_set
+    from gmxai_eval.gaze.metrics import DEFAULT_METRICS, MAP_TRANSFORMS
+    from gmxai_eval.gaze.scoring import CEILING_ROW, FLOOR_ROW, centre_bias_floor, human_ceiling, score_maps, summarise
+    from gmxai_eval.gaze.simulate import simulate_study
+
+    keep = [i for i, s in enumerate(ctx.samples) if getattr(s, "landmarks", None) is not None]
+    if not keep:
+        raise ShapeError("the gaze section simulates gaze from landmarks: expected samples with "
+                         "landmarks (the synthetic faces have them), got none")
+    seed, samples = ctx.seeds[0], [ctx.samples[i] for i in keep]
+    fixations, study = simulate_study(samples, 6, seed=seed)
+    gazes = image_gaze_set(fixations, {s.image_id: tuple(s.image.shape[-2:]) for s in samples}, study.sigma_px)
+    tf, kw = MAP_TRANSFORMS.get("abs"), dict(metrics=DEFAULT_METRICS, metric_config=None, seed=seed)
+    per_image = {lab: score_maps({ctx.image_ids[i]: tf(m[i].double().numpy()) for i in keep
+                                  if ctx.image_ids[i] in gazes}, gazes, **kw) for lab, m in ctx.maps.items()}
+    per_image[CEILING_ROW] = human_ceiling(gazes, study.sigma_px, **kw)
+    per_image[FLOOR_ROW] = centre_bias_floor(gazes, **kw)
+    table = summarise(per_image, n_boot=1000, seed=seed, simulated=study.simulated)
+    return frame_data("Gaze overlap (simulated clinicians)", table)
+
+
+SECTION_DATA.register(gaze_section_data, name="gaze")
