@@ -1,5 +1,5 @@
 """``gmxai-eval`` command line: one module per command in this package (``add_commands``),
-plus the gaze commands (``gmxai_eval.gaze.cli``). The top layer: it may import every other."""
+plus the gaze commands (``gmxai_eval.cli.gaze``). The top layer: it may import every other."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ COMMAND_MODULES = (
     "gmxai_eval.cli.listing",   # methods, evaluators
     "gmxai_eval.cli.data",      # data synth, data check
     "gmxai_eval.cli.train",     # train
-    "gmxai_eval.gaze.cli",      # gaze
-    "gmxai_eval.analysis.cli",  # questionnaire
+    "gmxai_eval.cli.gaze",      # gaze, gaze-simulate
+    "gmxai_eval.cli.questionnaire",  # questionnaire make|analyse
 )
 
 

@@ -152,21 +152,3 @@ def gaze_section(model: nn.Module, samples: Sequence[Sample], explainers: Mappin
         those of :func:`run_gaze`.
     """
     return run_gaze(model, samples, explainers, fixations=fixations, study=study, seed=seed, **options).table
-
-
-def gaze_report_section(ctx: Any) -> tuple[str, pd.DataFrame]:
-    """TRANSITIONAL ``report.html`` section: ``ctx`` has ``model``, ``samples``, ``explainers``
-    and ``seed`` (:class:`gmxai_eval.report.html.SectionContext`). Scores the run's explainers
-    against simulated clinician gaze on the run's samples (labelled simulated in title and
-    caption), computing each method's maps once.
-
-    Returns the summary DataFrame, so ``results.json["sections"]`` keeps its records; once the
-    runner stores :func:`~gmxai_eval.evaluators.gaze_reference.gaze_section_data` itself, the
-    report renders it with :func:`gmxai_eval.report.gaze.render_gaze_section`.
-    """
-    samples = [s for s in ctx.samples if getattr(s, "landmarks", None) is not None]
-    if not samples:
-        raise ShapeError("the gaze section simulates gaze from landmarks: expected samples with "
-                         "landmarks (the synthetic faces have them), got none")
-    table = gaze_section(ctx.model, samples, ctx.explainers, seed=int(getattr(ctx, "seed", 0)))
-    return "Gaze overlap (simulated clinicians)", table

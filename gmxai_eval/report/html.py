@@ -41,7 +41,14 @@ def table_section(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[
     return str(data["title"]), cap + f'<div class="scroll">{table_html(list(map(str, data["columns"])), rows)}</div>'
 
 
-SECTIONS.register(table_section, name="gaze")
+def gaze_section(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str]:
+    """Renderer of the ``gaze`` section (methods vs the human ceiling and the floor)."""
+    from gmxai_eval.report.gaze import render_gaze_section
+
+    return str(data.get("title", "Gaze")), render_gaze_section(data)
+
+
+SECTIONS.register(gaze_section, name="gaze")
 
 
 def _cell(v: Any, digits: int = 4) -> str:

@@ -11,7 +11,7 @@ from gmxai_eval.cli import main
 from gmxai_eval.data.gaze.fixations import read_fixations
 from gmxai_eval.data.gaze.study import load_study
 from gmxai_eval.evaluators.gaze_reference import CEILING_ROW, FLOOR_ROW
-from gmxai_eval.gaze.cli import load_images
+from gmxai_eval.cli.gaze import load_images
 from gmxai_eval.gaze.section import gaze_section
 from gmxai_eval.methods.base import METHODS
 from gmxai_eval.models import MODELS

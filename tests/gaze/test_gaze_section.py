@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -11,9 +10,8 @@ import pytest
 from gmxai_eval.data.gaze.simulate import simulate_study
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.evaluators.gaze_reference import CEILING_ROW, FLOOR_ROW
-from gmxai_eval.gaze.section import gaze_report_section, gaze_section
+from gmxai_eval.gaze.section import gaze_section
 from gmxai_eval.methods.base import METHODS
-from gmxai_eval.report.html import SECTIONS, SectionContext, run_sections
 
 
 def test_gaze_section_simulates_when_no_study_is_given(faces, toy_model):
@@ -32,22 +30,3 @@ def test_study_image_size_must_match_the_images(faces, toy_model):
     wrong = dataclasses.replace(study, image_size=(112, 112))
     with pytest.raises(DataError, match="image_size"):
         gaze_section(toy_model, faces, {"saliency": METHODS.create("saliency")}, study=wrong, fixations=table)
-
-
-def test_report_section_hook_returns_the_simulated_table(faces, toy_model):
-    ex = {"saliency": METHODS.create("saliency")}
-    title, table = gaze_report_section(SimpleNamespace(model=toy_model, samples=faces, explainers=ex, seed=2))
-    assert "simulated" in title and table["simulated"].all()
-    pd.testing.assert_frame_equal(table, gaze_section(toy_model, faces, ex, seed=2))
-
-
-def test_report_section_renders_through_the_report_registry(faces, toy_model):
-    SECTIONS.register(gaze_report_section, name="_gaze_section_under_test")
-    try:
-        ctx = SectionContext(toy_model, faces, {"saliency": METHODS.create("saliency")}, spec=None, seed=0)
-        html, stored = run_sections(["_gaze_section_under_test"], ctx)
-    finally:
-        SECTIONS.unregister("_gaze_section_under_test")
-    (title, body), = html
-    assert "SIMULATED" in body and CEILING_ROW in body
-    assert [r["method"] for r in stored[title]] == ["saliency", CEILING_ROW, FLOOR_ROW]

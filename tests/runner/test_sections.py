@@ -27,17 +27,18 @@ def test_gaze_section_from_cached_maps_equals_the_recomputing_path(tmp_path, toy
     data = res.results["sections"]["gaze"]
     assert calls == 6  # the section explained nothing: 6 images, each explained once (attribute stage)
 
-    want = gaze_section(model, samples, {"toy_grad": ToyGrad()}, seed=0).reset_index()
-    assert data["columns"] == [str(c) for c in want.columns]
-    assert data["caption"] == gaze_section(model, samples, {"toy_grad": ToyGrad()}, seed=0).attrs["caption"]
-    for got_row, (_, want_row) in zip(data["rows"], want.iterrows()):
-        for g, w in zip(got_row, want_row.tolist()):
+    want = gaze_section(model, samples, {"toy_grad": ToyGrad()}, seed=0)
+    assert data["caption"] == want.attrs["caption"]
+    assert [r["method"] for r in data["rows"]] == list(want.index)
+    for row in data["rows"]:
+        for col, w in want.loc[row["method"]].items():
+            g = row[col]
             if isinstance(w, float) and math.isnan(w):
-                assert g is None
+                assert g is None, (row["method"], col)
             elif isinstance(w, float):
-                assert g == pytest.approx(w, rel=1e-6, abs=1e-9)
+                assert g == pytest.approx(w, rel=1e-6, abs=1e-9), (row["method"], col)
             else:
-                assert g == w
+                assert g == w, (row["method"], col)
     html = (res.run_dir / "report.html").read_text()
     assert "<h2>Gaze overlap (simulated clinicians)</h2>" in html and "SIMULATED" in html
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Sequence
 
+import torch
+
 from gmxai_eval.errors import ShapeError
 from gmxai_eval.registry import Registry
 from gmxai_eval.runner.context import RunContext
@@ -55,12 +57,12 @@ def _plain(v: Any) -> Any:
 
 def gaze_section_data(ctx: RunContext) -> dict[str, Any]:
     """The ``gaze`` section: the run's cached maps (``abs``) against simulated clinician gaze
-    on the images with landmarks, with the human ceiling and centre-bias floor rows
-    (``gmxai_eval.gaze`` defaults: 6 observers, the default metrics, 1000 bootstrap resamples)."""
-    from gmxai_eval.gaze.maps import image_gaze_set
-    from gmxai_eval.gaze.metrics import DEFAULT_METRICS, MAP_TRANSFORMS
-    from gmxai_eval.gaze.scoring import CEILING_ROW, FLOOR_ROW, centre_bias_floor, human_ceiling, score_maps, summarise
-    from gmxai_eval.gaze.simulate import simulate_study
+    on the images with landmarks, with the human ceiling (leave one observer out) and the
+    centre-bias floor (6 simulated observers, the default metrics, 1000 bootstrap resamples);
+    see :func:`gmxai_eval.evaluators.gaze_reference.gaze_section_data`."""
+    from gmxai_eval.data.gaze.maps import image_gaze_set
+    from gmxai_eval.data.gaze.simulate import simulate_study
+    from gmxai_eval.evaluators.gaze_reference import gaze_section_data as compute
 
     keep = [i for i, s in enumerate(ctx.samples) if getattr(s, "landmarks", None) is not None]
     if not keep:
@@ -69,13 +71,11 @@ def gaze_section_data(ctx: RunContext) -> dict[str, Any]:
     seed, samples = ctx.seeds[0], [ctx.samples[i] for i in keep]
     fixations, study = simulate_study(samples, 6, seed=seed)
     gazes = image_gaze_set(fixations, {s.image_id: tuple(s.image.shape[-2:]) for s in samples}, study.sigma_px)
-    tf, kw = MAP_TRANSFORMS.get("abs"), dict(metrics=DEFAULT_METRICS, metric_config=None, seed=seed)
-    per_image = {lab: score_maps({ctx.image_ids[i]: tf(m[i].double().numpy()) for i in keep
-                                  if ctx.image_ids[i] in gazes}, gazes, **kw) for lab, m in ctx.maps.items()}
-    per_image[CEILING_ROW] = human_ceiling(gazes, study.sigma_px, **kw)
-    per_image[FLOOR_ROW] = centre_bias_floor(gazes, **kw)
-    table = summarise(per_image, n_boot=1000, seed=seed, simulated=study.simulated)
-    return frame_data("Gaze overlap (simulated clinicians)", table)
+    ix = torch.tensor(keep, dtype=torch.long)
+    regions = None if ctx.region_masks is None else ctx.region_masks[ix]
+    return compute({lab: m[ix] for lab, m in ctx.maps.items()}, [ctx.image_ids[i] for i in keep], gazes, study,
+                   regions, ctx.region_names if regions is not None else (), seed=seed,
+                   fixations_summary=fixations.summary())
 
 
 SECTION_DATA.register(gaze_section_data, name="gaze")
