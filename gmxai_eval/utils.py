@@ -1,11 +1,16 @@
-"""Small shared helpers: config merging, deterministic per-sample RNG, atomic writes, hooks."""
+"""Small shared helpers: config merging, deterministic per-sample RNG, atomic writes, hooks,
+and the escaping of untrusted text in CSV / Markdown outputs."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 import json
+import math
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -53,6 +58,66 @@ def _umask_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def dir_mode() -> int:
+    """The mode a new folder gets under the current umask (``0o777 & ~umask``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
+#: Temporary folders made by :func:`staging_dir`: ``.<name>.<pid>.<random>.tmp``.
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Delete the staging folders / temporary files in ``folder`` left by killed processes.
+
+    Removes ``.<name>.<pid>.<random>.tmp`` entries (:func:`staging_dir`) whose process is no
+    longer alive, so a concurrent writer's temporary is never touched; ``name`` restricts it to
+    one destination. Returns the removed paths.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        m = _STAGING.match(entry.name)
+        if m is None or (name is not None and m["name"] != name) or _pid_alive(int(m["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def staging_dir(parent: str | Path, name: str) -> Path:
+    """A new empty folder ``<parent>/.<name>.<pid>.<random>.tmp`` with the umask's mode
+    (``tempfile.mkdtemp`` makes 0700), after removing stale ones of killed processes.
+
+    Write a destination's content there and ``os.replace`` it into ``<parent>/<name>``."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(parent, name)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.{os.getpid()}.", suffix=".tmp"))
+    os.chmod(tmp, dir_mode())
+    return tmp
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
@@ -137,3 +202,56 @@ def module_by_name(model: torch.nn.Module, name: str) -> torch.nn.Module:
         names = [n for n, _ in model.named_modules() if n]
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
         raise ConfigError(f"model has no submodule {name!r}; close matches: {close}") from None
+
+
+# -------------------------------------------------------------------------------------------
+# untrusted text in outputs
+
+#: First characters that make a spreadsheet read a CSV cell as a formula.
+CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """Neutralise CSV injection: a text cell starting with ``= + - @`` (or tab / carriage
+    return) gets a leading ``'`` so spreadsheets show it as text instead of running it as a
+    formula. Numbers, and text that is a plain number (``"-1.5"``, ``"-inf"``), are returned
+    unchanged, so numeric columns still parse.
+
+    >>> csv_safe("=HYPERLINK(1)"), csv_safe("-1.5"), csv_safe(-2.0), csv_safe("a=b")
+    ("'=HYPERLINK(1)", '-1.5', -2.0, 'a=b')
+    """
+    if not isinstance(value, str) or not value.startswith(CSV_FORMULA_PREFIXES):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def csv_safe_frame(df: Any) -> Any:
+    """A copy of the pandas DataFrame ``df`` with :func:`csv_safe` applied to every text cell,
+    the column names and a text index (call it right before ``to_csv``)."""
+    from pandas.api.types import is_numeric_dtype
+
+    out = df.copy()
+    for c in out.columns:
+        if not is_numeric_dtype(out[c].dtype):
+            out[c] = out[c].map(csv_safe)
+    out.columns = [csv_safe(c) for c in out.columns]
+    if not is_numeric_dtype(out.index.dtype):
+        out.index = out.index.map(csv_safe)
+    return out
+
+
+def markdown_cell(value: Any) -> str:
+    """Text for one cell of a Markdown table: HTML special characters escaped (``& < > "``),
+    ``|`` escaped so it cannot open a column, line breaks turned into spaces.
+
+    >>> print(markdown_cell('<img src=x onerror=alert(1)>|x'))
+    &lt;img src=x onerror=alert(1)&gt;\\|x
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    text = html.escape(str(value), quote=True)
+    return re.sub(r"[\r\n]+", " ", text).replace("|", "\\|")
