@@ -62,13 +62,9 @@ class ResumeError(GMXError, RuntimeError):
     """A stored partial result cannot be resumed (spec or code changed, corrupt file)."""
 
 
-class CheckpointError(GMXError, ValueError):
+class CheckpointError(DataError):
     """A checkpoint cannot be loaded: not a checkpoint, truncated, wrong architecture, card
-    without architecture, or refused by weights-only loading. Carries the file."""
-
-    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
-        self.path = None if path is None else str(path)
-        super().__init__(message if self.path is None else f"{self.path}: {message}")
+    without architecture, or refused by weights-only loading. Carries the file (``path``)."""
 
 
 class OutputError(GMXError, RuntimeError):
