@@ -687,14 +687,15 @@ DATASETS.register(load, name="synthetic_faces", card=DatasetCard(
 # --------------------------------------------------------------------------- CLI
 def add_data_command(subparsers: argparse._SubParsersAction) -> None:
     """``gmxai-eval data synth``: generate (or reuse) a synthetic dataset."""
+    from gmxai_eval import cli_args as ca
     d = SynthConfig()
     p = subparsers.add_parser("synth", help="generate the synthetic phenotype-face dataset")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--name", default=None, help="folder name under the data root")
-    p.add_argument("--num-images", type=int, default=None, help=f"default {d.num_images}")
-    p.add_argument("--classes", type=int, default=None, dest="num_syndromes",
+    p.add_argument("--num-images", type=ca.positive_int, default=None, help=f"default {d.num_images}")
+    p.add_argument("--classes", type=ca.positive_int, default=None, dest="num_syndromes",
                    help=f"number of syndromes besides 'unaffected' (default {d.num_syndromes})")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=ca.non_negative_int, default=None)
     p.add_argument("--shortcut", action="store_true", help="plant a class-correlated corner sticker")
     p.add_argument("--out", default=None, help=f"data root (default ${ENV_ROOT} or ./datasets)")
     p.add_argument("--overwrite", action="store_true", help="regenerate a folder with another config")
