@@ -11,13 +11,17 @@ import math
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
 
-from gmxai_eval.errors import ConfigError
+from gmxai_eval.errors import ConfigError, DataError
 
 
 def merge_config(owner: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,6 +56,47 @@ def rng_for(seed: int, *keys: Any, device: str | torch.device = "cpu") -> torch.
     g = torch.Generator(device=device)
     g.manual_seed(int(stable_hash(seed, *keys), 16) % (2**63 - 1))
     return g
+
+
+def read_text(path: str | Path, what: str = "text file", *, encoding: str = "utf-8-sig") -> str:
+    """The text of ``path`` (UTF-8, a byte-order mark is dropped); :class:`DataError` naming the
+    file when it is missing, unreadable or not UTF-8 (with the offset of the first bad byte)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"expected a {what}, got {'a folder' if p.is_dir() else 'no file'}", path=p)
+    try:
+        return p.read_text(encoding=encoding)
+    except UnicodeDecodeError as e:
+        raise DataError(f"expected a UTF-8 {what}, got byte 0x{e.object[e.start]:02x} at offset {e.start} "
+                        f"that is not UTF-8 (re-save the file as UTF-8)", path=p) from None
+    except OSError as e:
+        raise DataError(f"expected a readable {what}, got {type(e).__name__}: {e.strerror or e}", path=p) from None
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Process-pool ``initializer``: the worker dies when ``parent_pid`` does, also by kill -9.
+
+    On Linux the kernel sends the worker SIGKILL when its parent dies (``PR_SET_PDEATHSIG``);
+    everywhere a daemon thread checks once a second that the parent is still the same process.
+    Usage: ``ProcessPoolExecutor(n, initializer=die_with_parent, initargs=(os.getpid(),))``.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the watchdog below still covers it
+    if os.getppid() != parent_pid:  # the parent died before the line above ran
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _umask_mode() -> int:

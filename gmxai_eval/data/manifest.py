@@ -42,6 +42,7 @@ from gmxai_eval.data.base import DATASETS, Sample
 from gmxai_eval.data.images import check_mode, probe_image, read_image
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.types import DatasetCard
+from gmxai_eval.utils import read_text
 
 #: The five landmark points, in column order ``lx0,ly0 .. lx4,ly4`` (ArcFace template order).
 LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_right")
@@ -74,11 +75,7 @@ def read_table(path: str | Path, required: Sequence[str], *, delimiter: str = ",
     if not p.is_file():
         raise DataError(f"expected a {'TSV' if delimiter == chr(9) else 'CSV'} file, got no file",
                         path=p)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"expected a readable UTF-8 text file, got {type(e).__name__}: {e}",
-                        path=p) from e
+    text = read_text(p, f"{'TSV' if delimiter == chr(9) else 'CSV'} file")
     reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
     header: list[str] | None = None
     rows: list[tuple[int, dict[str, str]]] = []
@@ -302,7 +299,7 @@ def _read_classes(classes: Sequence[str] | str | Path) -> list[str]:
         p = Path(classes)
         if not p.is_file():
             raise DataError("expected a classes file (one class name per line), got no file", path=p)
-        names = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+        names = [ln.strip() for ln in read_text(p, "classes file").splitlines() if ln.strip()]
         src: Any = p
     else:
         names = [str(c) for c in classes]

@@ -43,7 +43,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -56,6 +55,7 @@ from gmxai_eval.data.base import DATASETS, Sample
 from gmxai_eval.data.regions import REGION_NAMES
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.types import DatasetCard
+from gmxai_eval.utils import die_with_parent, staging_dir
 
 GENERATOR_VERSION = "1.0"
 SPLITS = ("train", "val", "test")
@@ -294,7 +294,8 @@ def render_arrays(cfg: SynthConfig, batch_size: int = 128,
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork")) as ex:
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
             results: Iterator[dict[str, np.ndarray]] = ex.map(_render_batch_job, jobs)
             _collect(out, jobs, results, progress)
     else:
@@ -492,7 +493,7 @@ def generate(cfg: SynthConfig | None = None, name: str = "synthetic_faces",
         arrays = render_arrays(cfg, batch_size=batch_size, progress=tick,
                                workers=_auto_workers(cfg.num_images) if workers is None else workers)
     card = make_card(cfg, name, arrays)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
+    tmp = staging_dir(root, name)  # the umask's mode; staging folders of killed runs are removed
     try:
         _write_dataset(tmp, arrays, card, fail_after=_fail_after)
         if dest.exists():
@@ -512,7 +513,7 @@ def read_card(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / "card.json"
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise DataError(f"expected a readable dataset card, got {type(e).__name__}: {e}", path=path) from None
 
 
