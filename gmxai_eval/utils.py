@@ -21,7 +21,9 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
-from gmxai_eval.errors import ConfigError, DataError
+import errno
+
+from gmxai_eval.errors import ConfigError, DataError, OutputError
 
 
 def merge_config(owner: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,8 +114,9 @@ def dir_mode() -> int:
     return 0o777 & ~mask
 
 
-#: Temporary folders made by :func:`staging_dir`: ``.<name>.<pid>.<random>.tmp``.
-_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+#: Temporary folders / files made by :func:`staging_dir`, :func:`write_atomic` and
+#: :func:`atomic_path`: ``.<name>.<pid>.<random>.tmp[<suffix>]``.
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -131,8 +134,8 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
     """Delete the staging folders / temporary files in ``folder`` left by killed processes.
 
-    Removes ``.<name>.<pid>.<random>.tmp`` entries (:func:`staging_dir`) whose process is no
-    longer alive, so a concurrent writer's temporary is never touched; ``name`` restricts it to
+    Removes ``.<name>.<pid>.<random>.tmp[<suffix>]`` entries (:func:`staging_dir`,
+    :func:`write_atomic`, :func:`atomic_path`) whose process is no longer alive, so a concurrent writer's temporary is never touched; ``name`` restricts it to
     one destination. Returns the removed paths.
     """
     folder = Path(folder)
@@ -152,24 +155,59 @@ def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path
     return removed
 
 
+_OS_ERRORS = {errno.ENOSPC: "no space left", errno.EACCES: "no permission", errno.EPERM: "no permission",
+              errno.EROFS: "a read-only file system", errno.EDQUOT: "the disk quota exceeded",
+              errno.ENOTDIR: "a file in the way", errno.EEXIST: "a file in the way"}
+
+
+def output_error(e: OSError, path: str | Path, doing: str) -> OutputError:
+    """An :class:`OutputError` naming the path of an ``OSError`` met while ``doing``
+    (no space, no permission, a file in the way, ...)."""
+    why = _OS_ERRORS.get(e.errno or 0, e.strerror or type(e).__name__)
+    return OutputError(f"expected to be able to {doing}, got {why} ({type(e).__name__})",
+                       path=e.filename or path)
+
+
+def ensure_dir(folder: str | Path) -> Path:
+    """``folder`` created if needed (with parents); :class:`OutputError` naming the path for a
+    file in the way of it or of a parent, or no permission."""
+    p = Path(folder)
+    for parent in [p, *p.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise OutputError("expected a folder for the outputs, got a file in the way", path=parent)
+        if parent.is_dir():
+            break
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(e, p, "create the output folder") from None
+    return p
+
+
 def staging_dir(parent: str | Path, name: str) -> Path:
     """A new empty folder ``<parent>/.<name>.<pid>.<random>.tmp`` with the umask's mode
     (``tempfile.mkdtemp`` makes 0700), after removing stale ones of killed processes.
 
     Write a destination's content there and ``os.replace`` it into ``<parent>/<name>``."""
-    parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
+    parent = ensure_dir(parent)
     remove_stale_temps(parent, name)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.{os.getpid()}.", suffix=".tmp"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.{os.getpid()}.", suffix=".tmp"))
+    except OSError as e:
+        raise output_error(e, parent, "create a staging folder") from None
     os.chmod(tmp, dir_mode())
     return tmp
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` via a temporary file + ``os.replace`` (never half-written)."""
+    """Write ``data`` to ``path`` via a temporary file + ``os.replace`` (never half-written).
+
+    The temporary is ``.<name>.<pid>.<random>.tmp`` beside ``path``; ones of ``path`` left by a
+    killed process are removed first (:func:`remove_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
@@ -188,11 +226,14 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place, else delete it.
 
-    For writers that need a filename (``torch.save``, ``np.savez``, ``DataFrame.to_csv``).
+    For writers that need a filename (``torch.save``, ``np.savez``, ``DataFrame.to_csv``); the
+    temporary keeps the suffix (``.<name>.<pid>.<random>.tmp<suffix>``) and stale ones of
+    ``path`` left by a killed process are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     try:
         yield Path(tmp)

@@ -55,7 +55,7 @@ from gmxai_eval.data.base import DATASETS, Sample
 from gmxai_eval.data.regions import REGION_NAMES
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.types import DatasetCard
-from gmxai_eval.utils import die_with_parent, staging_dir
+from gmxai_eval.utils import die_with_parent, ensure_dir, staging_dir
 
 GENERATOR_VERSION = "1.0"
 SPLITS = ("train", "val", "test")
@@ -488,7 +488,7 @@ def generate(cfg: SynthConfig | None = None, name: str = "synthetic_faces",
     dest = root / name
     if dest.exists() and not overwrite:
         raise ConfigError(f"expected no dataset at {dest} (pass overwrite=True), got an existing folder")
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_dir(root)  # a file in the way / no permission: OutputError before rendering
     with _progress(cfg.num_images, f"synth {name}", progress) as tick:
         arrays = render_arrays(cfg, batch_size=batch_size, progress=tick,
                                workers=_auto_workers(cfg.num_images) if workers is None else workers)

@@ -23,7 +23,6 @@ Usage (the runner)::
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -33,15 +32,12 @@ from types import TracebackType
 from typing import Any
 
 from gmxai_eval.errors import OutputError
-from gmxai_eval.utils import remove_stale_temps, staging_dir, write_atomic
+from gmxai_eval.utils import _OS_ERRORS, ensure_dir, output_error, remove_stale_temps, staging_dir, write_atomic
 
 #: File in every run folder naming the spec hash it belongs to.
 RUN_MARKER = "run.json"
 #: Less free space than this in the output folder is refused before the work starts.
 MIN_FREE_BYTES = 16 * 1024 * 1024
-_OS_ERRORS = {errno.ENOSPC: "no space left", errno.EACCES: "no permission", errno.EPERM: "no permission",
-              errno.EROFS: "a read-only file system", errno.EDQUOT: "the disk quota exceeded",
-              errno.ENOTDIR: "a file in the way", errno.EEXIST: "a file in the way"}
 
 
 def check_run_id(run_id: Any) -> str:
@@ -60,13 +56,6 @@ def check_run_id(run_id: Any) -> str:
     return run_id
 
 
-def output_error(e: OSError, path: str | Path, doing: str) -> OutputError:
-    """An :class:`OutputError` naming the path of an ``OSError`` met while ``doing``."""
-    why = _OS_ERRORS.get(e.errno or 0, e.strerror or type(e).__name__)
-    return OutputError(f"expected to be able to {doing}, got {why} ({type(e).__name__})",
-                       path=e.filename or path)
-
-
 def check_output_dir(folder: str | Path, min_free_bytes: int = MIN_FREE_BYTES) -> Path:
     """Create ``folder`` if needed and check it is a writable folder with free space.
 
@@ -74,16 +63,7 @@ def check_output_dir(folder: str | Path, min_free_bytes: int = MIN_FREE_BYTES) -
         OutputError: naming the path: a file in the way (of the folder or of a parent), no
             permission, or less than ``min_free_bytes`` free.
     """
-    p = Path(folder)
-    for parent in [p, *p.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise OutputError("expected a folder for the outputs, got a file in the way", path=parent)
-        if parent.is_dir():
-            break
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise output_error(e, p, "create the output folder") from None
+    p = ensure_dir(folder)
     if not os.access(p, os.W_OK | os.X_OK):
         raise OutputError("expected a writable output folder, got no permission", path=p)
     free = shutil.disk_usage(p).free
@@ -194,8 +174,5 @@ def prepare_run_dir(out_root: str | Path, run_id: str, spec_hash: str, overwrite
         if not os.access(final, os.W_OK | os.X_OK):
             raise OutputError("expected a writable run folder to replace, got no permission", path=final)
     remove_stale_temps(root, run_id)  # also the "<staging>_old.tmp" of a commit that was killed
-    try:
-        tmp = staging_dir(root, run_id)
-    except OSError as e:
-        raise output_error(e, root, "create a staging folder") from None
+    tmp = staging_dir(root, run_id)
     return StagedRun(tmp, final, spec_hash, run_id)
