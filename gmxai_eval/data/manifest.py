@@ -28,6 +28,7 @@ image (full decode by default, ``verify="header"`` for header only) before it re
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import math
 from collections import Counter
@@ -76,7 +77,8 @@ def read_table(path: str | Path, required: Sequence[str], *, delimiter: str = ",
         raise DataError(f"expected a {'TSV' if delimiter == chr(9) else 'CSV'} file, got no file",
                         path=p)
     text = read_text(p, f"{'TSV' if delimiter == chr(9) else 'CSV'} file")
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+    # io.StringIO: rows end only at \n, \r, \r\n (str.splitlines would also split at \x1c-\x1e, \x85, U+2028)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     rows: list[tuple[int, dict[str, str]]] = []
     try:
