@@ -301,18 +301,26 @@ def csv_safe(value: Any) -> Any:
     """Neutralise CSV injection: a text cell starting with ``= + - @`` (or tab / carriage
     return) gets a leading ``'`` so spreadsheets show it as text instead of running it as a
     formula. Numbers, and text that is a plain number (``"-1.5"``, ``"-inf"``), are returned
-    unchanged, so numeric columns still parse.
+    unchanged, so numeric columns still parse. Text already starting with ``'`` gets one more,
+    so :func:`csv_unescape` restores every value exactly.
 
     >>> csv_safe("=HYPERLINK(1)"), csv_safe("-1.5"), csv_safe(-2.0), csv_safe("a=b")
     ("'=HYPERLINK(1)", '-1.5', -2.0, 'a=b')
     """
-    if not isinstance(value, str) or not value.startswith(CSV_FORMULA_PREFIXES):
+    if not isinstance(value, str) or not value.startswith(CSV_FORMULA_PREFIXES + ("'",)):
         return value
+    if value.startswith("'"):
+        return "'" + value
     try:
         float(value)
     except ValueError:
         return "'" + value
     return value
+
+
+def csv_unescape(value: Any) -> Any:
+    """The inverse of :func:`csv_safe` (for files this package reads back)."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") else value
 
 
 def csv_safe_frame(df: Any) -> Any:

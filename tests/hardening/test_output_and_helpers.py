@@ -309,3 +309,26 @@ def test_compare_warns_when_spec_or_model_differ():
     assert len(compare_results(_doc(), _doc(spec_hash="s2", model_hash="m2")).warnings) == 2
     # a NaN mean is undefined, like null: the pair regressed (it had a value before)
     assert not compare_results(_doc(), json.loads(json.dumps(_doc()).replace("0.2,", "NaN,"))).ok
+
+
+def test_samples_csv_is_neutralised_and_read_back_exactly(tmp_path):
+    from gmxai_eval.runner.store import COLUMNS, make_table, read_table, write_table
+
+    evil = ["=HYPERLINK(\"http://x\")", "+cmd", "@SUM(1)", "-x", "'quoted", "plain", "-1.5"]
+    rows = [{"run": "r", "seed": 0, "evaluator": "e", "method": m, "sample_id": f"{m}#{i}", "subject": m,
+             "score": -0.5 * i, "curve": "", "curve_x": "", "extras": ""} for i, m in enumerate(evil)]
+    df = make_table(rows)
+    write_table(df, tmp_path)
+    raw = list(csv.reader(open(tmp_path / "samples.csv", newline="")))
+    assert not any(c[:1] in ("=", "+", "@") for r in raw for c in r)
+    assert not any(c.startswith("-") and c not in ("-1.5",) and not _is_number(c) for r in raw for c in r)
+    back = read_table(tmp_path / "samples.csv")
+    pd.testing.assert_frame_equal(back[list(COLUMNS)].astype(str), df[list(COLUMNS)].astype(str))
+
+
+def _is_number(c: str) -> bool:
+    try:
+        float(c)
+        return True
+    except ValueError:
+        return False
