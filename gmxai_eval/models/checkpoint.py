@@ -57,7 +57,7 @@ def read_checkpoint_card(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError("expected a checkpoint card (JSON) beside the weights, got no file", path=js)
     try:
         card = json.loads(js.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError: ValueErrors
         raise CheckpointError(f"expected a UTF-8 JSON checkpoint card, got {type(e).__name__}: {e}",
                               path=js) from None
     if not isinstance(card, dict):

@@ -123,7 +123,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise DataError("expected a results.json file, got no file", path=p)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+    except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise DataError(f"expected UTF-8 JSON, got {type(e).__name__}: {e}", path=p) from None
     return validate_results(doc, p)
 

@@ -349,7 +349,7 @@ class UnitStore:
     def _read(self, key: Sequence[str], p: Path, sample_ids: Sequence[str] | None = None) -> dict[str, Any]:
         try:
             doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+        except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
             raise ResumeError(f"{p}: expected a readable unit result, got {type(e).__name__}: {e}") from e
         return check_unit_doc(doc, self.key(*key), p, sample_ids)
 

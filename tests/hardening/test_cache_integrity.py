@@ -102,8 +102,9 @@ def test_a_unit_that_does_not_match_is_never_merged(store, name, change, fix, ms
         assert not UnitStore(store.root.parent, model_key="m0").has(*KEY)  # -> recomputed
 
 
-@pytest.mark.parametrize("content", [b"", b"{", b"[1, 2]", b"null", b"\xff\xfe\x00garbage", b'{"format": 3}'],
-                         ids=["empty", "truncated", "list", "null", "not utf-8", "wrong type"])
+@pytest.mark.parametrize("content", [b"", b"{", b"[1, 2]", b"null", b"\xff\xfe\x00garbage", b'{"format": 3}',
+                                     b"[" * 100000 + b"]" * 100000],
+                         ids=["empty", "truncated", "list", "null", "not utf-8", "wrong type", "nested too deep"])
 def test_unreadable_unit_files_are_resume_errors(store, content):
     p = store.path(*KEY)
     p.write_bytes(content)

@@ -52,6 +52,7 @@ def test_checkpoint_failures(ckpt, tmp_path):
     case("no card", lambda: js.unlink(), "checkpoint card", js)
     case("card not JSON", lambda: js.write_text("{arch"), "UTF-8 JSON checkpoint card", js)
     case("card not UTF-8", lambda: js.write_bytes(b'{"arch": "\xff"}'), "UTF-8 JSON checkpoint card", js)
+    case("card nested too deep", lambda: js.write_text("[" * 100000 + "]" * 100000), "UTF-8 JSON checkpoint card", js)
     case("card a list", lambda: js.write_text("[1]"), "JSON object", js)
     case("card without arch", lambda: _drop(js, "arch"), "card key 'arch'", js)
     case("unknown arch", lambda: _card(js, arch="toy_cnnn"), "toy_cnn", js)
@@ -79,7 +80,7 @@ def test_checkpoint_failures(ckpt, tmp_path):
         assert str(path) in msg, (name, msg)
         assert "weights_only=False" not in msg and "\n" not in msg, (name, msg)
         assert isinstance(e.value, DataError)  # callers catching DataError keep working
-    assert len(cases) == 17
+    assert len(cases) == 18
 
 
 def test_wrong_architecture_lists_both_key_sets(ckpt):

@@ -301,6 +301,14 @@ def test_compare_validates_both_files(tmp_path, name, doc, part):
         compare_results(_doc(), doc)
 
 
+def test_compare_refuses_json_nested_too_deep(tmp_path):
+    f = tmp_path / "deep.json"
+    f.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(DataError, match="expected UTF-8 JSON") as e:
+        load_results(f)
+    assert str(f) in str(e.value)
+
+
 def test_compare_warns_when_spec_or_model_differ():
     assert compare_results(_doc(), _doc()).warnings == []
     cmp = compare_results(_doc(), _doc(model_hash="m2"))
