@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import torch
 
-from gmxai_eval.errors import CheckpointError, DataError, GMXError
+from gmxai_eval.errors import CheckpointError, ConfigError, DataError, GMXError
 from gmxai_eval.models.base import MODELS, GMXModel
 from gmxai_eval.utils import atomic_path, write_atomic
 
@@ -132,13 +132,20 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
                               f"got {'; '.join(parts)}", path=path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[GMXModel, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike, **config: Any) -> tuple[GMXModel, dict[str, Any]]:
     """Rebuild the architecture from the card and load the weights (``weights_only=True``,
     every key and shape checked). Returns ``(model in eval mode, card)``.
 
+    ``config`` must be empty: the card holds the architecture and its arguments (a spec's
+    ``[model] config`` with ``source = "checkpoint"`` is refused before anything is read).
+
     Raises:
+        ConfigError: a non-empty ``config``.
         CheckpointError: see the module docstring.
     """
+    if config:
+        raise ConfigError(f"expected no [model] config for a checkpoint (its card holds the architecture and "
+                          f"arch_kwargs), got {sorted(config)}")
     pt, js = _paths(path)
     card = read_checkpoint_card(path)
     arch, kwargs = _arch_of(card, js)

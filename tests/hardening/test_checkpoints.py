@@ -91,3 +91,11 @@ def test_wrong_architecture_lists_both_key_sets(ckpt):
     torch.save(sd, pt)
     with pytest.raises(CheckpointError, match=r"missing keys \['head.fc.bias'\]; unexpected keys \['head.extra'\]"):
         load_checkpoint(pt)
+
+
+def test_a_model_config_for_a_checkpoint_is_refused(ckpt):
+    from gmxai_eval.errors import ConfigError
+
+    _, pt, _ = ckpt
+    with pytest.raises(ConfigError, match=r"\['num_classes'\]"):
+        load_checkpoint(pt, num_classes=4)
