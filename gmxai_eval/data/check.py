@@ -99,6 +99,10 @@ def check_synthetic(path: Path, opt: CheckOptions) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise DataError(f"expected a JSON dataset card, got {type(e).__name__}: {e}",
                         path=card_file) from e
+    except RecursionError:
+        raise DataError("expected a JSON dataset card, got JSON nested too deep", path=card_file) from None
+    if not isinstance(card, dict):
+        raise DataError(f"expected a JSON object as dataset card, got {type(card).__name__}", path=card_file)
     out: dict[str, Any] = {"kind": "synthetic", "source": str(path), "card": card}
     try:
         synth = importlib.import_module("gmxai_eval.data.synth")

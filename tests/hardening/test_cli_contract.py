@@ -51,6 +51,8 @@ def _files(root: Path) -> dict[str, Path]:
     w("classes_latin1.txt", b"A\ncaf\xe9\n")
     w("in_the_way", "a file")
     w("study_ok.json", '{"name": "s", "screen_px": [1920, 1080], "screen_cm": [53, 30], "distance_cm": 60}')
+    w("synth_card_list/card.json", "[1]")
+    w("synth_card_latin1/card.json", b'{"name": "caf\xe9"}')
     np.savez(root / "no_ids.npz", images=np.zeros((2, 3, 8, 8), np.float32))
     f["no_ids.npz"] = root / "no_ids.npz"
     return f
@@ -98,6 +100,10 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
          ["data", "check", s(f["man_ok.csv"]), "--classes", s(f["classes_latin1.txt"])], "classes_latin1.txt"),
         ("data check: image size 0", ["data", "check", s(f["man_ok.csv"]), "--image-size", "0", "8"], "--image-size"),
         ("data check: negative max rows", ["data", "check", s(f["man_ok.csv"]), "--max-rows", "-2"], "--max-rows"),
+        ("data check: synthetic card a list", ["data", "check", s(f["synth_card_list/card.json"].parent)],
+         "synth_card_list/card.json"),
+        ("data check: synthetic card not UTF-8", ["data", "check", s(f["synth_card_latin1/card.json"].parent)],
+         "synth_card_latin1/card.json"),
         # data synth (nothing is rendered: every check runs first)
         ("data synth: 0 images", ["data", "synth", "--num-images", "0", "--out", s(out)], "--num-images"),
         ("data synth: negative seed", ["data", "synth", "--seed", "-1", "--out", s(out)], "--seed"),
@@ -172,7 +178,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 53
+    assert len(table) == 55
 
 
 @pytest.mark.parametrize("argv,name", [
