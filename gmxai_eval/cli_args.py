@@ -21,8 +21,19 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-__all__ = ["ArgumentParser", "non_negative_int", "positive_int", "finite_float", "positive_float",
-           "non_negative_float", "probability", "existing_file", "existing_dir", "run_id", "int_range"]
+__all__ = [
+    "ArgumentParser",
+    "existing_dir",
+    "existing_file",
+    "finite_float",
+    "int_range",
+    "non_negative_float",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "probability",
+    "run_id",
+]
 
 
 class ArgumentParser(argparse.ArgumentParser):

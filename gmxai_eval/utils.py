@@ -4,6 +4,7 @@ and the escaping of untrusted text in CSV / Markdown outputs."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import html
 import json
@@ -20,8 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
-
-import errno
 
 from gmxai_eval.errors import ConfigError, DataError, OutputError
 

@@ -13,12 +13,12 @@ import warnings
 import pandas as pd
 import pytest
 import torch
+from runner_report_toys import toy_spec
 
 from gmxai_eval.errors import ResumeError, StaleCacheWarning
 from gmxai_eval.evaluators.base import EvalResult
 from gmxai_eval.runner.cache import MapCache, UnitStore, code_stamp, unit_checksum
 from gmxai_eval.runner.run import run_benchmark
-from runner_report_toys import toy_spec
 
 KEY = ("toy_deletion", "ek", "toy_grad", "mk", "u1")
 IDS = ["a", "b", "c"]

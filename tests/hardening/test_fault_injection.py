@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from runner_report_toys import toy_spec
 
 from gmxai_eval.runner.run import run_benchmark
-from runner_report_toys import toy_spec
 
 #: Temporaries of the package: ``.<name>.<pid>.<random>.tmp[<suffix>]``.
 TEMP = re.compile(r"^\..+\.\d+\.[A-Za-z0-9_]+\.tmp(\.[A-Za-z0-9]+)?$")

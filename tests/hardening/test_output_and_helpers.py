@@ -22,9 +22,16 @@ from gmxai_eval.errors import DataError, ModelStateError, OutputError
 from gmxai_eval.models.base import eval_mode, require_eval_mode, training_modules
 from gmxai_eval.report.compare import compare_results, load_results
 from gmxai_eval.runner import output
-from gmxai_eval.runner.output import RUN_MARKER, check_run_id, prepare_run_dir
-from gmxai_eval.utils import (atomic_path, csv_safe, csv_safe_frame, markdown_cell, remove_stale_temps,
-                              staging_dir, write_atomic)
+from gmxai_eval.runner.output import RUN_MARKER, prepare_run_dir
+from gmxai_eval.utils import (
+    atomic_path,
+    csv_safe,
+    csv_safe_frame,
+    markdown_cell,
+    remove_stale_temps,
+    staging_dir,
+    write_atomic,
+)
 
 # ------------------------------------------------------------------------------------------------
 # run folders
@@ -327,7 +334,8 @@ def test_samples_csv_is_neutralised_and_read_back_exactly(tmp_path):
              "score": -0.5 * i, "curve": "", "curve_x": "", "extras": ""} for i, m in enumerate(evil)]
     df = make_table(rows)
     write_table(df, tmp_path)
-    raw = list(csv.reader(open(tmp_path / "samples.csv", newline="")))
+    with open(tmp_path / "samples.csv", newline="") as f:
+        raw = list(csv.reader(f))
     assert not any(c[:1] in ("=", "+", "@") for r in raw for c in r)
     assert not any(c.startswith("-") and c not in ("-1.5",) and not _is_number(c) for r in raw for c in r)
     back = read_table(tmp_path / "samples.csv")
