@@ -60,3 +60,22 @@ class ConvergenceError(GMXError, RuntimeError):
 
 class ResumeError(GMXError, RuntimeError):
     """A stored partial result cannot be resumed (spec or code changed, corrupt file)."""
+
+
+class CheckpointError(DataError):
+    """A checkpoint cannot be loaded: not a checkpoint, truncated, wrong architecture, card
+    without architecture, or refused by weights-only loading. Carries the file (``path``)."""
+
+
+class OutputError(GMXError, RuntimeError):
+    """An output location cannot be used: a file in the way, no permission, no space, a run
+    folder that belongs to another spec, a run id that is not a plain folder name."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        super().__init__(message if self.path is None else f"{self.path}: {message}")
+
+
+class StaleCacheWarning(UserWarning):
+    """A cached file failed its integrity check (key, code stamp, checksum or schema) and is
+    recomputed instead of being used."""

@@ -1,19 +1,30 @@
-"""Small shared helpers: config merging, deterministic per-sample RNG, atomic writes, hooks."""
+"""Small shared helpers: config merging, deterministic per-sample RNG, atomic writes, hooks,
+and the escaping of untrusted text in CSV / Markdown outputs."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import html
 import json
+import math
 import os
+import re
+import shutil
+import signal
+import sys
 import tempfile
+import unicodedata
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
 
-from gmxai_eval.errors import ConfigError
+from gmxai_eval.errors import ConfigError, DataError, OutputError
 
 
 def merge_config(owner: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,17 +68,154 @@ def numpy_rng_for(seed: int, *keys: Any) -> np.random.Generator:
     return np.random.default_rng(int(stable_hash(seed, *keys), 16))
 
 
+def read_text(path: str | Path, what: str = "text file", *, encoding: str = "utf-8-sig") -> str:
+    """The text of ``path`` (UTF-8, a byte-order mark is dropped); :class:`DataError` naming the
+    file when it is missing, unreadable or not UTF-8 (with the offset of the first bad byte)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"expected a {what}, got {'a folder' if p.is_dir() else 'no file'}", path=p)
+    try:
+        return p.read_text(encoding=encoding)
+    except UnicodeDecodeError as e:
+        raise DataError(f"expected a UTF-8 {what}, got byte 0x{e.object[e.start]:02x} at offset {e.start} "
+                        f"that is not UTF-8 (re-save the file as UTF-8)", path=p) from None
+    except OSError as e:
+        raise DataError(f"expected a readable {what}, got {type(e).__name__}: {e.strerror or e}", path=p) from None
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Process-pool ``initializer``: the worker dies when ``parent_pid`` does, also by kill -9.
+
+    On Linux the kernel sends the worker SIGKILL when its parent dies (``PR_SET_PDEATHSIG``);
+    everywhere a daemon thread checks once a second that the parent is still the same process.
+    Usage: ``ProcessPoolExecutor(n, initializer=die_with_parent, initargs=(os.getpid(),))``.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the watchdog below still covers it
+    if os.getppid() != parent_pid:  # the parent died before the line above ran
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def _umask_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
 
 
+def dir_mode() -> int:
+    """The mode a new folder gets under the current umask (``0o777 & ~umask``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
+#: Temporary folders / files made by :func:`staging_dir`, :func:`write_atomic` and
+#: :func:`atomic_path`: ``.<name>.<pid>.<random>.tmp[<suffix>]``.
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Delete the staging folders / temporary files in ``folder`` left by killed processes.
+
+    Removes ``.<name>.<pid>.<random>.tmp[<suffix>]`` entries (:func:`staging_dir`,
+    :func:`write_atomic`, :func:`atomic_path`) whose process is no longer alive, so a concurrent writer's temporary is never touched; ``name`` restricts it to
+    one destination. Returns the removed paths.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        m = _STAGING.match(entry.name)
+        if m is None or (name is not None and m["name"] != name) or _pid_alive(int(m["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+_OS_ERRORS = {errno.ENOSPC: "no space left", errno.EACCES: "no permission", errno.EPERM: "no permission",
+              errno.EROFS: "a read-only file system", errno.EDQUOT: "the disk quota exceeded",
+              errno.ENOTDIR: "a file in the way", errno.EEXIST: "a file in the way"}
+
+
+def output_error(e: OSError, path: str | Path, doing: str) -> OutputError:
+    """An :class:`OutputError` naming the path of an ``OSError`` met while ``doing``
+    (no space, no permission, a file in the way, ...)."""
+    why = _OS_ERRORS.get(e.errno or 0, e.strerror or type(e).__name__)
+    return OutputError(f"expected to be able to {doing}, got {why} ({type(e).__name__})",
+                       path=e.filename or path)
+
+
+def ensure_dir(folder: str | Path) -> Path:
+    """``folder`` created if needed (with parents); :class:`OutputError` naming the path for a
+    file in the way of it or of a parent, or no permission."""
+    p = Path(folder)
+    for parent in [p, *p.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise OutputError("expected a folder for the outputs, got a file in the way", path=parent)
+        if parent.is_dir():
+            break
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(e, p, "create the output folder") from None
+    return p
+
+
+def staging_dir(parent: str | Path, name: str) -> Path:
+    """A new empty folder ``<parent>/.<name>.<pid>.<random>.tmp`` with the umask's mode
+    (``tempfile.mkdtemp`` makes 0700), after removing stale ones of killed processes.
+
+    Write a destination's content there and ``os.replace`` it into ``<parent>/<name>``."""
+    parent = ensure_dir(parent)
+    remove_stale_temps(parent, name)
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.{os.getpid()}.", suffix=".tmp"))
+    except OSError as e:
+        raise output_error(e, parent, "create a staging folder") from None
+    os.chmod(tmp, dir_mode())
+    return tmp
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` via a temporary file + ``os.replace`` (never half-written)."""
+    """Write ``data`` to ``path`` via a temporary file + ``os.replace`` (never half-written).
+
+    The temporary is ``.<name>.<pid>.<random>.tmp`` beside ``path``; ones of ``path`` left by a
+    killed process are removed first (:func:`remove_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
@@ -86,11 +234,14 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place, else delete it.
 
-    For writers that need a filename (``torch.save``, ``np.savez``, ``DataFrame.to_csv``).
+    For writers that need a filename (``torch.save``, ``np.savez``, ``DataFrame.to_csv``); the
+    temporary keeps the suffix (``.<name>.<pid>.<random>.tmp<suffix>``) and stale ones of
+    ``path`` left by a killed process are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     try:
         yield Path(tmp)
@@ -145,3 +296,80 @@ def module_by_name(model: torch.nn.Module, name: str) -> torch.nn.Module:
         names = [n for n, _ in model.named_modules() if n]
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
         raise ConfigError(f"model has no submodule {name!r}; close matches: {close}") from None
+
+
+# -------------------------------------------------------------------------------------------
+# untrusted text in outputs
+
+#: First characters that make a spreadsheet read a CSV cell as a formula.
+CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """Neutralise CSV injection: a text cell starting with ``= + - @`` (or tab / carriage
+    return) gets a leading ``'`` so spreadsheets show it as text instead of running it as a
+    formula. Numbers, and text that is a plain number (``"-1.5"``, ``"-inf"``), are returned
+    unchanged, so numeric columns still parse. Text already starting with ``'`` gets one more,
+    so :func:`csv_unescape` restores every value exactly.
+
+    >>> csv_safe("=HYPERLINK(1)"), csv_safe("-1.5"), csv_safe(-2.0), csv_safe("a=b")
+    ("'=HYPERLINK(1)", '-1.5', -2.0, 'a=b')
+    """
+    if not isinstance(value, str) or not value.startswith(CSV_FORMULA_PREFIXES + ("'",)):
+        return value
+    if value.startswith("'"):
+        return "'" + value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def csv_unescape(value: Any) -> Any:
+    """The inverse of :func:`csv_safe` (for files this package reads back)."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") else value
+
+
+def csv_safe_frame(df: Any) -> Any:
+    """A copy of the pandas DataFrame ``df`` with :func:`csv_safe` applied to every text cell,
+    the column names and a text index (call it right before ``to_csv``)."""
+    from pandas.api.types import is_numeric_dtype
+
+    out = df.copy()
+    for c in out.columns:
+        if not is_numeric_dtype(out[c].dtype):
+            out[c] = out[c].map(csv_safe)
+    out.columns = [csv_safe(c) for c in out.columns]
+    if not is_numeric_dtype(out.index.dtype):
+        out.index = out.index.map(csv_safe)
+    return out
+
+
+def markdown_cell(value: Any) -> str:
+    """Text for one cell of a Markdown table: HTML special characters escaped (``& < > "``),
+    ``|`` escaped so it cannot open a column, line breaks turned into spaces.
+
+    >>> print(markdown_cell('<img src=x onerror=alert(1)>|x'))
+    &lt;img src=x onerror=alert(1)&gt;\\|x
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    text = html.escape(str(value), quote=True)
+    return re.sub(r"[\r\n]+", " ", text).replace("|", "\\|")
+
+
+def check_run_id(run_id: Any) -> str:
+    """``run_id`` if it is a plain folder name, else :class:`OutputError` saying why."""
+    if not isinstance(run_id, str) or not run_id:
+        raise OutputError(f"expected a non-empty run id, got {run_id!r}")
+    bad = [c for c in ("/", "\\", os.sep, os.altsep or "/") if c in run_id]
+    if bad:
+        raise OutputError(f"expected a run id without path separators, got {run_id!r}")
+    if ".." in run_id or run_id.startswith("."):
+        raise OutputError(f"expected a run id without '..' and not starting with '.', got {run_id!r}")
+    if any(unicodedata.category(c).startswith("C") for c in run_id):
+        raise OutputError(f"expected a run id without control characters, got {run_id!r}")
+    if len(run_id) > 200:
+        raise OutputError(f"expected a run id of at most 200 characters, got {len(run_id)}")
+    return run_id

@@ -8,6 +8,7 @@ import importlib
 import sys
 from typing import Sequence
 
+from gmxai_eval import cli_args
 from gmxai_eval.errors import GMXError
 
 #: Modules contributing sub-commands, in help order. Each has ``add_commands(subparsers)``;
@@ -25,7 +26,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli_args.ArgumentParser(  # usage errors: one line, exit status 1
         prog="gmxai-eval",
         description="Rank attribution methods by faithfulness (GestaltMatcher-style models, "
                     "synthetic phenotype faces by default).")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from gmxai_eval import cli_args as ca
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``compare`` to the ``gmxai-eval`` parser."""
@@ -13,7 +15,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                           "(or beyond --tolerance).")
     c.add_argument("baseline")
     c.add_argument("candidate")
-    c.add_argument("--tolerance", type=float, help="absolute worsening allowed (instead of the CI rule)")
+    c.add_argument("--tolerance", type=ca.non_negative_float, help="absolute worsening allowed (instead of the CI rule)")
     c.add_argument("--strict", action="store_true", help="a pair missing from either file is a regression")
     c.add_argument("--method", action="append", help="compare only this method label (repeatable)")
     c.set_defaults(func=_compare)

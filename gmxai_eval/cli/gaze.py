@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from gmxai_eval import cli_args as ca
 from gmxai_eval.data.base import Sample
 from gmxai_eval.errors import ConfigError, DataError
 
@@ -44,16 +45,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--on-invalid", default="raise", choices=("raise", "drop"),
                    help="invalid fixation rows: raise (default) or drop and report counts")
     p.add_argument("--duration-weighted", action="store_true", help="weight densities by fixation duration")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=ca.positive_int, default=16)
+    p.add_argument("--n-boot", type=ca.positive_int, default=1000)
+    p.add_argument("--seed", type=ca.non_negative_int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_cmd_gaze)
 
     s = subparsers.add_parser("gaze-simulate", help="write simulated clinician gaze (labelled simulated)")
     _images_args(s)
-    s.add_argument("--observers", type=int, default=6)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--observers", type=ca.positive_int, default=6)
+    s.add_argument("--seed", type=ca.non_negative_int, default=0)
     s.add_argument("--out", required=True, help="output folder (fixations.csv, study.json)")
     s.set_defaults(func=_cmd_simulate)
 
@@ -62,7 +63,7 @@ def _images_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True,
                    help="synthetic dataset folder, CSV manifest, 'synthetic[:preset]' or .npz")
     p.add_argument("--split", default=None, help="dataset split to use (default: all)")
-    p.add_argument("--limit", type=int, default=None, help="use at most this many images")
+    p.add_argument("--limit", type=ca.positive_int, default=None, help="use at most this many images")
 
 
 # ------------------------------------------------------------------------------------------------

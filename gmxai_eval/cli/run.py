@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gmxai_eval import cli_args as ca
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.runner.spec import PRESETS
 
@@ -17,11 +18,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("spec", nargs="?", help="TOML spec file")
     p.add_argument("--preset", choices=PRESETS, help="packaged spec to run")
     p.add_argument("--output", help="parent folder of run folders (overrides run.output)")
-    p.add_argument("--run-id", help="run folder name (default: <name>-<spec hash>)")
+    p.add_argument("--run-id", type=ca.run_id, help="run folder name (default: <name>-<spec hash>)")
     p.add_argument("--cache", help="cache folder (default: <output>/.cache)")
     p.add_argument("--device", help="cpu | cuda | cuda:i (overrides run.device)")
-    p.add_argument("--n-images", type=int, help="overrides run.n_images")
-    p.add_argument("--batch-size", type=int, help="overrides run.batch_size")
+    p.add_argument("--n-images", type=ca.non_negative_int, help="overrides run.n_images")
+    p.add_argument("--batch-size", type=ca.positive_int, help="overrides run.batch_size")
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.add_argument("--reliability", action="store_true", help="enable the metric-reliability stage")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import replace
 
+from gmxai_eval import cli_args as ca
 from gmxai_eval.errors import ConfigError
 
 
@@ -20,11 +21,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         "'synthetic_faces' / 'synthetic_faces_tiny' are generated if missing")
     p.add_argument("--root", default=None, help="data root (default $GMXAI_DATA or ./datasets)")
     p.add_argument("--arch", default="gmx_small")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--epochs", type=ca.positive_int, default=None)
+    p.add_argument("--batch-size", type=ca.positive_int, default=None)
+    p.add_argument("--lr", type=ca.positive_float, default=None)
+    p.add_argument("--seed", type=ca.non_negative_int, default=None)
+    p.add_argument("--threads", type=ca.positive_int, default=None)
     p.add_argument("--out", default=None,
                    help="checkpoint path stem (default <data>/models/<arch>-<key>)")
     p.add_argument("--quiet", action="store_true")

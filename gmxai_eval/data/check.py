@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from gmxai_eval import cli_args as ca
 from gmxai_eval.data.gmdb import GMDB_PARTITIONS, find_release, is_gmdb_release, load_gmdb, partition_file
 from gmxai_eval.data.manifest import load_manifest, parse_int, read_table
 from gmxai_eval.errors import DataError
@@ -98,6 +99,10 @@ def check_synthetic(path: Path, opt: CheckOptions) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise DataError(f"expected a JSON dataset card, got {type(e).__name__}: {e}",
                         path=card_file) from e
+    except RecursionError:
+        raise DataError("expected a JSON dataset card, got JSON nested too deep", path=card_file) from None
+    if not isinstance(card, dict):
+        raise DataError(f"expected a JSON object as dataset card, got {type(card).__name__}", path=card_file)
     out: dict[str, Any] = {"kind": "synthetic", "source": str(path), "card": card}
     try:
         synth = importlib.import_module("gmxai_eval.data.synth")
@@ -217,12 +222,12 @@ def add_data_command(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", help="CSV manifest, GMDB release folder or synthetic dataset folder")
     p.add_argument("--mode", choices=("RGB", "L"), default="RGB", help="colour mode to load")
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+    p.add_argument("--image-size", type=ca.positive_int, nargs=2, metavar=("H", "W"), default=None,
                    help="expected image size (default: manifest: the first image's; GMDB: 112 112)")
     p.add_argument("--resize", action="store_true", help="resize images of another size instead of failing")
     p.add_argument("--header-only", action="store_true", help="read image headers only (skip decoding)")
     p.add_argument("--classes", default=None, help="manifest: file with the class names, one per line")
     p.add_argument("--version", default=None, help="GMDB: release version folder (e.g. v1.0.3)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--max-rows", type=int, default=30, help="classes shown per table (0: all)")
+    p.add_argument("--max-rows", type=ca.non_negative_int, default=30, help="classes shown per table (0: all)")
     p.set_defaults(func=_run)

@@ -5,6 +5,13 @@
 * :func:`read_image` returns ``(C, H, W)`` float32 in ``[0, 1]``; ``mode="RGB"`` gives
   ``C = 3``, ``mode="L"`` (grayscale, PIL's ITU-R 601 luma) gives ``C = 1``.
 
+Every file mode is decoded by its real range: 8-bit modes (:data:`EIGHT_BIT_MODES`: ``1``,
+``L``, ``P``, ``RGB``, ``RGBA``, ``CMYK``, ...) are converted by PIL and divided by 255; 16-bit
+grayscale (``I;16*``, and ``I`` read from a PNG, whose samples are at most 16 bits) is divided
+by 65535 (converting it with PIL would clip it to 255: all white). Other modes
+(32-bit integer ``I`` from TIFF, float ``F``, ``LAB``, ``HSV``, ...) are refused with a
+:class:`~gmxai_eval.errors.DataError` naming the file and the mode.
+
 Every failure is a :class:`~gmxai_eval.errors.DataError` naming the file (and the manifest row
 when the caller passes it).
 """
@@ -23,6 +30,12 @@ from gmxai_eval.utils import atomic_path
 
 ImageMode = Literal["RGB", "L"]
 IMAGE_MODES: tuple[str, ...] = ("RGB", "L")
+
+#: File modes PIL converts to 8-bit ``RGB`` / ``L`` without losing their range.
+EIGHT_BIT_MODES: frozenset[str] = frozenset({"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr",
+                                             "LA", "La", "PA"})
+#: 16-bit grayscale file modes (divided by 65535).
+SIXTEEN_BIT_MODES: frozenset[str] = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
 def _pil():
@@ -56,6 +69,36 @@ def _existing(path: str | Path, source: str | Path | None, row: int | None) -> t
     return p, where
 
 
+def _is_16bit(mode: str, fmt: str | None) -> bool:
+    return mode in SIXTEEN_BIT_MODES or (mode == "I" and fmt == "PNG")
+
+
+def check_file_mode(mode: str, fmt: str | None, path: str | Path, where: dict) -> None:
+    """:class:`DataError` naming the file and mode unless the mode has a known range."""
+    if mode not in EIGHT_BIT_MODES and not _is_16bit(mode, fmt):
+        raise DataError(f"expected an image of an 8-bit mode ({', '.join(sorted(EIGHT_BIT_MODES))}) or "
+                        f"16-bit grayscale (I;16), got mode {mode!r} ({fmt or 'unknown'} format), which has no "
+                        "defined [0, 1] decoding; convert the file to 8-bit RGB / L or 16-bit grayscale",
+                        **where)
+
+
+def _decode_16bit(im, mode: str, size: tuple[int, int] | None, p: Path, where: dict) -> np.ndarray:
+    """``(C, H, W)`` float32 in [0, 1] from a 16-bit grayscale image (values / 65535)."""
+    Image = _pil()
+    a = np.asarray(im).astype(np.float32)
+    if a.ndim != 2:
+        raise DataError(f"expected 16-bit grayscale pixels (H, W), got shape {a.shape}", **where)
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise DataError(f"expected 16-bit values in [0, 65535], got [{a.min():g}, {a.max():g}] "
+                        f"(mode {im.mode!r})", **where)
+    a /= np.float32(65535.0)
+    if size is not None and a.shape != tuple(size):
+        a = np.asarray(Image.fromarray(a, mode="F").resize((int(size[1]), int(size[0])), Image.BILINEAR),
+                       dtype=np.float32)
+    a = np.clip(a, 0.0, 1.0)[None]
+    return np.ascontiguousarray(np.repeat(a, 3, axis=0) if mode == "RGB" else a)
+
+
 def probe_image(path: str | Path, *, decode: bool = True, source: str | Path | None = None,
                 row: int | None = None) -> ImageInfo:
     """Open ``path`` and verify it is a readable image.
@@ -77,9 +120,12 @@ def probe_image(path: str | Path, *, decode: bool = True, source: str | Path | N
                              format=str(im.format))
             if decode:
                 im.load()
+    except DataError:
+        raise
     except Exception as e:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
         raise DataError(f"expected a readable image at {str(p)!r}, got {type(e).__name__}: {e}",
                         **where) from e
+    check_file_mode(info.mode, info.format, p, where)
     return info
 
 
@@ -94,17 +140,23 @@ def read_image(path: str | Path, mode: str = "RGB", size: tuple[int, int] | None
         source, row: the manifest and row that named the file, reported in errors.
 
     Raises:
-        DataError: missing, unreadable or corrupt file.
+        DataError: missing, unreadable or corrupt file, or a file mode without a defined range
+            (see the module docstring).
     """
     check_mode(mode)
     Image = _pil()
     p, where = _existing(path, source, row)
     try:
         with Image.open(p) as im:
+            check_file_mode(str(im.mode), im.format, p, where)
+            if _is_16bit(str(im.mode), im.format):
+                return torch.from_numpy(_decode_16bit(im, mode, size, p, where))
             im = im.convert(mode)
             if size is not None and (im.height, im.width) != tuple(size):
                 im = im.resize((int(size[1]), int(size[0])), Image.BILINEAR)
             a = np.asarray(im, dtype=np.uint8)
+    except DataError:
+        raise
     except Exception as e:
         raise DataError(f"expected a readable image at {str(p)!r}, got {type(e).__name__}: {e}",
                         **where) from e

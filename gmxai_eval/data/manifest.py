@@ -28,6 +28,7 @@ image (full decode by default, ``verify="header"`` for header only) before it re
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import math
 from collections import Counter
@@ -42,6 +43,7 @@ from gmxai_eval.data.base import DATASETS, Sample
 from gmxai_eval.data.images import check_mode, probe_image, read_image
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.types import DatasetCard
+from gmxai_eval.utils import read_text
 
 #: The five landmark points, in column order ``lx0,ly0 .. lx4,ly4`` (ArcFace template order).
 LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_right")
@@ -74,12 +76,9 @@ def read_table(path: str | Path, required: Sequence[str], *, delimiter: str = ",
     if not p.is_file():
         raise DataError(f"expected a {'TSV' if delimiter == chr(9) else 'CSV'} file, got no file",
                         path=p)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"expected a readable UTF-8 text file, got {type(e).__name__}: {e}",
-                        path=p) from e
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+    text = read_text(p, f"{'TSV' if delimiter == chr(9) else 'CSV'} file")
+    # io.StringIO: rows end only at \n, \r, \r\n (str.splitlines would also split at \x1c-\x1e, \x85, U+2028)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     rows: list[tuple[int, dict[str, str]]] = []
     try:
@@ -302,7 +301,7 @@ def _read_classes(classes: Sequence[str] | str | Path) -> list[str]:
         p = Path(classes)
         if not p.is_file():
             raise DataError("expected a classes file (one class name per line), got no file", path=p)
-        names = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+        names = [ln.strip() for ln in read_text(p, "classes file").splitlines() if ln.strip()]
         src: Any = p
     else:
         names = [str(c) for c in classes]

@@ -43,7 +43,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -56,6 +55,7 @@ from gmxai_eval.data.base import DATASETS, Sample
 from gmxai_eval.data.regions import REGION_NAMES
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.types import DatasetCard
+from gmxai_eval.utils import die_with_parent, ensure_dir, staging_dir
 
 GENERATOR_VERSION = "1.0"
 SPLITS = ("train", "val", "test")
@@ -294,7 +294,8 @@ def render_arrays(cfg: SynthConfig, batch_size: int = 128,
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork")) as ex:
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
             results: Iterator[dict[str, np.ndarray]] = ex.map(_render_batch_job, jobs)
             _collect(out, jobs, results, progress)
     else:
@@ -487,12 +488,12 @@ def generate(cfg: SynthConfig | None = None, name: str = "synthetic_faces",
     dest = root / name
     if dest.exists() and not overwrite:
         raise ConfigError(f"expected no dataset at {dest} (pass overwrite=True), got an existing folder")
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_dir(root)  # a file in the way / no permission: OutputError before rendering
     with _progress(cfg.num_images, f"synth {name}", progress) as tick:
         arrays = render_arrays(cfg, batch_size=batch_size, progress=tick,
                                workers=_auto_workers(cfg.num_images) if workers is None else workers)
     card = make_card(cfg, name, arrays)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
+    tmp = staging_dir(root, name)  # the umask's mode; staging folders of killed runs are removed
     try:
         _write_dataset(tmp, arrays, card, fail_after=_fail_after)
         if dest.exists():
@@ -512,7 +513,7 @@ def read_card(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / "card.json"
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise DataError(f"expected a readable dataset card, got {type(e).__name__}: {e}", path=path) from None
 
 
@@ -687,14 +688,15 @@ DATASETS.register(load, name="synthetic_faces", card=DatasetCard(
 # --------------------------------------------------------------------------- CLI
 def add_data_command(subparsers: argparse._SubParsersAction) -> None:
     """``gmxai-eval data synth``: generate (or reuse) a synthetic dataset."""
+    from gmxai_eval import cli_args as ca
     d = SynthConfig()
     p = subparsers.add_parser("synth", help="generate the synthetic phenotype-face dataset")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--name", default=None, help="folder name under the data root")
-    p.add_argument("--num-images", type=int, default=None, help=f"default {d.num_images}")
-    p.add_argument("--classes", type=int, default=None, dest="num_syndromes",
+    p.add_argument("--num-images", type=ca.positive_int, default=None, help=f"default {d.num_images}")
+    p.add_argument("--classes", type=ca.positive_int, default=None, dest="num_syndromes",
                    help=f"number of syndromes besides 'unaffected' (default {d.num_syndromes})")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=ca.non_negative_int, default=None)
     p.add_argument("--shortcut", action="store_true", help="plant a class-correlated corner sticker")
     p.add_argument("--out", default=None, help=f"data root (default ${ENV_ROOT} or ./datasets)")
     p.add_argument("--overwrite", action="store_true", help="regenerate a folder with another config")

@@ -19,6 +19,8 @@ Registered architectures (``MODELS``) are constructors ``(num_classes=..., **kw)
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -169,3 +171,40 @@ def check_no_reused_modules(model: nn.Module) -> None:
     inplace = [n for n, m in model.named_modules() if getattr(m, "inplace", False)]
     if inplace:
         raise ModelStateError(f"expected no in-place activations, got inplace=True at {inplace[:6]}")
+
+
+def training_modules(model: nn.Module) -> list[str]:
+    """Dotted names of the modules of ``model`` in training mode (``""`` is the model itself).
+
+    ``model.training`` alone is not enough: ``model.eval()`` followed by ``layer.train()``
+    leaves a dropout or batch-norm layer in training mode under an eval-mode parent."""
+    return [n for n, m in model.named_modules() if m.training]
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put **every** module of ``model`` in eval mode inside the block and give each its own
+    ``training`` flag back afterwards, also after an exception.
+
+    Usage::
+
+        with eval_mode(model):
+            logits = model(x)      # no dropout, batch-norm running statistics
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for m, t in flags:
+            m.training = t
+
+
+def require_eval_mode(model: nn.Module, what: str = "the model") -> None:
+    """:class:`ModelStateError` naming the modules in training mode, if any."""
+    names = training_modules(model)
+    if names:
+        shown = [n or "<root>" for n in names[:6]]
+        raise ModelStateError(f"expected every module of {what} in eval mode (call model.eval() or use "
+                              f"gmxai_eval.models.base.eval_mode), got training mode at {shown}"
+                              + (f" (+{len(names) - 6} more)" if len(names) > 6 else ""))

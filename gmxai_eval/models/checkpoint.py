@@ -1,18 +1,27 @@
 """Checkpoints: ``<stem>.pt`` (state dict only, loadable with ``weights_only=True``) plus
 ``<stem>.json`` (card: architecture and constructor kwargs, classes, preprocessing, dataset
 card hash, training config, metrics). Both are written atomically; the JSON goes last, so a
-checkpoint is complete exactly when its card exists."""
+checkpoint is complete exactly when its card exists.
+
+Loading trusts nothing: every failure (no card, a card that is not JSON / UTF-8 or has no
+architecture, an unknown architecture, a weights file that is missing, not a checkpoint,
+truncated, refused by weights-only loading, or made for another architecture) is a
+:class:`~gmxai_eval.errors.CheckpointError` naming the file and what was expected; a wrong
+architecture lists the missing and unexpected keys and the shape mismatches. Weights are
+only ever read with ``weights_only=True``: a file that pickles anything else is refused, never
+executed.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
-from gmxai_eval.errors import DataError
+from gmxai_eval.errors import CheckpointError, ConfigError, DataError, GMXError
 from gmxai_eval.models.base import MODELS, GMXModel
 from gmxai_eval.utils import atomic_path, write_atomic
 
@@ -41,22 +50,113 @@ def save_checkpoint(model: GMXModel, path: str | os.PathLike, card: dict[str, An
 
 
 def read_checkpoint_card(path: str | os.PathLike) -> dict[str, Any]:
+    """The card ``<stem>.json`` of a checkpoint as a dict; :class:`CheckpointError` naming the
+    file if it is missing, not UTF-8 JSON or not a JSON object."""
     _, js = _paths(path)
+    if not js.is_file():
+        raise CheckpointError("expected a checkpoint card (JSON) beside the weights, got no file", path=js)
     try:
-        return json.loads(js.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"expected a checkpoint card, got {type(e).__name__}: {e}", path=js) from None
+        card = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError: ValueErrors
+        raise CheckpointError(f"expected a UTF-8 JSON checkpoint card, got {type(e).__name__}: {e}",
+                              path=js) from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"expected a JSON object as checkpoint card, got {type(card).__name__}", path=js)
+    return card
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[GMXModel, dict[str, Any]]:
-    """Rebuild the architecture from the card and load the weights (``weights_only=True``,
-    ``strict=True``). Returns ``(model in eval mode, card)``."""
-    pt, _ = _paths(path)
-    card = read_checkpoint_card(path)
-    model = MODELS.create(card["arch"], **card["arch_kwargs"])
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The ``{name: tensor}`` state dict in ``path``, read with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: no file, not a PyTorch file, truncated, refused by weights-only loading
+            (it pickles objects other than tensors; it is never unpickled), or not a mapping of
+            parameter names to tensors.
+    """
+    pt = Path(path)
+    if not pt.is_file():
+        raise CheckpointError("expected a checkpoint weights file, got no file", path=pt)
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as e:
-        raise DataError(f"expected a readable state dict, got {type(e).__name__}: {e}", path=pt) from None
+    except Exception as e:  # zip / unpickling / storage errors come in many types
+        text = str(e)
+        if "weights only" in text.lower() or "weights_only" in text:
+            raise CheckpointError("expected a state dict of tensors (weights-only loading), got a file "
+                                  "that pickles other objects; it was refused and not unpickled; "
+                                  "re-save it as model.state_dict()", path=pt) from None
+        reason = text.splitlines()[0] if text else ""
+        raise CheckpointError(f"expected a complete PyTorch checkpoint, got an unreadable file "
+                              f"({type(e).__name__}: {reason})", path=pt) from None
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"expected a state dict (parameter name -> tensor), got {type(state).__name__}",
+                              path=pt)
+    bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"expected a state dict (parameter name -> tensor), got non-tensor entries "
+                              f"{bad[:5]}", path=pt)
+    return dict(state)
+
+
+def _arch_of(card: Mapping[str, Any], js: Path) -> tuple[str, dict[str, Any]]:
+    arch, kwargs = card.get("arch"), card.get("arch_kwargs", {})
+    if not isinstance(arch, str) or not arch:
+        raise CheckpointError(f"expected card key 'arch' naming a registered architecture "
+                              f"(e.g. {MODELS.list()[:3]}), got {arch!r}", path=js)
+    if not isinstance(kwargs, Mapping):
+        raise CheckpointError(f"expected card key 'arch_kwargs' to be an object, got {type(kwargs).__name__}",
+                              path=js)
+    return arch, dict(kwargs)
+
+
+def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike,
+                     arch: str = "") -> None:
+    """:class:`CheckpointError` naming ``path`` unless ``state`` has exactly ``model``'s keys
+    with its shapes; the message lists missing and unexpected keys and shape mismatches."""
+    want = model.state_dict()
+    missing = sorted(set(want) - set(state))
+    unexpected = sorted(set(state) - set(want))
+    shapes = [f"{k} {tuple(state[k].shape)} != {tuple(want[k].shape)}" for k in sorted(set(want) & set(state))
+              if tuple(state[k].shape) != tuple(want[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:8]}" + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else ""))
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:8]}"
+                         + (f" (+{len(unexpected) - 8} more)" if len(unexpected) > 8 else ""))
+        if shapes:
+            parts.append(f"shape mismatches {shapes[:4]}" + (f" (+{len(shapes) - 4} more)" if len(shapes) > 4 else ""))
+        raise CheckpointError(f"expected the weights of architecture {arch or type(model).__name__!r}, "
+                              f"got {'; '.join(parts)}", path=path)
+
+
+def load_checkpoint(path: str | os.PathLike, **config: Any) -> tuple[GMXModel, dict[str, Any]]:
+    """Rebuild the architecture from the card and load the weights (``weights_only=True``,
+    every key and shape checked). Returns ``(model in eval mode, card)``.
+
+    ``config`` must be empty: the card holds the architecture and its arguments (a spec's
+    ``[model] config`` with ``source = "checkpoint"`` is refused before anything is read).
+
+    Raises:
+        ConfigError: a non-empty ``config``.
+        CheckpointError: see the module docstring.
+    """
+    if config:
+        raise ConfigError(f"expected no [model] config for a checkpoint (its card holds the architecture and "
+                          f"arch_kwargs), got {sorted(config)}")
+    pt, js = _paths(path)
+    card = read_checkpoint_card(path)
+    arch, kwargs = _arch_of(card, js)
+    try:
+        model = MODELS.create(arch, **kwargs)
+    except GMXError as e:  # unknown architecture (with close matches) or bad constructor kwargs
+        raise CheckpointError(f"expected a buildable architecture in the card, got {type(e).__name__}: {e}",
+                              path=js) from None
+    except TypeError as e:  # a constructor without the keyword
+        raise CheckpointError(f"expected arch_kwargs accepted by {arch!r}, got TypeError: {e}", path=js) from None
+    state = read_state_dict(pt)
+    check_state_dict(model, state, pt, arch)
     model.load_state_dict(state, strict=True)
     return model.eval(), card

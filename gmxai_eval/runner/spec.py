@@ -479,8 +479,8 @@ def load_spec(path: str | Path) -> Spec:
         raise ConfigError(f"expected a spec file, got no file at {str(p)!r}")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: expected valid TOML, got {e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:  # a non-UTF-8 file is a ConfigError too
+        raise ConfigError(f"{p}: expected valid TOML in UTF-8, got {e}") from None
     return _resolve_paths(parse_spec(data, source=p), p.parent)
 
 

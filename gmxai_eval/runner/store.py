@@ -5,7 +5,9 @@ One row per (seed, evaluator, method, sample)::
     run, seed, evaluator, method, sample_id, subject, score, curve, curve_x, extras
 
 ``curve`` / ``curve_x`` / ``extras`` are JSON strings (empty when absent). The table is written
-atomically as ``samples.csv`` (and ``samples.parquet`` when pyarrow is installed).
+atomically as ``samples.csv`` (and ``samples.parquet`` when pyarrow is installed). Text cells of
+the CSV are neutralised against CSV injection (:func:`~gmxai_eval.utils.csv_safe`: a label or id
+starting with ``= + - @`` gets a leading ``'``) and restored by :func:`read_table`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from gmxai_eval.errors import DataError
-from gmxai_eval.utils import atomic_path
+from gmxai_eval.utils import atomic_path, csv_safe_frame, csv_unescape
 
 COLUMNS: tuple[str, ...] = ("run", "seed", "evaluator", "method", "sample_id", "subject", "score",
                             "curve", "curve_x", "extras")
@@ -54,7 +56,7 @@ def write_table(df: pd.DataFrame, folder: str | Path) -> list[Path]:
     folder = Path(folder)
     out = []
     with atomic_path(folder / "samples.csv") as tmp:
-        df.to_csv(tmp, index=False, float_format="%.17g")
+        csv_safe_frame(df).to_csv(tmp, index=False, float_format="%.17g")
     out.append(folder / "samples.csv")
     try:
         import pyarrow  # noqa: F401
@@ -77,5 +79,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"expected columns {list(COLUMNS)}, missing {missing}", path=p)
-    df["score"] = pd.to_numeric(df["score"], errors="raise")
+    for c in ("run", "evaluator", "method", "sample_id", "subject", "curve", "curve_x", "extras"):
+        df[c] = df[c].map(csv_unescape)
+    try:
+        df["score"] = pd.to_numeric(df["score"], errors="raise")
+    except (ValueError, TypeError) as e:
+        raise DataError(f"expected numbers in column 'score', got {e}", path=p, column="score") from None
     return df

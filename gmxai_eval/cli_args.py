@@ -1,0 +1,150 @@
+"""Range-checked argument types for the ``gmxai-eval`` parsers, and a parser whose errors are
+one line.
+
+Each type is a callable ``str -> value`` for ``add_argument(type=...)``; a bad value raises
+:class:`argparse.ArgumentTypeError` saying what was expected and what came, and argparse
+prefixes the option (``argument --seed: expected an integer >= 0, got '-1'``)::
+
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--run-id", type=run_id)
+
+:class:`ArgumentParser` prints a usage error as **one** line on stderr and exits with status 1,
+like every other bad input of the command line (see :func:`gmxai_eval.cli.main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+__all__ = [
+    "ArgumentParser",
+    "existing_dir",
+    "existing_file",
+    "finite_float",
+    "int_range",
+    "non_negative_float",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "probability",
+    "run_id",
+]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """:class:`argparse.ArgumentParser` whose usage errors are one line and exit status 1.
+
+    Sub-parsers made with ``add_subparsers().add_parser`` are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(1)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except (ValueError, AttributeError):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        v = float(text.strip())
+    except (ValueError, AttributeError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    """An integer ``>= 0`` (seeds, limits where 0 means "all")."""
+    v = _int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """An integer ``>= 1`` (batch sizes, epochs, bootstrap resamples, image sizes)."""
+    v = _int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return v
+
+
+def int_range(lo: int, hi: int):
+    """An integer in ``[lo, hi]``, e.g. ``type=int_range(1, 64)``."""
+    def parse(text: str) -> int:
+        v = _int(text)
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{lo}, {hi}], got {text!r}")
+        return v
+
+    parse.__name__ = f"int_range({lo}, {hi})"
+    return parse
+
+
+def finite_float(text: str) -> float:
+    """A finite number (NaN and ±inf refused)."""
+    return _float(text)
+
+
+def positive_float(text: str) -> float:
+    """A finite number ``> 0`` (learning rates, scales)."""
+    v = _float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return v
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number ``>= 0`` (tolerances)."""
+    v = _float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
+def probability(text: str) -> float:
+    """A number in ``[0, 1]``."""
+    v = _float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return v
+
+
+def existing_file(text: str) -> str:
+    """The path of an existing regular file."""
+    p = Path(text)
+    if not p.is_file():
+        raise argparse.ArgumentTypeError(f"expected an existing file, got {'a folder' if p.is_dir() else 'no file'} "
+                                         f"at {text!r}")
+    return text
+
+
+def existing_dir(text: str) -> str:
+    """The path of an existing folder."""
+    p = Path(text)
+    if not p.is_dir():
+        raise argparse.ArgumentTypeError(f"expected an existing folder, got {'a file' if p.exists() else 'nothing'} "
+                                         f"at {text!r}")
+    return text
+
+
+def run_id(text: str) -> str:
+    """A run folder name: no path separator, not ``.``/``..`` nor containing ``..``, not
+    starting with ``.`` (staging folders do), no control characters, at most 200 characters."""
+    from gmxai_eval.errors import OutputError
+    from gmxai_eval.utils import check_run_id
+
+    try:
+        return check_run_id(text)
+    except OutputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
