@@ -26,6 +26,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.add_argument("--reliability", action="store_true", help="enable the metric-reliability stage")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run folder of another spec under the same run id")
     p.set_defaults(func=_run)
 
 
@@ -50,5 +52,5 @@ def _run(args: argparse.Namespace) -> int:
     if changes:
         spec = spec.replace(**changes)
     run_benchmark(spec, output=args.output, run_id=args.run_id, cache=args.cache,
-                  progress=False if args.no_progress else None)
+                  progress=False if args.no_progress else None, overwrite=args.overwrite)
     return 0

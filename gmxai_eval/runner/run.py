@@ -25,6 +25,7 @@ different ``config.seed`` and labels.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from gmxai_eval.evaluators.base import DatasetJob
 from gmxai_eval.execution import Executor
 from gmxai_eval.report import tables
 from gmxai_eval.runner.context import RunContext, StageTimer
+from gmxai_eval.runner.output import StagedRun, prepare_run_dir
 from gmxai_eval.runner.devices import auto_batch_size, call_halving, is_oom, resolve_device
 from gmxai_eval.runner.spec import Spec
 from gmxai_eval.runner.stages.attribute import attribute
@@ -84,8 +86,15 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                   cache: str | Path | None = None, progress: bool | None = None,
                   dataset_job: Callable[..., DatasetJob] | None = None,
                   extra_sections: Sequence[tuple[str, str]] = (), write: bool = True,
-                  verbose: bool = True, batch_extra: Mapping[str, Any] | None = None) -> RunResult:
+                  verbose: bool = True, batch_extra: Mapping[str, Any] | None = None,
+                  overwrite: bool = False) -> RunResult:
     """Run ``spec`` and write ``<output>/<run id>/``.
+
+    The run folder belongs to one spec: before any work the output location is checked
+    (:func:`gmxai_eval.runner.output.prepare_run_dir`: a plain run id, a writable folder with free
+    space, no folder of another spec unless ``overwrite``); the outputs are written to a staging
+    folder that replaces ``<output>/<run id>/`` only when the run has finished, so a failed run
+    never leaves a mix of old and new files.
 
     Args:
         spec: a parsed :class:`Spec`.
@@ -103,6 +112,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         verbose: print the leaderboard and the time summary.
         batch_extra: added to every ``EvalBatch.extra`` (e.g. ``{"fixations": {sample_id:
             ImageGaze}}`` for the gaze evaluators); its pickled content is part of every unit key.
+        overwrite: replace a run folder of another spec under the same run id.
     """
     out_root = Path(output if output is not None else spec.output)
     ctx = RunContext(
@@ -110,7 +120,17 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         out_root=out_root, cache_root=Path(cache if cache is not None else (spec.cache or out_root / ".cache")),
         run_id=run_id or spec.run_id, dataset_job=dataset_job,
         counts={"attributed": {e.label: 0 for e in spec.methods}, "units_run": 0, "units_reused": 0})
-    timer = ctx.timer
+    staged = prepare_run_dir(out_root, ctx.run_id, spec.hash(), overwrite) if write else None
+    with staged if staged is not None else contextlib.nullcontext():
+        return _run(ctx, staged, model=model, dataset=dataset, samples=samples, executor=executor,
+                    batch_extra=batch_extra, extra_sections=extra_sections, verbose=verbose)
+
+
+def _run(ctx: RunContext, staged: StagedRun | None, *, model: nn.Module | None, dataset: Any,
+         samples: Sequence[Sample] | None, executor: Executor | None, batch_extra: Mapping[str, Any] | None,
+         extra_sections: Sequence[tuple[str, str]], verbose: bool) -> RunResult:
+    """The stages of :func:`run_benchmark`; outputs go to ``staged.path`` (none when ``None``)."""
+    spec, timer = ctx.spec, ctx.timer
     with timer("load"):
         load(ctx, model=model, dataset=dataset, samples=samples, executor=executor, batch_extra=batch_extra)
     with timer("attribute"):
@@ -129,13 +149,14 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
     with timer("report"):
         results = summarise(ctx)
         board = tables.leaderboard_markdown(results)
-        if write:
-            run_dir = write_run(ctx, results, extra_sections)
+        if staged is not None:
+            write_run(ctx, results, extra_sections, folder=staged.path)
     results["timings"] = dict(timer.seconds)
     results["timings_per_method"] = ctx.seconds_per_method
     results["timings_per_evaluator"] = ctx.seconds_per_evaluator
-    if run_dir is not None:
-        tables.write_results_json(results, run_dir)
+    if staged is not None:
+        tables.write_results_json(results, staged.path)
+        run_dir = staged.commit()
     if verbose:
         print(board)
         print(timer.summary())

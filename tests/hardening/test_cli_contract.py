@@ -51,6 +51,8 @@ def _files(root: Path) -> dict[str, Path]:
     w("classes_latin1.txt", b"A\ncaf\xe9\n")
     w("in_the_way", "a file")
     w("study_ok.json", '{"name": "s", "screen_px": [1920, 1080], "screen_cm": [53, 30], "distance_cm": 60}')
+    w("study_latin1.json", b'{"name": "caf\xe9", "screen_px": [1920, 1080]}')
+    w("fix_latin1.csv", b"observer_id,image_id,x,y\ncaf\xe9,img0,1,1\n")
     w("synth_card_list/card.json", "[1]")
     w("synth_card_latin1/card.json", b'{"name": "caf\xe9"}')
     np.savez(root / "no_ids.npz", images=np.zeros((2, 3, 8, 8), np.float32))
@@ -134,6 +136,19 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
                                  "--methods", "saliency"], "--out"),
         ("gaze: images without ids", ["gaze", "--fixations", "x.csv", "--study", s(f["study_ok.json"]), "--images",
                                       s(f["no_ids.npz"]), "--methods", "saliency", "--out", s(out)], "image_ids"),
+        ("gaze: study file not UTF-8", ["gaze", "--fixations", s(f["fix_latin1.csv"]), "--study",
+                                        s(f["study_latin1.json"]), "--images", s(f["no_ids.npz"]), "--methods",
+                                        "saliency", "--out", s(out)], "study_latin1.json"),
+        # questionnaire
+        ("questionnaire make: not a results file", ["questionnaire", "make", s(f["res_ok.json"]), "--methods", "a",
+                                                    "--out", s(out)], "res_ok.json"),
+        ("questionnaire make: 0 cases", ["questionnaire", "make", s(f["res_ok.json"]), "--methods", "a", "--out",
+                                         s(out), "--cases", "0"], "--cases"),
+        ("questionnaire analyse: bad key", ["questionnaire", "analyse", s(f["res_ok.json"].parent), "--key",
+                                            s(f["res_bad.json"])], "res_bad.json"),
+        # run folders (checked before any work)
+        ("run: output is a file", ["run", "--preset", "quick", "--output", s(f["in_the_way"])], "in_the_way"),
+        ("run: run id with ..", ["run", "--preset", "quick", "--run-id", "../escape"], "--run-id"),
         # gaze-simulate
         ("gaze-simulate: 0 observers", ["gaze-simulate", "--images", "i.npz", "--out", s(out), "--observers", "0"],
          "--observers"),
@@ -178,7 +193,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 55
+    assert len(table) == 61
 
 
 @pytest.mark.parametrize("argv,name", [

@@ -33,6 +33,7 @@ from typing import Iterable, Literal, Mapping
 import numpy as np
 import pandas as pd
 
+from gmxai_eval.utils import read_text
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.utils import atomic_path
 
@@ -109,7 +110,7 @@ def _read_raw(path: Path) -> pd.DataFrame:
         return df.astype({c: str for c in df.columns if c in ("observer_id", "image_id", "trial", "eye")})
     if suffix not in (".csv", ".txt", ".tsv"):
         raise DataError(f"expected a .csv or .parquet fixation file, got suffix {path.suffix!r}", path=path)
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "fixation file")
     sep = "\t" if suffix == ".tsv" else ","
     try:
         return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from gmxai_eval.utils import read_text
 from gmxai_eval.errors import DataError
 from gmxai_eval.utils import write_atomic
 
@@ -152,7 +153,7 @@ def load_study(path: str | Path) -> Study:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"expected a study file, got no file at {str(p)!r}", path=p)
-    text = p.read_text(encoding="utf-8")
+    text = read_text(p, "study file", encoding="utf-8")
     suffix = p.suffix.lower()
     try:
         if suffix == ".json":

@@ -197,19 +197,10 @@ def gaze_fixations(gaze: Mapping[str, Any], samples: Sequence[Sample], seed: int
     """``{image_id: ImageGaze}`` for the ``gaze_*`` evaluators from a spec's ``[gaze]`` table:
     simulated clinicians on ``samples`` (labelled simulated in the study) or a fixation file
     with its study file (validated against the samples' ids and sizes)."""
-    from gmxai_eval.gaze.fixations import read_fixations
-    from gmxai_eval.gaze.maps import image_gaze_set
-    from gmxai_eval.gaze.simulate import simulate_study
-    from gmxai_eval.gaze.study import load_study
+    from gmxai_eval.data.gaze.load import load_gaze
 
-    shapes = {s.image_id: (int(s.image.shape[-2]), int(s.image.shape[-1])) for s in samples}
-    if gaze["fixations"] == "simulated":
-        table, study = simulate_study(samples, int(gaze.get("observers", 6)), seed=seed)
-    else:
-        study = load_study(gaze["study"])
-        table = read_fixations(gaze["fixations"], known_images=set(shapes), image_sizes=shapes,
-                               on_invalid=gaze.get("on_invalid", "raise"))
-    return image_gaze_set(table, shapes, study.sigma_px)
+    return load_gaze(gaze["fixations"], samples, study=gaze.get("study"), seed=seed,
+                     observers=int(gaze.get("observers", 6)), on_invalid=gaze.get("on_invalid", "raise")).gazes
 
 
 def counterfactual_renderer(dataset: Any) -> tuple[Any, str]:

@@ -69,10 +69,10 @@ def examples(ctx: RunContext) -> dict[str, Any] | None:
 
 
 def write(ctx: RunContext, results: Mapping[str, Any],
-          extra_sections: Sequence[tuple[str, str]] = ()) -> Path:
-    """Write the run folder ``<out_root>/<run_id>`` except ``results.json`` (written last, with
-    the timings); returns the folder."""
-    run_dir = ctx.out_root / ctx.run_id
+          extra_sections: Sequence[tuple[str, str]] = (), folder: Path | None = None) -> Path:
+    """Write the run folder (``folder``, default ``<out_root>/<run_id>``) except ``results.json``
+    (written last, with the timings); returns the folder."""
+    run_dir = Path(folder) if folder is not None else ctx.out_root / ctx.run_id
     write_table(ctx.table, run_dir)
     data = report_data(ctx.table, examples(ctx), extra_sections)
     write_report_data(data, run_dir)
