@@ -66,6 +66,15 @@ def _spec_key(spec: Any) -> Hashable:
     return ("object", id(spec))
 
 
+
+def _input_zero(batch: EvalBatch) -> torch.Tensor:
+    """The ``input_zero`` substrate ``(C,)``: what the model's ``Preprocess`` maps to 0 (RISE's
+    "zero in normalised space"); for any other ``nn.Module`` its input space *is* the pixel space
+    the suite feeds it, so zero there is 0 (black). Model-agnostic by construction: a plain
+    module needs no property for the default deletion substrate."""
+    z = input_zero_of(batch.model)
+    return z if z is not None else torch.zeros(batch.x.shape[1], dtype=batch.x.dtype)
+
 class _PerturbationEvaluator(Evaluator):
     """Shared plumbing: map preparation, baselines, cached cumulative curves."""
 
@@ -77,7 +86,9 @@ class _PerturbationEvaluator(Evaluator):
                 "map_normalisation": "none (scores are invariant to positive per-sample scaling)",
                 "channel_reduction": "maps are (B, H, W); unit 'pixel'/'patch' replaces all channels of a "
                                      "pixel, unit 'element' broadcasts the map over channels (Quantus)",
-                "baseline_names": "'black' = 0 in pixel space; 'sample_min' = Quantus's 'black'",
+                "baseline_names": "'black' = 0 in pixel space; 'sample_min' = Quantus's 'black'; "
+                                  "'input_zero' = what the model's Preprocess maps to 0 (0 in pixel space for "
+                                  "a model without one)",
                 "ties": "broken by flat index (stable sort)",
                 "randomness": "keyed on (seed, sample_id)", **self.fixed}
         return {k: (v if isinstance(v, (str, int, float, bool, type(None), tuple, list)) else repr(v))
@@ -129,7 +140,7 @@ class _PerturbationEvaluator(Evaluator):
             return make_baseline(spec, batch.x, sample_ids=batch.sample_ids, seed=seed,  # type: ignore[arg-type]
                                  channel_mean=batch.extra.get("channel_mean"),
                                  blur_kernel=c.get("blur_kernel", 11), blur_sigma=c.get("blur_sigma", 5.0),
-                                 input_zero=input_zero_of(batch.model) if spec == "input_zero" else None)
+                                 input_zero=_input_zero(batch) if spec == "input_zero" else None)
         return batch.shared(("perturbation_fill", self._fill_key(spec), draw), compute)
 
     def _clean_output(self, batch: EvalBatch) -> torch.Tensor:

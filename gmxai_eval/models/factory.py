@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from gmxai_eval.errors import ConfigError, DataError
+from gmxai_eval.errors import CheckpointError, ConfigError
 from gmxai_eval.models.base import MODELS
 
 
@@ -83,15 +83,15 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> nn.Module
     """Load a state dict file into ``model`` (``weights_only=True``, ``strict=True``).
 
     A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper (common in training scripts) is
-    unwrapped. Raises :class:`DataError` naming the file: unreadable, not a state dict, or keys
+    unwrapped. Raises a :class:`CheckpointError` naming the file: unreadable, not a state dict, or keys
     that do not match (missing and unexpected keys listed)."""
     p = Path(path)
     if not p.is_file():
-        raise DataError("expected a state-dict file, got no such file", path=p)
+        raise CheckpointError("expected a state-dict file, got no such file", path=p)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated file, pickle refused by weights-only loading, ...
-        raise DataError(f"expected a state dict loadable with weights_only=True, got {_one_line(e)}",
+        raise CheckpointError(f"expected a state dict loadable with weights_only=True, got {_one_line(e)}",
                         path=p) from None
     if isinstance(state, Mapping):
         for key in ("state_dict", "model"):
@@ -99,18 +99,18 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> nn.Module
                 state = state[key]
                 break
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError(f"expected a state dict (names -> tensors), got {type(state).__name__}", path=p)
+        raise CheckpointError(f"expected a state dict (names -> tensors), got {type(state).__name__}", path=p)
     own = set(model.state_dict())
     missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
     if missing or unexpected:
         def short(keys: list[str]) -> str:
             return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-        raise DataError(f"expected the state dict of {type(model).__name__}, got missing keys [{short(missing)}] "
+        raise CheckpointError(f"expected the state dict of {type(model).__name__}, got missing keys [{short(missing)}] "
                         f"and unexpected keys [{short(unexpected)}]", path=p)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:  # same keys, other shapes
-        raise DataError(f"expected tensors of {type(model).__name__}'s shapes, got {_one_line(e)}",
+        raise CheckpointError(f"expected tensors of {type(model).__name__}'s shapes, got {_one_line(e)}",
                         path=p) from None
     return model
 
@@ -134,11 +134,11 @@ def load_user_model(factory: str | None = None, *, kwargs: Mapping[str, Any] | N
     if torchscript is not None:
         p = resolve(torchscript)
         if not p.is_file():
-            raise DataError("expected a TorchScript file, got no such file", path=p)
+            raise CheckpointError("expected a TorchScript file, got no such file", path=p)
         try:
             model = torch.jit.load(str(p), map_location="cpu")
         except Exception as e:
-            raise DataError(f"expected a TorchScript file (torch.jit.save), got {_one_line(e)}", path=p) from None
+            raise CheckpointError(f"expected a TorchScript file (torch.jit.save), got {_one_line(e)}", path=p) from None
     else:
         fn = import_factory(str(factory), base)
         try:

@@ -108,11 +108,16 @@ class DatasetSection:
 
 @dataclass(frozen=True)
 class ModelSection:
-    """``[model]``: ``source`` "default" | "checkpoint" (``checkpoint``) | "registry" (``arch``)."""
+    """``[model]``: ``source`` "default" | "checkpoint" (``checkpoint``) | "registry" (``arch``) |
+    "factory" (``factory = "pkg.module:function"`` or ``"file.py:function"``, called with
+    ``config``, then an optional ``state_dict`` file) | "torchscript" (``torchscript`` file)."""
 
     source: str = "default"
     checkpoint: str = ""
     arch: str = ""
+    factory: str = ""
+    state_dict: str = ""
+    torchscript: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -133,6 +138,10 @@ class GazeSection:
     study: str = ""
     observers: int = 6
     on_invalid: str = "raise"
+
+
+#: Where a ``[model]`` comes from.
+MODEL_SOURCES = ("default", "checkpoint", "registry", "factory", "torchscript")
 
 
 def _keys(cls: type) -> set[str]:
@@ -406,11 +415,15 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
     if "model" in data:
         md = dict(data["model"])
         _check_keys("model", md, _MODEL_KEYS, src)
-        source_kind = md.get("source", "checkpoint" if "checkpoint" in md else
-                             "registry" if "arch" in md else "default")
-        if source_kind not in ("default", "checkpoint", "registry"):
-            raise ConfigError(f"{src}: expected model.source 'default', 'checkpoint' or 'registry', "
-                              f"got {source_kind!r}")
+        source_kind = md.get("source", next((k for k in ("checkpoint", "factory", "torchscript") if k in md),
+                                            "registry" if "arch" in md else "default"))
+        if source_kind not in MODEL_SOURCES:
+            raise ConfigError(f"{src}: expected model.source in {list(MODEL_SOURCES)}, got {source_kind!r}")
+        if source_kind in ("factory", "torchscript") and source_kind not in md:
+            raise ConfigError(f"{src}: expected model.{source_kind} with source = {source_kind!r}")
+        if "state_dict" in md and source_kind != "factory":
+            raise ConfigError(f"{src}: expected model.state_dict only with source = 'factory', got source "
+                              f"{source_kind!r}")
         if source_kind == "checkpoint" and "checkpoint" not in md:
             raise ConfigError(f"{src}: expected model.checkpoint with source = 'checkpoint'")
         if source_kind == "registry" and "arch" not in md:
@@ -418,7 +431,8 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
         if not isinstance(md.get("config", {}), Mapping):
             raise ConfigError(f"{src}: expected model.config to be a table, got {md['config']!r}")
         kw["model"] = {"source": source_kind, "config": dict(md.get("config", {})),
-                       **{k: md[k] for k in ("checkpoint", "arch") if k in md}}
+                       **{k: _typed(src, f"model.{k}", md[k], str, "a string")
+                          for k in ("checkpoint", "arch", "factory", "state_dict", "torchscript") if k in md}}
     kw["methods"] = _entries(src, "methods", data.get("methods"))
     kw["evaluators"] = _entries(src, "evaluators", data.get("evaluators"))
     if "reliability" in data:
@@ -460,8 +474,13 @@ def _resolve_paths(spec: Spec, base: Path) -> Spec:
     if "path" in ds and not Path(ds["path"]).is_absolute():
         ds["path"] = str((base / ds["path"]).resolve())
         changed["dataset"] = ds
-    if "checkpoint" in md and not Path(md["checkpoint"]).is_absolute():
-        md["checkpoint"] = str((base / md["checkpoint"]).resolve())
+    for k in ("checkpoint", "state_dict", "torchscript"):
+        if k in md and not Path(md[k]).is_absolute():
+            md[k] = str((base / md[k]).resolve())
+            changed["model"] = md
+    if ".py:" in md.get("factory", "") and not Path(md["factory"].rsplit(":", 1)[0]).is_absolute():
+        file, fn = md["factory"].rsplit(":", 1)
+        md["factory"] = f"{(base / file).resolve()}:{fn}"
         changed["model"] = md
     gz = dict(spec.gaze)
     for k in ("fixations", "study"):

@@ -74,3 +74,17 @@ def test_bad_inputs_are_typed_errors(setup, kw, err, msg):
     args.update(kw)
     with pytest.raises(err, match=msg):
         evaluate(model, args.pop("x"), args.pop("y"), **args)
+
+
+def test_default_deletion_substrate_works_on_any_module(toy_batch):
+    """A plain nn.Module has no Preprocess: its input space is pixel space, so the default
+    'input_zero' substrate is 0 there, the same scores as baseline 'black'."""
+    x, t, ids = toy_batch
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 4)).eval()
+    maps = {"m": torch.rand(6, 32, 32, generator=torch.Generator().manual_seed(1))}
+    default = evaluate(plain, x, t, maps=maps, evaluators=["deletion"], sample_ids=ids)
+    black = evaluate(plain, x, t, maps=maps, evaluators={"deletion": EVALUATORS.create("deletion", baseline="black")},
+                     sample_ids=ids)
+    torch.testing.assert_close(default.results[("deletion", "m")].scores, black.results[("deletion", "m")].scores)

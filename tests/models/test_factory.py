@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from gmxai_eval.errors import ConfigError, DataError
+from gmxai_eval.errors import CheckpointError, ConfigError
 from gmxai_eval.models import MODELS
 from gmxai_eval.models.factory import check_model_fits, import_factory, load_user_model
 
@@ -88,13 +88,13 @@ def test_factory_errors_are_one_line_config_errors(netfile, ref, kwargs, msg):
 def test_state_dict_errors_name_the_file_and_the_keys(netfile, tmp_path):
     other = nn.Sequential(nn.Linear(2, 2))
     torch.save(other.state_dict(), tmp_path / "other.pt")
-    with pytest.raises(DataError, match=r"other\.pt.*missing keys \[conv\.bias, conv\.weight.*unexpected keys \[0\.bias"):
+    with pytest.raises(CheckpointError, match=r"other\.pt.*missing keys \[conv\.bias, conv\.weight.*unexpected keys \[0\.bias"):
         load_user_model(f"{netfile}:build", state_dict=tmp_path / "other.pt")
     (tmp_path / "trunc.pt").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(DataError, match=r"trunc\.pt.*weights_only=True"):
+    with pytest.raises(CheckpointError, match=r"trunc\.pt.*weights_only=True"):
         load_user_model(f"{netfile}:build", state_dict=tmp_path / "trunc.pt")
     torch.save({"not": "tensors"}, tmp_path / "bad.pt")
-    with pytest.raises(DataError, match="names -> tensors"):
+    with pytest.raises(CheckpointError, match="names -> tensors"):
         load_user_model(f"{netfile}:build", state_dict=tmp_path / "bad.pt")
     with pytest.raises(ConfigError, match="exactly one of model.factory and model.torchscript"):
         load_user_model()

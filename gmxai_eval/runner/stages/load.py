@@ -38,7 +38,8 @@ def load_model(model_spec: Mapping[str, Any], dataset: Any = None) -> nn.Module:
     ``config``; ``"checkpoint"`` calls ``gmxai_eval.models.checkpoint.load_checkpoint(path)``
     (a returned ``(model, card)`` pair is unpacked);
     ``"registry"`` calls ``MODELS.create(arch, **config)`` (``num_classes`` defaults to the
-    dataset's class count).
+    dataset's class count); ``"factory"`` and ``"torchscript"`` go through
+    :func:`gmxai_eval.models.factory.load_user_model` (``config`` are the factory's kwargs).
     """
     src = model_spec.get("source", "default")
     cfg = dict(model_spec.get("config", {}))
@@ -53,8 +54,14 @@ def load_model(model_spec: Mapping[str, Any], dataset: Any = None) -> nn.Module:
         if "num_classes" not in cfg and dataset is not None and hasattr(dataset, "classes"):
             cfg["num_classes"] = len(dataset.classes)
         model = MODELS.create(model_spec["arch"], **cfg)
+    elif src in ("factory", "torchscript"):
+        from gmxai_eval.models.factory import load_user_model
+
+        model = (load_user_model(model_spec["factory"], kwargs=cfg, state_dict=model_spec.get("state_dict"))
+                 if src == "factory" else load_user_model(torchscript=model_spec["torchscript"]))
     else:
-        raise ConfigError(f"expected model.source 'default', 'checkpoint' or 'registry', got {src!r}")
+        raise ConfigError(f"expected model.source 'default', 'checkpoint', 'registry', 'factory' or "
+                          f"'torchscript', got {src!r}")
     if not isinstance(model, nn.Module):
         raise ModelStateError(f"expected the model loader to return an nn.Module, got {type(model).__name__}")
     return model.eval()
@@ -260,6 +267,12 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
         model = load_model(spec.model, dataset)
     if model.training:
         raise ModelStateError("expected the model in eval mode (model.eval()), got training mode")
+    if samples:
+        from gmxai_eval.models.factory import check_model_fits
+
+        classes = getattr(dataset, "classes", None)
+        check_model_fits(model, num_classes=len(classes) if classes else None,
+                         image_shape=tuple(samples[0].image.shape), owner=f"model ({spec.model.get('source')})")
     ctx.model = model.to(ctx.device)
     ctx.model_key = model_hash(ctx.model)
     ctx.dataset, ctx.samples = dataset, list(samples)
