@@ -345,10 +345,11 @@ class Evaluator:
             close = {k: difflib.get_close_matches(k, known, n=3, cutoff=0.5) for k in unknown}
             raise ConfigError(f"evaluator {self.card.name!r}: unknown keyword(s) {unknown}; expected a subset of "
                               f"{known}; close matches: {close}")
-        batch = EvalBatch(model, x, target, {"_": maps}, sample_ids,
-                          {"_": explainer} if explainer is not None else {}, masks, region_masks,
+        label = explainer.name if explainer is not None else "maps"  # the name errors show the user
+        batch = EvalBatch(model, x, target, {label: maps}, sample_ids,
+                          {label: explainer} if explainer is not None else {}, masks, region_masks,
                           tuple(region_names), seed=seed, extra=extra)
-        return self.evaluate(batch)["_"]
+        return self.evaluate(batch)[label]
 
     # -- torchmetrics-style accumulation -----------------------------------------------------------
     def update(self, batch: EvalBatch) -> dict[str, EvalResult]:

@@ -152,3 +152,24 @@ def test_python_api_with_a_captum_class_and_a_plain_explain_function(project):
     assert df.score.notna().all()
     summary = scores.summary()
     assert list(summary.index) == ["deletion", "sparseness"]
+
+
+def test_listing_shows_models_and_every_default_as_json(capsys):
+    assert main(["models", "gmx_*"]) == 0
+    assert "gmx_small" in capsys.readouterr().out
+    assert main(["evaluators", "deletion", "--json"]) == 0
+    (card,) = json.loads(capsys.readouterr().out)
+    assert card["default_config"]["baseline"] == "input_zero" and card["higher_is_better"] is False
+    assert main(["methods", "saliency", "--json"]) == 0
+    (m,) = json.loads(capsys.readouterr().out)
+    assert {"reduce", "chunk_size", "seed"} <= set(m["default_config"]) and m["needs_masks"] is False
+
+
+def test_user_facing_errors_name_no_internal_label(toy_model):
+    from gmxai_eval.errors import ShapeError
+    from gmxai_eval.evaluators import EVALUATORS
+
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ShapeError) as e:
+        EVALUATORS.create("deletion")(toy_model, x, torch.tensor([0, 1]), torch.zeros(2, 8, 8))
+    assert "'_'" not in str(e.value) and "maps['maps']" in str(e.value)
