@@ -7,7 +7,6 @@ on the context for the next stage. Nothing else is shared between stages.
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,18 +20,30 @@ from gmxai_eval.runner.spec import Spec
 
 
 class StageTimer:
-    """Accumulates wall time per named stage (``with timer("attribute"): ...``)."""
+    """Accumulates wall time per named stage (``with timer("attribute"): ...``).
 
-    def __init__(self) -> None:
+    ``progress=None`` (auto) also prints a line on stdout when a stage starts and ends if stderr
+    is not a terminal (CI logs, pipes), so a long run is never silent; ``False`` never prints."""
+
+    def __init__(self, progress: bool | None = False) -> None:
         self.seconds: dict[str, float] = {}
+        self.progress = progress
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
+        from gmxai_eval.progress import announce
+
+        announce(f"stage {stage}: started", self.progress)
         t0 = time.perf_counter()
+        ok = False
         try:
             yield
+            ok = True
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
+            if ok:
+                announce(f"stage {stage}: done in {dt:.1f} s", self.progress)
 
     def summary(self) -> str:
         total = sum(self.seconds.values()) or 1.0
@@ -42,12 +53,13 @@ class StageTimer:
         return "\n".join(lines)
 
 
-def progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr (disabled when ``enabled`` is false)."""
-    from tqdm.auto import tqdm
+def progress_bar(total: int, desc: str, enabled: bool | None) -> Any:
+    """Progress on stderr (:func:`gmxai_eval.progress.progress`): a tqdm bar on a terminal (or
+    when ``enabled`` is True), plain lines with done/total and ETA when stderr is not a terminal
+    and ``enabled`` is None, nothing when False."""
+    from gmxai_eval.progress import progress
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr,
-                dynamic_ncols=True)
+    return progress(total, desc, enabled)
 
 
 @dataclass
@@ -82,7 +94,8 @@ class RunContext:
             its ``cache_key`` string is part of the unit keys.
         cache_root: map cache and unit store folder.
         seeds: the run seeds (``spec.seeds``).
-        timer / progress: the stage timer and whether progress bars show.
+        timer / progress: the stage timer and how progress shows (None: bars on a terminal,
+            lines otherwise; True: bars; False: nothing).
         counts: ``attributed`` {method: images explained now}, ``units_run``, ``units_reused``.
         seconds_per_method / seconds_per_evaluator: compute time spent in this run.
         table: the per-sample DataFrame; ``conventions`` / ``curve_labels`` per evaluator.
@@ -91,7 +104,7 @@ class RunContext:
 
     spec: Spec
     timer: StageTimer
-    progress: bool
+    progress: bool | None
     out_root: Path
     cache_root: Path
     run_id: str

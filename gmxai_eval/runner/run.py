@@ -26,7 +26,6 @@ different ``config.seed`` and labels.
 from __future__ import annotations
 
 import contextlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -103,7 +102,9 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         executor: where units run (default: ``EXECUTORS.create(spec.executor)``).
         output / run_id / cache: override the spec's output folder, the run id
             (default ``<name>-<spec hash>``) and the cache folder (default ``<output>/.cache``).
-        progress: show tqdm bars (default: when stderr is a terminal).
+        progress: ``None`` (default): tqdm bars on a terminal, otherwise a line per stage and a
+            progress line every 30 s (``$GMXAI_PROGRESS_SECONDS``) with done/total and ETA;
+            ``True``: bars; ``False``: silent.
         dataset_job: ``(samples, model, explainers, dataset, spec) -> DatasetJob`` for
             dataset-scope evaluators (default :func:`default_dataset_job`).
         extra_sections: ``(title, trusted HTML fragment)`` appended to ``report.html`` (stored
@@ -116,7 +117,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
     """
     out_root = Path(output if output is not None else spec.output)
     ctx = RunContext(
-        spec=spec, timer=StageTimer(), progress=sys.stderr.isatty() if progress is None else progress,
+        spec=spec, timer=StageTimer(progress), progress=progress,
         out_root=out_root, cache_root=Path(cache if cache is not None else (spec.cache or out_root / ".cache")),
         run_id=run_id or spec.run_id, dataset_job=dataset_job,
         counts={"attributed": {e.label: 0 for e in spec.methods}, "units_run": 0, "units_reused": 0})

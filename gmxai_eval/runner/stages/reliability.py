@@ -39,7 +39,7 @@ from torch import nn
 from gmxai_eval.evaluators.base import EvalBatch, Evaluator
 from gmxai_eval.methods.base import Explainer
 from gmxai_eval.report.aggregate import kendall_tau_b  # until functional.stats holds it
-from gmxai_eval.runner.context import RunContext, bind_masks
+from gmxai_eval.runner.context import RunContext, bind_masks, progress_bar
 from gmxai_eval.utils import rng_for
 
 
@@ -88,7 +88,7 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
                        region_names: tuple[str, ...] = (), seed: int = 0,
                        minor_input_sigma: float = 0.005, disruptive_input_sigma: float = 0.5,
                        minor_model_sigma: float = 0.005, disruptive_model_sigma: float = 1.0,
-                       max_tries: int = 5, progress: bool = False) -> dict[str, Any]:
+                       max_tries: int = 5, progress: bool | None = False) -> dict[str, Any]:
     """Reliability of every evaluator (see the module docstring).
 
     Args:
@@ -101,9 +101,7 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
     """
     ids = list(sample_ids)
     ctx = dict(masks=masks, region_masks=region_masks, region_names=region_names)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=5, desc="reliability", disable=not progress, leave=False)
+    bar = progress_bar(5, "reliability", progress)
     base = _scores(model, x, target, ids, explainers, evaluators, seed, **ctx)
     bar.update(1)
     pred0 = _pred(model, x)
