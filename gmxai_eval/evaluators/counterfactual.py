@@ -23,10 +23,22 @@ from typing import Any
 import torch
 
 from gmxai_eval.errors import ConfigError, ShapeError
-from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
+from gmxai_eval.evaluators.base import (
+    EvalBatch,
+    EvalResult,
+    Evaluator,
+    register_evaluator,
+)
 from gmxai_eval.functional.counterfactual import (
-    OUTPUTS, PARTS, class_score, deletion_curves, interventional_importance, normalised_auc, order_by,
-    region_rank, trait_mass,
+    OUTPUTS,
+    PARTS,
+    class_score,
+    deletion_curves,
+    interventional_importance,
+    normalised_auc,
+    order_by,
+    region_rank,
+    trait_mass,
 )
 from gmxai_eval.types import EvaluatorCard
 from gmxai_eval.utils import rng_for

@@ -26,7 +26,7 @@ Definitions (Hesse et al., FunnyBirds, ICCV 2023, for the interventional idea):
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -179,5 +179,14 @@ def normalised_auc(curves: torch.Tensor, valid: torch.Tensor, min_traits: int = 
     return out
 
 
-__all__ = ["OUTPUTS", "PARTS", "class_score", "interventional_importance", "trait_mass", "region_rank",
-           "order_by", "deletion_curves", "normalised_auc"]
+__all__ = [
+    "OUTPUTS",
+    "PARTS",
+    "class_score",
+    "deletion_curves",
+    "interventional_importance",
+    "normalised_auc",
+    "order_by",
+    "region_rank",
+    "trait_mass",
+]

@@ -157,7 +157,7 @@ def test_truth_beats_random_on_the_default_model(default_batch):
     # removing traits in the order of their interventional importance beats a random order
     assert res.extras["oracle"].mean() < res.extras["random"].mean() - 0.03
     # a map whose mass per trait is the importance ranks the traits as the truth does
-    _, masks, valid = dele.traits(batch)
+    _, masks, _ = dele.traits(batch)
     imp = dele.importance(batch).nan_to_num()
     area = masks.sum((2, 3)).clamp(min=1)
     truth_map = (masks * (imp.clamp(min=0) / area)[..., None, None].float()).sum(1)

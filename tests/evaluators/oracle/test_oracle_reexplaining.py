@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from gmxai_eval.errors import ConfigError, ShapeError
-from gmxai_eval.evaluators.base import EvalBatch, create_evaluator, evaluator_card, list_evaluators
+from gmxai_eval.evaluators.base import (
+    EvalBatch,
+    create_evaluator,
+    evaluator_card,
+    list_evaluators,
+)
 from gmxai_eval.methods import create_method
 
 B, S = 4, 16
