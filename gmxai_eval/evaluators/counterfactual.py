@@ -140,7 +140,13 @@ class _Counterfactual(Evaluator):
 @register_evaluator
 class CounterfactualRegionRank(_Counterfactual):
     """Spearman correlation between a map's mass per planted trait and the traits'
-    interventional importance (higher is better; NaN for images with < 2 traits).
+    interventional importance (higher is better; NaN for images with < 2 traits, or when the
+    mass or the importance is constant over the image's traits, e.g. two traits acting on the
+    same region of a two-trait image, or a map with no positive mass on any trait).
+
+    The ``oracle`` (the evidence mask, uniform on every trait) has mass proportional to each
+    trait's area, so it scores as a size prior here, not as the truth: the evidence mask says
+    where the evidence is, not how much the model uses each part of it.
 
     ``extras``: ``random`` (the same correlation for a random ranking of the traits, keyed on
     ``(seed, sample_id)``: the floor), ``n_traits``."""
@@ -150,7 +156,8 @@ class CounterfactualRegionRank(_Counterfactual):
         default_config={"part": "positive", "output": "probability", "max_batch": 32},
         needs=frozenset({"counterfactual"}),
         description="Spearman between map mass per planted trait and the drop in the class score when "
-                    "that trait alone is re-rendered away; NaN for images with < 2 traits")
+                    "that trait alone is re-rendered away; NaN for images with < 2 traits or with tied "
+                    "mass / importance throughout (traits sharing one region)")
 
     def conventions(self) -> dict[str, Any]:
         return {**super().conventions(), "mass": f"sum of the map's {self.config['part']} part over the trait's pixels",
