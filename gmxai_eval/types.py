@@ -9,7 +9,7 @@ from typing import Any, Literal, Mapping
 MethodFamily = Literal["gradient", "path", "propagation", "perturbation", "cam", "control", "user"]
 EvaluatorCategory = Literal[
     "randomisation", "perturbation", "retraining", "agreement", "localisation",
-    "robustness", "complexity", "gaze",
+    "robustness", "complexity", "gaze", "counterfactual",
 ]
 
 
@@ -56,7 +56,8 @@ class EvaluatorCard:
         paper: citation.
         default_config: every configurable keyword with its default; unknown keywords raise.
         needs: inputs beyond (model, x, target, maps): any of ``"explainer"`` (recomputes maps),
-            ``"masks"`` (ground-truth regions), ``"fixations"``, ``"dataset"`` (retraining).
+            ``"masks"`` (ground-truth regions), ``"fixations"``, ``"dataset"`` (retraining),
+            ``"counterfactual"`` (a trait re-renderer in ``EvalBatch.extra["counterfactual"]``).
         scope: ``"batch"`` evaluators score a batch of images at a time;
             ``"dataset"`` evaluators (ROAR/KAR retraining) need the whole dataset and an executor.
         description: one line.

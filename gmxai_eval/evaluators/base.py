@@ -142,6 +142,39 @@ class EvalBatch:
         """``(B, K)`` logits of the unperturbed images (computed once per batch)."""
         return self.shared("clean_logits", lambda: self.model(self.x).detach())
 
+    def explain(self, method: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                rows: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
+        """Maps ``(N, H, W)`` of ``x (N, C, H, W)`` by ``self.explainers[method]`` for ``model``.
+
+        Every evaluator that re-explains calls this, so explainers that need the ground truth
+        (``needs_masks``, e.g. the ``oracle``) get the evidence masks of the right images, also
+        when ``x`` holds perturbed or repeated copies of the batch.
+
+        Args:
+            rows: ``(N,)`` the batch row each row of ``x`` comes from (repeats allowed, e.g.
+                ``arange(B).repeat_interleave(n)`` for ``n`` noisy copies per image); default
+                ``0..B-1`` when ``N == B``.
+        """
+        ex = self.explainers.get(method)
+        if ex is None:
+            raise ConfigError(f"expected an explainer for method {method!r} in the batch, got none "
+                              f"(have {sorted(self.explainers)})")
+        if not getattr(ex, "needs_masks", False):
+            return ex(model, x, target)
+        b, n = int(self.x.shape[0]), int(x.shape[0])
+        if rows is None:
+            if n != b:
+                raise ShapeError(f"method {method!r} needs masks: expected rows= for {n} inputs that "
+                                 f"are not the batch's {b} rows, got none")
+            rows = torch.arange(b)
+        rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
+        if rows.shape[0] != n or (n and (int(rows.min()) < 0 or int(rows.max()) >= b)):
+            raise ShapeError(f"method {method!r}: expected rows of length {n} with values in [0, {b}), "
+                             f"got {rows.shape[0]} rows")
+        if self.masks is None:
+            raise ConfigError(f"method {method!r} needs evidence masks, but the batch has none")
+        return ex(model, x, target, masks=self.masks[rows.to(self.masks.device)])
+
     def subset(self, index: torch.Tensor) -> "EvalBatch":
         """The rows ``index`` of this batch (for chunking)."""
         ix = index.to(self.x.device)

@@ -84,16 +84,28 @@ def _needs_explainer(metric: Any) -> bool:
     return False
 
 
-def explain_func_for(explainer: Explainer, device: torch.device | str = "cpu") -> Callable[..., np.ndarray]:
+def explain_func_for(explainer: Explainer, device: torch.device | str = "cpu",
+                     masks: torch.Tensor | None = None) -> Callable[..., np.ndarray]:
     """A Quantus ``explain_func(model, inputs, targets, **kw) -> (b, 1, H, W)`` NumPy array that
-    runs ``explainer``."""
+    runs ``explainer``.
+
+    An explainer with ``needs_masks`` (the ``oracle``) gets ``masks (B, H, W)``: Quantus calls
+    ``explain_func`` with the whole batch (or perturbed copies of it) in batch order, so the
+    inputs must have the batch's ``B`` rows; anything else raises ``ShapeError``."""
+    needs = bool(getattr(explainer, "needs_masks", False))
+    if needs and masks is None:
+        raise ConfigError(f"explainer {type(explainer).__name__} needs evidence masks, got none")
+
     def explain(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: Any) -> np.ndarray:
         x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=device)
         t = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=device).reshape(-1)
+        if needs and x.shape[0] != masks.shape[0]:  # type: ignore[union-attr]
+            raise ShapeError(f"explainer {type(explainer).__name__} needs masks: expected Quantus to explain "
+                             f"the batch's {masks.shape[0]} rows in order, got {x.shape[0]} inputs")  # type: ignore[union-attr]
         was_training = model.training
         model.eval()
         try:
-            a = explainer(model, x, t)
+            a = explainer(model, x, t, masks=masks.to(x.device)) if needs else explainer(model, x, t)  # type: ignore[union-attr,call-arg]
         finally:
             model.train(was_training)
         return a[:, None].detach().cpu().numpy().astype(np.float32)
@@ -179,7 +191,7 @@ class QuantusMetric(Evaluator):
         seed = int(stable_hash(batch.seed, "quantus", type(self.metric).__name__, list(batch.sample_ids or [])), 16)
         with _seeded_global_rngs(seed):
             out = self.metric(model=batch.model, x_batch=x, y_batch=y, a_batch=a, s_batch=s, channel_first=True,
-                              explain_func=None if ex is None else explain_func_for(ex, device),
+                              explain_func=None if ex is None else explain_func_for(ex, device, batch.masks),
                               softmax=self.config["softmax"], device=str(device), batch_size=max(1, x.shape[0]),
                               **kwargs)
         self.metric.all_evaluation_scores = []

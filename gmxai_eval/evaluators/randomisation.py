@@ -87,7 +87,7 @@ def _reference_maps(ev: Evaluator, batch: EvalBatch, method: str, target: torch.
     if ev.config["target"] == "batch" or torch.equal(target.cpu(), batch.target.cpu()):
         return batch.maps[method]
     return batch.shared(("explained_predicted", method),
-                        lambda: batch.explainers[method](batch.model, batch.x, target))
+                        lambda: batch.explain(method, batch.model, batch.x, target))
 
 
 def _layers(ev: Evaluator, batch: EvalBatch) -> list[str]:
@@ -133,7 +133,7 @@ class _MPRT(Evaluator):
         return order
 
     def _explain(self, batch: EvalBatch, method: str, model: torch.nn.Module, target: torch.Tensor) -> torch.Tensor:
-        return batch.explainers[method](model, batch.x, target)
+        return batch.explain(method, model, batch.x, target)
 
     def _original(self, batch: EvalBatch, method: str, target: torch.Tensor) -> torch.Tensor:
         if type(self)._explain is _MPRT._explain:
@@ -257,7 +257,8 @@ class SmoothMPRT(_MPRT):
         dims = tuple(range(1, x.ndim))
         std = self.config["noise_magnitude"] * (x.amax(dims, keepdim=True) - x.amin(dims, keepdim=True))
         xs = torch.cat([x[:, None] + z * std[:, None], x[:, None]], 1)  # (B, n, C, H, W)
-        maps = batch.explainers[method](model, xs.reshape(b * n, *x.shape[1:]), target.repeat_interleave(n))
+        maps = batch.explain(method, model, xs.reshape(b * n, *x.shape[1:]), target.repeat_interleave(n),
+                             rows=torch.arange(b).repeat_interleave(n))
         return maps.reshape(b, n, *maps.shape[1:]).mean(1)
 
 
@@ -289,9 +290,8 @@ class EfficientMPRT(Evaluator):
         prep = (lambda a: a.abs()) if self.config["abs"] else (lambda a: a)
         out = {}
         for m in batch.maps:
-            ex = batch.explainers[m]
             a0 = _reference_maps(self, batch, m, target)
-            a1 = ex(rmodel, batch.x, target)
+            a1 = batch.explain(m, rmodel, batch.x, target)
             h0 = discrete_entropy(prep(a0), n_bins).cpu()
             h1 = discrete_entropy(prep(a1), n_bins).cpu()
             out[m] = EvalResult(emprt_score(h0, h1), extras={"complexity_original": h0, "complexity_randomised": h1,
@@ -326,9 +326,8 @@ class RandomLogit(Evaluator):
         opts = _sim_options(self)
         out = {}
         for m in batch.maps:
-            ex = batch.explainers[m]
             a0 = _reference_maps(self, batch, m, target)
-            a1 = ex(batch.model, batch.x, other)
+            a1 = batch.explain(m, batch.model, batch.x, other)
             out[m] = EvalResult(fn(a0, a1, **opts), extras={"other_class": other.cpu()})
         return out
 

@@ -49,8 +49,9 @@ def _perturbed_maps(ev: Evaluator, batch: EvalBatch, method: str, xp: torch.Tens
     step = int(ev.config["max_batch"])
     if step < 1:
         raise ConfigError(f"evaluator {ev.name!r}: expected max_batch >= 1, got {step}")
-    ex = batch.explainers[method]
-    maps = torch.cat([ex(batch.model, flat[i:i + step], tgt[i:i + step]) for i in range(0, b * n, step)])
+    rows = torch.arange(b).repeat_interleave(n)
+    maps = torch.cat([batch.explain(method, batch.model, flat[i:i + step], tgt[i:i + step], rows=rows[i:i + step])
+                      for i in range(0, b * n, step)])
     return maps.reshape(b, n, *maps.shape[1:])
 
 

@@ -1,0 +1,192 @@
+"""Counterfactual ground truth: interventional importance of planted traits and the scores of a
+map against it (pure kernels; the model and the renderer enter as one callable).
+
+A *trait* is a part of the image that can be switched off in distribution (a planted phenotype
+re-rendered as normal facial variation, a sticker removed). Images carry different numbers of
+traits, so per-image trait data are padded to ``T`` slots with a ``valid (B, T)`` bool mask;
+padded slots hold NaN in every output.
+
+``subset_score(rows, off) -> (N,) float64`` is the one callable every kernel uses: the
+explained class's score of image ``rows[i]`` (a row of the batch) re-rendered with the traits
+``off[i]`` (a ``frozenset`` of trait slots) switched off; ``off[i] = frozenset()`` is the
+image itself. Callers memoise it (the same subset is asked for by several methods).
+
+Definitions (Hesse et al., FunnyBirds, ICCV 2023, for the interventional idea):
+
+* interventional importance of trait ``t``: ``s(x) - s(x without t)`` (:func:`interventional_importance`);
+* mass of a map per trait: the sum of its positive part (or signed values, or absolute values)
+  over the trait's pixels (:func:`trait_mass`);
+* region rank: Spearman correlation between mass and importance over an image's traits
+  (:func:`region_rank`); NaN with fewer than two traits or a constant vector;
+* counterfactual deletion: switch traits off cumulatively in a given order, record
+  ``s(x), s(x without t1), s(x without t1, t2), ...`` and take the trapezoidal area under that
+  curve over the fraction of traits removed (``[0, 1]``; lower = the order finds what the model
+  uses sooner) (:func:`deletion_curves`, :func:`normalised_auc`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.functional.similarity import spearman
+
+#: Class scores: ``"probability"`` (softmax of the logits) or ``"logit"``.
+OUTPUTS = ("probability", "logit")
+#: Which part of a map counts as mass: positive part, signed values, absolute values.
+PARTS = ("positive", "signed", "abs")
+
+SubsetScore = Callable[[Sequence[int], Sequence[frozenset]], torch.Tensor]
+
+
+def class_score(logits: torch.Tensor, target: torch.Tensor, output: str = "probability") -> torch.Tensor:
+    """``(N,)`` float64 score of class ``target (N,)`` from ``logits (N, K)``."""
+    if output not in OUTPUTS:
+        raise ConfigError(f"expected output in {OUTPUTS}, got {output!r}")
+    if logits.ndim != 2 or target.shape != (logits.shape[0],):
+        raise ShapeError(f"expected logits (N, K) and target (N,), got {tuple(logits.shape)} and "
+                         f"{tuple(target.shape)}")
+    z = logits.to(torch.float64)
+    if output == "probability":
+        z = z.softmax(1)
+    return z.gather(1, target.to(z.device).long().view(-1, 1))[:, 0]
+
+
+def _check_valid(valid: torch.Tensor) -> torch.Tensor:
+    if not isinstance(valid, torch.Tensor) or valid.ndim != 2 or valid.dtype != torch.bool:
+        raise ShapeError(f"expected valid as a (B, T) bool tensor, got "
+                         f"{getattr(valid, 'dtype', type(valid).__name__)} {tuple(getattr(valid, 'shape', ()))}")
+    if (valid[:, 1:] & ~valid[:, :-1]).any():
+        raise ShapeError("expected valid trait slots first in every row (padding at the end)")
+    return valid
+
+
+def _query(subset_score: SubsetScore, rows: list[int], off: list[frozenset]) -> torch.Tensor:
+    if not rows:
+        return torch.zeros(0, dtype=torch.float64)
+    s = torch.as_tensor(subset_score(rows, off)).to("cpu", torch.float64).reshape(-1)
+    if s.shape[0] != len(rows):
+        raise ShapeError(f"expected subset_score to return {len(rows)} scores, got {s.shape[0]}")
+    return s
+
+
+def interventional_importance(subset_score: SubsetScore, valid: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` float64: drop of the class score when trait ``t`` alone is switched off,
+    ``s(x) - s(x without t)``; NaN in padded slots.
+
+    Args:
+        subset_score: see the module docstring.
+        valid: ``(B, T)`` bool, real trait slots (first ``n_b`` of each row).
+    """
+    valid = _check_valid(valid)
+    b, t = valid.shape
+    clean = _query(subset_score, list(range(b)), [frozenset()] * b)
+    pairs = valid.nonzero().tolist()
+    single = _query(subset_score, [i for i, _ in pairs], [frozenset({j}) for _, j in pairs])
+    out = torch.full((b, t), float("nan"), dtype=torch.float64)
+    if pairs:
+        ix = torch.as_tensor(pairs)
+        out[ix[:, 0], ix[:, 1]] = clean[ix[:, 0]] - single
+    return out
+
+
+def trait_mass(maps: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor, part: str = "positive") -> torch.Tensor:
+    """``(B, T)`` float64 attribution mass of ``maps (B, H, W)`` inside ``masks (B, T, H, W)``
+    bool: the sum of the map's ``part`` (``"positive"``: ``max(a, 0)``; ``"signed"``: ``a``;
+    ``"abs"``: ``|a|``) over each trait's pixels; NaN in padded slots."""
+    if part not in PARTS:
+        raise ConfigError(f"expected part in {PARTS}, got {part!r}")
+    valid = _check_valid(valid)
+    if maps.ndim != 3 or masks.ndim != 4 or masks.shape[0] != maps.shape[0] or \
+            masks.shape[2:] != maps.shape[1:] or masks.shape[:2] != valid.shape or masks.dtype != torch.bool:
+        raise ShapeError(f"expected maps (B, H, W), masks bool (B, T, H, W) and valid (B, T), got "
+                         f"{tuple(maps.shape)}, {masks.dtype} {tuple(masks.shape)}, {tuple(valid.shape)}")
+    a = maps.to(torch.float64)
+    a = a.clamp(min=0) if part == "positive" else a.abs() if part == "abs" else a
+    mass = torch.einsum("bhw,bthw->bt", a, masks.to(a.device, torch.float64))
+    return torch.where(valid.to(mass.device), mass, torch.full_like(mass, float("nan"))).cpu()
+
+
+def region_rank(mass: torch.Tensor, importance: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` float64 Spearman correlation (average ranks for ties) between ``mass (B, T)``
+    and ``importance (B, T)`` over each image's valid traits; NaN for fewer than two traits or a
+    constant vector (no ranking is defined)."""
+    valid = _check_valid(valid)
+    if mass.shape != valid.shape or importance.shape != valid.shape:
+        raise ShapeError(f"expected mass and importance of shape {tuple(valid.shape)}, got "
+                         f"{tuple(mass.shape)} and {tuple(importance.shape)}")
+    out = torch.full((valid.shape[0],), float("nan"), dtype=torch.float64)
+    for i, n in enumerate(valid.sum(1).tolist()):
+        if n >= 2:
+            out[i] = spearman(mass[i:i + 1, :n], importance[i:i + 1, :n])[0]
+    return out
+
+
+def order_by(values: torch.Tensor, valid: torch.Tensor, tiebreak: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` long: trait slots by decreasing ``values (B, T)``, ties broken by decreasing
+    ``tiebreak (B, T)`` (e.g. uniform draws), padded slots last."""
+    valid = _check_valid(valid)
+    v = torch.where(valid, values.to(torch.float64), torch.full(valid.shape, -float("inf"), dtype=torch.float64))
+    if torch.isnan(v).any():
+        raise ShapeError("expected finite values in valid trait slots, got NaN")
+    # lexicographic: stable sort by the tie-break first, then by the value
+    idx = torch.argsort(tiebreak.to(torch.float64), dim=1, descending=True, stable=True)
+    v2 = v.gather(1, idx)
+    idx2 = torch.argsort(v2, dim=1, descending=True, stable=True)
+    out = idx.gather(1, idx2)
+    # keep padded slots last in index order
+    return torch.where(valid.gather(1, out), out, torch.arange(valid.shape[1]).expand_as(out))
+
+
+def deletion_curves(subset_score: SubsetScore, order: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``(B, T + 1)`` float64: class score after switching off the first ``k`` traits of
+    ``order (B, T)`` cumulatively, ``k = 0..n_b``; NaN after ``n_b``."""
+    valid = _check_valid(valid)
+    if order.shape != valid.shape:
+        raise ShapeError(f"expected order of shape {tuple(valid.shape)}, got {tuple(order.shape)}")
+    b, t = valid.shape
+    ns = valid.sum(1).tolist()
+    rows, offs, where = [], [], []
+    for i, n in enumerate(ns):
+        o = order[i, :n].tolist()
+        if sorted(o) != list(range(n)):
+            raise ShapeError(f"expected row {i} of order to permute the {n} valid slots, got {o}")
+        for k in range(n + 1):
+            rows.append(i)
+            offs.append(frozenset(o[:k]))
+            where.append((i, k))
+    s = _query(subset_score, rows, offs)
+    out = torch.full((b, t + 1), float("nan"), dtype=torch.float64)
+    if where:
+        ix = torch.as_tensor(where)
+        out[ix[:, 0], ix[:, 1]] = s
+    return out
+
+
+def normalised_auc(curves: torch.Tensor, valid: torch.Tensor, min_traits: int = 2) -> torch.Tensor:
+    """``(B,)`` trapezoidal area under ``curves (B, T + 1)`` over the fraction of traits removed
+    (``k / n_b`` in ``[0, 1]``); NaN for rows with fewer than ``min_traits`` traits."""
+    valid = _check_valid(valid)
+    if curves.shape != (valid.shape[0], valid.shape[1] + 1):
+        raise ShapeError(f"expected curves of shape {(valid.shape[0], valid.shape[1] + 1)}, got {tuple(curves.shape)}")
+    out = torch.full((valid.shape[0],), float("nan"), dtype=torch.float64)
+    for i, n in enumerate(valid.sum(1).tolist()):
+        if n >= max(min_traits, 1):
+            c = curves[i, :n + 1].to(torch.float64)
+            out[i] = ((c[1:] + c[:-1]) / 2).sum() / n
+    return out
+
+
+__all__ = [
+    "OUTPUTS",
+    "PARTS",
+    "class_score",
+    "deletion_curves",
+    "interventional_importance",
+    "normalised_auc",
+    "order_by",
+    "region_rank",
+    "trait_mass",
+]
