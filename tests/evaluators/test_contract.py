@@ -12,7 +12,7 @@ model's state before the call (hooks, gradients, modes), and the typed errors of
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pytest
@@ -54,11 +54,39 @@ def _fixations(ids: list[str]) -> dict[str, Any]:
     return out
 
 
+class _HalvesRenderer:
+    """Counterfactual provider for the contract: every image has two traits, its left and right
+    halves; switching a trait off greys (0.5) that half of the batch's own image."""
+
+    cache_key = "contract-halves-v1"
+
+    def __init__(self, x: torch.Tensor, ids: Sequence[str]) -> None:
+        self.images = {sid: x[i].detach().cpu().clone() for i, sid in enumerate(ids)}
+
+    def traits(self, sid: str) -> tuple[str, ...]:
+        return ("left", "right")
+
+    def trait_masks(self, sid: str) -> torch.Tensor:
+        m = torch.zeros(2, H, H, dtype=torch.bool)
+        m[0, :, : H // 2] = True
+        m[1, :, H // 2:] = True
+        return m
+
+    def render(self, ids: Sequence[str], off: Sequence[Sequence[str]]) -> torch.Tensor:
+        out = torch.stack([self.images[sid].clone() for sid in ids])
+        for i, (sid, o) in enumerate(zip(ids, off)):
+            for k, t in enumerate(self.traits(sid)):
+                if t in o:
+                    out[i][:, self.trait_masks(sid)[k]] = 0.5
+        return out
+
+
 #: ``need -> (batch kwargs) -> extra EvalBatch fields``: every input a card may ask for.
 NEED_PROVIDERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "explainer": lambda b: {"explainers": {m: create_method("saliency") for m in b["maps"]}},
     "masks": lambda b: dict(zip(("masks", "region_masks", "region_names"), _masks())),
     "fixations": lambda b: {"extra": {"fixations": _fixations(b["sample_ids"])}},
+    "counterfactual": lambda b: {"extra": {"counterfactual": _HalvesRenderer(b["x"], b["sample_ids"])}},
 }
 
 
