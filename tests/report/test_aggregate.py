@@ -97,8 +97,12 @@ def test_summarise_by_hand():
     fam = out["rankings"]["by_family"]["perturbation"]
     assert fam["m1"] == {"mean_rank": 1.0, "rank": 1} and fam["m2"]["mean_rank"] == 2.5
     assert fam["rnd"]["mean_rank"] == 2.5 and fam["m2"]["rank"] == fam["rnd"]["rank"] == 2
+    # overall: every family weighs the same: mean of the perturbation and localisation mean ranks
+    # m1 (1 + 3) / 2 = 2, m2 (2.5 + 2) / 2 = 2.25, rnd (2.5 + 1) / 2 = 1.75 (an evaluator mean
+    # would give m1 5/3, m2 7/3, rnd 2)
     overall = out["rankings"]["overall"]
-    assert overall["m1"]["mean_rank"] == pytest.approx(5 / 3) and overall["m1"]["rank"] == 1
+    assert {m: overall[m]["mean_rank"] for m in overall} == pytest.approx({"m1": 2.0, "m2": 2.25, "rnd": 1.75})
+    assert {m: overall[m]["rank"] for m in overall} == {"rnd": 1, "m1": 2, "m2": 3}
     # cluster bootstrap: subjects p0, p1 each hold two images
     assert out["aggregation"]["resampling_unit"]["e1"] == "subject"
     assert agg[("e1", "m1")]["resampling_unit"] == "subject"
@@ -121,7 +125,8 @@ def test_summarise_by_hand():
 
 
 def test_bands_from_summarise_follow_intervals():
-    out = summarise(_table(), CARDS_E, CARDS_M, n_boot=500, seed=0)
+    out = summarise(_table(), CARDS_E, CARDS_M, n_boot=500, seed=0, band_rule="ci_overlap")
+    assert out["aggregation"]["band_rule"] == "ci_overlap"
     for ev in CARDS_E:
         recs = [r for r in out["aggregates"] if r["evaluator"] == ev]
         hib = CARDS_E[ev]["higher_is_better"]
