@@ -260,7 +260,11 @@ def difference_sd(values: Any, clusters: Sequence[Any] | None = None) -> tuple[n
     mu = _nanmean_cols(u)
     with np.errstate(invalid="ignore", divide="ignore"):
         var = np.where(fin, (u - mu) ** 2, 0.0).sum(0) / (n - 1)
-    return np.where(n >= 2, np.sqrt(var), np.nan), n
+    sd = np.sqrt(var)
+    # a constant difference computed in floating point is exactly constant
+    scale = np.nanmax(np.abs(np.where(fin, u, np.nan)), axis=0, initial=0.0) if u.size else np.zeros(u.shape[1])
+    sd = np.where(sd <= 1e-12 * np.maximum(1.0, scale), 0.0, sd)
+    return np.where(n >= 2, sd, np.nan), n
 
 
 def minimal_detectable_difference(sd: Any, n: Any, alpha: float = 0.05, power: float = 0.8) -> np.ndarray:
