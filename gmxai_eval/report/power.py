@@ -51,6 +51,10 @@ def _load(results: Mapping[str, Any] | str | Path) -> Mapping[str, Any]:
         raise DataError(f"expected JSON, got {e}", path=p) from None
 
 
+def _column(pairs: Mapping[str, Any], key: str, keep: list[int]) -> np.ndarray:
+    return np.array([np.nan if pairs[key][q] is None else pairs[key][q] for q in keep], dtype=np.float64)
+
+
 def required_n(results_json: Mapping[str, Any] | str | Path, power: float = 0.8, alpha: float = 0.05, *,
                fraction: float = 0.5, correction: Literal["bonferroni", "none"] = "bonferroni",
                include_controls: bool = True) -> dict[str, Any]:
@@ -91,8 +95,7 @@ def required_n(results_json: Mapping[str, Any] | str | Path, power: float = 0.8,
             out[ev] = {"n": None, "pilot_n": st.get("n_units"), "unit": st.get("resampling_unit"),
                        "pairs": 0, "resolved_at_pilot": 0}
             continue
-        f = lambda k: np.array([np.nan if pairs[k][q] is None else pairs[k][q] for q in keep], float)  # noqa: E731
-        sd, diff, n_units = f("sd"), f("diff"), f("n_units")
+        sd, diff, n_units = (_column(pairs, k, keep) for k in ("sd", "diff", "n_units"))
         a = alpha / len(keep) if correction == "bonferroni" else alpha
         need = _required_n(sd, diff, alpha=a, power=power)
         fin = need[~np.isnan(need)]
