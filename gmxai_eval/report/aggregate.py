@@ -43,7 +43,8 @@ Conventions (all stated in ``results.json`` under ``aggregation``):
 * **Control flag**: an evaluator is flagged when a control method (card ``control=True``, not
   the oracle) has a strictly better mean than a real method.
 * **Oracle flag**: an evaluator is flagged when a non-oracle method has a strictly better mean
-  than the oracle.
+  than the oracle (an oracle without a score on the evaluator has no rank in ``oracle_flags``
+  and raises no flag).
 * **Validity**: see :mod:`gmxai_eval.report.validity`.
 """
 
@@ -227,8 +228,9 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
             raise DataError(f"expected a column {col!r} in the per-sample table, got {list(table.columns)}")
     if band_rule not in BAND_RULES:
         raise ConfigError(f"expected band_rule one of {list(BAND_RULES)}, got {band_rule!r}")
-    evaluators = [e for e in evaluator_cards if e in set(table["evaluator"])]
-    methods = [m for m in method_cards if m in set(table["method"])]
+    present_e, present_m = set(table["evaluator"].unique()), set(table["method"].unique())
+    evaluators = [e for e in evaluator_cards if e in present_e]
+    methods = [m for m in method_cards if m in present_m]
     oracles = [m for m in methods if is_oracle(m, method_cards[m])]
     ranked = [m for m in methods if m not in oracles]  # real methods and controls
     r_idx = [methods.index(m) for m in ranked]
@@ -319,7 +321,8 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
         }
         by_ev[ev] = {m: int(r) for m, r in zip(methods, ranks)}
         oriented_means[ev] = dict(zip(methods, om))
-        oracle_ranks[ev] = {o: int(ranks[methods.index(o)]) for o in oracles}
+        # an oracle without a score on this evaluator has no rank to show
+        oracle_ranks[ev] = {o: int(ranks[methods.index(o)]) for o in oracles if np.isfinite(om[methods.index(o)])}
         for j, m in enumerate(methods):
             col = vals[:, j]
             records.append({
@@ -376,7 +379,7 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
         beats = {c: v for c, v in beats.items() if v}
         flags[ev] = {"flag": bool(beats), "beats": beats}
         if oracles:
-            beaten = {o: [m for m in ranked if np.isfinite(om[m]) and (not np.isfinite(om[o]) or om[m] > om[o])]
+            beaten = {o: [m for m in ranked if np.isfinite(om[m]) and np.isfinite(om[o]) and om[m] > om[o]]
                       for o in oracles}
             oracle_flags[ev] = {"flag": any(beaten.values()), "rank": oracle_ranks[ev],
                                 "n_methods": len(ranked) + 1, "beaten_by": {o: v for o, v in beaten.items() if v}}

@@ -249,3 +249,13 @@ def test_ranking_conventions():
     assert ranking_conventions(None) == {}
     out = summarise(_table(), CARDS_E, CARDS_M, n_boot=20, conventions={"e1": conv})
     assert out["ranking_conventions"]["e1"]["unit"] == "patch 8" and out["ranking_conventions"]["e2"] == {}
+
+
+def test_an_unscored_oracle_raises_no_flag():
+    t = _table()
+    orc = t[(t["method"] == "m1") & (t["evaluator"] == "e1")].copy()
+    orc["method"] = "oracle"
+    out = summarise(pd.concat([t, orc]), CARDS_E, {**CARDS_M, "oracle": {"name": "oracle", "control": True}},
+                    n_boot=50)
+    assert out["oracle_flags"]["e2"] == {"flag": False, "rank": {}, "n_methods": 4, "beaten_by": {}}
+    assert out["oracle_flags"]["e1"]["rank"] == {"oracle": 1}  # ties m1: 1 + #strictly better
