@@ -157,7 +157,7 @@ def paired_bootstrap_test(values: Any, clusters: Sequence[Any] | None = None, n_
         var = np.where(ok, (boots - mu) ** 2, 0.0).sum(0) / np.maximum(k - 1, 1)
     se = np.where(k > 1, np.sqrt(var), np.where(k == 1, 0.0, np.nan))
     # a difference within float noise of zero is zero (identical columns summed in another order)
-    scale = np.nanmax(np.abs(v), axis=0) if np.isfinite(v).any() else np.zeros(v.shape[1])
+    scale = np.max(np.where(np.isfinite(v), np.abs(v), 0.0), axis=0, initial=0.0)
     noise = 1e-12 * np.maximum(1.0, np.maximum(np.nan_to_num(scale[i]), np.nan_to_num(scale[j])))
     se = np.where(se <= noise, 0.0, se)
     absd = np.where(np.abs(diff) <= noise, 0.0, np.abs(diff))
@@ -262,7 +262,7 @@ def difference_sd(values: Any, clusters: Sequence[Any] | None = None) -> tuple[n
         var = np.where(fin, (u - mu) ** 2, 0.0).sum(0) / (n - 1)
     sd = np.sqrt(var)
     # a constant difference computed in floating point is exactly constant
-    scale = np.nanmax(np.abs(np.where(fin, u, np.nan)), axis=0, initial=0.0) if u.size else np.zeros(u.shape[1])
+    scale = np.max(np.where(fin, np.abs(u), 0.0), axis=0, initial=0.0)
     sd = np.where(sd <= 1e-12 * np.maximum(1.0, scale), 0.0, sd)
     return np.where(n >= 2, sd, np.nan), n
 
