@@ -160,9 +160,10 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
             "description": "tau: Kendall tau-b between the evaluator's and the truth evaluator's method "
                            "rankings (non-oracle methods), 95% percentile CI over a joint bootstrap of "
                            "the common samples; alpha: Krippendorff's alpha (ordinal), images as raters "
-                           "ranking the methods (Tomsett et al., AAAI 2020); disagrees: the CI against "
-                           f"the primary truth ({primary}) includes 0 or tau < 0; unreliable: alpha < "
-                           f"{threshold:g}."}
+                           "ranking the methods (Tomsett et al., AAAI 2020); "
+                           + (f"disagrees: the CI against the primary truth ({primary}) includes 0 or "
+                              "tau < 0; " if primary else "no truth evaluator in this run; ")
+                           + f"unreliable: alpha < {threshold:g}."}
 
 
 # -- rendering ----------------------------------------------------------------------------------
