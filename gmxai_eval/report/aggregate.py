@@ -242,6 +242,7 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
     subjects: dict[str, dict[str, str]] = {}
     statistics: dict[str, dict[str, Any]] = {}
     oracle_ranks: dict[str, dict[str, int]] = {}
+    boots_ranked: dict[str, np.ndarray] = {}
     for ev in evaluators:
         card = evaluator_cards[ev]
         hib = bool(card.get("higher_is_better", True))
@@ -260,6 +261,7 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
         clusters_used[ev] = "subject" if clusters is not None else "image"
         vals = per.to_numpy(dtype=np.float64)
         boots = bootstrap_means(vals, clusters, n_boot=n_boot, seed=seed)
+        boots_ranked[ev] = boots[:, r_idx]
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN on purpose
             means = np.array([np.nanmean(vals[:, j]) if np.isfinite(vals[:, j]).any() else np.nan
@@ -387,7 +389,7 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
     validity = validity_table({e: per_tables[e][ranked] for e in evaluators}, subjects, evaluator_cards,
                               ranked, oracle_ranks, n_boot=n_boot, seed=seed,
                               threshold=ALPHA_THRESHOLD if reliability_threshold is None else reliability_threshold,
-                              truth=truth)
+                              truth=truth, boots=boots_ranked)
 
     # mean curves
     curves: dict[str, dict[str, Any]] = {}

@@ -45,21 +45,31 @@ TRUTH_CATEGORY = "counterfactual"
 ALPHA_THRESHOLD = 0.667
 
 
-def kendall_tau_b_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Kendall tau-b of every row pair: ``a``, ``b`` ``(K, M)`` -> ``(K,)`` (NaN entries drop
-    their method from that row; NaN when a row has fewer than 2 methods or no untied pair)."""
-    a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
+def _pair_signs(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sign(a_i - a_j), finite)`` ``(K, P)`` over the pairs ``i < j`` of the columns of ``a``."""
     i, j = np.triu_indices(a.shape[1], 1)
-    ok = np.isfinite(a[:, i]) & np.isfinite(a[:, j]) & np.isfinite(b[:, i]) & np.isfinite(b[:, j])
+    ok = np.isfinite(a[:, i]) & np.isfinite(a[:, j])
     with np.errstate(invalid="ignore"):
-        dx = np.where(ok, np.sign(a[:, i] - a[:, j]), 0.0)
-        dy = np.where(ok, np.sign(b[:, i] - b[:, j]), 0.0)
+        return np.where(ok, np.sign(a[:, i] - a[:, j]), 0.0), ok
+
+
+def _tau_from_signs(sa: tuple[np.ndarray, np.ndarray], sb: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    (dx, okx), (dy, oky) = sa, sb
+    ok = okx & oky
+    dx, dy = np.where(ok, dx, 0.0), np.where(ok, dy, 0.0)
     n0 = ok.sum(1)
     tx = (ok & (dx == 0)).sum(1)
     ty = (ok & (dy == 0)).sum(1)
     denom = np.sqrt((n0 - tx).astype(float) * (n0 - ty).astype(float))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, (dx * dy).sum(1) / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def kendall_tau_b_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall tau-b of every row pair: ``a``, ``b`` ``(K, M)`` -> ``(K,)`` (NaN entries drop
+    their method from that row; NaN when a row has fewer than 2 methods or no untied pair)."""
+    a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
+    return _tau_from_signs(_pair_signs(a), _pair_signs(b))
 
 
 def per_image_ranks(oriented: np.ndarray) -> np.ndarray:
@@ -92,7 +102,8 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
                    evaluator_cards: Mapping[str, Mapping[str, Any]], methods: Sequence[str],
                    oracle_ranks: Mapping[str, Mapping[str, int]] | None = None, *,
                    n_boot: int = 2000, seed: int = 0, threshold: float = ALPHA_THRESHOLD,
-                   truth: Sequence[str] | None = None) -> dict[str, Any]:
+                   truth: Sequence[str] | None = None,
+                   boots: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Validity of every evaluator (see the module docstring).
 
     Args:
@@ -105,6 +116,9 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
         threshold: α below it marks an evaluator unreliable.
         truth: the truth evaluators (default: every evaluator with category ``"counterfactual"``,
             in order; the first is the primary).
+        boots: optional ``{evaluator: (n_boot, len(methods))}`` bootstrap means already drawn
+            with ``seed`` over the evaluator's own samples and units; reused (the draws are the
+            same) when two evaluators share their samples and units, instead of redrawing.
 
     Returns:
         ``{"truth", "primary", "threshold", "level", "evaluators": {ev: {"tau": {truth ev:
@@ -118,6 +132,7 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
     primary = truth[0] if truth else None
     sign = {e: 1.0 if evaluator_cards[e].get("higher_is_better", True) else -1.0 for e in evs}
     out: dict[str, Any] = {}
+    signs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for ev in evs:
         tab = per[ev].reindex(columns=list(methods))
         orient = sign[ev] * tab.to_numpy(dtype=np.float64)
@@ -134,8 +149,16 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
                                        np.nanmean(b, 0, keepdims=True) if len(b) else b[:1]) \
                 if len(common) else np.array([math.nan])
             if len(common) >= 2:
-                boots = bootstrap_means(np.concatenate([a, b], 1), cl, n_boot=n_boot, seed=seed)
-                bt = kendall_tau_b_rows(boots[:, : a.shape[1]], boots[:, a.shape[1]:])
+                same = (boots is not None and ev in boots and t in boots and list(tab.index) == common
+                        and list(per[t].index) == common
+                        and all(clusters.get(ev, {}).get(x) == clusters.get(t, {}).get(x) for x in common))
+                if same:
+                    sa = signs.get(ev) or signs.setdefault(ev, _pair_signs(sign[ev] * boots[ev]))
+                    sb = signs.get(t) or signs.setdefault(t, _pair_signs(sign[t] * boots[t]))
+                    bt = _tau_from_signs(sa, sb)
+                else:
+                    joint = bootstrap_means(np.concatenate([a, b], 1), cl, n_boot=n_boot, seed=seed)
+                    bt = kendall_tau_b_rows(joint[:, : a.shape[1]], joint[:, a.shape[1]:])
                 bt = bt[np.isfinite(bt)]
                 lo, hi = (np.percentile(bt, [2.5, 97.5]) if len(bt) else (math.nan, math.nan))
             else:

@@ -171,3 +171,18 @@ def test_required_n_from_a_pilot():
     assert strict > want
     with pytest.raises(Exception, match="statistics"):
         required_n({"aggregates": []})
+
+
+def test_reused_draws_equal_fresh_joint_draws():
+    from gmxai_eval.report.validity import validity_table
+
+    t = fake_table(n=12, seed=4)
+    doc = summarise(t, CARDS, MCARDS, n_boot=200, seed=1)  # reuses the evaluators' own draws
+    per = {e: t[t.evaluator == e].pivot_table(index="sample_id", columns="method", values="score")[METHODS]
+           for e in CARDS}
+    subj = {e: {s: f"p{int(s[1:]) // 2}" for s in per[e].index} for e in CARDS}
+    fresh = validity_table(per, subj, CARDS, METHODS, n_boot=200, seed=1)  # draws jointly
+    for ev, r in fresh["evaluators"].items():
+        for tr, v in r["tau"].items():
+            got = doc["validity"]["evaluators"][ev]["tau"][tr]
+            assert (got["ci_low"], got["ci_high"]) == pytest.approx((v["ci_low"], v["ci_high"]))
