@@ -4,6 +4,7 @@ The report reads a results document (or ``results.json`` with its ``report_data.
 never runs a model. Public API (imported lazily)::
 
     from gmxai_eval.report import summarise, compare_results, render_report, SECTIONS
+    from gmxai_eval.report import validity_html, required_n
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 _EXPORTS = {
     "summarise": "aggregate", "bootstrap_means": "aggregate", "kendall_tau_b": "aggregate",
-    "rank_min": "aggregate", "rank_bands": "aggregate",
+    "rank_min": "aggregate", "rank_bands": "aggregate", "ranking_conventions": "aggregate",
+    "find_aliases": "aggregate", "validity_html": "validity", "validity_table": "validity",
+    "validity_markdown": "validity", "required_n": "power",
     "leaderboard_markdown": "tables", "leaderboard_latex": "tables", "leaderboard_csv": "tables",
     "write_tables": "tables", "write_results_json": "tables",
     "render_report": "html", "SECTIONS": "html", "frame_html": "html", "table_section": "html",

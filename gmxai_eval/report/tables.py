@@ -1,8 +1,12 @@
 """Leaderboards from a results document: Markdown (GitHub), LaTeX (booktabs), CSV, JSON.
 
-Rows are methods ordered by overall rank; columns are the overall rank, the rank per evaluator
-family and, per evaluator, ``mean [ci_low, ci_high]`` with the rank band. The long CSV has one
-row per (evaluator, method) with every aggregated number.
+Rows are methods ordered by overall rank, the oracle as a reference row and the minimal detectable
+difference per evaluator; columns are the overall rank, the rank per evaluator family and, per
+evaluator, ``mean [ci_low, ci_high]`` with the rank band. An evaluator's header carries its
+direction, its validity marks (see :func:`legend_lines`), its ranking-relevant conventions and,
+for an alias, the evaluator it duplicates. The long CSV has one row per (evaluator, method)
+with every aggregated number. The metric-validity table is written beside it
+(:mod:`gmxai_eval.report.validity`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ from tabulate import tabulate
 from gmxai_eval.utils import write_atomic
 
 CSV_COLUMNS = ("evaluator", "method", "category", "higher_is_better", "control", "mean", "ci_low",
-               "ci_high", "std", "n", "n_nan", "rank", "band", "resampling_unit")
+               "ci_high", "std", "n", "n_nan", "rank", "band", "resampling_unit", "reference",
+               "alias_of", "mdd", "conventions")
+
+#: header marks of an evaluator (explained in the legend)
+MARK_DISAGREES, MARK_UNRELIABLE, MARK_ORACLE = "†", "‡", "°"
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -35,12 +43,60 @@ def _ordered_methods(results: Mapping[str, Any]) -> list[str]:
     return sorted([m for m in methods if m in overall], key=lambda m: (overall[m]["rank"], m))
 
 
+def _reference_methods(results: Mapping[str, Any]) -> list[str]:
+    return list((results["rankings"].get("reference") or {}))
+
+
 def _arrow(hib: bool) -> str:
     return "↑" if hib else "↓"
 
 
+def evaluator_conventions(results: Mapping[str, Any], evaluator: str) -> dict[str, str]:
+    """The ranking-relevant conventions of ``evaluator``: ``results["ranking_conventions"]`` or,
+    for a document without it, derived from ``results["evaluators"][ev]["conventions"]``."""
+    from gmxai_eval.report.aggregate import ranking_conventions
+
+    got = (results.get("ranking_conventions") or {}).get(evaluator)
+    if got:
+        return dict(got)
+    info = (results.get("evaluators") or {}).get(evaluator) or {}
+    return ranking_conventions(info.get("conventions"))
+
+
+def evaluator_marks(results: Mapping[str, Any], evaluator: str) -> str:
+    """The header marks of ``evaluator``: :data:`MARK_DISAGREES` (disagrees with the
+    counterfactual truth), :data:`MARK_UNRELIABLE` (Krippendorff's α below the threshold),
+    :data:`MARK_ORACLE` (a non-oracle method beats the oracle)."""
+    val = ((results.get("validity") or {}).get("evaluators") or {}).get(evaluator) or {}
+    marks = ""
+    if val.get("disagrees"):
+        marks += MARK_DISAGREES
+    if val.get("unreliable"):
+        marks += MARK_UNRELIABLE
+    if ((results.get("oracle_flags") or {}).get(evaluator) or {}).get("flag"):
+        marks += MARK_ORACLE
+    return marks
+
+
+def evaluator_header(results: Mapping[str, Any], evaluator: str, arrow: str) -> str:
+    """``"<evaluator> <arrow><marks> [conventions] (= alias)"`` (unescaped)."""
+    conv = evaluator_conventions(results, evaluator)
+    text = f"{evaluator} {arrow}{evaluator_marks(results, evaluator)}"
+    if conv:
+        text += " [" + ", ".join(conv.values()) + "]"
+    canon = (results["rankings"].get("alias_of") or {}).get(evaluator)
+    if canon:
+        text += f" (= {canon}, counted once)"
+    return text
+
+
 def leaderboard_rows(results: Mapping[str, Any], *, latex: bool = False) -> tuple[list[str], list[list[str]]]:
-    """``(headers, rows)`` of the wide leaderboard (cells as strings, unescaped)."""
+    """``(headers, rows)`` of the wide leaderboard (cells as strings, unescaped).
+
+    Rows: the ranked methods by overall rank, then the oracle as a reference row (no overall
+    rank; its cells add its rank among all methods), then the minimal detectable difference of
+    every evaluator (when the document has ``statistics``).
+    """
     agg = {(r["evaluator"], r["method"]): r for r in results["aggregates"]}
     evaluators = results["agreement"]["evaluators"]
     families = results["rankings"]["families"]
@@ -49,42 +105,107 @@ def leaderboard_rows(results: Mapping[str, Any], *, latex: bool = False) -> tupl
     hib = {e: agg[(e, m)]["higher_is_better"] for (e, m) in agg}
     up, down = ("$\\uparrow$", "$\\downarrow$") if latex else ("↑", "↓")
     headers = ["method", "overall"] + [f"{f or 'other'} rank" for f in families] + \
-        [f"{e} {up if hib[e] else down}" for e in evaluators]
+        [evaluator_header(results, e, up if hib[e] else down) for e in evaluators]
+
+    def cells(m: str, with_rank: bool = False) -> list[str]:
+        out = []
+        for e in evaluators:
+            r = agg.get((e, m))
+            if r is None:
+                out.append("")
+                continue
+            c = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] #{r['band']}"
+            if with_rank:
+                n_m = ((results.get("oracle_flags") or {}).get(e) or {}).get("n_methods")
+                c += f" rank {r['rank']}" + (f"/{n_m}" if n_m else "")
+            out.append(c)
+        return out
+
     rows = []
     for m in _ordered_methods(results):
         ctrl = any(agg[(e, m)]["control"] for e in evaluators if (e, m) in agg)
         row = [m + (" (control)" if ctrl else ""), f"{overall[m]['rank']} ({overall[m]['mean_rank']:.2f})"]
-        row += [f"{by_family[f][m]['rank']} ({by_family[f][m]['mean_rank']:.2f})" for f in families]
+        row += [f"{by_family[f][m]['rank']} ({by_family[f][m]['mean_rank']:.2f})" if m in by_family.get(f, {})
+                else "" for f in families]
+        rows.append(row + cells(m))
+    for m in _reference_methods(results):
+        ref = results["rankings"]["reference"][m]
+        mr = ref.get("mean_rank")
+        row = [f"{m} (reference)", "ref" + (f" ({mr:.2f})" if mr is not None else "")]
+        row += [f"ref ({ref['by_family'][f]:.2f})" if f in ref.get("by_family", {}) else "" for f in families]
+        rows.append(row + cells(m, with_rank=True))
+    stats = results.get("statistics") or {}
+    if stats:
+        agg_conf = results.get("aggregation") or {}
+        label = f"MDD (alpha {agg_conf.get('alpha', 0.05):g}, power {agg_conf.get('power', 0.8):g})"
+        row = [label, ""] + [""] * len(families)
         for e in evaluators:
-            r = agg.get((e, m))
-            row.append("" if r is None else
-                       f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] #{r['band']}")
+            st = stats.get(e) or {}
+            rel = st.get("mdd_relative")
+            row.append(_fmt(st.get("mdd")) + (f" ({rel:.2f} of spread)" if rel is not None else ""))
         rows.append(row)
     return headers, rows
 
 
+def legend_lines(results: Mapping[str, Any]) -> list[str]:
+    """The legend of the leaderboard (one sentence a line), for Markdown and HTML."""
+    agg_conf = results.get("aggregation") or {}
+    rule = agg_conf.get("band_rule", "ci_overlap")
+    band = agg_conf.get("band", "1 + #methods with a strictly better, non-overlapping CI")
+    lines = [f"Cells: mean [95% bootstrap CI] #rank band (rule {rule!r}: {band}).",
+             "Ranks: rank (mean rank); the overall rank is the mean over families of the family mean "
+             "ranks, every family weighing the same, an evaluator identical to another counted once."
+             if "statistics" in results else "Ranks: rank (mean rank).",
+             "↑ higher is better, ↓ lower is better; [..] the evaluator's ranking-relevant conventions "
+             "(relevance, substrate, unit, output)."]
+    if "statistics" in results:
+        lines.append("MDD: the smallest true paired difference between two methods detected with the "
+                     "stated power at this run's n (median over method pairs; share of the spread of "
+                     "the method means).")
+    if results.get("oracle_flags"):
+        lines.append("The oracle (the ground-truth mask) is a reference row: it has no overall rank, and "
+                     "its cells add its rank among all methods.")
+    if "validity" in results:
+        val = results.get("validity") or {}
+        lines.append(f"Marks: {MARK_DISAGREES} disagrees with the counterfactual truth "
+                     f"({val.get('primary') or 'none in this run'}: Kendall tau CI includes 0 or tau < 0), "
+                     f"{MARK_UNRELIABLE} unreliable across images (Krippendorff's alpha < "
+                     f"{val.get('threshold', 0.667):g}), {MARK_ORACLE} a non-oracle method beats the "
+                     "oracle. See validity.md.")
+    return lines
+
+
 def flags_text(results: Mapping[str, Any]) -> list[str]:
-    """One line per evaluator on which a control beats a real method."""
+    """One line per evaluator on which a control beats a real method, then one per evaluator on
+    which a non-oracle method beats the oracle."""
     out = []
     for e, f in results.get("control_flags", {}).items():
         if f["flag"]:
             parts = "; ".join(f"{c} beats {', '.join(ms)}" for c, ms in f["beats"].items())
             out.append(f"{e}: control ranks above real methods ({parts})")
+    for e, f in (results.get("oracle_flags") or {}).items():
+        if f.get("flag"):
+            parts = "; ".join(f"{o} (rank {f['rank'].get(o)} of {f.get('n_methods')}) is beaten by {', '.join(ms)}"
+                              for o, ms in f.get("beaten_by", {}).items())
+            out.append(f"{e}: the oracle is beaten ({parts})")
     return out
 
 
 def leaderboard_markdown(results: Mapping[str, Any]) -> str:
-    """GitHub-flavoured Markdown leaderboard with a legend and the control flags."""
+    """GitHub-flavoured Markdown leaderboard with a legend, aliases and the flags."""
     headers, rows = leaderboard_rows(results)
     pipe = lambda s: s.replace("|", "\\|")  # noqa: E731  (a label must not split a cell)
     headers, rows = [pipe(h) for h in headers], [[pipe(c) for c in r] for r in rows]
     text = [f"# Leaderboard: {results.get('run_id', '')}", "",
-            tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
-            "Cells: mean [95% bootstrap CI] #rank band; ranks: rank (mean rank); "
-            "↑ higher is better, ↓ lower is better."]
+            tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    text += legend_lines(results)
+    aliases = (results.get("rankings") or {}).get("aliases") or {}
+    if aliases:
+        text += ["", "**Identical evaluators** (same per-sample scores under this run's settings, counted once)",
+                 ""] + [f"- {c} = {', '.join(a)}" for c, a in aliases.items()]
     flags = flags_text(results)
     if flags:
-        text += ["", "**Control flags**", ""] + [f"- {f}" for f in flags]
+        text += ["", "**Flags**", ""] + [f"- {f}" for f in flags]
     return "\n".join(text) + "\n"
 
 
@@ -104,8 +225,9 @@ def leaderboard_latex(results: Mapping[str, Any]) -> str:
     def cell(s: str, header: bool = False) -> str:
         if header:  # keep the arrow macros, escape the rest
             for arrow in ("$\\uparrow$", "$\\downarrow$"):
-                if s.endswith(arrow):
-                    return tex_escape(s[: -len(arrow)]) + arrow
+                if arrow in s:
+                    head, _, tail = s.partition(arrow)
+                    return tex_escape(head) + arrow + tex_escape(tail)
         return tex_escape(s)
 
     lines = [r"% requires \usepackage{booktabs}",
@@ -117,9 +239,15 @@ def leaderboard_latex(results: Mapping[str, Any]) -> str:
 
 
 def leaderboard_frame(results: Mapping[str, Any]) -> pd.DataFrame:
-    """Long table: one row per (evaluator, method) with :data:`CSV_COLUMNS`."""
-    return pd.DataFrame([{c: r.get(c) for c in CSV_COLUMNS} for r in results["aggregates"]],
-                        columns=list(CSV_COLUMNS))
+    """Long table: one row per (evaluator, method) with :data:`CSV_COLUMNS` (``alias_of``,
+    ``mdd`` and ``conventions`` are per evaluator, repeated on its rows)."""
+    alias_of = (results.get("rankings") or {}).get("alias_of") or {}
+    stats = results.get("statistics") or {}
+    per_ev = {e: {"alias_of": alias_of.get(e, ""), "mdd": (stats.get(e) or {}).get("mdd"),
+                  "conventions": "; ".join(f"{k}={v}" for k, v in evaluator_conventions(results, e).items())}
+              for e in {r["evaluator"] for r in results["aggregates"]}}
+    return pd.DataFrame([{c: ({**r, **per_ev[r["evaluator"]]}).get(c) for c in CSV_COLUMNS}
+                         for r in results["aggregates"]], columns=list(CSV_COLUMNS))
 
 
 def leaderboard_csv(results: Mapping[str, Any]) -> str:
@@ -129,11 +257,19 @@ def leaderboard_csv(results: Mapping[str, Any]) -> str:
 
 
 def write_tables(results: Mapping[str, Any], folder: str | Path) -> list[Path]:
-    """Write ``leaderboard.md``, ``leaderboard.tex`` and ``leaderboard.csv`` atomically."""
+    """Write ``leaderboard.md``, ``leaderboard.tex`` and ``leaderboard.csv`` atomically, and
+    ``validity.md``, ``validity.tex`` and ``validity.csv`` when ``results`` has a validity table."""
+    from gmxai_eval.report import validity
+
     folder = Path(folder)
-    return [write_atomic(folder / "leaderboard.md", leaderboard_markdown(results)),
-            write_atomic(folder / "leaderboard.tex", leaderboard_latex(results)),
-            write_atomic(folder / "leaderboard.csv", leaderboard_csv(results))]
+    out = [write_atomic(folder / "leaderboard.md", leaderboard_markdown(results)),
+           write_atomic(folder / "leaderboard.tex", leaderboard_latex(results)),
+           write_atomic(folder / "leaderboard.csv", leaderboard_csv(results))]
+    if results.get("validity"):
+        out += [write_atomic(folder / "validity.md", validity.validity_markdown(results)),
+                write_atomic(folder / "validity.tex", validity.validity_latex(results)),
+                write_atomic(folder / "validity.csv", validity.validity_csv(results))]
+    return out
 
 
 def write_results_json(results: Mapping[str, Any], folder: str | Path) -> Path:

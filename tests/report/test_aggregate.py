@@ -97,8 +97,12 @@ def test_summarise_by_hand():
     fam = out["rankings"]["by_family"]["perturbation"]
     assert fam["m1"] == {"mean_rank": 1.0, "rank": 1} and fam["m2"]["mean_rank"] == 2.5
     assert fam["rnd"]["mean_rank"] == 2.5 and fam["m2"]["rank"] == fam["rnd"]["rank"] == 2
+    # overall: every family weighs the same: mean of the perturbation and localisation mean ranks
+    # m1 (1 + 3) / 2 = 2, m2 (2.5 + 2) / 2 = 2.25, rnd (2.5 + 1) / 2 = 1.75 (an evaluator mean
+    # would give m1 5/3, m2 7/3, rnd 2)
     overall = out["rankings"]["overall"]
-    assert overall["m1"]["mean_rank"] == pytest.approx(5 / 3) and overall["m1"]["rank"] == 1
+    assert {m: overall[m]["mean_rank"] for m in overall} == pytest.approx({"m1": 2.0, "m2": 2.25, "rnd": 1.75})
+    assert {m: overall[m]["rank"] for m in overall} == {"rnd": 1, "m1": 2, "m2": 3}
     # cluster bootstrap: subjects p0, p1 each hold two images
     assert out["aggregation"]["resampling_unit"]["e1"] == "subject"
     assert agg[("e1", "m1")]["resampling_unit"] == "subject"
@@ -121,7 +125,8 @@ def test_summarise_by_hand():
 
 
 def test_bands_from_summarise_follow_intervals():
-    out = summarise(_table(), CARDS_E, CARDS_M, n_boot=500, seed=0)
+    out = summarise(_table(), CARDS_E, CARDS_M, n_boot=500, seed=0, band_rule="ci_overlap")
+    assert out["aggregation"]["band_rule"] == "ci_overlap"
     for ev in CARDS_E:
         recs = [r for r in out["aggregates"] if r["evaluator"] == ev]
         hib = CARDS_E[ev]["higher_is_better"]
@@ -135,3 +140,122 @@ def test_image_level_bootstrap_when_subjects_are_unique():
     t["subject"] = t["sample_id"]
     out = summarise(t, CARDS_E, CARDS_M, n_boot=100, seed=0)
     assert set(out["aggregation"]["resampling_unit"].values()) == {"image"}
+
+
+def test_paired_bands_in_summarise_follow_holm_adjusted_tests():
+    from gmxai_eval.functional.paired import holm, paired_bootstrap_test
+
+    out = summarise(_table(), CARDS_E, CARDS_M, n_boot=500, seed=0)
+    assert out["aggregation"]["band_rule"] == "paired"
+    per = np.array([[0.9, 0.51, 0.7], [0.8, 0.41, 0.7], [0.7, 0.61, 0.7], [0.6, 0.51, 0.7]])
+    t = paired_bootstrap_test(per, ["p0", "p0", "p1", "p1"], n_boot=500, seed=0)
+    adj = holm(t["p"])
+    means = per.mean(0)
+    want = [1 + sum(1 for q, (a, b) in enumerate(zip(t["i"], t["j"])) if k in (a, b) and adj[q] < 0.05
+                    and means[b if a == k else a] > means[k]) for k in range(3)]
+    agg = {(r["evaluator"], r["method"]): r for r in out["aggregates"]}
+    assert [agg[("e1", m)]["band"] for m in ("m1", "m2", "rnd")] == want
+    st = out["statistics"]["e1"]
+    assert st["n_pairs"] == 3 and st["pairs"]["p_holm"] == pytest.approx(list(adj))
+    assert st["n_units"] == 2 and st["resampling_unit"] == "subject"
+    # MDD: median over pairs of 2.8016 * sd(per-subject differences) / sqrt(2)
+    subj = per.reshape(2, 2, 3).mean(1)
+    sds = [np.std(subj[:, a] - subj[:, b], ddof=1) for a, b in ((0, 1), (0, 2), (1, 2))]
+    assert st["mdd"] == pytest.approx(np.median(sds) * 2.8015852 / np.sqrt(2), rel=1e-6)
+    with pytest.raises(Exception, match="band_rule"):
+        summarise(_table(), CARDS_E, CARDS_M, n_boot=10, band_rule="overlap")  # type: ignore[arg-type]
+
+
+def test_identical_evaluators_count_once():
+    t = _table()
+    dup = t[t["evaluator"] == "e1"].copy()
+    dup["evaluator"] = "e1_copy"
+    dup["score"] = dup["score"] * (1 + 1e-12)  # the same quantity summed in another order
+    cards = {**CARDS_E, "e1_copy": {"higher_is_better": True, "category": "localisation"}}
+    out = summarise(pd.concat([t, dup]), cards, CARDS_M, n_boot=100, seed=0)
+    assert out["rankings"]["aliases"] == {"e1": ["e1_copy"]}
+    assert out["rankings"]["alias_of"] == {"e1_copy": "e1"}
+    assert "e1_copy" not in out["rankings"]["counted"]
+    # the copy keeps its own rows but the ranks equal the run without it
+    base = summarise(t, CARDS_E, CARDS_M, n_boot=100, seed=0)
+    assert out["rankings"]["overall"] == base["rankings"]["overall"]
+    assert out["rankings"]["by_family"] == base["rankings"]["by_family"]
+    assert any(r["evaluator"] == "e1_copy" for r in out["aggregates"])
+    # a real difference, or the opposite direction, is not an alias
+    dup["score"] = dup["score"] + np.where(dup["sample_id"] == "s0", 1e-3, 0.0)
+    assert summarise(pd.concat([t, dup]), cards, CARDS_M, n_boot=100)["rankings"]["aliases"] == {}
+    cards["e1_copy"] = {"higher_is_better": False, "category": "localisation"}
+    dup["score"] = t[t["evaluator"] == "e1"]["score"].to_numpy()
+    assert summarise(pd.concat([t, dup]), cards, CARDS_M, n_boot=100)["rankings"]["aliases"] == {}
+
+
+def test_family_weighting_small_example():
+    # family A has three evaluators that rank x first, family B one evaluator that ranks y first:
+    # an evaluator mean favours x (mean ranks 1.25 vs 1.75); equal family weights tie them (1.5)
+    rows = []
+    for ev, best in (("a1", "x"), ("a2", "x"), ("a3", "x"), ("b1", "y")):
+        for i in range(4):
+            for m in ("x", "y"):
+                rows.append({"evaluator": ev, "method": m, "seed": 0, "sample_id": f"s{i}", "subject": "",
+                             "score": (1.0 if m == best else 0.0) + 0.1 * i + (0.01 * i if ev == "a2" else 0.0)})
+    cards = {"a1": {"category": "A"}, "a2": {"category": "A"}, "a3": {"category": "A"}, "b1": {"category": "B"}}
+    # a3 duplicates a1 exactly: counted once; the A family mean is still 1 for x
+    out = summarise(pd.DataFrame(rows), cards, {"x": {}, "y": {}}, n_boot=50)
+    assert out["rankings"]["aliases"] == {"a1": ["a3"]}
+    assert out["rankings"]["overall"] == {"x": {"mean_rank": 1.5, "rank": 1}, "y": {"mean_rank": 1.5, "rank": 1}}
+
+
+def test_oracle_is_a_reference_row():
+    t = _table()
+    orc = t[t["method"] == "m1"].copy()
+    orc["method"] = "oracle"
+    orc["score"] = orc["score"] + np.where(orc["evaluator"] == "e1", -0.2, 5.0)  # e1: beaten; e2: worst
+    cards_m = {**CARDS_M, "oracle": {"name": "oracle", "control": True}}
+    out = summarise(pd.concat([t, orc]), CARDS_E, cards_m, n_boot=200, seed=0)
+    base = summarise(t, CARDS_E, CARDS_M, n_boot=200, seed=0)
+    agg = {(r["evaluator"], r["method"]): r for r in out["aggregates"]}
+    bagg = {(r["evaluator"], r["method"]): r for r in base["aggregates"]}
+    # the other methods' ranks, bands, families, overall, control flags and agreement do not move
+    for k, r in bagg.items():
+        assert (agg[k]["rank"], agg[k]["band"]) == (r["rank"], r["band"])
+    assert out["rankings"]["overall"] == base["rankings"]["overall"]
+    assert "oracle" not in out["rankings"]["overall"] and "oracle" in out["rankings"]["reference"]
+    assert out["control_flags"] == base["control_flags"]  # the oracle is not a control
+    assert out["agreement"] == base["agreement"]
+    # e1 means: m1 .75, rnd .7, oracle .55, m2 .51 -> oracle rank 3 of 4, beaten by m1 and rnd
+    assert agg[("e1", "oracle")]["rank"] == 3 and agg[("e1", "oracle")]["reference"] is True
+    assert out["oracle_flags"]["e1"] == {"flag": True, "rank": {"oracle": 3}, "n_methods": 4,
+                                         "beaten_by": {"oracle": ["m1", "rnd"]}}
+    # e3 (higher better): oracle ~6 beats everything -> rank 1, no flag; e2 (lower better): last
+    assert out["oracle_flags"]["e3"]["flag"] is False and agg[("e3", "oracle")]["rank"] == 1
+    assert agg[("e2", "oracle")]["rank"] == 4 and out["oracle_flags"]["e2"]["flag"] is True
+    # the reference mean ranks use the oracle's ranks among all methods
+    ref = out["rankings"]["reference"]["oracle"]
+    assert ref["by_family"] == {"perturbation": 3.5, "localisation": 1.0}
+    assert ref["mean_rank"] == pytest.approx(2.25)
+    assert out["validity"]["evaluators"]["e1"]["oracle_rank"] == {"oracle": 3}
+
+
+def test_ranking_conventions():
+    from gmxai_eval.report.aggregate import ranking_conventions
+
+    conv = {"abs": False, "baseline": "input_zero", "unit": "patch", "patch_size": 8, "output": "probability",
+            "steps": 8}
+    assert ranking_conventions(conv) == {"relevance": "signed", "substrate": "input_zero", "unit": "patch 8",
+                                         "output": "probability"}
+    assert ranking_conventions({"relevance": "positive", "abs": True}) == {"relevance": "positive"}
+    assert ranking_conventions({"abs": True, "imputation": "noisy_linear"}) == {
+        "relevance": "absolute", "substrate": "noisy_linear"}
+    assert ranking_conventions(None) == {}
+    out = summarise(_table(), CARDS_E, CARDS_M, n_boot=20, conventions={"e1": conv})
+    assert out["ranking_conventions"]["e1"]["unit"] == "patch 8" and out["ranking_conventions"]["e2"] == {}
+
+
+def test_an_unscored_oracle_raises_no_flag():
+    t = _table()
+    orc = t[(t["method"] == "m1") & (t["evaluator"] == "e1")].copy()
+    orc["method"] = "oracle"
+    out = summarise(pd.concat([t, orc]), CARDS_E, {**CARDS_M, "oracle": {"name": "oracle", "control": True}},
+                    n_boot=50)
+    assert out["oracle_flags"]["e2"] == {"flag": False, "rank": {}, "n_methods": 4, "beaten_by": {}}
+    assert out["oracle_flags"]["e1"]["rank"] == {"oracle": 1}  # ties m1: 1 + #strictly better

@@ -6,11 +6,12 @@ import io
 import json
 import math
 
+import numpy as np
 import pandas as pd
 
 from gmxai_eval.report.aggregate import summarise
 from gmxai_eval.report.tables import (leaderboard_csv, leaderboard_latex, leaderboard_markdown,
-                                      tex_escape, write_results_json, write_tables)
+                                      leaderboard_rows, tex_escape, write_results_json, write_tables)
 
 HOSTILE = "odd_name & 50% {x}|y"
 
@@ -52,7 +53,7 @@ def test_latex_booktabs_and_escaping():
     body = lines[lines.index(r"\midrule") + 1: lines.index(r"\bottomrule")]
     header = lines[lines.index(r"\toprule") + 1]
     n_cols = header.count(" & ") + 1
-    assert all(row.count(" & ") + 1 == n_cols for row in body) and len(body) == 3
+    assert all(row.count(" & ") + 1 == n_cols for row in body) and len(body) == 4  # 3 methods + MDD
     assert r"ev\_a $\uparrow$" in header and r"ev\_b $\downarrow$" in header
 
 
@@ -62,7 +63,7 @@ def test_markdown_github_table():
     assert set(table[1].replace("|", "").strip()) <= {"-", " "}
     # every row has as many cells as the header, also with a '|' inside a label (escaped)
     cells = lambda ln: ln.replace("\\|", "").count("|")  # noqa: E731
-    assert len({cells(ln) for ln in table}) == 1 and len(table) == 5
+    assert len({cells(ln) for ln in table}) == 1 and len(table) == 6  # header, rule, 3 methods, MDD
     assert "odd_name & 50% {x}\\|y" in md
     assert table[2].startswith("| good ")  # best overall first
     assert "random (control)" in md
@@ -72,7 +73,71 @@ def test_write_tables_and_json_nan(tmp_path):
     doc = results_doc()
     doc["aggregates"][0]["mean"] = float("nan")
     paths = write_tables(doc, tmp_path)
-    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.tex", "leaderboard.csv"]
+    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.tex", "leaderboard.csv",
+                                       "validity.md", "validity.tex", "validity.csv"]
     p = write_results_json({**doc, "x": [math.inf]}, tmp_path)
     back = json.loads(p.read_text())
     assert back["aggregates"][0]["mean"] is None and back["x"] == [None]
+
+
+def rich_doc():
+    """A run with an oracle, an alias, conventions and a truth evaluator."""
+    rng = np.random.default_rng(0)
+    rows = []
+    quality = {"good": 3.0, "fair": 2.0, "random": 1.0, "oracle": 4.0}
+    for i in range(12):
+        for m, q in quality.items():
+            s = q + rng.normal(0, 0.2)
+            for ev, v in (("del", s), ("flip", s), ("cf", q + rng.normal(0, 0.2)),
+                          ("loc", (-q if m == "oracle" else q) + rng.normal(0, 0.2))):
+                rows.append({"seed": 0, "evaluator": ev, "method": m, "sample_id": f"s{i}",
+                             "subject": f"p{i // 3}", "score": v})
+    cards_e = {"del": {"higher_is_better": True, "category": "perturbation"},
+               "flip": {"higher_is_better": True, "category": "perturbation"},
+               "cf": {"higher_is_better": True, "category": "counterfactual"},
+               "loc": {"higher_is_better": True, "category": "localisation"}}
+    cards_m = {"good": {}, "fair": {}, "random": {"control": True}, "oracle": {"name": "oracle", "control": True}}
+    conv = {"del": {"abs": False, "baseline": "input_zero", "unit": "pixel", "output": "probability"}}
+    doc = summarise(pd.DataFrame(rows), cards_e, cards_m, n_boot=200, seed=0, conventions=conv)
+    doc.update(run_id="rich", methods={m: {"card": c} for m, c in cards_m.items()})
+    return doc
+
+
+def test_headers_rows_and_flags_of_a_rich_run(tmp_path):
+    doc = rich_doc()
+    headers, rows = leaderboard_rows(doc)
+    h = dict(zip(["method", "overall", "perturbation rank", "counterfactual rank", "localisation rank",
+                  "del", "flip", "cf", "loc"], headers))
+    assert h["del"] == "del ↑ [signed, input_zero, pixel, probability]"
+    assert h["flip"] == "flip ↑ (= del, counted once)"
+    assert h["loc"].startswith("loc ↑°")  # the oracle scores last on loc
+    assert [r[0] for r in rows] == ["good", "fair", "random (control)", "oracle (reference)",
+                                    "MDD (alpha 0.05, power 0.8)"]
+    oracle = rows[3]
+    assert oracle[1].startswith("ref") and oracle[-1].endswith("rank 4/4") and oracle[-2].endswith("rank 1/4")
+    md = leaderboard_markdown(doc)
+    assert "- del = flip" in md and "loc: the oracle is beaten (oracle (rank 4 of 4) is beaten by good, fair, random)" in md
+    assert "rule 'paired'" in md and "Krippendorff" in md
+    # CSV: the per-evaluator columns, and the reference flag
+    back = pd.read_csv(io.StringIO(leaderboard_csv(doc)), keep_default_na=False)
+    assert set(back[back.evaluator == "flip"]["alias_of"]) == {"del"}
+    assert set(back[back.method == "oracle"]["reference"]) == {True}
+    assert back[back.evaluator == "del"]["conventions"].iloc[0] == \
+        "relevance=signed; substrate=input_zero; unit=pixel; output=probability"
+    assert float(back[back.evaluator == "del"]["mdd"].iloc[0]) == doc["statistics"]["del"]["mdd"]
+    names = [p.name for p in write_tables(doc, tmp_path)]
+    assert "validity.md" in names and "| del" in (tmp_path / "validity.md").read_text()
+
+
+def test_old_results_document_still_renders():
+    """A results.json written before the paired statistics (no statistics/validity/oracle keys)."""
+    doc = results_doc()
+    for k in ("statistics", "validity", "oracle_flags", "ranking_conventions"):
+        doc.pop(k)
+    for k in ("reference", "aliases", "alias_of", "counted"):
+        doc["rankings"].pop(k)
+    doc["evaluators"] = {"ev_a": {"conventions": {"abs": True, "unit": "patch", "patch_size": 4}}}
+    headers, rows = leaderboard_rows(doc)
+    assert "ev_a ↑ [absolute, patch 4]" in headers and len(rows) == 3
+    assert "validity" not in leaderboard_markdown(doc)
+    assert leaderboard_csv(doc).count("\n") == 7

@@ -1,0 +1,296 @@
+"""The metric-validity table: does an evaluator rank methods like the counterfactual truth, and
+does it rank them consistently across images?
+
+For every evaluator ``E`` of a run (computed by :func:`gmxai_eval.report.aggregate.summarise`
+from the per-sample table, so it can be re-rendered from ``results.json`` alone):
+
+* **τ vs truth**: Kendall tau-b between ``E``'s method ranking (direction-oriented means) and
+  the ranking of every *truth* evaluator (card category ``"counterfactual"``: scores against
+  the interventional importance of the planted traits), over the non-oracle methods, on the
+  samples both scored. **CI**: percentile 95 % interval of tau over ``n_boot`` joint bootstrap
+  resamples of those samples (subjects when a subject holds several images; the draws of
+  :func:`gmxai_eval.functional.paired.bootstrap_means`, the same for both evaluators).
+* **Krippendorff's α** (ordinal), after Tomsett et al., "Sanity checks for saliency metrics",
+  AAAI 2020: images are the raters, methods the units, and an image's value for a method is
+  the method's rank on that image (average ranks for ties, larger oriented score = better; a
+  missing score is a missing rating). α near 1: every image ranks the methods alike; near 0:
+  the per-image rankings agree no better than chance.
+* **Oracle rank**: where the ``oracle`` method (the ground-truth mask) ranks (``1 +`` the
+  number of non-oracle methods with a strictly better mean).
+
+Marks (shown next to the evaluator in the leaderboard):
+
+* ``disagrees``: the τ CI against the primary truth evaluator (the first one in spec order)
+  includes 0 or τ < 0. ``None`` (no mark) when the run has no truth evaluator, and for the
+  truth evaluators themselves.
+* ``unreliable``: α below ``threshold`` (default 0.667, the lowest value Krippendorff,
+  *Content Analysis* 2004, §11.4, accepts for tentative conclusions).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from gmxai_eval.functional.agreement import krippendorff_alpha
+from gmxai_eval.functional.paired import bootstrap_means
+
+#: card category of the evaluators that define the truth.
+TRUTH_CATEGORY = "counterfactual"
+#: default α threshold (Krippendorff 2004: 0.667 lowest tolerable for tentative conclusions).
+ALPHA_THRESHOLD = 0.667
+
+
+def _pair_signs(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sign(a_i - a_j), finite)`` ``(K, P)`` over the pairs ``i < j`` of the columns of ``a``."""
+    i, j = np.triu_indices(a.shape[1], 1)
+    ok = np.isfinite(a[:, i]) & np.isfinite(a[:, j])
+    with np.errstate(invalid="ignore"):
+        return np.where(ok, np.sign(a[:, i] - a[:, j]), 0.0), ok
+
+
+def _tau_from_signs(sa: tuple[np.ndarray, np.ndarray], sb: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    (dx, okx), (dy, oky) = sa, sb
+    ok = okx & oky
+    dx, dy = np.where(ok, dx, 0.0), np.where(ok, dy, 0.0)
+    n0 = ok.sum(1)
+    tx = (ok & (dx == 0)).sum(1)
+    ty = (ok & (dy == 0)).sum(1)
+    denom = np.sqrt((n0 - tx).astype(float) * (n0 - ty).astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (dx * dy).sum(1) / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def kendall_tau_b_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall tau-b of every row pair: ``a``, ``b`` ``(K, M)`` -> ``(K,)`` (NaN entries drop
+    their method from that row; NaN when a row has fewer than 2 methods or no untied pair)."""
+    a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
+    return _tau_from_signs(_pair_signs(a), _pair_signs(b))
+
+
+def per_image_ranks(oriented: np.ndarray) -> np.ndarray:
+    """``(N, M)`` oriented scores -> ``(N, M)`` ranks per row (1 = best, average ranks for ties,
+    NaN where the score is missing)."""
+    v = np.asarray(oriented, float)
+    out = np.full(v.shape, np.nan)
+    for r in range(v.shape[0]):
+        ok = np.isfinite(v[r])
+        x = -v[r, ok]
+        order = np.argsort(x, kind="stable")
+        ranks = np.empty(len(x))
+        xs = x[order]
+        k = 0
+        while k < len(xs):  # average ranks over runs of ties
+            e = k
+            while e + 1 < len(xs) and xs[e + 1] == xs[k]:
+                e += 1
+            ranks[order[k:e + 1]] = (k + e) / 2.0 + 1.0
+            k = e + 1
+        out[r, ok] = ranks
+    return out
+
+
+def _f(x: Any) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mapping[str, str]],
+                   evaluator_cards: Mapping[str, Mapping[str, Any]], methods: Sequence[str],
+                   oracle_ranks: Mapping[str, Mapping[str, int]] | None = None, *,
+                   n_boot: int = 2000, seed: int = 0, threshold: float = ALPHA_THRESHOLD,
+                   truth: Sequence[str] | None = None,
+                   boots: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Validity of every evaluator (see the module docstring).
+
+    Args:
+        per: ``{evaluator: (samples x methods) DataFrame}`` of seed-averaged scores.
+        clusters: ``{evaluator: {sample id: subject}}`` (empty mapping = images are the units).
+        evaluator_cards: card dicts with ``higher_is_better`` and ``category``.
+        methods: the methods ranked (non-oracle, in order).
+        oracle_ranks: ``{evaluator: {oracle label: rank}}``.
+        n_boot, seed: bootstrap of the τ CI.
+        threshold: α below it marks an evaluator unreliable.
+        truth: the truth evaluators (default: every evaluator with category ``"counterfactual"``,
+            in order; the first is the primary).
+        boots: optional ``{evaluator: (n_boot, len(methods))}`` bootstrap means already drawn
+            with ``seed`` over the evaluator's own samples and units; reused (the draws are the
+            same) when two evaluators share their samples and units, instead of redrawing.
+
+    Returns:
+        ``{"truth", "primary", "threshold", "level", "evaluators": {ev: {"tau": {truth ev:
+        {"tau", "ci_low", "ci_high", "n"}}, "alpha", "n_images", "oracle_rank",
+        "disagrees", "unreliable", "is_truth"}}, "description"}``.
+    """
+    evs = list(per)
+    if truth is None:
+        truth = [e for e in evs if str(evaluator_cards[e].get("category", "")) == TRUTH_CATEGORY]
+    truth = [t for t in truth if t in per]
+    primary = truth[0] if truth else None
+    sign = {e: 1.0 if evaluator_cards[e].get("higher_is_better", True) else -1.0 for e in evs}
+    out: dict[str, Any] = {}
+    signs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for ev in evs:
+        tab = per[ev].reindex(columns=list(methods))
+        orient = sign[ev] * tab.to_numpy(dtype=np.float64)
+        ranks = per_image_ranks(orient)
+        alpha = krippendorff_alpha(ranks, "ordinal") if len(ranks) else math.nan
+        taus: dict[str, Any] = {}
+        for t in truth:
+            common = [s for s in tab.index if s in per[t].index]
+            a = sign[ev] * tab.loc[common].to_numpy(dtype=np.float64)
+            b = sign[t] * per[t].reindex(columns=list(methods)).loc[common].to_numpy(dtype=np.float64)
+            subj = [clusters.get(ev, {}).get(s) or clusters.get(t, {}).get(s) for s in common]
+            cl = subj if all(subj) and len(set(subj)) < len(subj) else None
+            point = kendall_tau_b_rows(np.nanmean(a, 0, keepdims=True) if len(a) else a[:1],
+                                       np.nanmean(b, 0, keepdims=True) if len(b) else b[:1]) \
+                if len(common) else np.array([math.nan])
+            if len(common) >= 2:
+                same = (boots is not None and ev in boots and t in boots and list(tab.index) == common
+                        and list(per[t].index) == common
+                        and all(clusters.get(ev, {}).get(x) == clusters.get(t, {}).get(x) for x in common))
+                if same:
+                    sa = signs.get(ev) or signs.setdefault(ev, _pair_signs(sign[ev] * boots[ev]))
+                    sb = signs.get(t) or signs.setdefault(t, _pair_signs(sign[t] * boots[t]))
+                    bt = _tau_from_signs(sa, sb)
+                else:
+                    joint = bootstrap_means(np.concatenate([a, b], 1), cl, n_boot=n_boot, seed=seed)
+                    bt = kendall_tau_b_rows(joint[:, : a.shape[1]], joint[:, a.shape[1]:])
+                bt = bt[np.isfinite(bt)]
+                lo, hi = (np.percentile(bt, [2.5, 97.5]) if len(bt) else (math.nan, math.nan))
+            else:
+                lo = hi = math.nan
+            taus[t] = {"tau": _f(point[0]), "ci_low": _f(lo), "ci_high": _f(hi), "n": len(common),
+                       "resampling_unit": "subject" if cl is not None else "image"}
+        disagrees = None
+        if primary is not None and ev not in truth:
+            tp = taus[primary]
+            if tp["tau"] is None:
+                disagrees = True
+            else:
+                lo_, hi_ = tp["ci_low"], tp["ci_high"]
+                disagrees = bool(tp["tau"] < 0 or lo_ is None or (lo_ <= 0 <= hi_))
+        out[ev] = {"tau": taus, "alpha": _f(alpha), "n_images": int(len(tab)),
+                   "oracle_rank": dict((oracle_ranks or {}).get(ev, {})),
+                   "disagrees": disagrees,
+                   "unreliable": bool(not math.isfinite(alpha) or alpha < threshold),
+                   "is_truth": ev in truth}
+    return {"truth": list(truth), "primary": primary, "threshold": float(threshold),
+            "level": "ordinal", "methods": list(methods), "evaluators": out,
+            "description": "tau: Kendall tau-b between the evaluator's and the truth evaluator's method "
+                           "rankings (non-oracle methods), 95% percentile CI over a joint bootstrap of "
+                           "the common samples; alpha: Krippendorff's alpha (ordinal), images as raters "
+                           "ranking the methods (Tomsett et al., AAAI 2020); "
+                           + (f"disagrees: the CI against the primary truth ({primary}) includes 0 or "
+                              "tau < 0; " if primary else "no truth evaluator in this run; ")
+                           + f"unreliable: alpha < {threshold:g}."}
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+VALIDITY_COLUMNS = ("evaluator", "category", "truth", "tau", "tau_ci_low", "tau_ci_high", "alpha",
+                    "oracle_rank", "disagrees", "unreliable")
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{float(x):.{digits}f}"
+
+
+def validity_frame(results: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per (evaluator, truth evaluator) with :data:`VALIDITY_COLUMNS` (one row with an
+    empty ``truth`` when the run has no truth evaluator)."""
+    val = results.get("validity") or {}
+    cats = {e: (info.get("card") or {}).get("category", "") for e, info in results.get("evaluators", {}).items()}
+    rows = []
+    for ev, r in (val.get("evaluators") or {}).items():
+        orank = "; ".join(f"{k} {v}" for k, v in (r.get("oracle_rank") or {}).items())
+        base = {"evaluator": ev, "category": cats.get(ev, ""), "alpha": r.get("alpha"),
+                "oracle_rank": orank, "disagrees": r.get("disagrees"), "unreliable": r.get("unreliable")}
+        taus = r.get("tau") or {}
+        if not taus:
+            rows.append({**base, "truth": "", "tau": None, "tau_ci_low": None, "tau_ci_high": None})
+        for t, v in taus.items():
+            rows.append({**base, "truth": t, "tau": v.get("tau"), "tau_ci_low": v.get("ci_low"),
+                         "tau_ci_high": v.get("ci_high")})
+    return pd.DataFrame(rows, columns=list(VALIDITY_COLUMNS))
+
+
+def validity_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """``(headers, rows)`` of the wide validity table (cells as unescaped strings): one τ column
+    per truth evaluator, then α, the oracle's rank and the marks."""
+    val = results.get("validity") or {}
+    truth = list(val.get("truth") or [])
+    headers = ["evaluator"] + [f"τ vs {t} [95% CI]" for t in truth] + \
+        ["α (ordinal)", "oracle rank", "marks"]
+    rows = []
+    for ev, r in (val.get("evaluators") or {}).items():
+        row = [ev]
+        for t in truth:
+            v = (r.get("tau") or {}).get(t, {})
+            row.append(f"{_fmt(v.get('tau'))} [{_fmt(v.get('ci_low'))}, {_fmt(v.get('ci_high'))}]")
+        row.append(_fmt(r.get("alpha")))
+        row.append(", ".join(str(v) for v in (r.get("oracle_rank") or {}).values()) or "n/a")
+        marks = (["truth"] if r.get("is_truth") else []) + \
+            (["disagrees with the truth"] if r.get("disagrees") else []) + \
+            (["unreliable"] if r.get("unreliable") else [])
+        row.append("; ".join(marks))
+        rows.append(row)
+    return headers, rows
+
+
+def validity_markdown(results: Mapping[str, Any]) -> str:
+    """The validity table as GitHub Markdown with its legend."""
+    from tabulate import tabulate
+
+    headers, rows = validity_rows(results)
+    pipe = lambda s: s.replace("|", "\\|")  # noqa: E731  (a label must not split a cell)
+    val = results.get("validity") or {}
+    text = [f"# Metric validity: {results.get('run_id', '')}", "",
+            tabulate([[pipe(c) for c in r] for r in rows], headers=[pipe(h) for h in headers],
+                     tablefmt="github", disable_numparse=True), "",
+            val.get("description", "")]
+    if not val.get("truth"):
+        text += ["", "No counterfactual (truth) evaluator in this run: τ is not available."]
+    return "\n".join(text) + "\n"
+
+
+def validity_latex(results: Mapping[str, Any]) -> str:
+    """The validity table as a booktabs ``tabular``."""
+    from gmxai_eval.report.tables import tex_escape
+
+    headers, rows = validity_rows(results)
+    fix = lambda s: tex_escape(s.replace("τ", "tau").replace("α", "alpha"))  # noqa: E731
+    lines = [r"% requires \usepackage{booktabs}", r"\begin{tabular}{l" + "c" * (len(headers) - 1) + "}",
+             r"\toprule", " & ".join(fix(h) for h in headers) + r" \\", r"\midrule"]
+    lines += [" & ".join(fix(c) for c in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def validity_csv(results: Mapping[str, Any]) -> str:
+    """The long validity table as CSV (floats with 17 significant digits)."""
+    import io
+
+    buf = io.StringIO()
+    validity_frame(results).to_csv(buf, index=False, float_format="%.17g")
+    return buf.getvalue()
+
+
+def validity_html(results: Mapping[str, Any]) -> str:
+    """An HTML fragment (``<h2>``, the table, the legend) for ``report.html``; every cell escaped.
+    Empty string when ``results`` has no ``validity`` section (an old results.json)."""
+    if not results.get("validity"):
+        return ""
+    headers, rows = validity_rows(results)
+    e = lambda s: html.escape(str(s), quote=True)  # noqa: E731
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    val = results["validity"]
+    note = "" if val.get("truth") else "<p>No counterfactual (truth) evaluator in this run: τ is not available.</p>"
+    return (f'<h2>Metric validity</h2><table class="validity"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>{note}<p>{e(val.get('description', ''))}</p>")
