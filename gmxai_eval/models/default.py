@@ -23,9 +23,12 @@ patient-disjoint test split), 143 s of training.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from gmxai_eval.data import synth
 from gmxai_eval.errors import ConfigError
@@ -38,13 +41,23 @@ from gmxai_eval.utils import stable_hash
 
 @dataclass(frozen=True)
 class DefaultPreset:
-    data: str
+    """A data preset (a name in :data:`gmxai_eval.data.synth.PRESETS` or a full
+    :class:`~gmxai_eval.data.synth.SynthConfig`) and how to train on it."""
+
+    data: str | synth.SynthConfig
     train: TrainConfig
 
+
+#: The ``shortcut`` preset's data: the tiny preset's 3 syndromes + unaffected at 1,200 images,
+#: with a class-correlated corner sticker on 90 % of class 1's photos (class 1's phenotypes are
+#: switched off, so the sticker is its only evidence) and on 3 % of the other photos.
+SHORTCUT_DATA = synth.SynthConfig(num_images=1200, num_syndromes=3, imbalance=3.0, effect=4.0,
+                                  shortcut=True, shortcut_class=1)
 
 PRESETS: dict[str, DefaultPreset] = {
     "default": DefaultPreset("default", TrainConfig()),
     "tiny": DefaultPreset("tiny", TrainConfig(epochs=2, batch_size=32)),
+    "shortcut": DefaultPreset(SHORTCUT_DATA, TrainConfig(epochs=6, batch_size=32, bn_images=1024)),
 }
 
 
@@ -135,7 +148,8 @@ def load_default(root: str | os.PathLike | None = None, progress: bool = True,
     if preset not in PRESETS:
         raise ConfigError(f"expected preset in {sorted(PRESETS)}, got {preset!r}")
     p = PRESETS[preset]
-    ds = synth.load(p.data, root=root, progress=progress)
+    ds = synth.load(p.data, root=root, progress=progress,
+                    cache_name=f"synthetic_faces_{preset}" if isinstance(p.data, synth.SynthConfig) else None)
     path = _ckpt_path(ds.folder, p.train, ds.card)
     if not retrain and path.with_suffix(".json").exists() and path.with_suffix(".pt").exists():
         card = read_checkpoint_card(path)
@@ -145,4 +159,38 @@ def load_default(root: str | os.PathLike | None = None, progress: bool = True,
             card["path"] = str(path.with_suffix(".pt"))
             return model, open_splits(ds.folder), card
     model, card = train_on(ds.folder, p.train, progress=progress, out=path)
-    return model, open_splits(ds.folder), card
+    bundle = open_splits(ds.folder)
+    if isinstance(p.data, synth.SynthConfig) and p.data.shortcut:
+        card["sticker_removal"] = sticker_removal(model, bundle, p.data)
+        save_checkpoint(model, path, {k: v for k, v in card.items() if k != "path"})
+    return model, bundle, card
+
+
+def unstickered_images(cfg: synth.SynthConfig) -> torch.Tensor:
+    """``(N, 3, H, W)`` uint8: every photo of the shortcut dataset ``cfg`` re-rendered without
+    its sticker (same faces, phenotypes, photo nuisances and draws: the sticker flags are the
+    only change, so photos without a sticker come out bit-identical)."""
+    if not cfg.shortcut:
+        raise ConfigError(f"expected a shortcut data config (shortcut=True), got {cfg}")
+    clean = synth.render_arrays(replace(cfg, shortcut_rate=0.0, shortcut_noise_rate=0.0))
+    return torch.from_numpy(clean["images"])
+
+
+@torch.no_grad()
+def sticker_removal(model: torch.nn.Module, bundle: DefaultBundle, cfg: synth.SynthConfig,
+                    split: str = "test") -> dict[str, Any]:
+    """Does the model use the sticker? On the ``split`` photos of the shortcut class that carry
+    a sticker: the mean probability of the shortcut class and the share of photos predicted as
+    it, with the sticker and re-rendered without it (:func:`unstickered_images`)."""
+    view = getattr(bundle, split)
+    k = cfg.shortcut_class
+    rows = [i for i in range(len(view)) if int(view.labels[i]) == k and bool(view.sticker_mask(i).any())]
+    if not rows:
+        raise ConfigError(f"expected {split} photos of class {k} with a sticker, got none")
+    x = view.images(np.asarray(rows))
+    x0 = unstickered_images(cfg)[torch.as_tensor(view.indices[rows])].float().div_(255)
+    p, p0 = model(x).softmax(1), model(x0).softmax(1)
+    return {"split": split, "class": k, "images": len(rows),
+            "p_class_with_sticker": float(p[:, k].mean()), "p_class_without_sticker": float(p0[:, k].mean()),
+            "predicted_with_sticker": float((p.argmax(1) == k).double().mean()),
+            "predicted_without_sticker": float((p0.argmax(1) == k).double().mean())}
