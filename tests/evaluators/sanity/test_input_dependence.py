@@ -161,3 +161,20 @@ def test_on_the_default_model_deconvolution_fails_and_saliency_passes():
     assert torch.equal(r["deconvolution"].scores, torch.zeros(8, dtype=torch.float64))
     assert float(r["saliency"].scores.mean()) > 0.7
     assert (r["saliency"].scores > 0.5).all()
+
+
+def test_a_batch_of_one_has_no_partner_and_scores_nan(toy):
+    model, x, t, ids = toy
+    r = EVALUATORS.create("input_dependence").evaluate(_batch(model, x[:1], t[:1], ids[:1], Image()))["m"]
+    assert torch.isnan(r.scores).all() and r.extras["noise"].isfinite().all()
+
+
+def test_partners_are_other_images_independent_of_batch_order():
+    ids = [f"s{i}" for i in range(7)]
+    p = partner_index(ids, 3, 3)
+    assert p.shape == (7, 3) and not (p == torch.arange(7)[:, None]).any()
+    assert all(len(set(row)) == 3 for row in p.tolist())
+    rev = partner_index(ids[::-1], 3, 3)
+    for i, sid in enumerate(ids):
+        assert [ids[j] for j in p[i].tolist()] == [ids[::-1][j] for j in rev[6 - i].tolist()]
+    assert partner_index(ids[:3], 3, 3).shape == (3, 2)  # at most B - 1 partners
