@@ -5,15 +5,11 @@ spec lists both methods at both layers for that reason."""
 
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
-
 import pytest
 import torch
 
 from gmxai_eval.methods.base import METHODS
-
-SPEC = Path(__file__).resolve().parents[2] / "gmxai_eval" / "specs" / "default.toml"
+from gmxai_eval.runner.spec import preset_spec
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +68,7 @@ def test_they_differ_one_layer_earlier_where_only_hirescam_sums_to_the_score(def
 
 
 def test_the_default_spec_scores_both_cams_at_both_layers():
-    spec = tomllib.loads(SPEC.read_text())
-    got = {(m["name"], m.get("config", {}).get("layer")) for m in spec["methods"]}
+    got = {(m.name, m.config.get("layer")) for m in preset_spec("default").methods}
     for name in ("grad_cam", "hirescam"):
         assert (name, None) in got or (name, "backbone.base.6") in got
         assert (name, "backbone.base.5") in got
-    labels = [m.get("label", m["name"]) for m in spec["methods"]]
-    assert len(labels) == len(set(labels))
