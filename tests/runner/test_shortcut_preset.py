@@ -104,15 +104,19 @@ def test_the_shortcut_model_uses_the_sticker():
 
 @pytest.mark.slow
 def test_the_preset_run_exposes_the_sticker(tmp_path):
-    """Occlusion's and Grad-CAM's maps of the predicted class put more mass on the sticker than
-    the random control does (images without a sticker score NaN and are left out)."""
+    """Maps of the true class put several times the random control's mass on the sticker for
+    Guided Grad-CAM, Grad-CAM and occlusion (measured at 48 images: 0.26, 0.066, 0.056 against
+    0.011, the sticker's share of the image); images without a sticker score NaN."""
     from gmxai_eval.runner.run import run_benchmark
 
     spec = preset_spec("shortcut")
-    keep = {"occlusion", "grad_cam", "random"}
+    keep = {"guided_grad_cam", "grad_cam", "occlusion", "random"}
     spec = spec.replace(n_images=16, methods=[e for e in spec.methods if e.label in keep],
                         evaluators=[e for e in spec.evaluators if e.name == "relevance_mass_accuracy"])
     res = run_benchmark(spec, output=tmp_path, progress=False, verbose=False, write=False)
-    mean = res.table.groupby("method")["score"].mean()
-    assert res.table["score"].notna().sum() > 0
-    assert mean["occlusion"] > mean["random"] and mean["grad_cam"] > mean["random"]
+    scored = res.table[res.table["score"].notna()]
+    assert scored["sample_id"].nunique() >= 2
+    mean = scored.groupby("method")["score"].mean()
+    assert mean["random"] == pytest.approx(144 / 112**2, rel=0.1)  # a 12x12 sticker: its area share
+    for m in ("guided_grad_cam", "grad_cam", "occlusion"):
+        assert mean[m] > 2 * mean["random"], m
