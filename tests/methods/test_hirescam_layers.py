@@ -15,7 +15,7 @@ from gmxai_eval.runner.spec import preset_spec
 @pytest.fixture(scope="module")
 def default_batch():
     from gmxai_eval.models.default import load_default
-    from gmxai_eval.runner.run import select_samples
+    from gmxai_eval.runner.stages.load import select_samples
 
     torch.set_num_threads(1)
     model, splits, _ = load_default(progress=False)

@@ -146,7 +146,7 @@ def test_on_the_default_model_deconvolution_fails_and_saliency_passes():
     (no max-pooling), so its map is a function of the explained class: identical for every
     image (score 0). Saliency's maps depend on the image (measured 0.85 on 16 images)."""
     from gmxai_eval.models.default import load_default
-    from gmxai_eval.runner.run import select_samples
+    from gmxai_eval.runner.stages.load import select_samples
 
     torch.set_num_threads(1)
     model, splits, _ = load_default(progress=False)
@@ -175,6 +175,6 @@ def test_partners_are_other_images_independent_of_batch_order():
     assert p.shape == (7, 3) and not (p == torch.arange(7)[:, None]).any()
     assert all(len(set(row)) == 3 for row in p.tolist())
     rev = partner_index(ids[::-1], 3, 3)
-    for i, sid in enumerate(ids):
+    for i in range(len(ids)):
         assert [ids[j] for j in p[i].tolist()] == [ids[::-1][j] for j in rev[6 - i].tolist()]
     assert partner_index(ids[:3], 3, 3).shape == (3, 2)  # at most B - 1 partners
