@@ -558,7 +558,8 @@ class SyntheticFaces(torch.utils.data.Dataset):
         folder: a folder written by :func:`generate`.
         split: ``None`` (all), ``"train"``, ``"val"``, ``"test"``, ``"gallery"`` (= train) or a
             sequence of those.
-        with_masks: attach ``region_masks (R, H, W)`` bool and ``evidence (H, W)`` bool.
+        with_masks: attach ``region_masks (R, H, W)`` bool and ``evidence (H, W)`` bool (on
+            shortcut data the last plane, named ``"sticker"``, is the sticker's mask).
 
     Attributes:
         classes: class names (index = label; ``0`` is ``unaffected``).
@@ -571,7 +572,9 @@ class SyntheticFaces(torch.utils.data.Dataset):
         self.folder = Path(folder)
         self.card = read_card(self.folder)
         self.classes: list[str] = list(self.card["classes"])
-        self.region_names = tuple(self.card["region_names"])
+        #: facial regions, plus a ``"sticker"`` plane (the shortcut sticker's mask) on shortcut data
+        self.has_sticker = bool(self.card.get("config", {}).get("shortcut", False))
+        self.region_names = tuple(self.card["region_names"]) + (("sticker",) if self.has_sticker else ())
         try:
             self._images = np.load(self.folder / "images.npy", mmap_mode="r")
             with np.load(self.folder / "arrays.npz") as z:
@@ -625,7 +628,9 @@ class SyntheticFaces(torch.utils.data.Dataset):
         masks = ev = None
         if self.with_masks:
             reg = torch.from_numpy(self._a["regions"][j])
-            masks = reg.unsqueeze(0) == torch.arange(1, len(self.region_names) + 1).view(-1, 1, 1)
+            masks = reg.unsqueeze(0) == torch.arange(1, len(self.card["region_names"]) + 1).view(-1, 1, 1)
+            if self.has_sticker:
+                masks = torch.cat([masks, self.sticker_mask(i).unsqueeze(0)])
             ev = torch.from_numpy(np.unpackbits(self._a["evidence"][j])[: R.SIZE * R.SIZE]
                                   .reshape(R.SIZE, R.SIZE).astype(bool))
         code = int(self._a["splits"][j])

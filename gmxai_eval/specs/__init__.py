@@ -1,1 +1,1 @@
-"""Packaged benchmark specs (TOML presets): default, quick, full."""
+"""Packaged benchmark specs (TOML presets): default, quick, full, shortcut."""
