@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 from gmxai_eval.errors import DataError
 from gmxai_eval.registry import Registry
 from gmxai_eval.report import figures
-from gmxai_eval.report.tables import flags_text, leaderboard_rows
+from gmxai_eval.report.tables import flags_text, leaderboard_rows, legend_lines
 from gmxai_eval.utils import write_atomic
 
 
@@ -157,13 +157,15 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
     headers, rows = leaderboard_rows(results)
     parts.append("<h2>Leaderboard</h2>")
     parts.append(f'<div class="scroll">{table_html(headers, rows, "leaderboard")}</div>')
-    parts.append("<p>Cells: mean [95% bootstrap CI] #rank band (1 + number of methods with a "
-                 "strictly better, non-overlapping interval). Ranks: rank (mean rank). "
-                 "↑ higher is better, ↓ lower is better.</p>")
+    parts.append("".join(f"<p>{e(line)}</p>" for line in legend_lines(results)))
     flags = flags_text(results)
     if flags:
-        parts.append("<h3>Control flags</h3><ul>" + "".join(f'<li class="flag">{e(f)}</li>' for f in flags)
-                     + "</ul>")
+        parts.append("<h3>Control and oracle flags</h3><ul>"
+                     + "".join(f'<li class="flag">{e(f)}</li>' for f in flags) + "</ul>")
+    if results.get("validity"):
+        from gmxai_eval.report.validity import validity_html
+
+        parts.append(validity_html(results))  # its own <h2>, table and legend
 
     aggs = results.get("aggregates", [])
     evs = results.get("agreement", {}).get("evaluators", [])

@@ -31,7 +31,7 @@ def summarise(ctx: RunContext) -> dict[str, Any]:
     spec, table = ctx.spec, ctx.table
     summary = agg.summarise(table, {k: card_dict(v) for k, v in ctx.evaluator_cards.items()},
                             {k: card_dict(v) for k, v in ctx.method_cards.items()}, n_boot=spec.bootstrap,
-                            seed=spec.seeds[0], curve_labels=ctx.curve_labels)
+                            seed=spec.seeds[0], curve_labels=ctx.curve_labels, conventions=ctx.conventions)
     return {
         "format": "gmxai_eval.results/1",
         "run_id": ctx.run_id,
