@@ -361,41 +361,23 @@ def _validate(doc: Any, key: Mapping[str, Any]) -> str | None:
 
 
 def krippendorff_alpha_ordinal(units: Sequence[Mapping[str, float]]) -> float | None:
-    """Krippendorff's α with the ordinal difference function.
+    """Krippendorff's alpha (ordinal) of ratings given as one ``{rater: value}`` mapping per unit
+    (here: a map of a case); units with fewer than 2 ratings are not pairable and drop out.
+    The computation is :func:`gmxai_eval.functional.agreement.krippendorff_alpha`; ``None`` when
+    alpha is undefined (fewer than 2 pairable values, or no variation at all)."""
+    from gmxai_eval.functional.agreement import krippendorff_alpha
 
-    Args:
-        units: one mapping per unit (``{rater: value}``); units with fewer than 2 values are not
-            pairable and are ignored.
-
-    Returns:
-        α = 1 − D_o / D_e from the coincidence matrix (Krippendorff 2011), ``None`` when fewer
-        than 2 pairable values exist or every value is the same (α undefined).
-    """
-    vals = sorted({float(v) for u in units for v in u.values()})
-    idx = {v: i for i, v in enumerate(vals)}
-    k = len(vals)
-    o = np.zeros((k, k))
-    for u in units:
-        xs = [idx[float(v)] for v in u.values()]
-        m = len(xs)
-        if m < 2:
-            continue
-        for a in range(m):
-            for b in range(m):
-                if a != b:
-                    o[xs[a], xs[b]] += 1.0 / (m - 1)
-    n_c = o.sum(1)
-    n = n_c.sum()
-    if n < 2 or k < 2:
+    raters = sorted({r for u in units for r in u})
+    if not raters or not units:
         return None
-    delta = np.zeros((k, k))  # ordinal: (sum of n_g for g between c and k, minus half the ends)^2
-    for c in range(k):
-        for kk in range(k):
-            lo, hi = min(c, kk), max(c, kk)
-            delta[c, kk] = (n_c[lo:hi + 1].sum() - (n_c[lo] + n_c[hi]) / 2.0) ** 2
-    d_o = (o * delta).sum()
-    d_e = (np.outer(n_c, n_c) * delta).sum() / (n - 1)
-    return None if d_e == 0 else float(1.0 - d_o / d_e)
+    table = np.full((len(raters), len(units)), np.nan)
+    for j, u in enumerate(units):
+        for r, v in u.items():
+            table[raters.index(r), j] = float(v)
+    if (np.isfinite(table).sum(0) >= 2).sum() == 0:
+        return None
+    a = krippendorff_alpha(table, level="ordinal")
+    return None if a is None or not math.isfinite(a) else float(a)
 
 
 def analyse(answer_dir: str | Path, key: Mapping[str, Any] | str | Path, *, n_boot: int = 2000,
