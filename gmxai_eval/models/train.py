@@ -14,11 +14,14 @@ torch build.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +31,7 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.models.base import MODELS, GMXModel
 from gmxai_eval.models.metrics import classifier_topk, gallery_topk
 from gmxai_eval.models.small import embed_dataset
+from gmxai_eval.utils import stable_hash
 
 
 @dataclass(frozen=True)
@@ -249,5 +253,238 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
     return asdict(cfg)
 
 
+
+# -------------------------------------------------------------------------------------------
+# retraining (ROAR / KAR / label randomisation): recipes, array datasets, training jobs
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """Content hash of a model's class, architecture name and state dict (names, shapes, bytes)."""
+    sd = model.state_dict()
+    parts: list[Any] = [type(model).__qualname__, getattr(model, "arch", "")]
+    for k in sorted(sd):
+        t = sd[k].detach().to("cpu").contiguous()
+        parts += [k, str(t.dtype), list(t.shape), t.view(-1).view(torch.uint8) if t.numel() else b""]
+    return stable_hash(*parts)
+
+
+class ArrayDataset(torch.utils.data.Dataset):
+    """Images held as a uint8 array ``(N, C, H, W)`` (in memory or memory-mapped) with labels.
+
+    Exposes the attributes the trainer's fast path reads (``_images``, ``indices``,
+    ``labels``) and ``images(rows)`` for :func:`~gmxai_eval.models.small.embed_dataset`;
+    items are :class:`~gmxai_eval.data.base.Sample` with ids ``ids[i]``."""
+
+    def __init__(self, images: np.ndarray, labels: torch.Tensor | np.ndarray,
+                 ids: Sequence[str] | None = None, split: str = "") -> None:
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ConfigError(f"expected uint8 images (N, C, H, W), got {images.dtype} {images.shape}")
+        lab = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        if lab.shape != (images.shape[0],):
+            raise ConfigError(f"expected {images.shape[0]} labels, got {tuple(lab.shape)}")
+        self._images, self._labels, self.split = images, lab, split
+        self.indices = np.arange(images.shape[0])
+        self.ids = list(ids) if ids is not None else [f"{split or 'img'}{i:06d}" for i in range(len(lab))]
+
+    def __len__(self) -> int:
+        return int(self._labels.shape[0])
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self._labels
+
+    def images(self, rows: Any = None) -> torch.Tensor:
+        idx = self.indices if rows is None else self.indices[rows]
+        return torch.from_numpy(np.ascontiguousarray(self._images[idx])).float().div_(255)
+
+    def __getitem__(self, i: int) -> Any:
+        from gmxai_eval.data.base import Sample
+
+        return Sample(image=self.images(slice(i, i + 1))[0], label=int(self._labels[i]),
+                      image_id=self.ids[i], split=self.split)
+
+
+def to_uint8(dataset: Any) -> tuple[np.ndarray, torch.Tensor]:
+    """``(uint8 images (N, C, H, W), int64 labels (N,))`` of a dataset of samples."""
+    x, y = _arrays(dataset)
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x), torch.as_tensor(y).long()
+
+
+@dataclass(frozen=True)
+class RetrainRecipe:
+    """How a retraining benchmark trains "the same architecture from scratch with the same
+    recipe" (picklable; it is the ``train_fn`` of the :class:`DatasetJob` built by
+    :func:`dataset_job`).
+
+    Attributes:
+        config: the training config (its ``seed`` is replaced by each repeat's seed).
+        arch_kwargs: architecture keywords besides ``num_classes`` / ``seed``.
+        num_classes: ``K``.
+        cache_dir: folder of the content-addressed retraining cache.
+        device: where training runs (``"cpu"``; a cuda device when the run's device is cuda).
+        gallery: also report GestaltMatcher gallery top-1 / top-5 (test vs the training set).
+    """
+
+    config: TrainConfig
+    arch_kwargs: Mapping[str, Any]
+    num_classes: int
+    cache_dir: str = ""
+    device: str = "cpu"
+    gallery: bool = True
+
+    def replace(self, **changes: Any) -> "RetrainRecipe":
+        """A copy with ``TrainConfig`` fields (and ``width`` etc. in ``arch_kwargs``) overridden:
+        keys of :class:`TrainConfig` go to the config, the rest to ``arch_kwargs``."""
+        fields = set(asdict(self.config))
+        cfg = {k: v for k, v in changes.items() if k in fields}
+        kw = {k: v for k, v in changes.items() if k not in fields}
+        return replace(self, config=replace(self.config, **cfg), arch_kwargs={**self.arch_kwargs, **kw})
+
+    def key(self) -> str:
+        return stable_hash(config_dict(self.config), dict(self.arch_kwargs), self.num_classes, self.gallery)
+
+    def model_factory(self, seed: int = 0) -> GMXModel:
+        return MODELS.create(self.config.arch, num_classes=self.num_classes, seed=seed, **dict(self.arch_kwargs))
+
+    def __call__(self, model: Any, dataset: Any, seed: int) -> GMXModel:
+        """``train_fn(model, dataset, seed)``: a model of this recipe trained from scratch on
+        ``dataset`` (``model`` is only the architecture's stand-in and is not modified)."""
+        out, _ = train_model(dataset, self.num_classes, replace(self.config, seed=int(seed)),
+                             progress=False, arch_kwargs=dict(self.arch_kwargs))
+        return out
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """One retraining: train ``recipe`` with ``seed`` on the images in ``train_path`` (uint8
+    ``.npy``, memory-mapped) and score it on ``test_path``; the result JSON (and the weights)
+    are written to ``result_path`` atomically, so a finished training is never redone.
+
+    ``labels_*``: int64 labels (a permuted copy for the label-randomisation test)."""
+
+    key: str
+    train_path: str
+    test_path: str
+    train_labels: torch.Tensor
+    test_labels: torch.Tensor
+    recipe: RetrainRecipe
+    seed: int
+    result_path: str
+    save_weights: bool = True
+    train_rows: tuple[int, int] | None = None  # rows of train_path to use (None: all)
+    test_rows: tuple[int, int] | None = None
+
+
+def read_result(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The stored result of a finished training, or ``None`` (missing or unreadable: retrain)."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == "gmxai_eval.retrain/1" else None
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _rows(a: np.ndarray, rows: tuple[int, int] | None) -> np.ndarray:
+    return a if rows is None else a[rows[0]:rows[1]]
+
+
+def run_train_task(task: TrainTask) -> dict[str, Any]:
+    """Train and score one :class:`TrainTask` (the executors' unit of retraining work).
+
+    Returns the result dict ``{"key", "seed", "top1", ["gallery_top1", "gallery_top5"],
+    "train_top1", "seconds", "cached"}``; a stored result is returned without training."""
+    done = read_result(task.result_path)
+    if done is not None:
+        return {**done, "cached": True}
+    t0 = time.perf_counter()
+    xtr = _rows(np.load(task.train_path, mmap_mode="r"), task.train_rows)
+    xte = _rows(np.load(task.test_path, mmap_mode="r"), task.test_rows)
+    train, test = ArrayDataset(xtr, task.train_labels, split="train"), ArrayDataset(xte, task.test_labels, split="test")
+    cfg = replace(task.recipe.config, seed=int(task.seed))
+    if task.recipe.device != "cpu":
+        raise ConfigError(f"expected device 'cpu' for retraining (train_model trains on CPU), got "
+                          f"{task.recipe.device!r}")
+    model, hist = train_model(train, task.recipe.num_classes, cfg, progress=False,
+                              arch_kwargs=dict(task.recipe.arch_kwargs))
+    with deterministic_cpu(cfg.threads, cfg.deterministic):
+        k = task.recipe.num_classes
+        ks = tuple(v for v in (1, 5) if v <= k)
+        m = evaluate_classifier(model, test, ks=ks)
+        out: dict[str, Any] = {"top1": m["top1"]}
+        if task.recipe.gallery and hasattr(model, "embed"):
+            zg, yg = embed_dataset(model, train)
+            zt, yt = embed_dataset(model, test)
+            g = gallery_topk(zt, yt, zg, yg, k, ks)
+            out.update({f"gallery_top{v}": g[f"top{v}"] for v in ks})
+        out["train_top1"] = evaluate_classifier(model, train, ks=(1,))["top1"]
+    doc = {"format": "gmxai_eval.retrain/1", "key": task.key, "seed": int(task.seed), **out,
+           "seconds": time.perf_counter() - t0, "train_seconds": hist["seconds"],
+           "recipe": {"config": config_dict(cfg), "arch_kwargs": dict(task.recipe.arch_kwargs)}}
+    res = Path(task.result_path)
+    if task.save_weights:
+        _atomic_write(res.with_suffix(".pt"), lambda p: torch.save(model.state_dict(), p))
+    _atomic_write(res, lambda p: p.write_text(json.dumps(doc, indent=1)))  # written last: the marker
+    return {**doc, "cached": False}
+
+
+def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapping[str, Any],
+                dataset: Any, spec: Any) -> Any:
+    """The :class:`~gmxai_eval.evaluators.base.DatasetJob` of a run (the runner calls this
+    through ``default_dataset_job``).
+
+    * Embedded default model (``[model] source = "default"``): train / test data are the
+      default data's ``train`` and ``test`` splits, the recipe is the preset's
+      :class:`TrainConfig` and the architecture keywords from the checkpoint card.
+    * Otherwise: the dataset's ``train`` split (items with ``split == "train"``) and the run's
+      ``samples`` as test data; recipe = :class:`TrainConfig` with the model's ``arch`` (an
+      evaluator's ``recipe`` config can override any field).
+
+    ``seeds`` are ``spec.seeds`` (evaluators choose their own number of repeats); the cache
+    folder is ``<spec.cache or <spec.output>/.cache>/retraining``.
+    """
+    from gmxai_eval.evaluators.base import DatasetJob  # the job type the runner hands over
+
+    cache = Path(spec.cache or Path(spec.output) / ".cache") / "retraining"
+    num_classes = int(getattr(model, "num_classes", 0) or len(getattr(dataset, "classes", []) or []))
+    if num_classes < 2:
+        raise ConfigError(f"expected a model with num_classes >= 2 for retraining, got {num_classes}")
+    mcfg = dict(spec.model.get("config", {})) if spec.model.get("source") == "default" else {}
+    if spec.model.get("source") == "default":
+        from gmxai_eval.models import default as dflt
+
+        preset = dflt.PRESETS[mcfg.get("preset", "default")]
+        _, splits, card = dflt.load_default(**{**mcfg, "progress": False})
+        train, test = splits.train, splits.test
+        cfg, kw = preset.train, {k: v for k, v in card.get("arch_kwargs", {}).items()
+                                 if k not in ("num_classes", "seed")}
+    else:
+        rows = [i for i in range(len(dataset)) if getattr(dataset[i], "split", "") == "train"]
+        if not rows:
+            raise ConfigError("expected training items (split 'train') in the dataset for retraining, got none")
+        train = torch.utils.data.Subset(dataset, rows)
+        test = list(samples)
+        arch = getattr(model, "arch", "")
+        if arch not in MODELS:
+            raise ConfigError(f"expected the model's arch to be a registered architecture, got {arch!r}")
+        cfg, kw = TrainConfig(arch=arch), {}
+    recipe = RetrainRecipe(cfg, kw, num_classes, str(cache), device="cpu", gallery=True)
+    return DatasetJob(train_data=train, test_data=test, model_factory=recipe.model_factory,
+                      train_fn=recipe, explainers=dict(explainers), reference_model=model,
+                      seeds=tuple(spec.seeds))
+
+
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",
-           "deterministic_cpu", "config_dict", "recalibrate_bn"]
+           "deterministic_cpu", "config_dict", "recalibrate_bn", "weights_hash", "ArrayDataset",
+           "to_uint8", "RetrainRecipe", "TrainTask", "run_train_task", "read_result", "dataset_job"]
