@@ -38,9 +38,9 @@ def recipe(cache_dir: str, epochs: int = 6) -> RetrainRecipe:
 
 
 def toy_job(cache_dir: str, methods: tuple[str, ...] = ("saliency", "random", "oracle"), n_train: int = 60,
-            n_test: int = 30) -> DatasetJob:
+            n_test: int = 30, epochs: int = 6) -> DatasetJob:
     train, test = colour_squares(n_train, 0, "train"), colour_squares(n_test, 1, "test")
-    rec = recipe(cache_dir)
-    ref = rec(None, train, seed=123).eval()
+    rec = recipe(cache_dir, epochs)
+    ref = recipe(cache_dir)(None, train, seed=123).eval()  # the same reference model for any epochs
     ex = {m: METHODS.create(m) for m in methods}
     return DatasetJob(train, test, rec.model_factory, rec, ex, ref, seeds=(0,))

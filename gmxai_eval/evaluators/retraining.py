@@ -366,14 +366,14 @@ class _Retraining(DatasetEvaluator):
                                                                    f"repeat={p[2]}") for fl in failures):
                 failures.append({"job": f"train {p[0] or 'unmodified'} t={p[1]} repeat={p[2]}",
                                  "error": "not run: its masked dataset is missing", "attempts": 0})
-        for fl in failures:
-            print(f"{self.name}: FAILED {fl['job']} after {fl['attempts']} attempt(s): {fl['error']}",
-                  file=sys.stderr, flush=True)
 
         # 4. ROAD on the same imputed test images (reference model, no retraining)
         road = {}
         if c["road"]:
-            road = self._road(model, data, masked, recipe.num_classes, int(c["batch_size"]))
+            road = self._road(model, data, masked, failures)
+        for fl in failures:
+            print(f"{self.name}: FAILED {fl['job']} after {fl['attempts']} attempt(s): {fl['error']}",
+                  file=sys.stderr, flush=True)
 
         # 5. assemble
         R, T = len(seeds), len(self.fractions) + 1
@@ -398,7 +398,7 @@ class _Retraining(DatasetEvaluator):
         tau = _kendall([float(area[m].nanmean()) for m in methods], [road_area.get(m, float("nan")) for m in methods])
         n_run = sum(1 for i in todo if i in results and not results[i].get("cached"))
         n_unique = len(first)
-        conv = {"fractions": list(self.fractions), "repeat_seeds": seeds, "n_train": ntr, "n_test": n - ntr,
+        conv = {**self.conventions(), "fractions": list(self.fractions), "repeat_seeds": seeds, "n_train": ntr, "n_test": n - ntr,
                 "recipe": {"config": config_dict(recipe.config), "arch_kwargs": dict(recipe.arch_kwargs)},
                 "reference_model": mh, "trainings": {"total": n_unique, "run": n_run,
                                                      "reused": n_unique - len(todo),
@@ -423,21 +423,25 @@ class _Retraining(DatasetEvaluator):
 
     @torch.no_grad()
     def _road(self, model: torch.nn.Module, data: _Data, masked: Mapping[tuple[str, float], Path],
-              k: int, bs: int) -> dict[str, list[float]]:
+              failures: list[dict[str, Any]]) -> dict[str, list[float]]:
+        """Reference-model accuracy on every imputed test set (an unreadable one is NaN and is
+        added to ``failures``)."""
         from gmxai_eval.models.train import evaluate_classifier
 
         ntr = data.n_train
         yte = data.labels[ntr:]
         base = evaluate_classifier(model, ArrayDataset(data.x[ntr:], yte), ks=(1,))["top1"]
         out: dict[str, list[float]] = {}
-        for m in {m for m, _ in masked}:
+        for m in dict.fromkeys(m for m, _ in masked):
             vals = [base]
             for f in self.fractions:
                 p = masked[(m, f)]
-                if not p.exists():
+                try:
+                    xm = np.load(p, mmap_mode="r")[ntr:]
+                except (OSError, ValueError) as e:
+                    failures.append({"job": f"road {m} t={f}", "error": f"{type(e).__name__}: {e}", "attempts": 1})
                     vals.append(float("nan"))
                     continue
-                xm = np.load(p, mmap_mode="r")[ntr:]
                 vals.append(evaluate_classifier(model, ArrayDataset(np.ascontiguousarray(xm), yte), ks=(1,))["top1"])
             out[m] = vals
         return out
@@ -555,7 +559,7 @@ class DataRandomisation(DatasetEvaluator):
                 extras[s] = fn(a, b)
                 extras[f"floor_{s}"] = fn(a, a[partner])
             out[m] = EvalResult(extras[c["similarity"]], extras=extras, conventions={
-                "permuted_model_train_top1": o.value["train_top1"], "permuted_model_test_top1": o.value["top1"],
+                **self.conventions(), "permuted_model_train_top1": o.value["train_top1"], "permuted_model_test_top1": o.value["top1"],
                 "recipe": {"config": config_dict(recipe.config), "arch_kwargs": dict(recipe.arch_kwargs)},
                 "target": "label", "floor": "similarity of the true model's maps of random image pairs"})
         return out
