@@ -25,6 +25,10 @@ job's cache folder (reference-model hash, method config, data, fraction, mode, i
 recipe, repeat seed): adding a method or a repeat trains only what is new, and a killed run
 loses only the trainings in flight (each writes its result file when it finishes).
 
+Data options: ``train_images`` / ``test_images`` take the first N images in class round-robin
+(0 = all) and ``classes`` keeps only labels below it (0 = all), so a CI preset can retrain a
+smaller problem; the retrained head keeps the reference model's ``K`` outputs.
+
 ``data_randomisation`` (Adebayo et al., NeurIPS 2018): retrain the architecture on permuted
 training labels (recipe override ``epochs``: train until the training set is fitted; the
 training accuracy reached is reported), explain ``n_images`` test images with the true and the
@@ -95,12 +99,15 @@ def _pick(labels: torch.Tensor, n: int) -> list[int]:
     return sorted(out)
 
 
-def _materialise(ds: Any, n: int, split: str, with_evidence: bool
+def _materialise(ds: Any, n: int, split: str, with_evidence: bool, classes: int = 0
                  ) -> tuple[np.ndarray, torch.Tensor, list[str], torch.Tensor | None]:
     labels = getattr(ds, "labels", None)
     if not isinstance(labels, torch.Tensor) or len(labels) != len(ds):
         labels = torch.tensor([ds[i].label for i in range(len(ds))])
-    rows = _pick(labels.long(), n)
+    keep = [i for i, c in enumerate(labels.tolist()) if classes <= 0 or c < classes]
+    if not keep:
+        raise ShapeError(f"expected {split} items with a label below classes={classes}, got none")
+    rows = [keep[j] for j in _pick(labels.long()[keep], n)]
     fast = hasattr(ds, "_images") and hasattr(ds, "indices")
     xs, ids, ev = [], [], []
     for i in rows:
@@ -120,9 +127,9 @@ def _materialise(ds: Any, n: int, split: str, with_evidence: bool
     return x, labels.long()[rows], ids, (torch.stack(ev) if with_evidence else None)
 
 
-def _prepare(job: DatasetJob, n_train: int, n_test: int, with_evidence: bool) -> _Data:
-    xtr, ytr, itr, etr = _materialise(job.train_data, n_train, "train", with_evidence)
-    xte, yte, ite, ete = _materialise(job.test_data, n_test, "test", with_evidence)
+def _prepare(job: DatasetJob, n_train: int, n_test: int, with_evidence: bool, classes: int = 0) -> _Data:
+    xtr, ytr, itr, etr = _materialise(job.train_data, n_train, "train", with_evidence, classes)
+    xte, yte, ite, ete = _materialise(job.test_data, n_test, "test", with_evidence, classes)
     if xtr.shape[1:] != xte.shape[1:]:
         raise ShapeError(f"expected train and test images of one shape, got {xtr.shape[1:]} and {xte.shape[1:]}")
     x = np.concatenate([xtr, xte])
@@ -279,7 +286,7 @@ class _Retraining(DatasetEvaluator):
         explainers: dict[str, Explainer] = dict(job.explainers)
         explainers[_RANDOM] = RandomMap(seed=int(c["seed"]))
         need_ev = any(getattr(e, "needs_masks", False) for e in explainers.values())
-        data = _prepare(job, int(c["train_images"]), int(c["test_images"]), need_ev)
+        data = _prepare(job, int(c["train_images"]), int(c["test_images"]), need_ev, int(c["classes"]))
         n, _, h, w = data.x.shape
         ntr = data.n_train
         mh = weights_hash(model)
@@ -475,7 +482,7 @@ def _kendall(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 _RETRAIN_DEFAULTS: dict[str, Any] = {
     "fractions": (0.1, 0.3, 0.5, 0.7, 0.9), "repeats": 5, "imputation": "noisy_linear", "noise": 0.01,
-    "target": "label", "recipe": {}, "train_images": 0, "test_images": 0, "road": True, "seed": 0,
+    "target": "label", "recipe": {}, "train_images": 0, "test_images": 0, "classes": 0, "road": True, "seed": 0,
     "cache": "", "batch_size": 32, "progress": True,
 }
 
@@ -516,7 +523,7 @@ class DataRandomisation(DatasetEvaluator):
         name="data_randomisation", category="randomisation", higher_is_better=False, paper=_ADEBAYO,
         scope="dataset", needs=frozenset({"dataset"}),
         default_config={"similarity": "spearman_abs", "similarities": ("spearman_abs", "ssim"),
-                        "n_images": 16, "train_images": 0, "recipe": {}, "seed": 0, "cache": "",
+                        "n_images": 16, "train_images": 0, "classes": 0, "recipe": {}, "seed": 0, "cache": "",
                         "batch_size": 32, "progress": True},
         description="similarity of the maps of the true-label and a permuted-label model (with the "
                     "random-pair floor)")
@@ -528,7 +535,7 @@ class DataRandomisation(DatasetEvaluator):
         recipe = _recipe(job, c["recipe"], c["cache"])
         root = Path(recipe.cache_dir)
         need_ev = any(getattr(e, "needs_masks", False) for e in job.explainers.values())
-        data = _prepare(job, int(c["train_images"]), int(c["n_images"]), need_ev)
+        data = _prepare(job, int(c["train_images"]), int(c["n_images"]), need_ev, int(c["classes"]))
         ntr, n = data.n_train, len(data.labels)
         src = root / "data" / f"src-{data.key}.npy"
         _save_npy(src, data.x)

@@ -131,7 +131,8 @@ def mask_leakage(train_masks: torch.Tensor, train_labels: torch.Tensor, test_mas
         train_labels / test_labels: ``(N,)`` int64.
 
     Returns:
-        ``top1 - 1/K`` (0 = no leakage; can be slightly negative by chance).
+        ``top1 - 1/K'`` with ``K'`` the classes present in the training labels (0 = no leakage;
+        slightly negative values are chance); ``num_classes`` is the number of outputs.
     """
     if train_masks.ndim != 3 or test_masks.ndim != 3:
         raise ShapeError(f"expected masks (N, H, W), got {tuple(train_masks.shape)}, {tuple(test_masks.shape)}")
@@ -157,7 +158,7 @@ def mask_leakage(train_masks: torch.Tensor, train_labels: torch.Tensor, test_mas
         hit = ((xte @ w + b).argmax(1) == test_labels).double()
     present = test_labels.unique()
     top1 = torch.stack([hit[test_labels == c].mean() for c in present]).mean()  # macro over classes
-    return float(top1) - 1.0 / num_classes
+    return float(top1) - 1.0 / len(train_labels.unique())
 
 
 __all__ = ["IMPUTATIONS", "MODES", "pixel_order", "removal_masks", "impute", "area_between",

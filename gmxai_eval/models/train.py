@@ -14,6 +14,7 @@ torch build.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -176,6 +177,92 @@ def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
     hist["seconds"] = time.perf_counter() - t0
     hist["arch_kwargs"] = kw
     return model, hist
+
+
+def train_stacked(train: Any, num_classes: int, config: TrainConfig, seeds: Sequence[int],
+                  arch_kwargs: dict[str, Any] | None = None) -> tuple[list[GMXModel], dict[str, Any]]:
+    """Train ``len(seeds)`` models of one recipe together, as one ``torch.func`` stacked ensemble.
+
+    Each model gets exactly what :func:`train_model` would give it with ``config.seed = seed``:
+    its own initialisation, batch order and flips, the same AdamW / warm-up / cosine schedule
+    (AdamW is element-wise, so one optimiser over the stacked parameters equals one per model)
+    and BatchNorm statistics recomputed after training (:func:`recalibrate_bn`; during training
+    BatchNorm uses batch statistics, as in train mode, and keeps no running averages). The
+    forward / backward pass of all models runs as one vectorised (``vmap``) call per step. The
+    weights equal sequential training up to float reassociation (not bitwise).
+
+    Returns ``(models in eval mode, history with "seconds")``.
+    """
+    from torch.func import functional_call, stack_module_state, vmap
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigError("expected at least one seed, got none")
+    t0 = time.perf_counter()
+    kw = dict(arch_kwargs or {})
+    with deterministic_cpu(config.threads, config.deterministic):
+        models = []
+        for sd in seeds:
+            torch.manual_seed(sd)
+            models.append(MODELS.create(config.arch, num_classes=num_classes, seed=sd, **kw))
+        x_all, y_all = _arrays(train)
+        n = len(y_all)
+        if n == 0:
+            raise ConfigError("expected a non-empty training set, got 0 images")
+        w = class_weights(y_all, num_classes, config.balance)
+        gens = [torch.Generator().manual_seed(sd) for sd in seeds]
+        base = copy.deepcopy(models[0])  # its parameters are replaced by the stacked ones
+        for m in base.modules():  # batch statistics only (recalibrated afterwards)
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.track_running_stats = False
+                m.running_mean = m.running_var = m.num_batches_tracked = None
+        params, _ = stack_module_state(models)  # type: ignore[arg-type]
+        params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        steps_per_epoch = math.ceil(n / config.batch_size)
+        total = config.epochs * steps_per_epoch
+        opt = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=config.weight_decay)
+        warm = max(1, total // 10)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda st: (st + 1) / warm if st < warm
+            else 0.5 * (1 + math.cos(math.pi * (st - warm) / max(1, total - warm))))
+
+        eps = config.label_smoothing
+
+        def loss_one(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            # F.cross_entropy(weight=w, label_smoothing=eps) written out (its weighted path
+            # cannot be vmapped): sum_i [(1-eps) w_y (-log p_y) + eps/K sum_k w_k (-log p_k)] / sum_i w_y
+            logp = torch.log_softmax(functional_call(base, p, (x,)), dim=1)
+            wy = w[y]
+            nll = -(logp.gather(1, y[:, None])[:, 0] * wy).sum()
+            smooth = -(logp * w).sum() / logp.shape[1]
+            return ((1 - eps) * nll + eps * smooth) / wy.sum()
+
+        vloss = vmap(loss_one)
+        for _ in range(config.epochs):
+            perms = [torch.randperm(n, generator=g) for g in gens]
+            flips = [torch.rand(n, generator=g) < 0.5 for g in gens]
+            for s in range(0, n, config.batch_size):
+                xs, ys = [], []
+                for perm, fl in zip(perms, flips):
+                    b = perm[s:s + config.batch_size]
+                    x = x_all[b].float().div_(255)
+                    if config.flip:
+                        f = fl[s:s + config.batch_size]
+                        x[f] = x[f].flip(-1)
+                    xs.append(x)
+                    ys.append(y_all[b])
+                loss = vloss(params, torch.stack(xs), torch.stack(ys)).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+        out = []
+        for r, (m, g) in enumerate(zip(models, gens)):
+            m.load_state_dict({**m.state_dict(), **{k: v[r].detach() for k, v in params.items()}})
+            recalibrate_bn(m, x_all[torch.randperm(n, generator=g)[:config.bn_images]], config.batch_size,
+                           config.bn_images)
+            out.append(m.eval())
+    return out, {"seconds": time.perf_counter() - t0, "seeds": seeds}
 
 
 @torch.no_grad()
@@ -487,4 +574,4 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",
            "deterministic_cpu", "config_dict", "recalibrate_bn", "weights_hash", "ArrayDataset",
-           "to_uint8", "RetrainRecipe", "TrainTask", "run_train_task", "read_result", "dataset_job"]
+           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "read_result", "dataset_job"]

@@ -15,7 +15,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                               description="Run a benchmark. With no SPEC the packaged 'default' spec "
                                           "runs; --preset picks another packaged spec.")
     p.add_argument("spec", nargs="?", help="TOML spec file")
-    p.add_argument("--preset", choices=("default", "quick", "full"), help="packaged spec to run")
+    from gmxai_eval.runner.spec import PRESETS
+
+    p.add_argument("--preset", choices=PRESETS, help="packaged spec to run")
     p.add_argument("--output", help="parent folder of run folders (overrides run.output)")
     p.add_argument("--run-id", help="run folder name (default: <name>-<spec hash>)")
     p.add_argument("--cache", help="cache folder (default: <output>/.cache)")
@@ -25,6 +27,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.add_argument("--reliability", action="store_true", help="enable the metric-reliability stage")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--executor", help="where units and trainings run: local | processes | ray "
+                                      "(overrides run.executor)")
+    p.add_argument("--workers", type=int, help="worker processes / Ray CPUs of the executor")
+    p.add_argument("--address", help="Ray cluster address (auto | HOST:PORT; default: a local instance)")
     p.set_defaults(func=_run)
 
     c = subparsers.add_parser("compare", help="compare two results.json; exit 1 on a regression",
@@ -64,8 +70,18 @@ def _run(args: argparse.Namespace) -> int:
         changes["reliability"] = {**spec.to_dict()["reliability"], "enabled": True}
     if changes:
         spec = spec.replace(**changes)
-    run_benchmark(spec, output=args.output, run_id=args.run_id, cache=args.cache,
-                  progress=False if args.no_progress else None)
+    executor = None
+    if args.executor or args.workers is not None or args.address:
+        from gmxai_eval.execution import create_executor
+
+        kw: dict[str, Any] = {"address": args.address} if args.address else {}
+        executor = create_executor(args.executor or spec.executor, workers=args.workers, **kw)
+    try:
+        run_benchmark(spec, output=args.output, run_id=args.run_id, cache=args.cache,
+                      progress=False if args.no_progress else None, executor=executor)
+    finally:
+        if executor is not None and hasattr(executor, "close"):
+            executor.close()
     return 0
 
 

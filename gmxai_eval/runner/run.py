@@ -464,10 +464,16 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                     t0 = time.perf_counter()
                     sel = ix[torch.tensor(missing, dtype=torch.long)]
                     xs, ts = fb.images[sel].to(device), target[sel].to(device)
+                    ms = None  # evidence masks for explainers that need them (the oracle control)
+                    if getattr(ex, "needs_masks", False):
+                        if fb.evidence is None:
+                            raise ConfigError(f"method {lab!r} needs evidence masks; the samples have none")
+                        ms = fb.evidence[sel].to(device)
                     new = call_halving(
-                        lambda a: ex(model, a[0], a[1]).detach().cpu(), (xs, ts),
-                        lambda a: ((a[0][: len(a[0]) // 2], a[1][: len(a[0]) // 2]),
-                                   (a[0][len(a[0]) // 2:], a[1][len(a[0]) // 2:])),
+                        lambda a: (ex(model, a[0], a[1]) if a[2] is None  # type: ignore[call-arg]
+                                   else ex(model, a[0], a[1], masks=a[2])).detach().cpu(), (xs, ts, ms),
+                        lambda a: tuple(tuple(None if v is None else v[h] for v in a)
+                                        for h in (slice(None, len(a[0]) // 2), slice(len(a[0]) // 2, None))),
                         lambda p, q: torch.cat([p, q]), lambda a: len(a[0]))
                     maps_cache.put(e.name, mk, [bkeys[i] for i in missing], new)
                     counts["attributed"][lab] += len(missing)
@@ -576,7 +582,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                         raise ModelStateError(f"expected evaluator {e.name!r} with scope 'dataset' to be a "
                                               f"DatasetEvaluator, got {type(ev).__name__}")
                     job = (dataset_job or default_dataset_job)(samples, model, {m: explainers[m] for m in todo},
-                                                               dataset, spec)
+                                                               dataset, spec.replace(cache=str(cache_root)))
                     res = ev.run(job, execu)
                     for m in todo:
                         r = res[m]

@@ -65,7 +65,7 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.utils import stable_hash
 
 #: Packaged presets, ``gmxai-eval run --preset NAME``.
-PRESETS: tuple[str, ...] = ("default", "quick", "full")
+PRESETS: tuple[str, ...] = ("default", "quick", "full", "roar-quick", "roar-paper")
 
 _RUN_KEYS = {"name", "n_images", "seeds", "device", "batch_size", "target", "output", "cache",
              "html", "examples", "bootstrap", "executor", "select"}

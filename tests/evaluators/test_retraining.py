@@ -220,3 +220,21 @@ def test_data_randomisation_model_independent_maps_score_one(tmp_path):
     assert res["saliency"].conventions["permuted_model_train_top1"] == stored[0]["train_top1"]
     again = ev.run(job, LocalExecutor())
     assert torch.equal(again["saliency"].scores, res["saliency"].scores)
+
+
+# -- stacked training -------------------------------------------------------------------------------
+
+def test_stacked_training_equals_sequential_training():
+    from dataclasses import replace
+
+    from gmxai_eval.models.train import train_model, train_stacked
+    from retrain_toys import colour_squares, recipe
+
+    train = colour_squares(40, 0, "train")
+    cfg = replace(recipe("", epochs=3).config, label_smoothing=0.1, balance=0.5)  # weighted, smoothed CE
+    stacked, _ = train_stacked(train, K, cfg, [0, 5], {"width": 8})
+    x = torch.stack([s.image for s in train[:10]])
+    with torch.no_grad():
+        for seed, m in zip([0, 5], stacked):
+            ref, _ = train_model(train, K, replace(cfg, seed=seed), progress=False, arch_kwargs={"width": 8})
+            torch.testing.assert_close(m(x), ref(x), rtol=1e-4, atol=1e-4)
