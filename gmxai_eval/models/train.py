@@ -121,7 +121,7 @@ def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
     kw = {"num_classes": num_classes, "seed": cfg.seed, **(arch_kwargs or {})}
     hist: dict[str, Any] = {"loss": [], "val_top1": [], "seconds": 0.0}
     t0 = time.perf_counter()
-    with deterministic_cpu(cfg.threads, cfg.deterministic):
+    with deterministic_cpu(cfg.threads, cfg.deterministic), torch.enable_grad():
         torch.manual_seed(cfg.seed)
         model: GMXModel = MODELS.create(cfg.arch, **kw)
         x_all, y_all = _arrays(train)
@@ -200,7 +200,7 @@ def train_stacked(train: Any, num_classes: int, config: TrainConfig, seeds: Sequ
         raise ConfigError("expected at least one seed, got none")
     t0 = time.perf_counter()
     kw = dict(arch_kwargs or {})
-    with deterministic_cpu(config.threads, config.deterministic):
+    with deterministic_cpu(config.threads, config.deterministic), torch.enable_grad():
         models = []
         for sd in seeds:
             torch.manual_seed(sd)

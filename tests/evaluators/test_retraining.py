@@ -238,3 +238,39 @@ def test_stacked_training_equals_sequential_training():
         for seed, m in zip([0, 5], stacked):
             ref, _ = train_model(train, K, replace(cfg, seed=seed), progress=False, arch_kwargs={"width": 8})
             torch.testing.assert_close(m(x), ref(x), rtol=1e-4, atol=1e-4)
+
+
+# -- the roar-quick preset end to end (CI) -------------------------------------------------------------
+
+def check_roar_quick(results: dict, table) -> None:
+    """What the roar-quick preset must produce (shared with the measured command-line run)."""
+    methods = ["saliency", "grad_cam", "random", "sobel", "oracle"]
+    agg = {(a["evaluator"], a["method"]): a for a in results["aggregates"]}
+    roar = {m: agg[("roar", m)]["mean"] for m in methods}
+    assert roar["oracle"] == max(roar.values()) and roar["oracle"] > roar["random"]  # steepest drop
+    curves = results["curves"]["roar"]
+    assert set(curves) == set(methods)
+    assert all(len(curves[m]["mean"]) == 4 for m in methods)  # t = 0, 0.1, 0.3, 0.5
+    conv = results["evaluators"]["roar"]["conventions"]
+    assert conv["failures"] == [] and conv["trainings"]["failed"] == 0
+    assert conv["rank_agreement"]["kendall_tau"] is not None
+    rows = table[table.evaluator == "roar"]
+    assert len(rows) == 2 * len(methods)  # one row per repeat
+    assert all("leakage" in json.loads(e) and "road_accuracy" in json.loads(e) for e in rows.extras)
+    dr = table[table.evaluator == "data_randomisation"]
+    assert set(dr.method) == set(methods) and len(dr) == 16 * len(methods)
+    assert results["evaluators"]["data_randomisation"]["card"]["category"] == "randomisation"
+
+
+@pytest.mark.slow
+def test_roar_quick_preset(tmp_path):
+    from gmxai_eval.execution import ProcessExecutor
+    from gmxai_eval.runner.run import run_benchmark
+    from gmxai_eval.runner.spec import preset_spec
+
+    t0 = time.perf_counter()
+    with ProcessExecutor(workers=2) as ex:
+        res = run_benchmark(preset_spec("roar-quick").replace(html=False), output=tmp_path, executor=ex,
+                            progress=False)
+    check_roar_quick(res.results, res.table)
+    print(f"roar-quick: {time.perf_counter() - t0:.0f} s wall, load {os.getloadavg()}")
