@@ -51,9 +51,9 @@ def test_bench_stacked_repeats(benchmark):
     out = {}
     for repeats in (2, 5):
         seeds = list(range(repeats))
-        seq, _ = best_of(lambda: [train_model(train, 13, replace(cfg, seed=s), progress=False, arch_kwargs=kw)
-                                  for s in seeds], rounds=1)
-        stk, _ = best_of(lambda: train_stacked(train, 13, cfg, seeds, kw), rounds=1)
+        seq, _ = best_of(lambda seeds=seeds: [train_model(train, 13, replace(cfg, seed=s), progress=False,
+                                                          arch_kwargs=kw) for s in seeds], rounds=1)
+        stk, _ = best_of(lambda seeds=seeds: train_stacked(train, 13, cfg, seeds, kw), rounds=1)
         out[repeats] = {"sequential_s": seq, "stacked_s": stk, "speedup": seq / stk,
                         "trainings_per_hour_sequential": 3600 * repeats / seq,
                         "trainings_per_hour_stacked": 3600 * repeats / stk}

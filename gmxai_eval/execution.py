@@ -30,7 +30,7 @@ import sys
 import time
 import traceback
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol, TextIO, TypeVar, runtime_checkable
 
 from gmxai_eval.errors import ConfigError, GMXError

@@ -19,6 +19,13 @@ for models with embeddings). Per method the result holds:
 * ``conventions``: fractions, imputation, recipe, trainings run / reused / failed with the
   errors, and ``rank_agreement``: Kendall's tau-b between the methods' ROAR and ROAD areas.
 
+Oracle masks (``oracle_masks``): ``"evidence"`` gives the oracle control each image's planted
+evidence mask; ``"evidence_regions"`` gives it the union of the named facial regions that hold
+evidence in any training image. On the synthetic faces the per-image evidence is the union of
+the class's phenotype regions, so its *shape* names the class (the leakage diagnostic reads it
+perfectly) and a retrained model learns the class from where pixels were imputed: the
+class-agnostic regions are the oracle that measures removal of evidence rather than its shape.
+
 A random control (``random`` with the evaluator's seed) is always trained, so areas exist even
 when the spec's random control was stored earlier. Everything is content-addressed under the
 job's cache folder (reference-model hash, method config, data, fraction, mode, imputation,
@@ -100,7 +107,7 @@ def _pick(labels: torch.Tensor, n: int) -> list[int]:
 
 
 def _materialise(ds: Any, n: int, split: str, with_evidence: bool, classes: int = 0
-                 ) -> tuple[np.ndarray, torch.Tensor, list[str], torch.Tensor | None]:
+                 ) -> tuple[np.ndarray, torch.Tensor, list[str], torch.Tensor | None, torch.Tensor | None]:
     labels = getattr(ds, "labels", None)
     if not isinstance(labels, torch.Tensor) or len(labels) != len(ds):
         labels = torch.tensor([ds[i].label for i in range(len(ds))])
@@ -109,7 +116,7 @@ def _materialise(ds: Any, n: int, split: str, with_evidence: bool, classes: int 
         raise ShapeError(f"expected {split} items with a label below classes={classes}, got none")
     rows = [keep[j] for j in _pick(labels.long()[keep], n)]
     fast = hasattr(ds, "_images") and hasattr(ds, "indices")
-    xs, ids, ev = [], [], []
+    xs, ids, ev, reg = [], [], [], []
     for i in rows:
         if fast and not with_evidence:
             xs.append(np.asarray(ds._images[ds.indices[i]]))
@@ -123,17 +130,33 @@ def _materialise(ds: Any, n: int, split: str, with_evidence: bool, classes: int 
                 raise ShapeError(f"expected evidence masks on every item for the oracle, got none on "
                                  f"{split} item {i} ({s.image_id!r})")
             ev.append(s.evidence.bool())
+            reg.append(s.region_masks)
     x = np.ascontiguousarray(np.stack(xs))
-    return x, labels.long()[rows], ids, (torch.stack(ev) if with_evidence else None)
+    regions = torch.stack(reg).bool() if reg and all(r is not None for r in reg) else None
+    return x, labels.long()[rows], ids, (torch.stack(ev) if with_evidence else None), regions
 
 
-def _prepare(job: DatasetJob, n_train: int, n_test: int, with_evidence: bool, classes: int = 0) -> _Data:
-    xtr, ytr, itr, etr = _materialise(job.train_data, n_train, "train", with_evidence, classes)
-    xte, yte, ite, ete = _materialise(job.test_data, n_test, "test", with_evidence, classes)
+def evidence_regions(evidence: torch.Tensor, regions: torch.Tensor, n_train: int) -> torch.Tensor:
+    """Class-agnostic oracle masks ``(N, H, W)``: per image, the union of its named regions that
+    hold planted evidence in any training image (the same regions for every class, so the
+    mask's shape does not reveal the class, unlike the per-image evidence mask)."""
+    used = (regions[:n_train] & evidence[:n_train, None]).flatten(2).any(2).any(0)  # (R,)
+    return (regions & used.view(1, -1, 1, 1)).any(1)
+
+
+def _prepare(job: DatasetJob, n_train: int, n_test: int, with_evidence: bool, classes: int = 0,
+             oracle_masks: str = "evidence") -> _Data:
+    xtr, ytr, itr, etr, rtr = _materialise(job.train_data, n_train, "train", with_evidence, classes)
+    xte, yte, ite, ete, rte = _materialise(job.test_data, n_test, "test", with_evidence, classes)
     if xtr.shape[1:] != xte.shape[1:]:
         raise ShapeError(f"expected train and test images of one shape, got {xtr.shape[1:]} and {xte.shape[1:]}")
     x = np.concatenate([xtr, xte])
     ev = None if etr is None or ete is None else torch.cat([etr, ete])
+    if ev is not None and oracle_masks == "evidence_regions":
+        if rtr is None or rte is None:
+            raise ShapeError("expected named region masks on every item for oracle_masks='evidence_regions', "
+                             "got items without them (use oracle_masks='evidence')")
+        ev = evidence_regions(ev, torch.cat([rtr, rte]), len(xtr))
     key = stable_hash(x.tobytes(), torch.cat([ytr, yte]), len(xtr), n=16)
     return _Data(x, torch.cat([ytr, yte]), itr + ite, len(xtr), ev, key)
 
@@ -199,7 +222,7 @@ def run_mask_task(task: MaskTask) -> str:
 
 
 def _method_key(ex: Explainer) -> str:
-    return stable_hash(type(ex).__qualname__, getattr(ex, "card").name, dict(ex.config))
+    return stable_hash(type(ex).__qualname__, ex.card.name, dict(ex.config))
 
 
 @torch.no_grad()
@@ -263,6 +286,9 @@ class _Retraining(DatasetEvaluator):
             raise ConfigError(f"evaluator {self.name!r}: expected repeats as an int >= 1, got {c['repeats']!r}")
         if c["target"] not in ("label", "predicted"):
             raise ConfigError(f"evaluator {self.name!r}: expected target 'label' or 'predicted', got {c['target']!r}")
+        if c["oracle_masks"] not in ("evidence", "evidence_regions"):
+            raise ConfigError(f"evaluator {self.name!r}: expected oracle_masks 'evidence' or 'evidence_regions', "
+                              f"got {c['oracle_masks']!r}")
         if not isinstance(c["recipe"], Mapping):
             raise ConfigError(f"evaluator {self.name!r}: expected recipe as a table, got {c['recipe']!r}")
         self.fractions = fr
@@ -286,7 +312,8 @@ class _Retraining(DatasetEvaluator):
         explainers: dict[str, Explainer] = dict(job.explainers)
         explainers[_RANDOM] = RandomMap(seed=int(c["seed"]))
         need_ev = any(getattr(e, "needs_masks", False) for e in explainers.values())
-        data = _prepare(job, int(c["train_images"]), int(c["test_images"]), need_ev, int(c["classes"]))
+        data = _prepare(job, int(c["train_images"]), int(c["test_images"]), need_ev, int(c["classes"]),
+                        c["oracle_masks"])
         n, _, h, w = data.x.shape
         ntr = data.n_train
         mh = weights_hash(model)
@@ -297,7 +324,8 @@ class _Retraining(DatasetEvaluator):
         seeds = self.seeds()
 
         # 1. rankings and masked datasets (content-addressed; only what is missing is built)
-        mkeys = {m: _method_key(ex) for m, ex in explainers.items()}
+        mkeys = {m: stable_hash(_method_key(ex), c["oracle_masks"]) if getattr(ex, "needs_masks", False)
+                 else _method_key(ex) for m, ex in explainers.items()}
         point_key = {(m, f): stable_hash(mh, mkeys[m], data.key, f, self.mode, c["imputation"], c["noise"],
                                          c["seed"], c["target"]) for m in explainers for f in self.fractions}
         masked = {k: root / "data" / f"masked-{pk}.npy" for k, pk in point_key.items()}
@@ -482,7 +510,7 @@ def _kendall(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 _RETRAIN_DEFAULTS: dict[str, Any] = {
     "fractions": (0.1, 0.3, 0.5, 0.7, 0.9), "repeats": 5, "imputation": "noisy_linear", "noise": 0.01,
-    "target": "label", "recipe": {}, "train_images": 0, "test_images": 0, "classes": 0, "road": True, "seed": 0,
+    "target": "label", "recipe": {}, "train_images": 0, "test_images": 0, "classes": 0, "oracle_masks": "evidence", "road": True, "seed": 0,
     "cache": "", "batch_size": 32, "progress": True,
 }
 

@@ -143,7 +143,7 @@ def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         bar = _bar(total, progress)
         try:
-            for ep in range(cfg.epochs):
+            for _ep in range(cfg.epochs):
                 model.train()
                 perm = torch.randperm(n, generator=g)
                 flips = torch.rand(n, generator=g) < 0.5
@@ -526,9 +526,33 @@ def run_train_task(task: TrainTask) -> dict[str, Any]:
     return {**doc, "cached": False}
 
 
+@dataclass
+class RetrainingJob:
+    """What a dataset-scope evaluator receives: the fields of
+    :class:`gmxai_eval.evaluators.base.DatasetJob` (same names and meaning), defined here so
+    that models need not import evaluators (the layers run evaluators > models).
+
+    Attributes:
+        train_data / test_data: datasets of :class:`~gmxai_eval.data.base.Sample`.
+        model_factory: ``() -> nn.Module`` a fresh, untrained model.
+        train_fn: a :class:`RetrainRecipe` (``(model, dataset, seed) -> model``).
+        explainers: ``{method: Explainer}``.
+        reference_model: the trained model whose maps define the rankings.
+        seeds: the run's seeds.
+    """
+
+    train_data: Any
+    test_data: Any
+    model_factory: Any
+    train_fn: Any
+    explainers: Mapping[str, Any]
+    reference_model: torch.nn.Module
+    seeds: Sequence[int] = (0,)
+
+
 def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapping[str, Any],
-                dataset: Any, spec: Any) -> Any:
-    """The :class:`~gmxai_eval.evaluators.base.DatasetJob` of a run (the runner calls this
+                dataset: Any, spec: Any) -> RetrainingJob:
+    """The :class:`RetrainingJob` (a ``DatasetJob``) of a run (the runner calls this
     through ``default_dataset_job``).
 
     * Embedded default model (``[model] source = "default"``): train / test data are the
@@ -541,8 +565,6 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
     ``seeds`` are ``spec.seeds`` (evaluators choose their own number of repeats); the cache
     folder is ``<spec.cache or <spec.output>/.cache>/retraining``.
     """
-    from gmxai_eval.evaluators.base import DatasetJob  # the job type the runner hands over
-
     cache = Path(spec.cache or Path(spec.output) / ".cache") / "retraining"
     num_classes = int(getattr(model, "num_classes", 0) or len(getattr(dataset, "classes", []) or []))
     if num_classes < 2:
@@ -567,11 +589,11 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
             raise ConfigError(f"expected the model's arch to be a registered architecture, got {arch!r}")
         cfg, kw = TrainConfig(arch=arch), {}
     recipe = RetrainRecipe(cfg, kw, num_classes, str(cache), device="cpu", gallery=True)
-    return DatasetJob(train_data=train, test_data=test, model_factory=recipe.model_factory,
+    return RetrainingJob(train_data=train, test_data=test, model_factory=recipe.model_factory,
                       train_fn=recipe, explainers=dict(explainers), reference_model=model,
                       seeds=tuple(spec.seeds))
 
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",
            "deterministic_cpu", "config_dict", "recalibrate_bn", "weights_hash", "ArrayDataset",
-           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "read_result", "dataset_job"]
+           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "read_result", "RetrainingJob", "dataset_job"]

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -83,6 +82,21 @@ def test_mask_leakage_sees_class_shaped_masks_only():
     assert mask_leakage(a, ya, b, yb, 4) == pytest.approx(0.75)  # perfect: 1 - 1/4
     (a, ya), (b, yb) = masks(80, False), masks(40, False)
     assert abs(mask_leakage(a, ya, b, yb, 4)) < 0.2
+
+
+def test_evidence_regions_are_the_class_agnostic_union():
+    from gmxai_eval.evaluators.retraining import evidence_regions
+
+    regions = torch.zeros(3, 3, 4, 4, dtype=torch.bool)  # 3 images, regions = rows 0, 1, 2
+    for r in range(3):
+        regions[:, r, r] = True
+    evidence = torch.zeros(3, 4, 4, dtype=torch.bool)
+    evidence[0, 0, :2] = True  # training image 0: evidence in region 0
+    evidence[1, 1] = True  # training image 1: region 1; image 2 (test) has none
+    out = evidence_regions(evidence, regions, n_train=2)
+    want = torch.zeros(4, 4, dtype=torch.bool)
+    want[:2] = True  # regions 0 and 1, for every image, including the test image without evidence
+    assert all(torch.equal(o, want) for o in out)
 
 
 # -- ROAR / KAR on the colour-square problem ----------------------------------------------------

@@ -4,7 +4,6 @@ from every executor on a tiny ROAR configuration."""
 from __future__ import annotations
 
 import io
-import os
 import time
 from pathlib import Path
 
