@@ -72,10 +72,11 @@ def _scaling_job(cache: str):
 
 @pytest.mark.parametrize("executor", ["processes", "ray"])
 def test_bench_worker_scaling(benchmark, tmp_path, executor):
-    """The quick preset's ROAR (2 methods here) with 1 and 2 workers: wall time and speedup."""
+    """The quick preset's ROAR recipe and data (saliency + oracle + the random control, one
+    fraction: 8 trainings and 3 masked datasets) with 1 and 2 workers: wall time and speedup."""
     if executor == "ray":
         pytest.importorskip("ray")
-    cfg = {**ROAR_QUICK, "progress": False}
+    cfg = {**ROAR_QUICK, "fractions": [0.3], "progress": False}
     times = {}
     for workers in (1, 2):
         job = _scaling_job(str(tmp_path / f"{executor}{workers}"))

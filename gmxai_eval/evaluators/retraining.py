@@ -38,7 +38,8 @@ smaller problem; the retrained head keeps the reference model's ``K`` outputs.
 
 ``data_randomisation`` (Adebayo et al., NeurIPS 2018): retrain the architecture on permuted
 training labels (recipe override ``epochs``: train until the training set is fitted; the
-training accuracy reached is reported), explain ``n_images`` test images with the true and the
+training accuracy reached is reported, ``fitted`` says whether it reached ``fit_threshold`` and
+the console warns when it did not), explain ``n_images`` test images with the true and the
 permuted-label model and compare the maps with the randomisation similarities; the random-pair
 floor (maps of two different images under the true model) is reported next to each score.
 Lower similarity = the method depends on the learned labels (better).
@@ -551,7 +552,8 @@ class DataRandomisation(DatasetEvaluator):
         name="data_randomisation", category="randomisation", higher_is_better=False, paper=_ADEBAYO,
         scope="dataset", needs=frozenset({"dataset"}),
         default_config={"similarity": "spearman_abs", "similarities": ("spearman_abs", "ssim"),
-                        "n_images": 16, "train_images": 0, "classes": 0, "recipe": {}, "seed": 0, "cache": "",
+                        "n_images": 16, "train_images": 0, "classes": 0, "recipe": {}, "fit_threshold": 0.9,
+                        "seed": 0, "cache": "",
                         "batch_size": 32, "progress": True},
         description="similarity of the maps of the true-label and a permuted-label model (with the "
                     "random-pair floor)")
@@ -576,6 +578,11 @@ class DataRandomisation(DatasetEvaluator):
         if not o.ok:
             raise ConfigError(f"evaluator {self.name!r}: the permuted-label training failed after "
                               f"{o.attempts} attempt(s): {o.error}")
+        fitted = float(o.value["train_top1"]) >= float(c["fit_threshold"])
+        if not fitted:
+            print(f"{self.name}: the permuted-label model reached training top-1 {o.value['train_top1']:.3f} "
+                  f"< fit_threshold {c['fit_threshold']}: it has not memorised the training set (raise the "
+                  f"recipe's epochs)", file=sys.stderr, flush=True)
         rand = recipe.model_factory(seed=int(c["seed"]))
         rand.load_state_dict(torch.load(Path(task.result_path).with_suffix(".pt"), weights_only=True))
         rand.eval()
@@ -594,7 +601,8 @@ class DataRandomisation(DatasetEvaluator):
                 extras[s] = fn(a, b)
                 extras[f"floor_{s}"] = fn(a, a[partner])
             out[m] = EvalResult(extras[c["similarity"]], extras=extras, conventions={
-                **self.conventions(), "permuted_model_train_top1": o.value["train_top1"], "permuted_model_test_top1": o.value["top1"],
+                **self.conventions(), "permuted_model_train_top1": o.value["train_top1"], "fitted": fitted,
+                "permuted_model_test_top1": o.value["top1"],
                 "recipe": {"config": config_dict(recipe.config), "arch_kwargs": dict(recipe.arch_kwargs)},
                 "target": "label", "floor": "similarity of the true model's maps of random image pairs"})
         return out

@@ -234,6 +234,7 @@ def test_data_randomisation_model_independent_maps_score_one(tmp_path):
     assert res["saliency"].conventions["permuted_model_train_top1"] == stored[0]["train_top1"]
     again = ev.run(job, LocalExecutor())
     assert torch.equal(again["saliency"].scores, res["saliency"].scores)
+    assert res["saliency"].conventions["fitted"] == (stored[0]["train_top1"] >= 0.9)
 
 
 # -- stacked training -------------------------------------------------------------------------------
