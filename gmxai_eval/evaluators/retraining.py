@@ -26,6 +26,10 @@ the class's phenotype regions, so its *shape* names the class (the leakage diagn
 perfectly) and a retrained model learns the class from where pixels were imputed: the
 class-agnostic regions are the oracle that measures removal of evidence rather than its shape.
 
+``stack_repeats = true`` trains the repeats of each point together as one ``torch.func``
+stacked ensemble (:func:`~gmxai_eval.models.train.train_stacked`; one job per point): the
+same models as one-by-one training up to float reassociation, stored under their own keys.
+
 A random control (``random`` with the evaluator's seed) is always trained, so areas exist even
 when the spec's random control was stored earlier. Everything is content-addressed under the
 job's cache folder (reference-model hash, method config, data, fraction, mode, imputation,
@@ -64,8 +68,8 @@ from gmxai_eval.functional.retraining import (IMPUTATIONS, area_between, impute,
 from gmxai_eval.functional.similarity import SIMILARITIES
 from gmxai_eval.methods.base import Explainer
 from gmxai_eval.methods.controls import RandomMap
-from gmxai_eval.models.train import (ArrayDataset, config_dict, RetrainRecipe, TrainTask, _atomic_write, read_result,
-                                     run_train_task, weights_hash)
+from gmxai_eval.models.train import (ArrayDataset, RetrainRecipe, StackedTrainTask, TrainTask, _atomic_write,
+                                     config_dict, read_result, run_stacked_task, run_train_task, weights_hash)
 from gmxai_eval.types import EvaluatorCard
 from gmxai_eval.utils import rng_for, stable_hash
 
@@ -365,13 +369,14 @@ class _Retraining(DatasetEvaluator):
         base_key = stable_hash(data.key, "unmodified")
         plan: list[tuple[str, float, int, TrainTask]] = []
         ytr, yte = data.labels[:ntr], data.labels[ntr:]
+        tag = ("stacked",) if c["stack_repeats"] else ()  # stacked weights differ in the last bits
         for r, sd in enumerate(seeds):
-            k = stable_hash(base_key, rkey, sd)
+            k = stable_hash(base_key, rkey, sd, *tag)
             plan.append(("", 0.0, r, TrainTask(k, str(src), str(src), ytr, yte, recipe, sd,
                                                str(root / "models" / f"{k}.json"),
                                                train_rows=(0, ntr), test_rows=(ntr, n))))
             for (m, f), mp in masked.items():
-                k = stable_hash(point_key[(m, f)], rkey, sd)
+                k = stable_hash(point_key[(m, f)], rkey, sd, *tag)
                 plan.append((m, f, r, TrainTask(k, str(mp), str(mp), ytr, yte, recipe, sd,
                                                 str(root / "models" / f"{k}.json"),
                                                 train_rows=(0, ntr), test_rows=(ntr, n))))
@@ -386,14 +391,29 @@ class _Retraining(DatasetEvaluator):
                 got = read_result(p[3].result_path)
                 if got is not None:
                     results[i] = got
-        for o in _run_jobs(executor, run_train_task, [plan[i][3] for i in todo], f"{self.name} trainings", show):
-            i = todo[o.index]
-            if o.ok:
-                results[i] = o.value
-            else:
-                m, f, r, _ = plan[i]
-                failures.append({"job": f"train {m or 'unmodified'} t={f} repeat={r}", "error": o.error,
-                                 "attempts": o.attempts})
+        def failed(i: int, o: JobOutcome) -> None:
+            m, f, r, _ = plan[i]
+            failures.append({"job": f"train {m or 'unmodified'} t={f} repeat={r}", "error": o.error,
+                             "attempts": o.attempts})
+
+        if c["stack_repeats"]:  # the repeats of a point as one stacked ensemble per job
+            groups: dict[tuple[str, float], list[int]] = {}
+            for i in todo:
+                groups.setdefault((plan[i][0], plan[i][1]), []).append(i)
+            glist = list(groups.values())
+            for o in _run_jobs(executor, run_stacked_task, [StackedTrainTask(tuple(plan[i][3] for i in g))
+                                                            for g in glist], f"{self.name} stacked trainings", show):
+                for j, i in enumerate(glist[o.index]):
+                    if o.ok:
+                        results[i] = o.value[j]
+                    else:
+                        failed(i, o)
+        else:
+            for o in _run_jobs(executor, run_train_task, [plan[i][3] for i in todo], f"{self.name} trainings", show):
+                if o.ok:
+                    results[todo[o.index]] = o.value
+                else:
+                    failed(todo[o.index], o)
         for i, p in enumerate(plan):
             if i not in results and first[p[3].key] in results:
                 results[i] = results[first[p[3].key]]
@@ -511,7 +531,7 @@ def _kendall(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 _RETRAIN_DEFAULTS: dict[str, Any] = {
     "fractions": (0.1, 0.3, 0.5, 0.7, 0.9), "repeats": 5, "imputation": "noisy_linear", "noise": 0.01,
-    "target": "label", "recipe": {}, "train_images": 0, "test_images": 0, "classes": 0, "oracle_masks": "evidence", "road": True, "seed": 0,
+    "target": "label", "recipe": {}, "train_images": 0, "test_images": 0, "classes": 0, "oracle_masks": "evidence", "stack_repeats": False, "road": True, "seed": 0,
     "cache": "", "batch_size": 32, "progress": True,
 }
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gmxai_eval.errors import ConfigError
+from gmxai_eval.errors import ConfigError, ModelStateError
 from gmxai_eval.models.base import MODELS, GMXModel
 from gmxai_eval.models.metrics import classifier_topk, gallery_topk
 from gmxai_eval.models.small import embed_dataset
@@ -487,24 +487,19 @@ def _rows(a: np.ndarray, rows: tuple[int, int] | None) -> np.ndarray:
     return a if rows is None else a[rows[0]:rows[1]]
 
 
-def run_train_task(task: TrainTask) -> dict[str, Any]:
-    """Train and score one :class:`TrainTask` (the executors' unit of retraining work).
-
-    Returns the result dict ``{"key", "seed", "top1", ["gallery_top1", "gallery_top5"],
-    "train_top1", "seconds", "cached"}``; a stored result is returned without training."""
-    done = read_result(task.result_path)
-    if done is not None:
-        return {**done, "cached": True}
-    t0 = time.perf_counter()
+def _load_task_data(task: TrainTask) -> tuple[ArrayDataset, ArrayDataset]:
     xtr = _rows(np.load(task.train_path, mmap_mode="r"), task.train_rows)
     xte = _rows(np.load(task.test_path, mmap_mode="r"), task.test_rows)
-    train, test = ArrayDataset(xtr, task.train_labels, split="train"), ArrayDataset(xte, task.test_labels, split="test")
-    cfg = replace(task.recipe.config, seed=int(task.seed))
     if task.recipe.device != "cpu":
         raise ConfigError(f"expected device 'cpu' for retraining (train_model trains on CPU), got "
                           f"{task.recipe.device!r}")
-    model, hist = train_model(train, task.recipe.num_classes, cfg, progress=False,
-                              arch_kwargs=dict(task.recipe.arch_kwargs))
+    return (ArrayDataset(xtr, task.train_labels, split="train"),
+            ArrayDataset(xte, task.test_labels, split="test"))
+
+
+def _score_and_store(task: TrainTask, model: GMXModel, train: ArrayDataset, test: ArrayDataset,
+                     seconds: float, train_seconds: float, stacked: int = 0) -> dict[str, Any]:
+    cfg = replace(task.recipe.config, seed=int(task.seed))
     with deterministic_cpu(cfg.threads, cfg.deterministic):
         k = task.recipe.num_classes
         ks = tuple(v for v in (1, 5) if v <= k)
@@ -517,13 +512,57 @@ def run_train_task(task: TrainTask) -> dict[str, Any]:
             out.update({f"gallery_top{v}": g[f"top{v}"] for v in ks})
         out["train_top1"] = evaluate_classifier(model, train, ks=(1,))["top1"]
     doc = {"format": "gmxai_eval.retrain/1", "key": task.key, "seed": int(task.seed), **out,
-           "seconds": time.perf_counter() - t0, "train_seconds": hist["seconds"],
+           "seconds": seconds, "train_seconds": train_seconds, "stacked_with": stacked,
            "recipe": {"config": config_dict(cfg), "arch_kwargs": dict(task.recipe.arch_kwargs)}}
     res = Path(task.result_path)
     if task.save_weights:
         _atomic_write(res.with_suffix(".pt"), lambda p: torch.save(model.state_dict(), p))
     _atomic_write(res, lambda p: p.write_text(json.dumps(doc, indent=1)))  # written last: the marker
     return {**doc, "cached": False}
+
+
+def run_train_task(task: TrainTask) -> dict[str, Any]:
+    """Train and score one :class:`TrainTask` (the executors' unit of retraining work).
+
+    Returns the result dict ``{"key", "seed", "top1", ["gallery_top1", "gallery_top5"],
+    "train_top1", "seconds", "cached"}``; a stored result is returned without training."""
+    done = read_result(task.result_path)
+    if done is not None:
+        return {**done, "cached": True}
+    t0 = time.perf_counter()
+    train, test = _load_task_data(task)
+    model, hist = train_model(train, task.recipe.num_classes, replace(task.recipe.config, seed=int(task.seed)),
+                              progress=False, arch_kwargs=dict(task.recipe.arch_kwargs))
+    return _score_and_store(task, model, train, test, time.perf_counter() - t0, hist["seconds"])
+
+
+@dataclass(frozen=True)
+class StackedTrainTask:
+    """The repeats of one point (same data and recipe, one seed each) trained together as one
+    :func:`train_stacked` ensemble; each result is stored like a :class:`TrainTask`'s."""
+
+    tasks: tuple[TrainTask, ...]
+
+
+def run_stacked_task(stack: StackedTrainTask) -> list[dict[str, Any]]:
+    """Executor unit: train the unfinished tasks of ``stack`` together; results in task order
+    (``seconds`` of a stacked training = the ensemble's wall time / its size)."""
+    todo = [t for t in stack.tasks if read_result(t.result_path) is None]
+    if todo:
+        t0 = time.perf_counter()
+        train, test = _load_task_data(todo[0])
+        models, hist = train_stacked(train, todo[0].recipe.num_classes, todo[0].recipe.config,
+                                     [t.seed for t in todo], dict(todo[0].recipe.arch_kwargs))
+        per = (time.perf_counter() - t0) / len(todo)
+        for t, m in zip(todo, models):
+            _score_and_store(t, m, train, test, per, hist["seconds"] / len(todo), stacked=len(todo))
+    out = []
+    for t in stack.tasks:
+        doc = read_result(t.result_path)
+        if doc is None:
+            raise ModelStateError(f"expected a stored result for {t.key} after its stacked training, got none")
+        out.append({**doc, "cached": t not in todo})
+    return out
 
 
 @dataclass
@@ -596,4 +635,4 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",
            "deterministic_cpu", "config_dict", "recalibrate_bn", "weights_hash", "ArrayDataset",
-           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "read_result", "RetrainingJob", "dataset_job"]
+           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "StackedTrainTask", "run_stacked_task", "read_result", "RetrainingJob", "dataset_job"]

@@ -289,3 +289,17 @@ def test_roar_quick_preset(tmp_path):
                             progress=False)
     check_roar_quick(res.results, res.table)
     print(f"roar-quick: {time.perf_counter() - t0:.0f} s wall, load {os.getloadavg()}")
+
+
+def test_stacked_repeats_in_roar_match_one_by_one_training(tmp_path):
+    job = toy_job(str(tmp_path), methods=("saliency", "oracle"))
+    kw = dict(fractions=(0.3,), repeats=2, progress=False)
+    one = create_evaluator("roar", **kw).run(job, LocalExecutor())
+    stk = create_evaluator("roar", stack_repeats=True, **kw).run(job, LocalExecutor())
+    assert stk["oracle"].conventions["trainings"] == {"total": 8, "run": 8, "reused": 0, "failed": 0}
+    stored = [json.loads(p.read_text()) for p in (tmp_path / "models").glob("*.json")]
+    assert sorted(d["stacked_with"] for d in stored) == [0] * 8 + [2] * 8  # 4 points x 2 repeats each way
+    for m in ("saliency", "oracle"):  # test accuracies on 30 images: equal unless a logit tie flips
+        assert (stk[m].curves - one[m].curves).abs().max() <= 1 / 30 + 1e-9
+    again = create_evaluator("roar", stack_repeats=True, **kw).run(job, LocalExecutor())
+    assert again["oracle"].conventions["trainings"]["run"] == 0
