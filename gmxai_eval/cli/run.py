@@ -26,6 +26,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.add_argument("--reliability", action="store_true", help="enable the metric-reliability stage")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--executor", help="where units and trainings run: local | processes | ray "
+                                      "(overrides run.executor)")
+    p.add_argument("--workers", type=ca.positive_int, help="worker processes / Ray CPUs of the executor")
+    p.add_argument("--address", help="Ray cluster address (auto | HOST:PORT; default: a local instance)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run folder of another spec under the same run id")
     p.set_defaults(func=_run)
@@ -51,6 +55,17 @@ def _run(args: argparse.Namespace) -> int:
         changes["reliability"] = {**spec.to_dict()["reliability"], "enabled": True}
     if changes:
         spec = spec.replace(**changes)
-    run_benchmark(spec, output=args.output, run_id=args.run_id, cache=args.cache,
-                  progress=False if args.no_progress else None, overwrite=args.overwrite)
+    executor = None
+    if args.executor or args.workers is not None or args.address:
+        from gmxai_eval.execution import create_executor
+
+        kw: dict[str, Any] = {"address": args.address} if args.address else {}
+        executor = create_executor(args.executor or spec.executor, workers=args.workers, **kw)
+    try:
+        run_benchmark(spec, output=args.output, run_id=args.run_id, cache=args.cache,
+                      progress=False if args.no_progress else None, overwrite=args.overwrite,
+                      executor=executor)
+    finally:
+        if executor is not None and hasattr(executor, "close"):
+            executor.close()
     return 0

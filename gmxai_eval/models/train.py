@@ -14,20 +14,25 @@ torch build.
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import math
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gmxai_eval.errors import ConfigError
+from gmxai_eval.errors import ConfigError, ModelStateError
 from gmxai_eval.models.base import MODELS, GMXModel
 from gmxai_eval.models.metrics import classifier_topk, gallery_topk
 from gmxai_eval.models.small import embed_dataset
+from gmxai_eval.utils import stable_hash
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
     kw = {"num_classes": num_classes, "seed": cfg.seed, **(arch_kwargs or {})}
     hist: dict[str, Any] = {"loss": [], "val_top1": [], "seconds": 0.0}
     t0 = time.perf_counter()
-    with deterministic_cpu(cfg.threads, cfg.deterministic):
+    with deterministic_cpu(cfg.threads, cfg.deterministic), torch.enable_grad():
         torch.manual_seed(cfg.seed)
         model: GMXModel = MODELS.create(cfg.arch, **kw)
         x_all, y_all = _arrays(train)
@@ -138,7 +143,7 @@ def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         bar = _bar(total, progress)
         try:
-            for ep in range(cfg.epochs):
+            for _ep in range(cfg.epochs):
                 model.train()
                 perm = torch.randperm(n, generator=g)
                 flips = torch.rand(n, generator=g) < 0.5
@@ -172,6 +177,92 @@ def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
     hist["seconds"] = time.perf_counter() - t0
     hist["arch_kwargs"] = kw
     return model, hist
+
+
+def train_stacked(train: Any, num_classes: int, config: TrainConfig, seeds: Sequence[int],
+                  arch_kwargs: dict[str, Any] | None = None) -> tuple[list[GMXModel], dict[str, Any]]:
+    """Train ``len(seeds)`` models of one recipe together, as one ``torch.func`` stacked ensemble.
+
+    Each model gets exactly what :func:`train_model` would give it with ``config.seed = seed``:
+    its own initialisation, batch order and flips, the same AdamW / warm-up / cosine schedule
+    (AdamW is element-wise, so one optimiser over the stacked parameters equals one per model)
+    and BatchNorm statistics recomputed after training (:func:`recalibrate_bn`; during training
+    BatchNorm uses batch statistics, as in train mode, and keeps no running averages). The
+    forward / backward pass of all models runs as one vectorised (``vmap``) call per step. The
+    weights equal sequential training up to float reassociation (not bitwise).
+
+    Returns ``(models in eval mode, history with "seconds")``.
+    """
+    from torch.func import functional_call, stack_module_state, vmap
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigError("expected at least one seed, got none")
+    t0 = time.perf_counter()
+    kw = dict(arch_kwargs or {})
+    with deterministic_cpu(config.threads, config.deterministic), torch.enable_grad():
+        models = []
+        for sd in seeds:
+            torch.manual_seed(sd)
+            models.append(MODELS.create(config.arch, num_classes=num_classes, seed=sd, **kw))
+        x_all, y_all = _arrays(train)
+        n = len(y_all)
+        if n == 0:
+            raise ConfigError("expected a non-empty training set, got 0 images")
+        w = class_weights(y_all, num_classes, config.balance)
+        gens = [torch.Generator().manual_seed(sd) for sd in seeds]
+        base = copy.deepcopy(models[0])  # its parameters are replaced by the stacked ones
+        for m in base.modules():  # batch statistics only (recalibrated afterwards)
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.track_running_stats = False
+                m.running_mean = m.running_var = m.num_batches_tracked = None
+        params, _ = stack_module_state(models)  # type: ignore[arg-type]
+        params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        steps_per_epoch = math.ceil(n / config.batch_size)
+        total = config.epochs * steps_per_epoch
+        opt = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=config.weight_decay)
+        warm = max(1, total // 10)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda st: (st + 1) / warm if st < warm
+            else 0.5 * (1 + math.cos(math.pi * (st - warm) / max(1, total - warm))))
+
+        eps = config.label_smoothing
+
+        def loss_one(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            # F.cross_entropy(weight=w, label_smoothing=eps) written out (its weighted path
+            # cannot be vmapped): sum_i [(1-eps) w_y (-log p_y) + eps/K sum_k w_k (-log p_k)] / sum_i w_y
+            logp = torch.log_softmax(functional_call(base, p, (x,)), dim=1)
+            wy = w[y]
+            nll = -(logp.gather(1, y[:, None])[:, 0] * wy).sum()
+            smooth = -(logp * w).sum() / logp.shape[1]
+            return ((1 - eps) * nll + eps * smooth) / wy.sum()
+
+        vloss = vmap(loss_one)
+        for _ in range(config.epochs):
+            perms = [torch.randperm(n, generator=g) for g in gens]
+            flips = [torch.rand(n, generator=g) < 0.5 for g in gens]
+            for s in range(0, n, config.batch_size):
+                xs, ys = [], []
+                for perm, fl in zip(perms, flips):
+                    b = perm[s:s + config.batch_size]
+                    x = x_all[b].float().div_(255)
+                    if config.flip:
+                        f = fl[s:s + config.batch_size]
+                        x[f] = x[f].flip(-1)
+                    xs.append(x)
+                    ys.append(y_all[b])
+                loss = vloss(params, torch.stack(xs), torch.stack(ys)).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+        out = []
+        for r, (m, g) in enumerate(zip(models, gens)):
+            m.load_state_dict({**m.state_dict(), **{k: v[r].detach() for k, v in params.items()}})
+            recalibrate_bn(m, x_all[torch.randperm(n, generator=g)[:config.bn_images]], config.batch_size,
+                           config.bn_images)
+            out.append(m.eval())
+    return out, {"seconds": time.perf_counter() - t0, "seeds": seeds}
 
 
 @torch.no_grad()
@@ -249,5 +340,299 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
     return asdict(cfg)
 
 
+
+# -------------------------------------------------------------------------------------------
+# retraining (ROAR / KAR / label randomisation): recipes, array datasets, training jobs
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """Content hash of a model's class, architecture name and state dict (names, shapes, bytes)."""
+    sd = model.state_dict()
+    parts: list[Any] = [type(model).__qualname__, getattr(model, "arch", "")]
+    for k in sorted(sd):
+        t = sd[k].detach().to("cpu").contiguous()
+        parts += [k, str(t.dtype), list(t.shape), t.view(-1).view(torch.uint8) if t.numel() else b""]
+    return stable_hash(*parts)
+
+
+class ArrayDataset(torch.utils.data.Dataset):
+    """Images held as a uint8 array ``(N, C, H, W)`` (in memory or memory-mapped) with labels.
+
+    Exposes the attributes the trainer's fast path reads (``_images``, ``indices``,
+    ``labels``) and ``images(rows)`` for :func:`~gmxai_eval.models.small.embed_dataset`;
+    items are :class:`~gmxai_eval.data.base.Sample` with ids ``ids[i]``."""
+
+    def __init__(self, images: np.ndarray, labels: torch.Tensor | np.ndarray,
+                 ids: Sequence[str] | None = None, split: str = "") -> None:
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ConfigError(f"expected uint8 images (N, C, H, W), got {images.dtype} {images.shape}")
+        lab = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        if lab.shape != (images.shape[0],):
+            raise ConfigError(f"expected {images.shape[0]} labels, got {tuple(lab.shape)}")
+        self._images, self._labels, self.split = images, lab, split
+        self.indices = np.arange(images.shape[0])
+        self.ids = list(ids) if ids is not None else [f"{split or 'img'}{i:06d}" for i in range(len(lab))]
+
+    def __len__(self) -> int:
+        return int(self._labels.shape[0])
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self._labels
+
+    def images(self, rows: Any = None) -> torch.Tensor:
+        idx = self.indices if rows is None else self.indices[rows]
+        return torch.from_numpy(np.ascontiguousarray(self._images[idx])).float().div_(255)
+
+    def __getitem__(self, i: int) -> Any:
+        from gmxai_eval.data.base import Sample
+
+        return Sample(image=self.images(slice(i, i + 1))[0], label=int(self._labels[i]),
+                      image_id=self.ids[i], split=self.split)
+
+
+def to_uint8(dataset: Any) -> tuple[np.ndarray, torch.Tensor]:
+    """``(uint8 images (N, C, H, W), int64 labels (N,))`` of a dataset of samples."""
+    x, y = _arrays(dataset)
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x), torch.as_tensor(y).long()
+
+
+@dataclass(frozen=True)
+class RetrainRecipe:
+    """How a retraining benchmark trains "the same architecture from scratch with the same
+    recipe" (picklable; it is the ``train_fn`` of the :class:`DatasetJob` built by
+    :func:`dataset_job`).
+
+    Attributes:
+        config: the training config (its ``seed`` is replaced by each repeat's seed).
+        arch_kwargs: architecture keywords besides ``num_classes`` / ``seed``.
+        num_classes: ``K``.
+        cache_dir: folder of the content-addressed retraining cache.
+        device: where training runs (``"cpu"``; a cuda device when the run's device is cuda).
+        gallery: also report GestaltMatcher gallery top-1 / top-5 (test vs the training set).
+    """
+
+    config: TrainConfig
+    arch_kwargs: Mapping[str, Any]
+    num_classes: int
+    cache_dir: str = ""
+    device: str = "cpu"
+    gallery: bool = True
+
+    def replace(self, **changes: Any) -> "RetrainRecipe":
+        """A copy with ``TrainConfig`` fields (and ``width`` etc. in ``arch_kwargs``) overridden:
+        keys of :class:`TrainConfig` go to the config, the rest to ``arch_kwargs``."""
+        fields = set(asdict(self.config))
+        cfg = {k: v for k, v in changes.items() if k in fields}
+        kw = {k: v for k, v in changes.items() if k not in fields}
+        return replace(self, config=replace(self.config, **cfg), arch_kwargs={**self.arch_kwargs, **kw})
+
+    def key(self) -> str:
+        return stable_hash(config_dict(self.config), dict(self.arch_kwargs), self.num_classes, self.gallery)
+
+    def model_factory(self, seed: int = 0) -> GMXModel:
+        return MODELS.create(self.config.arch, num_classes=self.num_classes, seed=seed, **dict(self.arch_kwargs))
+
+    def __call__(self, model: Any, dataset: Any, seed: int) -> GMXModel:
+        """``train_fn(model, dataset, seed)``: a model of this recipe trained from scratch on
+        ``dataset`` (``model`` is only the architecture's stand-in and is not modified)."""
+        out, _ = train_model(dataset, self.num_classes, replace(self.config, seed=int(seed)),
+                             progress=False, arch_kwargs=dict(self.arch_kwargs))
+        return out
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """One retraining: train ``recipe`` with ``seed`` on the images in ``train_path`` (uint8
+    ``.npy``, memory-mapped) and score it on ``test_path``; the result JSON (and the weights)
+    are written to ``result_path`` atomically, so a finished training is never redone.
+
+    ``labels_*``: int64 labels (a permuted copy for the label-randomisation test)."""
+
+    key: str
+    train_path: str
+    test_path: str
+    train_labels: torch.Tensor
+    test_labels: torch.Tensor
+    recipe: RetrainRecipe
+    seed: int
+    result_path: str
+    save_weights: bool = True
+    train_rows: tuple[int, int] | None = None  # rows of train_path to use (None: all)
+    test_rows: tuple[int, int] | None = None
+
+
+def read_result(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The stored result of a finished training, or ``None`` (missing or unreadable: retrain)."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == "gmxai_eval.retrain/1" else None
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _rows(a: np.ndarray, rows: tuple[int, int] | None) -> np.ndarray:
+    return a if rows is None else a[rows[0]:rows[1]]
+
+
+def _load_task_data(task: TrainTask) -> tuple[ArrayDataset, ArrayDataset]:
+    xtr = _rows(np.load(task.train_path, mmap_mode="r"), task.train_rows)
+    xte = _rows(np.load(task.test_path, mmap_mode="r"), task.test_rows)
+    if task.recipe.device != "cpu":
+        raise ConfigError(f"expected device 'cpu' for retraining (train_model trains on CPU), got "
+                          f"{task.recipe.device!r}")
+    return (ArrayDataset(xtr, task.train_labels, split="train"),
+            ArrayDataset(xte, task.test_labels, split="test"))
+
+
+def _score_and_store(task: TrainTask, model: GMXModel, train: ArrayDataset, test: ArrayDataset,
+                     seconds: float, train_seconds: float, stacked: int = 0) -> dict[str, Any]:
+    cfg = replace(task.recipe.config, seed=int(task.seed))
+    with deterministic_cpu(cfg.threads, cfg.deterministic):
+        k = task.recipe.num_classes
+        ks = tuple(v for v in (1, 5) if v <= k)
+        m = evaluate_classifier(model, test, ks=ks)
+        out: dict[str, Any] = {"top1": m["top1"]}
+        if task.recipe.gallery and hasattr(model, "embed"):
+            zg, yg = embed_dataset(model, train)
+            zt, yt = embed_dataset(model, test)
+            g = gallery_topk(zt, yt, zg, yg, k, ks)
+            out.update({f"gallery_top{v}": g[f"top{v}"] for v in ks})
+        out["train_top1"] = evaluate_classifier(model, train, ks=(1,))["top1"]
+    doc = {"format": "gmxai_eval.retrain/1", "key": task.key, "seed": int(task.seed), **out,
+           "seconds": seconds, "train_seconds": train_seconds, "stacked_with": stacked,
+           "recipe": {"config": config_dict(cfg), "arch_kwargs": dict(task.recipe.arch_kwargs)}}
+    res = Path(task.result_path)
+    if task.save_weights:
+        _atomic_write(res.with_suffix(".pt"), lambda p: torch.save(model.state_dict(), p))
+    _atomic_write(res, lambda p: p.write_text(json.dumps(doc, indent=1)))  # written last: the marker
+    return {**doc, "cached": False}
+
+
+def run_train_task(task: TrainTask) -> dict[str, Any]:
+    """Train and score one :class:`TrainTask` (the executors' unit of retraining work).
+
+    Returns the result dict ``{"key", "seed", "top1", ["gallery_top1", "gallery_top5"],
+    "train_top1", "seconds", "cached"}``; a stored result is returned without training."""
+    done = read_result(task.result_path)
+    if done is not None:
+        return {**done, "cached": True}
+    t0 = time.perf_counter()
+    train, test = _load_task_data(task)
+    model, hist = train_model(train, task.recipe.num_classes, replace(task.recipe.config, seed=int(task.seed)),
+                              progress=False, arch_kwargs=dict(task.recipe.arch_kwargs))
+    return _score_and_store(task, model, train, test, time.perf_counter() - t0, hist["seconds"])
+
+
+@dataclass(frozen=True)
+class StackedTrainTask:
+    """The repeats of one point (same data and recipe, one seed each) trained together as one
+    :func:`train_stacked` ensemble; each result is stored like a :class:`TrainTask`'s."""
+
+    tasks: tuple[TrainTask, ...]
+
+
+def run_stacked_task(stack: StackedTrainTask) -> list[dict[str, Any]]:
+    """Executor unit: train the unfinished tasks of ``stack`` together; results in task order
+    (``seconds`` of a stacked training = the ensemble's wall time / its size)."""
+    todo = [t for t in stack.tasks if read_result(t.result_path) is None]
+    if todo:
+        t0 = time.perf_counter()
+        train, test = _load_task_data(todo[0])
+        models, hist = train_stacked(train, todo[0].recipe.num_classes, todo[0].recipe.config,
+                                     [t.seed for t in todo], dict(todo[0].recipe.arch_kwargs))
+        per = (time.perf_counter() - t0) / len(todo)
+        for t, m in zip(todo, models):
+            _score_and_store(t, m, train, test, per, hist["seconds"] / len(todo), stacked=len(todo))
+    out = []
+    for t in stack.tasks:
+        doc = read_result(t.result_path)
+        if doc is None:
+            raise ModelStateError(f"expected a stored result for {t.key} after its stacked training, got none")
+        out.append({**doc, "cached": t not in todo})
+    return out
+
+
+@dataclass
+class RetrainingJob:
+    """What a dataset-scope evaluator receives: the fields of
+    :class:`gmxai_eval.evaluators.base.DatasetJob` (same names and meaning), defined here so
+    that models need not import evaluators (the layers run evaluators > models).
+
+    Attributes:
+        train_data / test_data: datasets of :class:`~gmxai_eval.data.base.Sample`.
+        model_factory: ``() -> nn.Module`` a fresh, untrained model.
+        train_fn: a :class:`RetrainRecipe` (``(model, dataset, seed) -> model``).
+        explainers: ``{method: Explainer}``.
+        reference_model: the trained model whose maps define the rankings.
+        seeds: the run's seeds.
+    """
+
+    train_data: Any
+    test_data: Any
+    model_factory: Any
+    train_fn: Any
+    explainers: Mapping[str, Any]
+    reference_model: torch.nn.Module
+    seeds: Sequence[int] = (0,)
+
+
+def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapping[str, Any],
+                dataset: Any, spec: Any) -> RetrainingJob:
+    """The :class:`RetrainingJob` (a ``DatasetJob``) of a run (the runner calls this
+    through ``default_dataset_job``).
+
+    * Embedded default model (``[model] source = "default"``): train / test data are the
+      default data's ``train`` and ``test`` splits, the recipe is the preset's
+      :class:`TrainConfig` and the architecture keywords from the checkpoint card.
+    * Otherwise: the dataset's ``train`` split (items with ``split == "train"``) and the run's
+      ``samples`` as test data; recipe = :class:`TrainConfig` with the model's ``arch`` (an
+      evaluator's ``recipe`` config can override any field).
+
+    ``seeds`` are ``spec.seeds`` (evaluators choose their own number of repeats); the cache
+    folder is ``<spec.cache or <spec.output>/.cache>/retraining``.
+    """
+    cache = Path(spec.cache or Path(spec.output) / ".cache") / "retraining"
+    num_classes = int(getattr(model, "num_classes", 0) or len(getattr(dataset, "classes", []) or []))
+    if num_classes < 2:
+        raise ConfigError(f"expected a model with num_classes >= 2 for retraining, got {num_classes}")
+    mcfg = dict(spec.model.get("config", {})) if spec.model.get("source") == "default" else {}
+    if spec.model.get("source") == "default":
+        from gmxai_eval.models import default as dflt
+
+        preset = dflt.PRESETS[mcfg.get("preset", "default")]
+        _, splits, card = dflt.load_default(**{**mcfg, "progress": False})
+        train, test = splits.train, splits.test
+        cfg, kw = preset.train, {k: v for k, v in card.get("arch_kwargs", {}).items()
+                                 if k not in ("num_classes", "seed")}
+    else:
+        rows = [i for i in range(len(dataset)) if getattr(dataset[i], "split", "") == "train"]
+        if not rows:
+            raise ConfigError("expected training items (split 'train') in the dataset for retraining, got none")
+        train = torch.utils.data.Subset(dataset, rows)
+        test = list(samples)
+        arch = getattr(model, "arch", "")
+        if arch not in MODELS:
+            raise ConfigError(f"expected the model's arch to be a registered architecture, got {arch!r}")
+        cfg, kw = TrainConfig(arch=arch), {}
+    recipe = RetrainRecipe(cfg, kw, num_classes, str(cache), device="cpu", gallery=True)
+    return RetrainingJob(train_data=train, test_data=test, model_factory=recipe.model_factory,
+                      train_fn=recipe, explainers=dict(explainers), reference_model=model,
+                      seeds=tuple(spec.seeds))
+
+
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",
-           "deterministic_cpu", "config_dict", "recalibrate_bn"]
+           "deterministic_cpu", "config_dict", "recalibrate_bn", "weights_hash", "ArrayDataset",
+           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "StackedTrainTask", "run_stacked_task", "read_result", "RetrainingJob", "dataset_job"]
