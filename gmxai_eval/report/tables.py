@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import pandas as pd
 from tabulate import tabulate
 
+from gmxai_eval.utils import csv_safe_frame, markdown_cell
 from gmxai_eval.utils import write_atomic
 
 CSV_COLUMNS = ("evaluator", "method", "category", "higher_is_better", "control", "mean", "ci_low",
@@ -194,9 +195,9 @@ def flags_text(results: Mapping[str, Any]) -> list[str]:
 def leaderboard_markdown(results: Mapping[str, Any]) -> str:
     """GitHub-flavoured Markdown leaderboard with a legend, aliases and the flags."""
     headers, rows = leaderboard_rows(results)
-    pipe = lambda s: s.replace("|", "\\|")  # noqa: E731  (a label must not split a cell)
-    headers, rows = [pipe(h) for h in headers], [[pipe(c) for c in r] for r in rows]
-    text = [f"# Leaderboard: {results.get('run_id', '')}", "",
+    # labels come from specs: HTML escaped and '|' escaped, so no cell can inject markup or columns
+    headers, rows = [markdown_cell(h) for h in headers], [[markdown_cell(c) for c in r] for r in rows]
+    text = [f"# Leaderboard: {markdown_cell(results.get('run_id', ''))}", "",
             tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
     text += legend_lines(results)
     aliases = (results.get("rankings") or {}).get("aliases") or {}
@@ -252,7 +253,7 @@ def leaderboard_frame(results: Mapping[str, Any]) -> pd.DataFrame:
 
 def leaderboard_csv(results: Mapping[str, Any]) -> str:
     buf = io.StringIO()
-    leaderboard_frame(results).to_csv(buf, index=False, float_format="%.17g")
+    csv_safe_frame(leaderboard_frame(results)).to_csv(buf, index=False, float_format="%.17g")
     return buf.getvalue()
 
 

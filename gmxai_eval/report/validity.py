@@ -248,9 +248,10 @@ def validity_markdown(results: Mapping[str, Any]) -> str:
     from tabulate import tabulate
 
     headers, rows = validity_rows(results)
-    pipe = lambda s: s.replace("|", "\\|")  # noqa: E731  (a label must not split a cell)
+    from gmxai_eval.utils import markdown_cell as pipe  # HTML and '|' escaped: labels come from specs
+
     val = results.get("validity") or {}
-    text = [f"# Metric validity: {results.get('run_id', '')}", "",
+    text = [f"# Metric validity: {pipe(results.get('run_id', ''))}", "",
             tabulate([[pipe(c) for c in r] for r in rows], headers=[pipe(h) for h in headers],
                      tablefmt="github", disable_numparse=True), "",
             val.get("description", "")]
@@ -277,7 +278,9 @@ def validity_csv(results: Mapping[str, Any]) -> str:
     import io
 
     buf = io.StringIO()
-    validity_frame(results).to_csv(buf, index=False, float_format="%.17g")
+    from gmxai_eval.utils import csv_safe_frame
+
+    csv_safe_frame(validity_frame(results)).to_csv(buf, index=False, float_format="%.17g")
     return buf.getvalue()
 
 

@@ -64,7 +64,7 @@ def test_markdown_github_table():
     # every row has as many cells as the header, also with a '|' inside a label (escaped)
     cells = lambda ln: ln.replace("\\|", "").count("|")  # noqa: E731
     assert len({cells(ln) for ln in table}) == 1 and len(table) == 6  # header, rule, 3 methods, MDD
-    assert "odd_name & 50% {x}\\|y" in md
+    assert "odd_name &amp; 50% {x}\\|y" in md
     assert table[2].startswith("| good ")  # best overall first
     assert "random (control)" in md
 
@@ -141,3 +141,23 @@ def test_old_results_document_still_renders():
     assert "ev_a ↑ [absolute, patch 4]" in headers and len(rows) == 3
     assert "validity" not in leaderboard_markdown(doc)
     assert leaderboard_csv(doc).count("\n") == 7
+
+
+def test_hostile_labels_are_neutralised_in_csv_and_markdown(tmp_path, toys):
+    """Labels come from specs: a CSV cell starting with '=' or '@' must not become a spreadsheet
+    formula, and Markdown cells must not carry HTML or split columns (the README promises it)."""
+    import csv as csvmod
+
+    from gmxai_eval.report.tables import leaderboard_csv, leaderboard_markdown
+    from gmxai_eval.runner.run import run_benchmark
+    from runner_report_toys import toy_spec
+
+    spec = toy_spec(methods=[{"name": "toy_grad", "label": "=HYPERLINK(\"x\")"},
+                             {"name": "toy_random", "label": "@SUM(A1)|<img src=x onerror=alert(1)>"}],
+                    evaluators=["toy_mass"])
+    res = run_benchmark(spec, output=tmp_path, progress=False, verbose=False)
+    rows = list(csvmod.DictReader(leaderboard_csv(res.results).splitlines()))
+    methods = {r["method"] for r in rows}
+    assert methods == {"'=HYPERLINK(\"x\")", "'@SUM(A1)|<img src=x onerror=alert(1)>"}
+    md = leaderboard_markdown(res.results)
+    assert "<img" not in md and "@SUM(A1)\\|&lt;img src=x onerror=alert(1)&gt;" in md
