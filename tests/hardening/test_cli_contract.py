@@ -37,6 +37,8 @@ def _files(root: Path) -> dict[str, Path]:
     w("spec_latin1.toml", b"[run]\nname = 'caf\xe9'\n")
     w("spec_bad.toml", "[run\nname = 'x'\n")
     w("spec_unknown_method.toml", "[[methods]]\nname = 'saliencyy'\n[[evaluators]]\nname = 'deletion'\n")
+    w("spec_model_cfg.toml", "[model]\nsource = 'default'\nconfig = { presett = 'tiny' }\n"
+                             "[[methods]]\nname = 'saliency'\n[[evaluators]]\nname = 'sparseness'\n")
     w("res_bad.json", "{not json")
     w("res_latin1.json", b'{"aggregates": [], "x": "\xe9"}')
     w("res_nomethod.json", '{"aggregates": [{"evaluator": "deletion", "mean": 0.1}]}')
@@ -146,6 +148,8 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
                                          s(out), "--cases", "0"], "--cases"),
         ("questionnaire analyse: bad key", ["questionnaire", "analyse", s(f["res_ok.json"].parent), "--key",
                                             s(f["res_bad.json"])], "res_bad.json"),
+        # nested configs checked against what they configure, before any work
+        ("run: unknown [model] config key", ["run", s(f["spec_model_cfg.toml"]), "--output", s(out)], "presett"),
         # run folders (checked before any work)
         ("run: output is a file", ["run", "--preset", "quick", "--output", s(f["in_the_way"])], "in_the_way"),
         ("run: run id with ..", ["run", "--preset", "quick", "--run-id", "../escape"], "--run-id"),
@@ -193,7 +197,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 61
+    assert len(table) == 62
 
 
 @pytest.mark.parametrize("argv,name", [

@@ -137,3 +137,10 @@ def test_allowed_keys_are_the_section_fields_and_typos_get_close_matches(tmp_pat
     with pytest.raises(ConfigError, match=r"typo\.toml: unknown key\(s\) \['n_image'\] in \[run\].*'n_images'"):
         parse_spec({"run": {"n_image": 4}, "methods": [{"name": "saliency"}], "evaluators": [{"name": "deletion"}]},
                    source="typo.toml")
+
+
+def test_model_config_is_checked_against_the_architecture_before_any_work():
+    from gmxai_eval.runner.stages.load import load_model
+
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['widht'\].*did you mean 'width'"):
+        load_model({"source": "registry", "arch": "toy_cnn", "config": {"widht": 4}})

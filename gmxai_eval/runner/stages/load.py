@@ -53,6 +53,7 @@ def load_model(model_spec: Mapping[str, Any], dataset: Any = None) -> nn.Module:
     elif src == "registry":
         if "num_classes" not in cfg and dataset is not None and hasattr(dataset, "classes"):
             cfg["num_classes"] = len(dataset.classes)
+        check_config(MODELS.get(model_spec["arch"]), cfg, f"model.config (architecture {model_spec['arch']!r})")
         model = MODELS.create(model_spec["arch"], **cfg)
     elif src in ("factory", "torchscript"):
         from gmxai_eval.models.factory import load_user_model
@@ -67,10 +68,32 @@ def load_model(model_spec: Mapping[str, Any], dataset: Any = None) -> nn.Module:
     return model.eval()
 
 
+def check_config(fn: Any, config: Mapping[str, Any], where: str) -> None:
+    """Before any work: every key of ``config`` is a keyword ``fn`` accepts (ConfigError naming
+    ``where``, the unknown keys and close matches otherwise)."""
+    import difflib
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature: nothing to check
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = sorted(n for n, p in params.items() if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                              inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        close = {k: difflib.get_close_matches(k, known, n=3, cutoff=0.5) for k in unknown}
+        hint = "; ".join(f"{k!r}: did you mean {', '.join(map(repr, c))}?" for k, c in close.items() if c)
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected a subset of {known}" + (f" ({hint})" if hint else ""))
+
+
 def load_default_bundle(config: Mapping[str, Any]) -> tuple[nn.Module, Any]:
     """``(model, splits)`` of the embedded default:
     ``gmxai_eval.models.default.load_default(**config)`` returns ``(model, splits, card)``."""
     mod = _import("gmxai_eval.models.default", "the default model")
+    check_config(mod.load_default, config, "model.config (source 'default')")
     out = mod.load_default(**dict(config))
     if isinstance(out, tuple):
         return out[0], (out[1] if len(out) > 1 else None)
