@@ -359,8 +359,9 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
         if isinstance(seeds, int) and not isinstance(seeds, bool):
             seeds = [seeds]
         if not isinstance(seeds, list) or not seeds or not all(
-                isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-            raise ConfigError(f"{src}: expected run.seeds to be a non-empty list of ints, got {seeds!r}")
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+            raise ConfigError(f"{src}: expected run.seeds to be a non-empty list of non-negative ints, "
+                              f"got {seeds!r}")
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"{src}: expected distinct run.seeds, got {seeds}")
         kw["seeds"] = tuple(seeds)

@@ -144,3 +144,11 @@ def test_model_config_is_checked_against_the_architecture_before_any_work():
 
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['widht'\].*did you mean 'width'"):
         load_model({"source": "registry", "arch": "toy_cnn", "config": {"widht": 4}})
+
+
+def test_negative_seed_is_refused_at_parse_time():
+    from gmxai_eval.runner.spec import parse_spec
+
+    with pytest.raises(ConfigError, match="non-negative ints, got \\[-1\\]"):
+        parse_spec({"run": {"seeds": [-1]}, "methods": [{"name": "saliency"}],
+                    "evaluators": [{"name": "sparseness"}]})
