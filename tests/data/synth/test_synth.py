@@ -132,7 +132,7 @@ def test_card_contents(folder):
     assert hpo and all(h.startswith("HP:") and len(h) == 10 for h in hpo)
     assert [d["images"] for d in card["class_details"]] == synth.class_sizes(72, 4, 3.0)
     arrays = synth.render_arrays(SMALL)
-    assert card["content_hash"] == synth._content_hash(arrays)
+    assert card["content_hash"] == synth.build._content_hash(arrays)
 
 
 def test_cache_reused_and_mismatch_raises(tmp_path, monkeypatch):
@@ -143,7 +143,7 @@ def test_cache_reused_and_mismatch_raises(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("regenerated")
 
-    monkeypatch.setattr(synth, "render_arrays", boom)
+    monkeypatch.setattr(synth.build, "render_arrays", boom)
     again = synth.load("tiny", root=tmp_path, progress=False, num_images=48)
     assert again.folder == ds.folder and os.stat(ds.folder / "images.npy").st_mtime_ns == mtime
     with pytest.raises(ConfigError):
