@@ -81,29 +81,11 @@ def bootstrap_means(values: Sequence[np.ndarray] | np.ndarray, clusters: Sequenc
     Returns:
         ``(n_boot, M)`` resampled means (NaN-aware: a resample without any finite value is NaN).
     """
-    v = _table(values)
+    from gmxai_eval.functional.stats import bootstrap_means as _one_bootstrap  # the one definition
+
     if int(n_boot) < 1:
         raise ConfigError(f"expected n_boot >= 1, got {n_boot}")
-    n = v.shape[0]
-    codes = unit_codes(n, clusters)
-    g = int(codes.max()) + 1 if n else 0
-    finite = np.isfinite(v)
-    sums = np.zeros((g, v.shape[1]))
-    cnts = np.zeros((g, v.shape[1]))
-    np.add.at(sums, codes, np.where(finite, v, 0.0))
-    np.add.at(cnts, codes, finite.astype(np.float64))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, g, size=(n_boot, g))
-    out = np.empty((n_boot, v.shape[1]))
-    step = max(1, 2**23 // max(g, 1))  # bound the (step, G) count matrix
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for s in range(0, n_boot, step):
-            ix = idx[s:s + step]
-            k = len(ix)
-            # how often each unit is drawn in each resample, then one matrix product
-            w = np.bincount((ix + g * np.arange(k)[:, None]).ravel(), minlength=k * g).reshape(k, g)
-            out[s:s + step] = (w @ sums) / (w @ cnts)
-    return out
+    return _one_bootstrap(_table(values), clusters, n_boot=int(n_boot), seed=seed)
 
 
 def pair_index(m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -58,6 +58,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from gmxai_eval.functional.stats import kendall_tau_b  # noqa: F401  (the one definition; re-exported)
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.functional.paired import (bootstrap_means, difference_sd, holm,
                                           minimal_detectable_difference, paired_bootstrap_test,
@@ -89,23 +90,6 @@ def rank_bands(lo: Sequence[float], hi: Sequence[float], higher_is_better: bool)
             better = hi_ < lo_[i]
         out.append(1 + int(np.sum(better)))
     return np.array(out)
-
-
-def kendall_tau_b(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b of two equally long vectors (NaN pairs dropped; NaN if undefined)."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    n = len(x)
-    if n < 2:
-        return math.nan
-    iu = np.triu_indices(n, 1)
-    dx = np.sign(x[:, None] - x[None, :])[iu]
-    dy = np.sign(y[:, None] - y[None, :])[iu]
-    n0 = len(dx)
-    tx, ty = np.sum(dx == 0), np.sum(dy == 0)
-    denom = math.sqrt((n0 - tx) * (n0 - ty))
-    return float(np.sum(dx * dy) / denom) if denom > 0 else math.nan
 
 
 
