@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from gmxai_eval.data.gaze.fixations import validate_fixations
+from gaze_toys import identical_observers
+
 from gmxai_eval.data.gaze.maps import ImageGaze, image_gaze_set
 from gmxai_eval.errors import ConfigError, ShapeError
 from gmxai_eval.evaluators.base import EVALUATORS, EvalBatch
@@ -17,19 +17,9 @@ from gmxai_eval.functional import gaze as G
 from gmxai_eval.functional.gaze_maps import centre_bias_map, density_map
 from gmxai_eval.utils import numpy_rng_for
 
-SHAPE = (20, 24)
 H, W = 24, 32
 
 
-def _identical_observers(n_obs=3, n_img=3, seed=0):
-    r = np.random.default_rng(seed)
-    rows = []
-    for i in range(n_img):
-        pts = np.column_stack([r.uniform(0, SHAPE[1], 7), r.uniform(0, SHAPE[0], 7)])
-        for o in range(n_obs):
-            rows += [dict(observer_id=f"o{o}", image_id=f"im{i}", x=x, y=y, onset_ms=k * 250.0,
-                          duration_ms=200.0) for k, (x, y) in enumerate(pts)]
-    return validate_fixations(pd.DataFrame(rows))
 
 
 def _case(seed=0, n=12):
@@ -93,7 +83,7 @@ def test_score_map_is_the_kernel():
 
 
 def test_gaze_evaluators_match_the_kernels(toy_model):
-    t = _identical_observers(n_obs=2, n_img=3)
+    t = identical_observers(n_obs=2, n_img=3)
     shape = (32, 32)
     gazes = image_gaze_set(t, {i: shape for i in t.image_ids}, 1.5)
     ids = t.image_ids

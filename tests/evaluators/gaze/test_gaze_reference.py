@@ -6,27 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gmxai_eval.data.gaze.fixations import validate_fixations
+from gaze_toys import SHAPE, identical_observers
+
 from gmxai_eval.data.gaze.maps import image_gaze_set
 from gmxai_eval.evaluators.gaze_reference import (CEILING_ROW, FLOOR_ROW, bootstrap_ci, centre_bias_floor,
                                                   human_ceiling, score_maps, summarise)
 
-SHAPE = (20, 24)
 
 
-def _identical_observers(n_obs=3, n_img=3, seed=0):
-    r = np.random.default_rng(seed)
-    rows = []
-    for i in range(n_img):
-        pts = np.column_stack([r.uniform(0, SHAPE[1], 7), r.uniform(0, SHAPE[0], 7)])
-        for o in range(n_obs):
-            rows += [dict(observer_id=f"o{o}", image_id=f"im{i}", x=x, y=y, onset_ms=k * 250.0,
-                          duration_ms=200.0) for k, (x, y) in enumerate(pts)]
-    return validate_fixations(pd.DataFrame(rows))
 
 
 def test_loo_ceiling_is_perfect_when_observers_are_identical():
-    t = _identical_observers()
+    t = identical_observers()
     gazes = image_gaze_set(t, {i: SHAPE for i in t.image_ids}, 1.5)
     ceil = human_ceiling(gazes, 1.5, seed=0)
     np.testing.assert_allclose(ceil["cc"], 1.0, atol=1e-12)
@@ -39,7 +30,7 @@ def test_loo_ceiling_is_perfect_when_observers_are_identical():
 
 
 def test_single_observer_image_has_no_ceiling_and_floor_is_the_centre_map():
-    t = _identical_observers(n_obs=1)
+    t = identical_observers(n_obs=1)
     gazes = image_gaze_set(t, {i: SHAPE for i in t.image_ids}, 1.5)
     assert human_ceiling(gazes, 1.5, metrics=("nss",)).isna().all().all()
     fl = centre_bias_floor(gazes, metrics=("cc",))
@@ -60,7 +51,7 @@ def test_summary_fraction_of_ceiling_and_directions():
 
 
 def test_random_metrics_are_seeded_per_image_not_per_order():
-    t = _identical_observers(n_obs=2, n_img=3)
+    t = identical_observers(n_obs=2, n_img=3)
     gazes = image_gaze_set(t, {i: SHAPE for i in t.image_ids}, 1.5)
     r = np.random.default_rng(1)
     maps = {k: r.random(SHAPE) for k in gazes}
