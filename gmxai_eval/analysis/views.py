@@ -129,7 +129,8 @@ def region_table(shares: torch.Tensor, labels: torch.Tensor, region_names: Seque
     area share (1 = as much mass as a uniform map would put there). Large regions (cheeks,
     hair, background) otherwise collect mass by size alone and small trait regions (eyes,
     philtrum) could never rank first; on the default model raw shares rank an annotated region
-    first for 1 of 12 syndromes with Grad-CAM, densities for most (see the tests).
+    first for 1 of 12 syndromes with Grad-CAM or saliency; ranked by density, for 6 of 12
+    with Grad-CAM and 11 of 12 with saliency (156 test images, measured 2026-11-30).
 
     Args:
         shares: ``(N, R + 1)`` from :func:`region_mass` (last column background).

@@ -26,7 +26,7 @@ Inputs follow the suite's batch-first contract, converted where the conversion i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -209,7 +209,3 @@ def evaluate(model: nn.Module, x: Any, y: Any, *, maps: Any = None, methods: Any
             results[(elab, mlab)] = EvalResult.cat(rs)
     hib = {elab: bool(ev.higher_is_better) for elab, ev in evs.items()}
     return Scores(results, ids, hib)
-
-
-#: For ``Callable`` users of the module: the signature of a Quantus-style explain function.
-ExplainFunc = Callable[[nn.Module, Any, Any], Any]
