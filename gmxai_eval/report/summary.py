@@ -114,9 +114,11 @@ def ranks_from_weights(results: Mapping[str, Any], tables: Mapping[str, pd.DataF
                 full = np.where(fin, x, 0.0).sum(0) / fin.sum(0)
             means = np.where(cnt > 0, means, full[None, :])
             per_ev[ev] = _rank_min_rows(means if hib[ev] else -means).astype(np.float64)
-    fam_mean = {f: np.mean([per_ev[e] for e in evs], axis=0) for f, evs in fams.items()}
+    # means over the last (contiguous) axis: numpy sums them in the order a 1-D mean does, so the
+    # mean ranks are bitwise those of the aggregation and its ties stay ties
+    fam_mean = {f: np.stack([per_ev[e] for e in evs], axis=-1).mean(axis=-1) for f, evs in fams.items()}
     fam_rank = {f: _rank_min_rows(-v) for f, v in fam_mean.items()}
-    overall = _rank_min_rows(-np.mean(list(fam_mean.values()), axis=0))
+    overall = _rank_min_rows(-np.stack(list(fam_mean.values()), axis=-1).mean(axis=-1))
     return overall, fam_rank
 
 
