@@ -27,6 +27,16 @@ def _t(s: Any) -> str:
     return str(s).replace("$", r"\$")
 
 
+def _wrap(s: Any, width: int = 18, lines: int = 3) -> str:
+    """A label wrapped on ``width`` characters (at most ``lines`` lines, the last cut with ``~``)."""
+    import textwrap
+
+    parts = textwrap.wrap(str(s).replace("@", " @"), width, break_long_words=True) or [""]
+    if len(parts) > lines:
+        parts = parts[:lines - 1] + [parts[lines - 1][: width - 1] + "~"]
+    return _t("\n".join(parts))
+
+
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
@@ -67,7 +77,7 @@ def maps_grid(images: torch.Tensor, maps: Mapping[str, torch.Tensor], row_titles
             ax.imshow(v, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
-                ax.set_title(_t(m), fontsize=8)
+                ax.set_title(_wrap(m), fontsize=7)
     return _png(fig)
 
 
@@ -88,45 +98,68 @@ def _arr(v: Any, n: int) -> np.ndarray:
     return np.asarray([np.nan if x is None else x for x in (v if v is not None else [None] * n)], float)
 
 
+def curve_band(c: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(lower, upper)`` of a stored curve's band: mean ± 1 sd, clipped point-wise to the range
+    the per-sample curves took (``c["min"]``, ``c["max"]``, when stored)."""
+    y = _arr(c["mean"], len(c["mean"]))
+    s = _arr(c.get("std"), len(y))
+    lo, hi = y - s, y + s
+    if c.get("min") is not None and c.get("max") is not None:
+        lo, hi = np.fmax(lo, _arr(c["min"], len(y))), np.fmin(hi, _arr(c["max"], len(y)))
+    return lo, hi
+
+
+#: methods per panel of a curves figure: more methods give small multiples sharing the axes
+CURVES_PER_PANEL = 8
+
+
 def curves_figure(curves: Mapping[str, Mapping[str, Any]], title: str, xlabel: str = "",
                   ylabel: str = "score") -> bytes:
     """Mean curve (± 1 sd band) per method: ``{method: {"x", "mean", "std", "labels"[, "min",
     "max"]}}``.
 
-    Every method has its own (colour, line style) (:func:`method_styles`); the legend sits right of
-    the axes. The band is clipped to the values the per-sample curves took at each point
-    (``"min"`` / ``"max"``, when stored), so it never leaves the metric's range (e.g. a
-    probability band stays in [0, 1]).
+    Every method has its own (colour, line style) (:func:`method_styles`). Up to
+    :data:`CURVES_PER_PANEL` methods share one panel; more methods are drawn as small multiples
+    (two panels a row, shared axes), so bands never pile up into a grey mass. The band is clipped
+    to the values the per-sample curves took at each point (``"min"`` / ``"max"``, when stored),
+    so it never leaves the metric's range (e.g. a probability band stays in [0, 1]).
     """
-    n = len(curves)
-    ncol = 1 if n <= 14 else 2
-    fig = _figure(6.2 + 1.6 * (ncol - 1), 3.4 if n <= 14 else 3.4 + 0.06 * n)
-    ax = fig.add_subplot(1, 1, 1)
-    labels: Sequence[str] = ()
-    for (m, c), (colour, style) in zip(curves.items(), method_styles(n)):
-        x = np.asarray(c["x"], float)
-        y = _arr(c["mean"], len(c["mean"]))
-        s = _arr(c.get("std"), len(y))
-        if len(x) != len(y):
-            x = np.arange(len(y), dtype=float)
-        ax.plot(x, y, label=_t(m), lw=1.3, color=colour, ls=style)
-        if np.isfinite(s).any():
-            lo, hi = y - s, y + s
-            if c.get("min") is not None and c.get("max") is not None:
-                lo = np.fmax(lo, _arr(c["min"], len(y)))
-                hi = np.fmin(hi, _arr(c["max"], len(y)))
-            ax.fill_between(x, lo, hi, alpha=0.10, color=colour, lw=0)
-        labels = c.get("labels") or labels
-        if labels and len(labels) == len(x):
-            ax.set_xticks(x)
-            ax.set_xticklabels([_t(t) for t in labels], rotation=60, ha="right", fontsize=6)
-    ax.set_title(_t(title), fontsize=9)
-    ax.set_xlabel(_t(xlabel), fontsize=8)
-    ax.set_ylabel(_t(ylabel), fontsize=8)
-    ax.tick_params(labelsize=7)
-    if n:
-        ax.legend(fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol)
-    ax.grid(alpha=0.3)
+    items = list(curves.items())
+    styles = method_styles(len(items))
+    size = math.ceil(len(items) / max(math.ceil(len(items) / CURVES_PER_PANEL), 1)) or 1  # balanced panels
+    chunks = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)] or [[]]
+    cols = 1 if len(chunks) == 1 else 2
+    rows = math.ceil(len(chunks) / cols)
+    fig = _figure(7.0 if cols == 1 else 11.0, 3.4 * rows + (0.3 if rows > 1 else 0.0))
+    first = None
+    for p, chunk in enumerate(chunks):
+        ax = fig.add_subplot(rows, cols, p + 1, sharex=first, sharey=first)
+        first = first or ax
+        labels: Sequence[str] = ()
+        for k in chunk:
+            m, c = items[k]
+            colour, style = styles[k]
+            x = np.asarray(c["x"], float)
+            y = _arr(c["mean"], len(c["mean"]))
+            s = _arr(c.get("std"), len(y))
+            if len(x) != len(y):
+                x = np.arange(len(y), dtype=float)
+            ax.plot(x, y, label=_t(m), lw=1.3, color=colour, ls=style)
+            if np.isfinite(s).any():
+                ax.fill_between(x, *curve_band(c), alpha=0.10, color=colour, lw=0)
+            labels = c.get("labels") or labels
+            if labels and len(labels) == len(x):
+                ax.set_xticks(x)
+                ax.set_xticklabels([_t(t) for t in labels], rotation=60, ha="right", fontsize=6)
+        ax.set_title(_t(title) if len(chunks) == 1 else
+                     _t(f"{title} ({chunk[0] + 1}-{chunk[-1] + 1} of {len(items)})"), fontsize=9)
+        ax.set_xlabel(_t(xlabel), fontsize=8)
+        ax.set_ylabel(_t(ylabel), fontsize=8)
+        ax.tick_params(labelsize=7)
+        if chunk:
+            ax.legend(fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
     return _png(fig)
 
 

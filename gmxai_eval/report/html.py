@@ -82,6 +82,8 @@ th{background:#f3f3f3}.meta td:first-child{font-weight:600}
 figcaption{font-size:.8em;color:#555}pre{background:#f7f7f7;padding:.5em;font-size:.75em;overflow:auto}
 img{max-width:100%;height:auto}.scroll{overflow-x:auto}
 .maps img{max-height:900px}
+.summary td:first-child,.summary th:first-child{position:sticky;left:0;background:#fff}
+.summary th:first-child{background:#f3f3f3}
 """
 
 _CHECK = """
@@ -141,6 +143,13 @@ def example_maps(images: Any, maps: Mapping[str, Any], ids: Sequence[str], label
     pngs = [figures.maps_grid(images, {m: maps[m] for m in chunk}, titles) for chunk in chunks]
     return {"pngs": [base64.b64encode(p).decode("ascii") for p in pngs], "methods": chunks,
             "rows": [[str(i), str(lab), str(t)] for i, lab, t in zip(ids, labels, targets)]}
+
+
+def family_order(evaluators: Sequence[str], family_of: Mapping[str, str]) -> list[int]:
+    """Indices of ``evaluators`` grouped by family (families in order of first appearance, the
+    evaluators of a family in their own order)."""
+    fams = list(dict.fromkeys(family_of.get(e, "") for e in evaluators))
+    return sorted(range(len(evaluators)), key=lambda i: (fams.index(family_of.get(evaluators[i], "")), i))
 
 
 def _curve_axes(category: str, per_method: Mapping[str, Any]) -> tuple[str, str]:
@@ -237,8 +246,7 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
     if len(evs) > 1:
         parts.append("<h2>Metric agreement</h2>")
         fam_of = {ev: f for f, fevs in (results.get("rankings", {}).get("families") or {}).items() for ev in fevs}
-        order = sorted(range(len(evs)), key=lambda i: (list(dict.fromkeys(fam_of.get(e, "") for e in evs))
-                                                        .index(fam_of.get(evs[i], "")), i))
+        order = family_order(evs, fam_of)
         tau = results["agreement"]["kendall_tau"]
         parts.append(_img(figures.heatmap([[tau[i][j] for j in order] for i in order], [evs[i] for i in order],
                                           "Kendall τ between evaluators' method rankings",
