@@ -130,7 +130,6 @@ def wide_report(tmp_path):
 
     doc = wide_doc()
     methods = list(doc["methods"])
-    rng = np.random.default_rng(0)
     x = np.linspace(0, 1, 11)
     for ev in list(doc["agreement"]["evaluators"])[:2]:
         doc["curves"][ev] = {}
@@ -145,7 +144,7 @@ def wide_report(tmp_path):
     g = torch.Generator().manual_seed(0)
     ex = example_maps(torch.rand(4, 3, 32, 32, generator=g), {m: torch.randn(4, 32, 32, generator=g) for m in methods},
                       [f"img{i}" for i in range(4)], ["a"] * 4, ["a"] * 4)
-    assert rng is not None and len(ex["pngs"]) == 4 and all(len(c) <= 8 for c in ex["methods"])
+    assert len(ex["pngs"]) == 4 and all(len(c) <= 8 for c in ex["methods"])
     path = tmp_path / "report.html"
     render_report(doc, path, examples=ex)
     return path
@@ -178,7 +177,6 @@ def test_browser_screenshot_summary_first_no_overflow_figures_sane(tmp_path, mon
     import io
     from pathlib import Path
 
-    import numpy as np
     from matplotlib.image import imread
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "analysis"))
