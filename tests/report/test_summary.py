@@ -132,3 +132,31 @@ def test_summary_html_escapes_labels():
     d = json.loads(json.dumps(d).replace(first, evil))
     frag = summary_html(summary_data(d))
     assert evil not in frag and "&lt;script&gt;x&lt;/script&gt;" in frag
+
+
+def test_oracle_place_and_flag_counts_follow_the_document():
+    """An oracle that scores exactly between the dominant method and the noise methods: it is a
+    reference row (no rank, not in the intervals), placed second by its mean rank, and the
+    number of evaluators on which it is beaten is the document's oracle flag count."""
+    d = wide_doc(n_methods=6, n_families=2, per_family=2)
+    table = pd.DataFrame(d["samples"], columns=["seed", "evaluator", "method", "sample_id", "score"])
+    hib = {a["evaluator"]: a["higher_is_better"] for a in d["aggregates"]}
+    extra = table[table.method == next(iter(d["methods"]))].copy()
+    extra["method"] = "oracle"
+    extra["score"] = [5.0 if hib[e] else -5.0 for e in extra["evaluator"]]
+    table = pd.concat([table, extra], ignore_index=True)
+    ev_cards = {e: {"higher_is_better": hib[e], "category": f} for f, evs in d["rankings"]["families"].items()
+                for e in evs}
+    m_cards = {m: {"control": c["card"]["control"]} for m, c in d["methods"].items()}
+    m_cards["oracle"] = {"name": "oracle", "control": True, "needs_masks": True}
+    doc = summarise(table, ev_cards, m_cards, n_boot=100, seed=0)
+    doc.update(run_id="o", n_images=12, seeds=[0], methods={m: {"card": c} for m, c in m_cards.items()},
+               samples=table[["seed", "evaluator", "method", "sample_id", "score"]].values.tolist())
+    s = summary_data(doc)
+    assert "oracle" not in [r["method"] for r in s["rows"]] and len(s["rows"]) == 6
+    assert s["oracle"]["oracle"]["place"] == 2 and s["oracle"]["oracle"]["of"] == 7
+    beaten = sum(bool(f["flag"]) for f in doc["oracle_flags"].values())
+    assert beaten == 4 and s["flags"]["oracle_beaten"] == 4  # the dominant method beats it everywhere
+    lines = summary_lines(s)
+    assert "Reference oracle: mean rank 2.00, would rank 2 of 7 (not ranked)" in lines
+    assert any("° oracle beaten on 4/4" in line for line in lines)
