@@ -267,6 +267,34 @@ def write_view_files(results: Mapping[str, Any], folder: str | Path) -> list[Pat
     return out
 
 
+
+def explain_page(title: str, figures: Sequence[tuple[str, bytes]], top_k: Sequence[tuple[str, float]],
+                 region_row: Mapping[str, Any] | None, region_mass: Mapping[str, Mapping[str, float]],
+                 matches: Sequence[Mapping[str, Any]], notes: Sequence[str] = ()) -> str:
+    """The self-contained page of ``gmxai-eval explain``: figures (caption, PNG) inline, the
+    top-k syndromes, the region table row, the region masses and the gallery matches. Every
+    text from data is escaped."""
+    parts = [f"<h1>{e(title)}</h1>", *[f"<p>{e(n)}</p>" for n in notes], "<h2>Top syndromes</h2>",
+             _table(["rank", "syndrome", "probability"], [[i + 1, c, p] for i, (c, p) in enumerate(top_k)])]
+    for cap, png in figures:
+        parts.append(f'<figure><img alt="{e(cap)}" src="{data_uri(png)}"><figcaption>{e(cap)}</figcaption></figure>')
+    if region_row:
+        cols = ["method", "class", *[c for c in TABLE_COLUMNS if c in region_row and c != "n"]]
+        parts.append("<h2>Region table row (top-1 syndrome)</h2>" + _table(cols, [[region_row.get(c) for c in cols]]))
+    if region_mass:
+        regions = list(next(iter(region_mass.values())))
+        parts.append("<h2>Attribution mass per named region (top-1 syndrome)</h2>"
+                     + _table(["method", *regions], [[m, *[v.get(r) for r in regions]] for m, v in region_mass.items()]))
+    if matches:
+        parts.append("<h2>Nearest gallery matches</h2>"
+                     + _table(["match", "id", "class", "cosine"],
+                              [[i + 1, m.get("id"), m.get("class"), m.get("cosine")] for i, m in enumerate(matches)]))
+    from gmxai_eval.report.html import _CHECK, _CSS
+
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{e(title)}</title><style>{_CSS}</style></head><body>{''.join(parts)}{_CHECK}</body></html>")
+
+
 from gmxai_eval.report.html import SECTIONS  # noqa: E402  (html imports this module last)
 
 SECTIONS.register(render_views_section, name="views")
