@@ -4,6 +4,7 @@ one line, exit status 1 and nothing written."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -104,3 +105,15 @@ def test_explain_refuses_bad_inputs_and_writes_nothing(tmp_path, default, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expect in err, err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_explain_with_a_checkpoint_equals_the_default_model(tmp_path, default):
+    _, _, card = default
+    img, _ = _face(tmp_path, default)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["explain", str(img), "--matches", "1", "--methods", "saliency", "--out", str(a)]) == 0
+    assert main(["explain", str(img), "--model", card["path"], "--matches", "1", "--methods", "saliency",
+                 "--out", str(b)]) == 0
+    strip = lambda p: re.sub(r"<img [^>]*>", "", (p / "explain.html").read_text().split("<h2>Top syndromes</h2>")[1])
+    assert strip(a) == strip(b)  # same model, same numbers; only the model's description differs
