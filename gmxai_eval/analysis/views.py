@@ -15,7 +15,12 @@ cache) and summarise them per patient, per syndrome and per named region.
   :func:`gmxai_eval.data.regions.load_hpo_regions`): mass inside annotated regions, the rank of
   the best annotated region, whether the top region is annotated, and the regions with high
   mass that no annotated trait explains (candidate traits, or biases such as a sticker or the
-  background).
+  background);
+* :func:`best_methods` / :func:`methods_from_results`: which methods the views show by default
+  (the best-ranked real methods on the counterfactual ground truth, else the overall rank).
+
+The ``views`` report section (:mod:`gmxai_eval.runner.stages.views_section`) and
+``gmxai-eval explain`` (:mod:`gmxai_eval.analysis.explain`) are built on these.
 
 Shapes: maps ``(N, H, W)``; images ``(N, C, H, W)``; region masks ``(N, R, H, W)`` or
 ``(R, H, W)`` (one template for every aligned face) bool; labels ``(N,)`` int.

@@ -506,6 +506,12 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
         ms = vw.get("methods", [])
         if not isinstance(ms, list) or not all(isinstance(x, str) for x in ms):
             raise ConfigError(f"{src}: expected views.methods to be a list of method labels, got {ms!r}")
+        labels = [e.label for e in kw["methods"]]
+        unknown = [m for m in ms if m not in labels]
+        if unknown:
+            hints = {m: difflib.get_close_matches(m, labels, n=2) for m in unknown}
+            raise ConfigError(f"{src}: expected views.methods among the spec's method labels {labels}, got unknown "
+                              f"{unknown} (close: {hints})")
         for k in ("n_methods", "patients", "top_k", "matches"):
             if k in vw and _typed(src, f"views.{k}", vw[k], int, "an int >= 0") < (1 if k in ("n_methods", "top_k") else 0):
                 raise ConfigError(f"{src}: expected views.{k} >= {1 if k in ('n_methods', 'top_k') else 0}, got {vw[k]}")

@@ -139,3 +139,24 @@ def test_views_section_appears_in_report_html_and_every_figure_decodes(views_run
     total, ok = int(m.group(1)), int(m.group(2))
     assert total >= n_views + 1 and ok == total
     assert "<h2>Clinical views</h2>" in dom and 'alt="' in dom
+
+
+@pytest.mark.slow
+def test_views_of_the_oracle_recover_the_planted_regions_and_unknown_labels_raise(tmp_path):
+    from gmxai_eval.runner.run import run_benchmark
+
+    spec = preset_spec("quick").replace(
+        n_images=26, sections=["views"], examples=0,
+        methods=[{"name": "oracle"}, {"name": "saliency"}, {"name": "random"}],
+        evaluators=[{"name": "pointing_game", "config": {"on_empty": "nan"}}],
+        views={"methods": ["oracle", "saliency"], "patients": 1, "matches": 1})
+    res = run_benchmark(spec, output=tmp_path, progress=False, verbose=False)
+    data = res.results["sections"]["views"]
+    assert data["methods"] == ["oracle", "saliency"] and data["methods_rule"] == "the spec's [views] methods"
+    assert any(f["kind"] == "similarity" and "saliency maps" in f["caption"] for f in data["figures"])
+    oracle = data["tables"][0]
+    col = {c: i for i, c in enumerate(oracle["columns"])}
+    affected = [r for r in oracle["rows"] if r[col["annotated"]]]
+    assert len(affected) >= 10 and all(r[col["top_is_annotated"]] and not r[col["unexplained"]] for r in affected)
+    with pytest.raises(ConfigError, match="unknown \\['salency'\\].*saliency"):  # when the spec is parsed
+        spec.replace(views={"methods": ["salency"]})

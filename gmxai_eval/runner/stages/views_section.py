@@ -14,7 +14,8 @@ the clinical views of :mod:`gmxai_eval.analysis.views` from the run's cached map
   that class, the others are computed for those few images only.
 * **Similarity maps** (models with ``embed``): the ``matches`` nearest run images of another
   subject by cosine similarity of the embeddings, both sides explained with
-  :func:`gmxai_eval.methods.similarity.explain_pair` (first method).
+  :func:`gmxai_eval.methods.similarity.explain_pair` (the first method that needs no
+  evidence masks; the oracle's map is the image's own evidence, it explains no similarity).
 * **Region table**: needs the images' region masks (named regions, plus ``sticker`` on the
   shortcut data) and, for the annotated regions, the dataset card's HPO terms per class mapped
   through the HPO-region table (``[views] hpo_regions``, else the packaged one).
@@ -35,7 +36,7 @@ from gmxai_eval.data.regions import class_regions, load_hpo_regions
 from gmxai_eval.errors import ConfigError, ShapeError
 from gmxai_eval.methods.similarity import explain_pair
 from gmxai_eval.report import views as R
-from gmxai_eval.runner.context import RunContext
+from gmxai_eval.runner.context import RunContext, bind_masks
 from gmxai_eval.runner.stages.sections import SECTION_DATA
 
 
@@ -160,6 +161,7 @@ def views_section_data(ctx: RunContext) -> dict[str, Any]:
     for j, i in enumerate(chosen):
         p, top = probs[i].topk(k)
         x = images[i: i + 1].to(ctx.device)
+        bound = bind_masks({m: ctx.explainers[m] for m in methods}, None if ctx.masks is None else ctx.masks[i: i + 1])
         pmaps = {}
         for m in methods:
             rows = []
@@ -167,7 +169,7 @@ def views_section_data(ctx: RunContext) -> dict[str, Any]:
                 if c == int(ctx.target[i]):
                     rows.append(ctx.maps[m][i])
                 else:
-                    rows.append(ctx.explainers[m](ctx.model, x, torch.tensor([c], device=ctx.device))[0].cpu())
+                    rows.append(bound[m](ctx.model, x, torch.tensor([c], device=ctx.device))[0].cpu())
             pmaps[m] = torch.stack(rows)
         topk = [(names[c], float(v)) for c, v in zip(top.tolist(), p.tolist())]
         f = f"patient_{j + 1}.png"
@@ -183,7 +185,8 @@ def views_section_data(ctx: RunContext) -> dict[str, Any]:
                 mass[m] = {r: float(v) for r, v in zip([*ctx.region_names, V.BACKGROUND], s.tolist())}
         patients.append({"file": f, "image_id": ctx.image_ids[i], "label": names[int(labels[i])],
                          "top_k": topk, "region_mass": mass})
-        if emb is not None and vs.matches > 0:
+        sim_method = next((m for m in methods if not getattr(ctx.explainers[m], "needs_masks", False)), None)
+        if emb is not None and vs.matches > 0 and sim_method is not None:
             z = torch.nn.functional.normalize(emb, dim=1)
             sim = z @ z[i]
             others = [o for o in range(len(sim)) if ctx.subjects[o] != ctx.subjects[i] and o != i]
@@ -191,14 +194,14 @@ def views_section_data(ctx: RunContext) -> dict[str, Any]:
                 o_ix = torch.tensor(others)
                 best = o_ix[sim[o_ix].argsort(descending=True)[: vs.matches]]
                 q = images[i: i + 1].expand(len(best), -1, -1, -1).to(ctx.device)
-                qm, rm = explain_pair(ctx.explainers[methods[0]], ctx.model, q, images[best].to(ctx.device))
+                qm, rm = explain_pair(ctx.explainers[sim_method], ctx.model, q, images[best].to(ctx.device))
                 caps = [f"{ctx.image_ids[b]} ({names[int(labels[b])]}) cos {float(sim[b]):.3f}" for b in best.tolist()]
                 f = f"similarity_{j + 1}.png"
                 figs.append({**R.figure_entry(
                     f, f"patient {ctx.image_ids[i]}: {len(best)} nearest run images of other subjects, "
-                       f"{methods[0]} maps of the cosine similarity on both ({1 + len(best)} images)",
+                       f"{sim_method} maps of the cosine similarity on both ({1 + len(best)} images)",
                     R.similarity_figure(images[i], images[best], qm.cpu(), rm.cpu(), caps,
-                                        f"{methods[0]} on {model_desc}: query and {len(best)} matches")),
+                                        f"{sim_method} on {model_desc}: query and {len(best)} matches")),
                              "kind": "similarity"})
     if emb is None:
         notes.append("No similarity maps: the model has no embed(x).")
