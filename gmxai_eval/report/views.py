@@ -95,7 +95,21 @@ def _mosaic(grid: Sequence[Sequence[np.ndarray | None]], row_labels: Sequence[st
 
         cmap, lo, hi, label = bar
         fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap), ax=ax, shrink=0.5, label=label)
-    return _png(fig)
+    return _palette(_png(fig))
+
+
+def _palette(png: bytes) -> bytes:
+    """The PNG re-encoded with a 256-colour palette (fast octree): about 5 times smaller for
+    noisy maps (the figures are stored in ``results.json``), with no visible banding."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        q = im.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
+    buf = io.BytesIO()
+    q.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def patient_figure(image: torch.Tensor, top: Sequence[tuple[str, float]], maps: Mapping[str, torch.Tensor],
