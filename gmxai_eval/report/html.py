@@ -280,3 +280,6 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
     if path is not None:
         write_atomic(path, doc)
     return doc
+
+
+import gmxai_eval.report.views  # noqa: E402,F401  registers the "views" section renderer
