@@ -12,8 +12,9 @@ for models with embeddings). Per method the result holds:
 * ``scores (R,)``: the area between the method's curve and the random control's, paired by
   repeat (ROAR: ``integral acc_random - acc_method``; KAR: ``acc_method - acc_random``), so
   higher is better in both; the leaderboard's CI over the ``R`` rows is the CI over repeats;
-* ``extras``: ``leakage (R, T)``: macro top-1 above chance of a logistic regression that predicts
-  the class from the removal masks alone (Rong et al., ICML 2022); ``road_accuracy (R, T)``: the
+* ``extras``: ``leakage (R, T)``: macro top-1 above chance (``conventions["leakage_chance"]``,
+  ``1 / K`` of the training classes) of a logistic regression that predicts the class from the
+  removal masks alone (Rong et al., ICML 2022); ``road_accuracy (R, T)``: the
   reference model's accuracy on the same imputed test images (ROAD, no retraining);
   ``gallery_top1`` / ``gallery_top5 (R, T)``; ``seconds (R, T)`` wall time of each training.
 * ``conventions``: fractions, imputation, recipe, trainings run / reused / failed with the
@@ -461,6 +462,7 @@ class _Retraining(DatasetEvaluator):
                                                      "failed": len({p[3].key for i, p in enumerate(plan)
                                                                     if i not in results})},
                 "failures": failures, "random_control_accuracy": acc[_RANDOM].tolist(),
+                "leakage_chance": 1.0 / len(data.labels[:ntr].unique()),
                 "rank_agreement": {"methods": methods, "roar_area": [float(area[m].nanmean()) for m in methods],
                                    "road_area": [road_area.get(m) for m in methods], "kendall_tau": tau}}
         out: dict[str, EvalResult] = {}

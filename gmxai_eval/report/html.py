@@ -227,3 +227,4 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
     if path is not None:
         write_atomic(path, doc)
     return doc
+from gmxai_eval.report import retraining as _retraining  # noqa: E402,F401  (registers the "retraining" section)

@@ -79,3 +79,4 @@ def gaze_section_data(ctx: RunContext) -> dict[str, Any]:
 
 
 SECTION_DATA.register(gaze_section_data, name="gaze")
+from gmxai_eval.runner.stages import retraining_section as _retraining_section  # noqa: E402,F401  (registers "retraining")

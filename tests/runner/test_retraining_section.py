@@ -1,0 +1,117 @@
+"""The ``retraining`` report section on a real (tiny) run: ROAR and label randomisation on the
+colour-square problem (retrain_toys) through ``run_benchmark``. Oracles: the section's numbers
+equal the per-sample table and the evaluator's own conventions (its Kendall tau, computed from
+the random-control-relative areas); the rendered ranks equal the leaderboard's; the label
+randomisation evaluator is in the randomisation family next to MPRT."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gmxai_eval.evaluators.base import DatasetJob  # noqa: E402
+from gmxai_eval.runner.run import run_benchmark  # noqa: E402
+from retrain_toys import K, colour_squares, recipe  # noqa: E402
+from gmxai_eval.data import DATASETS  # noqa: E402
+from runner_report_toys import toy_faces, toy_spec  # noqa: E402
+
+METHODS = ["saliency", "random", "sobel", "oracle"]
+FRACTIONS = [0.1, 0.3]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("retraining-section")
+    train, test = colour_squares(60, 0, "train"), colour_squares(30, 1, "test")
+    ref = recipe("")(None, train, seed=123).eval()
+
+    def job(samples, model, explainers, dataset, spec):
+        rec = recipe(str(Path(spec.cache) / "retraining"))
+        return DatasetJob(train, test, rec.model_factory, rec, explainers, ref, seeds=(0,))
+
+    spec = toy_spec(methods=METHODS, html=True, evaluators=[
+        {"name": "roar", "config": {"fractions": FRACTIONS, "repeats": 2, "progress": False}},
+        {"name": "data_randomisation", "config": {"n_images": 12, "recipe": {"epochs": 30, "lr": 0.01},
+                                                  "progress": False}},
+        "mprt_cascading"]).replace(sections=["retraining"])
+    DATASETS.register(toy_faces, name="toy_faces")
+    try:
+        yield run_benchmark(spec, output=out, progress=False, verbose=False, dataset_job=job)
+    finally:
+        DATASETS.unregister("toy_faces")
+
+
+def test_section_curves_bands_and_areas_are_the_tables(run):
+    data = run.results["sections"]["retraining"]
+    (ev,) = data["retraining"]
+    assert ev["evaluator"] == "roar" and ev["mode"] == "roar" and ev["repeats"] == 2
+    assert ev["x"] == [0.0, *FRACTIONS]
+    assert [r["method"] for r in ev["methods"]] == METHODS
+    kinds = {r["method"]: (r["control"], r["oracle"]) for r in ev["methods"]}
+    assert kinds == {"saliency": (False, False), "random": (True, False), "sobel": (True, False),
+                     "oracle": (False, True)}
+    t = run.table[run.table.evaluator == "roar"]
+    for r in ev["methods"]:
+        rows = t[t.method == r["method"]].sort_values("sample_id")
+        curves = np.array([json.loads(c) for c in rows.curve])
+        assert np.allclose(r["curves"], curves) and r["area"] == pytest.approx(rows.score.tolist())
+        mean, sd = curves.mean(0), curves.std(0)
+        assert r["mean"] == pytest.approx(mean.tolist()) and r["sd"] == pytest.approx(sd.tolist())
+        assert r["band_low"] == pytest.approx(np.clip(mean - sd, 0, 1).tolist())
+        assert r["band_high"] == pytest.approx(np.clip(mean + sd, 0, 1).tolist())
+        leak = np.array([json.loads(e)["leakage"] for e in rows.extras]).mean(0)
+        assert r["leakage"] == pytest.approx(leak.tolist())
+        assert r["leakage_accuracy"] == pytest.approx((leak + 1 / K).tolist())  # K training classes
+    assert ev["chance"] == pytest.approx(1 / K)
+
+
+def test_section_tau_equals_the_evaluators_rank_agreement(run):
+    (ev,) = run.results["sections"]["retraining"]["retraining"]
+    ra = run.results["evaluators"]["roar"]["conventions"]["rank_agreement"]
+    assert ra["methods"] == METHODS and ev["tau_methods"] == METHODS
+    assert ev["kendall_tau_road"] == pytest.approx(ra["kendall_tau"])
+
+
+def test_label_randomisation_in_the_family_and_the_section(run):
+    fam = run.results["rankings"]["families"]
+    assert fam["randomisation"] == ["data_randomisation", "mprt_cascading"]
+    assert set(run.results["rankings"]["by_family"]["randomisation"]) == {"saliency", "random", "sobel"}
+    (dr,) = run.results["sections"]["retraining"]["data_randomisation"]
+    assert dr["similarity"] == "spearman_abs" and dr["similarities"] == ["spearman_abs", "ssim"]
+    t = run.table[run.table.evaluator == "data_randomisation"]
+    for r in dr["methods"]:
+        ex = [json.loads(e) for e in t[t.method == r["method"]].extras]
+        assert r["n"] == 12
+        for k in ("spearman_abs", "floor_spearman_abs", "ssim", "floor_ssim"):
+            assert r[k] == pytest.approx(float(np.nanmean([e[k] for e in ex])))
+    by = {r["method"]: r for r in dr["methods"]}
+    assert by["sobel"]["spearman_abs"] == pytest.approx(1.0)  # a model-independent map cannot change
+
+
+def test_report_renders_figure_and_leaderboard_ranks(run):
+    html = (run.run_dir / "report.html").read_text()
+    assert "<h2>Retraining (ROAR / KAR) and label randomisation</h2>" in html
+    sec = html.split("<h2>Retraining (ROAR / KAR) and label randomisation</h2>")[1].split("<h2>")[0]
+    assert sec.count("<img ") == 1 and "data:image/png;base64," in sec
+    agg = {r["method"]: r for r in run.results["aggregates"] if r["evaluator"] == "roar"}
+    table = sec.split('<table class="retraining">')[1].split("</table>")[0]
+    for m in METHODS:
+        cells = re.search(rf"<tr><td>{m}</td>(.*?)</tr>", table).group(1)
+        kind, mean, ci, rank, band, *leak = re.findall(r"<td>(.*?)</td>", cells)
+        assert mean == f"{agg[m]['mean']:.4f}" and rank == str(agg[m]["rank"]) and band == str(agg[m]["band"])
+        assert ci == f"[{agg[m]['ci_low']:.4f}, {agg[m]['ci_high']:.4f}]" and len(leak) == len(FRACTIONS)
+    (ev,) = run.results["sections"]["retraining"]["retraining"]
+    assert f"over 4 methods: {ev['kendall_tau_road']:.3f}" in sec
+    # re-rendered from results.json alone: the same section
+    from gmxai_eval.report.html import SECTIONS
+
+    results = json.loads((run.run_dir / "results.json").read_text())
+    title, frag = SECTIONS.get("retraining")(results, results["sections"]["retraining"])
+    assert frag in html
