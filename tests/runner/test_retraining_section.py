@@ -26,24 +26,32 @@ METHODS = ["saliency", "random", "sobel", "oracle"]
 FRACTIONS = [0.1, 0.3]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("retraining-section")
-    train, test = colour_squares(60, 0, "train"), colour_squares(30, 1, "test")
-    ref = recipe("")(None, train, seed=123).eval()
+_TRAIN, _TEST = colour_squares(60, 0, "train"), colour_squares(30, 1, "test")
+_REF: list = []
 
-    def job(samples, model, explainers, dataset, spec):
-        rec = recipe(str(Path(spec.cache) / "retraining"))
-        return DatasetJob(train, test, rec.model_factory, rec, explainers, ref, seeds=(0,))
 
-    spec = toy_spec(methods=METHODS, html=True, evaluators=[
+def job(samples, model, explainers, dataset, spec):
+    """The colour-square retraining job (the reference model trained once per module)."""
+    if not _REF:
+        _REF.append(recipe("")(None, _TRAIN, seed=123).eval())
+    rec = recipe(str(Path(spec.cache) / "retraining"))
+    return DatasetJob(_TRAIN, _TEST, rec.model_factory, rec, explainers, _REF[0], seeds=(0,))
+
+
+def spec_of(methods):
+    return toy_spec(methods=methods, html=True, evaluators=[
         {"name": "roar", "config": {"fractions": FRACTIONS, "repeats": 2, "progress": False}},
         {"name": "data_randomisation", "config": {"n_images": 12, "recipe": {"epochs": 30, "lr": 0.01},
                                                   "progress": False}},
         "mprt_cascading"]).replace(sections=["retraining"])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("retraining-section")
     DATASETS.register(toy_faces, name="toy_faces")
     try:
-        yield run_benchmark(spec, output=out, progress=False, verbose=False, dataset_job=job)
+        yield run_benchmark(spec_of(METHODS), output=out, progress=False, verbose=False, dataset_job=job)
     finally:
         DATASETS.unregister("toy_faces")
 
@@ -115,3 +123,30 @@ def test_report_renders_figure_and_leaderboard_ranks(run):
     results = json.loads((run.run_dir / "results.json").read_text())
     title, frag = SECTIONS.get("retraining")(results, results["sections"]["retraining"])
     assert frag in html
+
+
+def test_cache_prune_keeps_what_the_specs_reference(run):
+    """(Last in this module: it removes files of the shared run.)"""
+    from gmxai_eval.runner.prune import prune_retraining_cache, referenced_retraining_files
+
+    cache = run.run_dir.parent / ".cache"
+    root = cache / "retraining"
+    files = lambda: {p for d in ("data", "models", "leakage") for p in (root / d).iterdir()}  # noqa: E731
+    before = files()
+    assert prune_retraining_cache([run.spec], cache=cache, dataset_job=job) == []  # all referenced
+    fewer = spec_of(["random", "sobel", "oracle"])
+    dry = prune_retraining_cache([fewer], cache=cache, dataset_job=job, dry_run=True)
+    assert files() == before
+    # saliency's ranking, 2 masked datasets, 2 leakage results and 2 x 2 models (json + weights)
+    assert len(dry) == 1 + 2 + 2 + 2 * 2 * 2
+    removed = prune_retraining_cache([fewer], cache=cache, dataset_job=job)
+    assert removed == dry and files() == before - set(removed)
+    assert files() == referenced_retraining_files(fewer, cache=cache, dataset_job=job)
+    assert prune_retraining_cache([fewer, run.spec], cache=cache, dataset_job=job) == []
+
+
+def test_cache_prune_command_needs_a_spec(capsys):
+    from gmxai_eval.cli import main
+
+    assert main(["cache", "prune"]) == 1
+    assert "expected at least one SPEC file or --preset" in capsys.readouterr().err
