@@ -106,7 +106,7 @@ def retraining_table(results: Mapping[str, Any], ev: Mapping[str, Any]) -> tuple
     xs = [float(v) for v in ev["x"]][1:]
     chance = ev.get("chance")
     headers = ["method", "kind", "area vs random (mean)", "95% CI over repeats", "rank", "rank band"] + \
-        [f"leakage top-1 @ t={t:g}" for t in xs]
+        [f"leakage top-1 @ t={t:g}" if chance is not None else f"leakage top-1 above chance @ t={t:g}" for t in xs]
     rows = []
     for r in ev["methods"]:
         a = agg.get(r["method"], {})

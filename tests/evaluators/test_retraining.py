@@ -275,6 +275,20 @@ def check_roar_quick(results: dict, table) -> None:
     dr = table[table.evaluator == "data_randomisation"]
     assert set(dr.method) == set(methods) and len(dr) == 16 * len(methods)
     assert results["evaluators"]["data_randomisation"]["card"]["category"] == "randomisation"
+    assert "data_randomisation" in results["rankings"]["families"]["randomisation"]
+    # the report section: a curve with a clipped band, areas, leakage vs chance for every method
+    sec = results["sections"]["retraining"]
+    (ev,) = sec["retraining"]
+    assert [r["method"] for r in ev["methods"]] == methods and ev["chance"] == pytest.approx(1 / 4)  # 4 classes
+    for r in ev["methods"]:
+        assert r["mean"] == pytest.approx(curves[r["method"]]["mean"])
+        assert all(0 <= lo <= hi <= 1 for lo, hi in zip(r["band_low"], r["band_high"]))
+        assert len(r["leakage_accuracy"]) == 4 and r["leakage_accuracy"][0] == pytest.approx(1 / 4)
+    tau = conv["rank_agreement"]["kendall_tau"]
+    assert ev["kendall_tau_road"] == pytest.approx(tau)
+    (dr_sec,) = sec["data_randomisation"]
+    assert [r["method"] for r in dr_sec["methods"]] == methods
+    assert all(r["floor_spearman_abs"] is not None for r in dr_sec["methods"])
 
 
 @pytest.mark.slow

@@ -41,6 +41,7 @@ def job(samples, model, explainers, dataset, spec):
 def spec_of(methods):
     return toy_spec(methods=methods, html=True, evaluators=[
         {"name": "roar", "config": {"fractions": FRACTIONS, "repeats": 2, "progress": False}},
+        {"name": "kar", "config": {"fractions": FRACTIONS, "repeats": 2, "progress": False}},
         {"name": "data_randomisation", "config": {"n_images": 12, "recipe": {"epochs": 30, "lr": 0.01},
                                                   "progress": False}},
         "mprt_cascading"]).replace(sections=["retraining"])
@@ -58,8 +59,9 @@ def run(tmp_path_factory):
 
 def test_section_curves_bands_and_areas_are_the_tables(run):
     data = run.results["sections"]["retraining"]
-    (ev,) = data["retraining"]
+    ev, kar = data["retraining"]
     assert ev["evaluator"] == "roar" and ev["mode"] == "roar" and ev["repeats"] == 2
+    assert kar["evaluator"] == "kar" and kar["mode"] == "kar" and kar["x"] == ev["x"]
     assert ev["x"] == [0.0, *FRACTIONS]
     assert [r["method"] for r in ev["methods"]] == METHODS
     kinds = {r["method"]: (r["control"], r["oracle"]) for r in ev["methods"]}
@@ -81,10 +83,10 @@ def test_section_curves_bands_and_areas_are_the_tables(run):
 
 
 def test_section_tau_equals_the_evaluators_rank_agreement(run):
-    (ev,) = run.results["sections"]["retraining"]["retraining"]
-    ra = run.results["evaluators"]["roar"]["conventions"]["rank_agreement"]
-    assert ra["methods"] == METHODS and ev["tau_methods"] == METHODS
-    assert ev["kendall_tau_road"] == pytest.approx(ra["kendall_tau"])
+    for ev in run.results["sections"]["retraining"]["retraining"]:  # roar, and kar (oriented the other way)
+        ra = run.results["evaluators"][ev["evaluator"]]["conventions"]["rank_agreement"]
+        assert ra["methods"] == METHODS and ev["tau_methods"] == METHODS
+        assert ev["kendall_tau_road"] == pytest.approx(ra["kendall_tau"])
 
 
 def test_label_randomisation_in_the_family_and_the_section(run):
@@ -107,7 +109,7 @@ def test_report_renders_figure_and_leaderboard_ranks(run):
     html = (run.run_dir / "report.html").read_text()
     assert "<h2>Retraining (ROAR / KAR) and label randomisation</h2>" in html
     sec = html.split("<h2>Retraining (ROAR / KAR) and label randomisation</h2>")[1].split("<h2>")[0]
-    assert sec.count("<img ") == 1 and "data:image/png;base64," in sec
+    assert sec.count("<img ") == 2 and "data:image/png;base64," in sec  # one figure each for roar and kar
     agg = {r["method"]: r for r in run.results["aggregates"] if r["evaluator"] == "roar"}
     table = sec.split('<table class="retraining">')[1].split("</table>")[0]
     for m in METHODS:
@@ -115,7 +117,7 @@ def test_report_renders_figure_and_leaderboard_ranks(run):
         kind, mean, ci, rank, band, *leak = re.findall(r"<td>(.*?)</td>", cells)
         assert mean == f"{agg[m]['mean']:.4f}" and rank == str(agg[m]["rank"]) and band == str(agg[m]["band"])
         assert ci == f"[{agg[m]['ci_low']:.4f}, {agg[m]['ci_high']:.4f}]" and len(leak) == len(FRACTIONS)
-    (ev,) = run.results["sections"]["retraining"]["retraining"]
+    ev = run.results["sections"]["retraining"]["retraining"][0]
     assert f"over 4 methods: {ev['kendall_tau_road']:.3f}" in sec
     # re-rendered from results.json alone: the same section
     from gmxai_eval.report.html import SECTIONS
@@ -137,8 +139,9 @@ def test_cache_prune_keeps_what_the_specs_reference(run):
     fewer = spec_of(["random", "sobel", "oracle"])
     dry = prune_retraining_cache([fewer], cache=cache, dataset_job=job, dry_run=True)
     assert files() == before
-    # saliency's ranking, 2 masked datasets, 2 leakage results and 2 x 2 models (json + weights)
-    assert len(dry) == 1 + 2 + 2 + 2 * 2 * 2
+    # per roar / kar: saliency's 2 masked datasets, 2 leakage results and 2 x 2 models (json +
+    # weights); its ranking is one file shared by both modes
+    assert len(dry) == 1 + 2 * (2 + 2 + 2 * 2 * 2)
     removed = prune_retraining_cache([fewer], cache=cache, dataset_job=job)
     assert removed == dry and files() == before - set(removed)
     assert files() == referenced_retraining_files(fewer, cache=cache, dataset_job=job)
