@@ -37,6 +37,10 @@ job's cache folder (reference-model hash, method config, data, fraction, mode, i
 recipe, repeat seed): adding a method or a repeat trains only what is new, and a killed run
 loses only the trainings in flight (each writes its result file when it finishes).
 
+Garbage collection: ``referenced_files(job)`` names every cache file a run on ``job`` uses
+(the same key layout ``run`` writes); :func:`prune_cache` removes the files of a cache root
+that a given set does not hold (``gmxai-eval cache prune`` keeps what the given specs reference).
+
 Data options: ``train_images`` / ``test_images`` take the first N images in class round-robin
 (0 = all) and ``classes`` keeps only labels below it (0 = all), so a CI preset can retrain a
 smaller problem; the retrained head keeps the reference model's ``K`` outputs.
