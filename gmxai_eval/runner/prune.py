@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.retraining import prune_cache
 from gmxai_eval.execution import LocalExecutor
 from gmxai_eval.runner.context import RunContext, StageTimer
@@ -45,8 +46,11 @@ def referenced_retraining_files(spec: Spec, *, cache: str | Path | None = None,
                                                spec.replace(cache=str(root)))
     for e in evs:
         ev = ctx.evaluators[e.label]
-        if hasattr(ev, "referenced_files"):
-            out |= ev.referenced_files(job)
+        if not callable(getattr(ev, "referenced_files", None)):
+            raise ConfigError(f"expected dataset-scope evaluator {e.label!r} to name its cache files "
+                              f"(referenced_files(job)), got {type(ev).__name__} without it: pruning "
+                              "would remove files it may need")
+        out |= ev.referenced_files(job)
     return out
 
 
@@ -55,8 +59,6 @@ def prune_retraining_cache(specs: Sequence[Spec], *, cache: str | Path | None = 
     """Remove the files of ``<cache>/retraining`` that none of ``specs`` references (``cache``
     default: the first spec's cache folder). Returns the removed (``dry_run``: removable) files."""
     if not specs:
-        from gmxai_eval.errors import ConfigError
-
         raise ConfigError("expected at least one spec whose retraining files to keep, got none")
     root = _cache_root(specs[0], cache)
     keep: set[Path] = set()

@@ -153,3 +153,18 @@ def test_cache_prune_command_needs_a_spec(capsys):
 
     assert main(["cache", "prune"]) == 1
     assert "expected at least one SPEC file or --preset" in capsys.readouterr().err
+
+
+def test_cache_prune_refuses_a_dataset_evaluator_that_does_not_name_its_files(tmp_path, toys):
+    from gmxai_eval.errors import ConfigError
+    from gmxai_eval.evaluators.base import EVALUATORS
+    from gmxai_eval.runner.prune import prune_retraining_cache
+    from test_run import ToyRetrain
+
+    EVALUATORS.register(ToyRetrain)
+    try:
+        spec = toy_spec(evaluators=["toy_retrain"])
+        with pytest.raises(ConfigError, match="toy_retrain.*referenced_files"):
+            prune_retraining_cache([spec], cache=tmp_path, dataset_job=job)
+    finally:
+        EVALUATORS.unregister("toy_retrain")
