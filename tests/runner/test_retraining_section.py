@@ -155,7 +155,8 @@ def test_cache_prune_command_needs_a_spec(capsys):
     assert "expected at least one SPEC file or --preset" in capsys.readouterr().err
 
 
-def test_cache_prune_refuses_a_dataset_evaluator_that_does_not_name_its_files(tmp_path, toys):
+def test_cache_prune_refuses_a_dataset_evaluator_that_does_not_name_its_files(tmp_path, run):
+    """(``run`` keeps the toy dataset registered.)"""
     from gmxai_eval.errors import ConfigError
     from gmxai_eval.evaluators.base import EVALUATORS
     from gmxai_eval.runner.prune import prune_retraining_cache
@@ -163,7 +164,7 @@ def test_cache_prune_refuses_a_dataset_evaluator_that_does_not_name_its_files(tm
 
     EVALUATORS.register(ToyRetrain)
     try:
-        spec = toy_spec(evaluators=["toy_retrain"])
+        spec = toy_spec(methods=["saliency"], evaluators=["toy_retrain"])
         with pytest.raises(ConfigError, match="toy_retrain.*referenced_files"):
             prune_retraining_cache([spec], cache=tmp_path, dataset_job=job)
     finally:
