@@ -283,3 +283,4 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
 
 
 import gmxai_eval.report.views  # noqa: E402,F401  registers the "views" section renderer
+from gmxai_eval.report import retraining as _retraining  # noqa: E402,F401  (registers the "retraining" section)
