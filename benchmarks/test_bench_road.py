@@ -215,3 +215,32 @@ def test_bench_road_default_112(benchmark):
     benchmark.extra_info.update(info)
     print("load (1, 5, 15 min):", info["load_before"], "->", info["load_after"])
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+def test_bench_road_solvers_default_112(benchmark):
+    """The imputation alone (no forward pass) on 16 default test images at 3x112x112 with
+    Saliency maps, per exact solver: the banded Cholesky (``direct``, what ``auto`` picks on CPU)
+    and SuperLU with a minimum-degree ordering (``splu``), checked equal first (to the last bits
+    of the float32 images). The batched CG is left out: at 112x112 on a CPU it needs minutes
+    (hundreds of float64 convolution iterations over every system)."""
+    import os
+
+    from gmxai_eval.functional.road import road_images
+
+    _, x, _, maps, ids = _default_work(N)
+    info: dict[str, float | str] = {"load_before": repr(os.getloadavg())}
+    for mode in ("morf", "lerf"):
+        def imp(solver: str) -> torch.Tensor:
+            return road_images(x, maps, percentages=PCT, mode=mode, noise=0.0, solver=solver, tol=1e-8,
+                               sample_ids=ids)
+
+        ref = imp("direct")
+        torch.testing.assert_close(imp("splu"), ref, atol=1e-6, rtol=0)  # float32 images: last-bit differences
+        times = {s: _best(lambda s=s: imp(s), rounds=2) for s in ("direct", "splu")}
+        info.update({f"{mode}_{s}_s": t for s, t in times.items()})
+        print(f"\nNLI {mode} ({N} images x {len(PCT)} levels, 3x112x112): "
+              + ", ".join(f"{s} {t:.2f} s" for s, t in times.items()))
+    info["load_after"] = repr(os.getloadavg())
+    benchmark.extra_info.update(info)
+    print("load (1, 5, 15 min):", info["load_before"], "->", info["load_after"])
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
