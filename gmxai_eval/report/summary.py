@@ -190,7 +190,8 @@ def summary_data(results: Mapping[str, Any], files: Sequence[str | Path] = ()) -
              "disagrees": sum(bool((val.get(e) or {}).get("disagrees")) for e in evs),
              "unreliable": sum(bool((val.get(e) or {}).get("unreliable")) for e in evs),
              "oracle_beaten": sum(bool((of.get(e) or {}).get("flag")) for e in evs),
-             "has_validity": bool(val), "has_oracle": bool(of)}
+             "has_validity": bool(val), "has_truth": bool((results.get("validity") or {}).get("truth")),
+             "has_oracle": bool(of)}
     return {"run_id": str(results.get("run_id", "")), "n_methods": len(order), "n_evaluators": len(evs),
             "n_counted": sum(len(v) for v in fams.values()), "n_images": results.get("n_images"),
             "seeds": list(results.get("seeds", [])), "families": list(fams), "rows": rows, "best": best,
@@ -211,7 +212,9 @@ def _flag_text(fl: Mapping[str, Any]) -> str:
     n = fl["evaluators"]
     parts = [f"a control beats a real method on {fl['control']}/{n}"]
     if fl["has_validity"]:
-        parts.append(f"{MARK_DISAGREES} disagrees with the counterfactual truth on {fl['disagrees']}/{n}")
+        parts.append(f"{MARK_DISAGREES} disagrees with the counterfactual truth on {fl['disagrees']}/{n}"
+                     if fl.get("has_truth", True) else
+                     f"{MARK_DISAGREES} not checked (no counterfactual truth evaluator in the run)")
         parts.append(f"{MARK_UNRELIABLE} unreliable on {fl['unreliable']}/{n}")
     if fl["has_oracle"]:
         parts.append(f"{MARK_ORACLE} oracle beaten on {fl['oracle_beaten']}/{n}")

@@ -160,3 +160,15 @@ def test_oracle_place_and_flag_counts_follow_the_document():
     lines = summary_lines(s)
     assert "Reference oracle: mean rank 2.00, would rank 2 of 7 (not ranked)" in lines
     assert any("° oracle beaten on 4/4" in line for line in lines)
+
+
+def test_truth_agreement_is_not_checked_without_a_truth_evaluator():
+    """A run without a counterfactual evaluator cannot say that no evaluator disagrees with the
+    truth: the summary says it was not checked instead of printing 0/N."""
+    d = json.loads(REFERENCE.read_text())
+    assert not d["validity"]["truth"]  # the quick preset has no counterfactual evaluator
+    text = "\n".join(summary_lines(summary_data(d)))
+    assert "not checked (no counterfactual truth evaluator" in text
+    assert "disagrees with the counterfactual truth on" not in text
+    d["validity"]["truth"] = ["counterfactual_deletion"]
+    assert "disagrees with the counterfactual truth on 0/" in "\n".join(summary_lines(summary_data(d)))
