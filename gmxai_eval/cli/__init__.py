@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "gmxai_eval.cli.train",     # train
     "gmxai_eval.cli.gaze",      # gaze, gaze-simulate
     "gmxai_eval.cli.questionnaire",  # questionnaire make|analyse
+    "gmxai_eval.cli.imbalance",  # imbalance
 )
 
 

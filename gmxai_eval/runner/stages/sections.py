@@ -79,3 +79,5 @@ def gaze_section_data(ctx: RunContext) -> dict[str, Any]:
 
 
 SECTION_DATA.register(gaze_section_data, name="gaze")
+
+from gmxai_eval.runner import imbalance as _imbalance  # noqa: E402,F401  (registers the "imbalance" section data)
