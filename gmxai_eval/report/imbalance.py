@@ -30,27 +30,32 @@ def _finite(v: Any) -> bool:
 
 
 def size_figure(data: Mapping[str, Any]) -> bytes:
-    """PNG: one panel per metric, x = training images of the class (log scale), y = mean score
-    over repeats with its CI as an error bar, one line per method (points of all classes and
-    conditions, sorted by size)."""
+    """PNG: one panel per metric, x = training images of the class (log scale), y = score. Each
+    (class, condition) point is the mean over repeats with its CI as an error bar (faint); the
+    line joins, per method, the mean of those points at each training size."""
     _check(data)
     metrics: Sequence[str] = list(data["metrics"])
     methods: Sequence[str] = list(data["methods"])
     cols = min(3, max(1, len(metrics)))
     rows = math.ceil(len(metrics) / cols) if metrics else 1
     fig = figures._figure(4.2 * cols, 3.3 * rows)
+    colours = [f"C{i % 10}" for i in range(len(methods))]
     for i, metric in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, i + 1)
-        for method in methods:
+        for method, col in zip(methods, colours):
             pts = sorted((r["train_size"], r["mean"], r["ci_low"], r["ci_high"]) for r in data["summary"]
-                         if r["method"] == method and r["metric"] == metric and _finite(r["mean"]))
+                         if r["method"] == method and r["metric"] == metric and _finite(r["mean"])
+                         and r["train_size"] > 0)
             if not pts:
                 continue
             x = [p[0] for p in pts]
             y = [p[1] for p in pts]
-            lo = [p[1] - p[2] if _finite(p[2]) else 0.0 for p in pts]
-            hi = [p[3] - p[1] if _finite(p[3]) else 0.0 for p in pts]
-            ax.errorbar(x, y, yerr=[lo, hi], marker="o", ms=3, lw=1, capsize=2, label=figures._t(method))
+            lo = [max(0.0, p[1] - p[2]) if _finite(p[2]) else 0.0 for p in pts]
+            hi = [max(0.0, p[3] - p[1]) if _finite(p[3]) else 0.0 for p in pts]
+            ax.errorbar(x, y, yerr=[lo, hi], fmt="o", ms=3, lw=0.8, capsize=2, color=col, alpha=0.35)
+            sizes = sorted(set(x))
+            means = [sum(v for s, v in zip(x, y) if s == size) / x.count(size) for size in sizes]
+            ax.plot(sizes, means, "-", marker="s", ms=4, lw=1.5, color=col, label=figures._t(method))
         ax.set_xscale("log")
         ax.set_xlabel("training images of the class")
         ax.set_title(figures._t(metric), fontsize=9)
