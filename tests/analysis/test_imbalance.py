@@ -172,7 +172,7 @@ def test_section_renders_escaped_figure_and_table():
     assert title == "Imb <x>" and "s&lt;1&gt;" in frag and "s<1>" not in frag
     assert base64.b64encode(png).decode()[:40] in frag  # the same figure, inline
     page = render_page("rid", section(), [("run id", "<rid>")])
-    assert "gmx-figcheck" in page and "    assert 'id="gmx-figcheck"' in page or "gmx-figcheck" in pagelt;rid    assert 'id="gmx-figcheck"' in page or "gmx-figcheck" in pagegt;" in page
+    assert "gmx-figcheck" in page and "&lt;rid&gt;" in page
     with pytest.raises(DataError, match="imbalance section"):
         SECTIONS.get("imbalance")({}, {"title": "x"})
 
