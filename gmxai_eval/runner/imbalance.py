@@ -51,6 +51,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -330,7 +331,7 @@ def _recipe(spec: ImbalanceSpec, num_classes: int, cache: Path) -> Any:
 def _write_array(path: Path, a: np.ndarray) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(a))
         tmp.replace(path)
