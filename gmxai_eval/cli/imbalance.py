@@ -42,8 +42,10 @@ def _imbalance(args: argparse.Namespace) -> int:
         raise ConfigError("expected a SPEC file or --preset NAME, got neither")
     spec = load_imbalance_spec(args.spec) if args.spec else preset_imbalance_spec(args.preset)
     kw: dict[str, Any] = {"address": args.address} if args.address else {}
-    ex = create_executor(args.executor or spec.executor,
-                         workers=args.workers if args.workers is not None else spec.workers, **kw)
+    name = args.executor or spec.executor
+    # the spec's workers belong to the spec's executor; another executor gets --workers or its default
+    workers = args.workers if args.workers is not None else (spec.workers if name == spec.executor else None)
+    ex = create_executor(name, workers=workers, **kw)
     try:
         doc = run_imbalance(spec, output=args.output, run_id=args.run_id, cache=args.cache, executor=ex,
                             progress=not args.no_progress)

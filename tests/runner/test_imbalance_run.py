@@ -60,6 +60,7 @@ def test_command_line_runs_a_spec_file(tmp_path, capsys):
     text = "[imbalance]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in SMALL["imbalance"].items()
                                        if not isinstance(v, dict))
     text += "\nrecipe = { epochs = 1, batch_size = 16, width = 0.25, bn_images = 64 }\n"
+    text += 'executor = "processes"\nworkers = 2\n'  # --executor local below: the spec's workers do not apply
     (tmp_path / "s.toml").write_text(text)
     rc = main(["imbalance", str(tmp_path / "s.toml"), "--output", str(tmp_path / "out"), "--run-id", "r",
                "--executor", "local", "--no-progress"])
