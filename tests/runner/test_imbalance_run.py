@@ -75,9 +75,11 @@ CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "goog
 @pytest.mark.slow
 def test_quick_preset_known_answer_and_report(tmp_path):
     """Measured on the quick preset (2 repeats): the chosen (rarest) syndrome's maps from the
-    model trained with 2 of its patients agree much less with the reference model (all of its
+    model trained with 2 of its patients agree less with the reference model (all of its
     training patients) than the maps of the model trained with all of them, for both methods
-    and all three similarities (smallest measured gap 0.13; asserted: 0.05)."""
+    and all three similarities. Measured gaps (many - few): Grad-CAM 0.81 / 0.52 / 0.58
+    (Spearman |.|, SSIM, top-10% IoU), saliency 0.24 / 0.089 / 0.094; asserted: > 0.25 for
+    Grad-CAM, > 0.05 for saliency."""
     spec = preset_imbalance_spec("imbalance-quick")
     t0 = time.perf_counter()
     doc = run_imbalance(spec, output=tmp_path, cache=tmp_path / "cache", progress=False)
@@ -90,7 +92,7 @@ def test_quick_preset_known_answer_and_report(tmp_path):
         for s in spec.similarities:
             gaps[(m, s)] = mean[(m, s, "chosen_many")] - mean[(m, s, "chosen_few")]
     print("similarity gap many - few:", {f"{m}/{s}": round(g, 3) for (m, s), g in gaps.items()})
-    assert all(g > 0.05 for g in gaps.values()), gaps
+    assert all(g > (0.25 if m == "grad_cam" else 0.05) for (m, _), g in gaps.items()), gaps
     # the figure and the table are in report.html
     folder = tmp_path / doc["run_id"]
     page = (folder / "report.html").read_text()
