@@ -32,8 +32,9 @@ class choices and class sizes of *one* synthetic dataset, and scores every model
     undefined for ``unaffected``, which has no evidence);
   - ``deletion``: the registered ``deletion`` evaluator (RISE deletion AUC, lower is better);
   - map similarity to the class's *reference* model (the condition with the most training images
-    of the class; the other repeat's model, seed ``r + 1``, so the reference condition itself
-    measures seed-to-seed agreement): the registered similarities of
+    of the class, the first in ``conditions`` on a tie; its model of repeat ``(r + 1) mod
+    repeats``, another seed, so the reference condition itself measures seed-to-seed agreement;
+    with one repeat no similarity is recorded): the registered similarities of
     :data:`gmxai_eval.functional.similarity.SIMILARITIES` (``spearman_abs``, ``ssim``,
     ``topk_iou`` by default), mean over the images.
 
@@ -455,7 +456,7 @@ def run_imbalance(spec: ImbalanceSpec, *, output: str | Path | None = None, run_
         for c in cond.classes:
             ref_r = (r + 1) % spec.repeats
             if ref_r == r:
-                continue  # one repeat: the reference condition has no other seed to compare with
+                continue  # one repeat: no model of another seed to compare with
             for m in spec.methods:
                 a_, b_ = maps[(cond.name, r, c, m)], maps[(reference[c], ref_r, c, m)]
                 for sname, sim in sims.items():
