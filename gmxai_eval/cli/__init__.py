@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "gmxai_eval.cli.questionnaire",  # questionnaire make|analyse
     "gmxai_eval.cli.explain",   # explain
     "gmxai_eval.cli.cache",     # cache prune
+    "gmxai_eval.cli.imbalance",  # imbalance
 )
 
 

@@ -19,7 +19,7 @@ import torch
 from gmxai_eval.data.synth import render as R
 from gmxai_eval.data.regions import REGION_NAMES
 from gmxai_eval.data.synth.config import (ENV_ROOT, GENERATOR_VERSION, PHENOTYPES, SPLITS, UNAFFECTED, SynthConfig,
-                                         class_sizes, define_syndromes)
+                                         define_syndromes)
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.utils import die_with_parent, ensure_dir, staging_dir
 
@@ -27,8 +27,7 @@ from gmxai_eval.utils import die_with_parent, ensure_dir, staging_dir
 # --------------------------------------------------------------------------- layout
 def _layout(cfg: SynthConfig) -> dict[str, np.ndarray]:
     """Assign images to classes and patients, patients to splits."""
-    n_cls = cfg.num_syndromes + 1
-    sizes = class_sizes(cfg.num_images, n_cls, cfg.imbalance)
+    sizes = cfg.sizes()
     rng = np.random.default_rng([cfg.seed, 1])
     labels, patients, pat_label, pat_split = [], [], [], []
     pid = 0

@@ -82,6 +82,11 @@ class SynthConfig:
         shortcut_noise_rate: share of other photos with a sticker (a distractor).
         syndrome_seed: draws the syndrome definitions (fixed separately from ``seed``, so
             reseeding the data keeps the classes).
+        class_size_overrides: ``((class, images), ...)``: these classes get exactly ``images``
+            photos instead of their geometric size (the others keep theirs, so the total is
+            ``num_images`` plus the differences). E.g. ``((12, 600),)`` turns the rarest syndrome
+            of the default into a frequent one. Part of the cache key; left out of
+            :meth:`to_json` when empty, so the cards of datasets without overrides are unchanged.
     """
 
     num_images: int = 6000
@@ -98,6 +103,7 @@ class SynthConfig:
     shortcut_rate: float = 0.9
     shortcut_noise_rate: float = 0.03
     syndrome_seed: int = 0
+    class_size_overrides: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         n = self.num_syndromes + 1
@@ -115,13 +121,40 @@ class SynthConfig:
             raise ConfigError(f"expected photos_per_patient >= 1, got {self.photos_per_patient}")
         object.__setattr__(self, "expressivity", tuple(float(v) for v in self.expressivity))
         object.__setattr__(self, "split_fractions", tuple(float(v) for v in self.split_fractions))
+        overrides: list[tuple[int, int]] = []
+        for pair in self.class_size_overrides:
+            if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)):
+                raise ConfigError(f"class_size_overrides: expected (class, images) pairs of ints, got {pair!r}")
+            c, size = int(pair[0]), int(pair[1])
+            if not 0 <= c < n:
+                raise ConfigError(f"class_size_overrides: expected a class in [0, {n}), got {c}")
+            if size < 6:
+                raise ConfigError(f"class_size_overrides: expected >= 6 images for class {c}, got {size}")
+            if c in dict(overrides):
+                raise ConfigError(f"class_size_overrides: expected each class once, got class {c} twice")
+            overrides.append((c, size))
+        object.__setattr__(self, "class_size_overrides", tuple(sorted(overrides)))
+
+    def sizes(self) -> list[int]:
+        """Images per class (class 0 first): :func:`class_sizes` with ``class_size_overrides`` applied."""
+        out = class_sizes(self.num_images, self.num_syndromes + 1, self.imbalance)
+        for c, size in self.class_size_overrides:
+            out[c] = size
+        return out
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        d = json.loads(json.dumps(asdict(self)))
+        if not self.class_size_overrides:
+            d.pop("class_size_overrides")  # keeps the cards (and cache keys) of older datasets
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "SynthConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        out = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        if "class_size_overrides" in out:
+            out["class_size_overrides"] = tuple(tuple(p) for p in out["class_size_overrides"])
+        return cls(**out)
 
 
 #: Named presets. ``default`` is the embedded benchmark data; ``tiny`` is for fast end-to-end tests.

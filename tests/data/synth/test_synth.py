@@ -195,3 +195,32 @@ def test_bad_config_raises():
         synth.load("huge")
     with pytest.raises(ConfigError):
         synth.load("tiny", colour="blue")
+
+
+def test_class_size_overrides_set_exact_sizes_and_the_cache_key(tmp_path):
+    cfg = synth.SynthConfig(num_images=72, num_syndromes=3, imbalance=3.0, effect=3.0, seed=5,
+                            class_size_overrides=((3, 30),))
+    geometric = synth.class_sizes(72, 4, 3.0)
+    want = geometric[:3] + [30]
+    assert cfg.sizes() == want
+    lay = synth.build._layout(cfg)
+    assert np.bincount(lay["labels"]).tolist() == want
+    # the other classes keep their geometric sizes
+    base = synth.build._layout(SMALL)
+    for c in range(3):
+        assert np.bincount(lay["labels"])[c] == np.bincount(base["labels"])[c]
+    # the override is part of the config and the folder name, and round-trips through JSON
+    assert synth.SynthConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    assert synth.dataset_name(cfg) != synth.dataset_name(SMALL)
+    # without overrides the JSON (and so every existing card and cache name) is unchanged
+    assert "class_size_overrides" not in SMALL.to_json()
+    assert synth.SynthConfig.from_json(SMALL.to_json()) == SMALL
+    ds = synth.load(cfg, root=tmp_path, progress=False)
+    assert ds.card["config"]["class_size_overrides"] == [[3, 30]]
+    assert np.bincount(ds.labels.numpy()).tolist() == want
+
+
+@pytest.mark.parametrize("bad", [((4, 30),), ((1, 3),), ((1, 10), (1, 12)), ((1, 2.5),), ((1,),)])
+def test_class_size_overrides_rejected(bad):
+    with pytest.raises(ConfigError, match="class_size_overrides"):
+        synth.SynthConfig(num_images=72, num_syndromes=3, class_size_overrides=bad)
