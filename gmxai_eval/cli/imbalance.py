@@ -29,6 +29,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=ca.positive_int, help="worker processes / Ray CPUs")
     p.add_argument("--address", help="Ray cluster address (auto | HOST:PORT; default: a local instance)")
     p.add_argument("--no-progress", action="store_true", help="hide progress lines")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run folder of another spec with the same run id")
     p.set_defaults(func=_imbalance)
 
 
@@ -48,7 +50,7 @@ def _imbalance(args: argparse.Namespace) -> int:
     ex = create_executor(name, workers=workers, **kw)
     try:
         doc = run_imbalance(spec, output=args.output, run_id=args.run_id, cache=args.cache, executor=ex,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, overwrite=args.overwrite)
     finally:
         ex.close()
     from pathlib import Path

@@ -54,7 +54,10 @@ import json
 import math
 import os
 import time
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -65,6 +68,7 @@ import torch
 
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.utils import stable_hash, write_atomic
+from gmxai_eval.runner.output import prepare_run_dir
 
 #: Packaged imbalance presets (``gmxai_eval/specs/<name>.toml``).
 PRESETS: tuple[str, ...] = ("imbalance-quick", "imbalance-full")
@@ -354,8 +358,14 @@ def _nanmean(v: torch.Tensor) -> float | None:
 
 def run_imbalance(spec: ImbalanceSpec, *, output: str | Path | None = None, run_id: str | None = None,
                   cache: str | Path | None = None, executor: Any = None, progress: bool = True,
-                  root: str | Path | None = None) -> dict[str, Any]:
+                  root: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Run the experiment of ``spec`` and write its outputs; returns the ``imbalance.json`` document.
+
+    The output folder ``<output>/<run id>`` is checked before any work (a plain run id, a writable
+    folder with free space, not a folder of another spec unless ``overwrite``: an
+    :class:`~gmxai_eval.errors.OutputError` naming the path); the outputs are written to a
+    staging folder that replaces the run folder only when everything is written, so a failed
+    run never leaves a mix of old and new files.
 
     Args:
         output / run_id / cache: override the spec's output folder, the run id and the cache.
@@ -376,6 +386,7 @@ def run_imbalance(spec: ImbalanceSpec, *, output: str | Path | None = None, run_
     t_start = time.perf_counter()
     out_root = Path(output if output is not None else spec.output)
     rid = run_id or spec.run_id()
+    staged = prepare_run_dir(out_root, rid, spec.hash(), overwrite)
     cache_root = Path(cache if cache is not None else (spec.cache or out_root / ".cache")) / "imbalance"
     dat = dict(spec.data)
     ds = synth.load(dat.pop("preset", "default"), root=root, progress=progress,
@@ -496,7 +507,9 @@ def run_imbalance(spec: ImbalanceSpec, *, output: str | Path | None = None, run_
         "records": records, "summary": summary, "trends": trends, "chosen_trends": chosen_trends,
         "costs": costs, "section": section,
     }
-    write_outputs(doc, out_root / rid)
+    with staged:
+        write_outputs(doc, staged.path)
+        staged.commit()
     return doc
 
 

@@ -69,6 +69,28 @@ def test_command_line_runs_a_spec_file(tmp_path, capsys):
     assert main(["imbalance"]) == 1 and "expected a SPEC file or --preset" in capsys.readouterr().err
 
 
+def test_output_folder_is_checked_before_work_and_staged(tmp_path, capsys):
+    """A run id of another spec is refused before any training, a file in the way too (one line,
+    exit 1, nothing written), and a finished run leaves no staging folder behind."""
+    from gmxai_eval.cli import main
+    from gmxai_eval.errors import OutputError
+
+    spec = parse_imbalance_spec(SMALL, source="small.toml")
+    other = parse_imbalance_spec({"imbalance": {**SMALL["imbalance"], "repeats": 1}}, source="other.toml")
+    with create_executor("local") as ex:
+        run_imbalance(spec, output=tmp_path / "out", run_id="r", cache=tmp_path / "c", executor=ex, progress=False)
+        before = sorted(p.name for p in (tmp_path / "c" / "imbalance").rglob("*"))
+        with pytest.raises(OutputError, match="expected a run folder of spec"):
+            run_imbalance(other, output=tmp_path / "out", run_id="r", cache=tmp_path / "c", executor=ex,
+                          progress=False)
+        assert sorted(p.name for p in (tmp_path / "c" / "imbalance").rglob("*")) == before  # nothing trained
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r"]  # no staging folder left
+    (tmp_path / "blocked").write_text("x")
+    rc = main(["imbalance", "--preset", "imbalance-quick", "--output", str(tmp_path / "blocked"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "OutputError" in err[0] and "blocked" in err[0], err
+
+
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
