@@ -57,10 +57,10 @@ def _run(args: argparse.Namespace) -> int:
         spec = spec.replace(**changes)
     executor = None
     if args.executor or args.workers is not None or args.address:
-        from gmxai_eval.execution import create_executor
+        from gmxai_eval.runner.devices import executor_for
 
         kw: dict[str, Any] = {"address": args.address} if args.address else {}
-        executor = create_executor(args.executor or spec.executor, workers=args.workers, **kw)
+        executor = executor_for(spec, args.executor, workers=args.workers, **kw)
     try:
         run_benchmark(spec, output=args.output, run_id=args.run_id, cache=args.cache,
                       progress=False if args.no_progress else None, overwrite=args.overwrite,

@@ -77,12 +77,22 @@ class TrainConfig:
 
 
 @contextlib.contextmanager
-def deterministic_cpu(threads: int, deterministic: bool = True) -> Iterator[None]:
-    """Fix intra-op threads and deterministic algorithms inside the block; restore after."""
+def deterministic_cpu(threads: int, deterministic: bool = True, device: str | torch.device = "cpu"
+                      ) -> Iterator[None]:
+    """Fix intra-op threads and deterministic algorithms inside the block; restore after.
+
+    On a CUDA ``device`` deterministic algorithms need cuBLAS's fixed workspace
+    (``CUBLAS_WORKSPACE_CONFIG``, set here when absent; it takes effect in a process that has
+    not used cuBLAS yet, as an executor's worker) and ops without a deterministic CUDA kernel
+    warn instead of raising: GPU trainings are reproducible to float tolerance, CPU ones bitwise."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(max(1, int(threads)))
-    torch.use_deterministic_algorithms(deterministic)
+    if torch.device(device).type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(deterministic)
     try:
         yield
     finally:
@@ -100,6 +110,11 @@ def _arrays(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.tensor([it.label for it in items], dtype=torch.long)
 
 
+def _device_of(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 def class_weights(labels: torch.Tensor, num_classes: int, balance: float) -> torch.Tensor:
     """Loss weights ``n_c^-balance`` normalised so the mean weight over images is 1."""
     n = torch.bincount(labels, minlength=num_classes).double().clamp(min=1)
@@ -110,8 +125,13 @@ def class_weights(labels: torch.Tensor, num_classes: int, balance: float) -> tor
 
 def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
                 val: Any = None, progress: bool | None = True, arch_kwargs: dict[str, Any] | None = None,
-                ) -> tuple[GMXModel, dict[str, Any]]:
+                device: str | torch.device = "cpu") -> tuple[GMXModel, dict[str, Any]]:
     """Train ``config.arch`` on ``train`` (a dataset of :class:`Sample`).
+
+    ``device``: where the forward and backward passes run (``"cpu"``, ``"cuda"``, ``"cuda:i"``).
+    The images stay uint8 on the host and each batch is moved; the initialisation, batch order
+    and flips are drawn on the CPU either way, so a CUDA training follows the same recipe and
+    differs from the CPU one only by float rounding. The returned model is on the CPU.
 
     ``progress`` (``True`` or ``None``): a bar on a terminal, plain lines with done/total and ETA
     otherwise (CI logs, pipes); ``False``: silent.
@@ -120,17 +140,18 @@ def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
     macro classifier top-1 on ``val``, plus wall time.
     """
     cfg = config or TrainConfig()
+    dev = torch.device(device)
     kw = {"num_classes": num_classes, "seed": cfg.seed, **(arch_kwargs or {})}
     hist: dict[str, Any] = {"loss": [], "val_top1": [], "seconds": 0.0}
     t0 = time.perf_counter()
-    with deterministic_cpu(cfg.threads, cfg.deterministic), torch.enable_grad():
+    with deterministic_cpu(cfg.threads, cfg.deterministic, dev), torch.enable_grad():
         torch.manual_seed(cfg.seed)
-        model: GMXModel = MODELS.create(cfg.arch, **kw)
+        model: GMXModel = MODELS.create(cfg.arch, **kw).to(dev)
         x_all, y_all = _arrays(train)
         n = len(y_all)
         if n == 0:
             raise ConfigError("expected a non-empty training set, got 0 images")
-        w = class_weights(y_all, num_classes, cfg.balance)
+        w = class_weights(y_all, num_classes, cfg.balance).to(dev)
         g = torch.Generator().manual_seed(cfg.seed)
         steps_per_epoch = math.ceil(n / cfg.batch_size)
         total = cfg.epochs * steps_per_epoch
@@ -149,21 +170,22 @@ def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
                 model.train()
                 perm = torch.randperm(n, generator=g)
                 flips = torch.rand(n, generator=g) < 0.5
-                tot = 0.0
+                tot_t = torch.zeros((), dtype=torch.float64, device=dev)  # no host sync per step
                 for s in range(0, n, cfg.batch_size):
                     b = perm[s:s + cfg.batch_size]
-                    x = x_all[b].float().div_(255)
+                    x = x_all[b].to(dev, non_blocking=True).float().div_(255)
                     if cfg.flip:
-                        f = flips[s:s + cfg.batch_size]
+                        f = flips[s:s + cfg.batch_size].to(dev)
                         x[f] = x[f].flip(-1)
-                    y = y_all[b]
+                    y = y_all[b].to(dev, non_blocking=True)
                     loss = F.cross_entropy(model(x), y, weight=w, label_smoothing=cfg.label_smoothing)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
                     sched.step()
-                    tot += float(loss.detach()) * len(b)
+                    tot_t += loss.detach().double() * len(b)
                     bar.update(1)
+                tot = float(tot_t)
                 hist["loss"].append(tot / n)
                 if val is not None and len(val):
                     m = evaluate_classifier(model, val)
@@ -175,14 +197,16 @@ def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
             bar.close()
         recalibrate_bn(model, x_all[torch.randperm(n, generator=g)[:cfg.bn_images]], cfg.batch_size,
                        cfg.bn_images)
-    model.eval()
+    model.eval().to("cpu")
     hist["seconds"] = time.perf_counter() - t0
+    hist["device"] = str(dev)
     hist["arch_kwargs"] = kw
     return model, hist
 
 
 def train_stacked(train: Any, num_classes: int, config: TrainConfig, seeds: Sequence[int],
-                  arch_kwargs: dict[str, Any] | None = None) -> tuple[list[GMXModel], dict[str, Any]]:
+                  arch_kwargs: dict[str, Any] | None = None, device: str | torch.device = "cpu",
+                  ) -> tuple[list[GMXModel], dict[str, Any]]:
     """Train ``len(seeds)`` models of one recipe together, as one ``torch.func`` stacked ensemble.
 
     Each model gets exactly what :func:`train_model` would give it with ``config.seed = seed``:
@@ -193,6 +217,8 @@ def train_stacked(train: Any, num_classes: int, config: TrainConfig, seeds: Sequ
     forward / backward pass of all models runs as one vectorised (``vmap``) call per step. The
     weights equal sequential training up to float reassociation (not bitwise).
 
+    ``device`` as in :func:`train_model` (the returned models are on the CPU).
+
     Returns ``(models in eval mode, history with "seconds")``.
     """
     from torch.func import functional_call, stack_module_state, vmap
@@ -202,16 +228,17 @@ def train_stacked(train: Any, num_classes: int, config: TrainConfig, seeds: Sequ
         raise ConfigError("expected at least one seed, got none")
     t0 = time.perf_counter()
     kw = dict(arch_kwargs or {})
-    with deterministic_cpu(config.threads, config.deterministic), torch.enable_grad():
+    dev = torch.device(device)
+    with deterministic_cpu(config.threads, config.deterministic, dev), torch.enable_grad():
         models = []
         for sd in seeds:
             torch.manual_seed(sd)
-            models.append(MODELS.create(config.arch, num_classes=num_classes, seed=sd, **kw))
+            models.append(MODELS.create(config.arch, num_classes=num_classes, seed=sd, **kw).to(dev))
         x_all, y_all = _arrays(train)
         n = len(y_all)
         if n == 0:
             raise ConfigError("expected a non-empty training set, got 0 images")
-        w = class_weights(y_all, num_classes, config.balance)
+        w = class_weights(y_all, num_classes, config.balance).to(dev)
         gens = [torch.Generator().manual_seed(sd) for sd in seeds]
         base = copy.deepcopy(models[0])  # its parameters are replaced by the stacked ones
         for m in base.modules():  # batch statistics only (recalibrated afterwards)
@@ -247,12 +274,12 @@ def train_stacked(train: Any, num_classes: int, config: TrainConfig, seeds: Sequ
                 xs, ys = [], []
                 for perm, fl in zip(perms, flips):
                     b = perm[s:s + config.batch_size]
-                    x = x_all[b].float().div_(255)
+                    x = x_all[b].to(dev, non_blocking=True).float().div_(255)
                     if config.flip:
-                        f = fl[s:s + config.batch_size]
+                        f = fl[s:s + config.batch_size].to(dev)
                         x[f] = x[f].flip(-1)
                     xs.append(x)
-                    ys.append(y_all[b])
+                    ys.append(y_all[b].to(dev, non_blocking=True))
                 loss = vloss(params, torch.stack(xs), torch.stack(ys)).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -263,8 +290,8 @@ def train_stacked(train: Any, num_classes: int, config: TrainConfig, seeds: Sequ
             m.load_state_dict({**m.state_dict(), **{k: v[r].detach() for k, v in params.items()}})
             recalibrate_bn(m, x_all[torch.randperm(n, generator=g)[:config.bn_images]], config.batch_size,
                            config.bn_images)
-            out.append(m.eval())
-    return out, {"seconds": time.perf_counter() - t0, "seeds": seeds}
+            out.append(m.eval().to("cpu"))
+    return out, {"seconds": time.perf_counter() - t0, "seeds": seeds, "device": str(dev)}
 
 
 @torch.no_grad()
@@ -286,8 +313,9 @@ def recalibrate_bn(model: torch.nn.Module, images: torch.Tensor, batch_size: int
             m.momentum = None  # cumulative moving average = exact mean over the batches
         model.train()
         n = min(len(images), max_images)
+        dev = _device_of(model)
         for s in range(0, n, batch_size):
-            model(images[s:min(n, s + batch_size)].float().div_(255))
+            model(images[s:min(n, s + batch_size)].to(dev).float().div_(255))
     finally:
         for m, mo in zip(bns, old):
             m.momentum = mo
@@ -302,7 +330,8 @@ def evaluate_classifier(model: GMXModel, dataset: Any, batch_size: int = 256,
     model.eval()
     try:
         x_all, y = _arrays(dataset)
-        logits = torch.cat([model(x_all[s:s + batch_size].float().div_(255))
+        dev = _device_of(model)
+        logits = torch.cat([model(x_all[s:s + batch_size].to(dev).float().div_(255)).cpu()
                             for s in range(0, len(y), batch_size)])
     finally:
         model.train(was)
@@ -405,7 +434,8 @@ class RetrainRecipe:
         arch_kwargs: architecture keywords besides ``num_classes`` / ``seed``.
         num_classes: ``K``.
         cache_dir: folder of the content-addressed retraining cache.
-        device: where training runs (``"cpu"``; a cuda device when the run's device is cuda).
+        device: where training runs: the run's device (``"cpu"``, ``"cuda"``, ``"cuda:i"``); a
+            CUDA training is keyed apart from the CPU one in the cache.
         gallery: also report GestaltMatcher gallery top-1 / top-5 (test vs the training set).
     """
 
@@ -425,7 +455,10 @@ class RetrainRecipe:
         return replace(self, config=replace(self.config, **cfg), arch_kwargs={**self.arch_kwargs, **kw})
 
     def key(self) -> str:
-        return stable_hash(config_dict(self.config), dict(self.arch_kwargs), self.num_classes, self.gallery)
+        # a CUDA training differs from the CPU one by float rounding: its results get their own
+        # keys (CPU keys are unchanged)
+        dev = () if torch.device(self.device).type == "cpu" else (torch.device(self.device).type,)
+        return stable_hash(config_dict(self.config), dict(self.arch_kwargs), self.num_classes, self.gallery, *dev)
 
     def model_factory(self, seed: int = 0) -> GMXModel:
         return MODELS.create(self.config.arch, num_classes=self.num_classes, seed=seed, **dict(self.arch_kwargs))
@@ -434,7 +467,7 @@ class RetrainRecipe:
         """``train_fn(model, dataset, seed)``: a model of this recipe trained from scratch on
         ``dataset`` (``model`` is only the architecture's stand-in and is not modified)."""
         out, _ = train_model(dataset, self.num_classes, replace(self.config, seed=int(seed)),
-                             progress=False, arch_kwargs=dict(self.arch_kwargs))
+                             progress=False, arch_kwargs=dict(self.arch_kwargs), device=self.device)
         return out
 
 
@@ -487,9 +520,6 @@ def _rows(a: np.ndarray, rows: tuple[int, int] | None) -> np.ndarray:
 def _load_task_data(task: TrainTask) -> tuple[ArrayDataset, ArrayDataset]:
     xtr = _rows(np.load(task.train_path, mmap_mode="r"), task.train_rows)
     xte = _rows(np.load(task.test_path, mmap_mode="r"), task.test_rows)
-    if task.recipe.device != "cpu":
-        raise ConfigError(f"expected device 'cpu' for retraining (train_model trains on CPU), got "
-                          f"{task.recipe.device!r}")
     return (ArrayDataset(xtr, task.train_labels, split="train"),
             ArrayDataset(xte, task.test_labels, split="test"))
 
@@ -529,7 +559,7 @@ def run_train_task(task: TrainTask) -> dict[str, Any]:
     t0 = time.perf_counter()
     train, test = _load_task_data(task)
     model, hist = train_model(train, task.recipe.num_classes, replace(task.recipe.config, seed=int(task.seed)),
-                              progress=False, arch_kwargs=dict(task.recipe.arch_kwargs))
+                              progress=False, arch_kwargs=dict(task.recipe.arch_kwargs), device=task.recipe.device)
     return _score_and_store(task, model, train, test, time.perf_counter() - t0, hist["seconds"])
 
 
@@ -549,7 +579,8 @@ def run_stacked_task(stack: StackedTrainTask) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         train, test = _load_task_data(todo[0])
         models, hist = train_stacked(train, todo[0].recipe.num_classes, todo[0].recipe.config,
-                                     [t.seed for t in todo], dict(todo[0].recipe.arch_kwargs))
+                                     [t.seed for t in todo], dict(todo[0].recipe.arch_kwargs),
+                                     device=todo[0].recipe.device)
         per = (time.perf_counter() - t0) / len(todo)
         for t, m in zip(todo, models):
             _score_and_store(t, m, train, test, per, hist["seconds"] / len(todo), stacked=len(todo))
@@ -624,7 +655,7 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
         if arch not in MODELS:
             raise ConfigError(f"expected the model's arch to be a registered architecture, got {arch!r}")
         cfg, kw = TrainConfig(arch=arch), {}
-    recipe = RetrainRecipe(cfg, kw, num_classes, str(cache), device="cpu", gallery=True)
+    recipe = RetrainRecipe(cfg, kw, num_classes, str(cache), device=spec.device, gallery=True)
     return RetrainingJob(train_data=train, test_data=test, model_factory=recipe.model_factory,
                       train_fn=recipe, explainers=dict(explainers), reference_model=model,
                       seeds=tuple(spec.seeds))

@@ -70,3 +70,15 @@ def call_halving(fn: Callable[[Any], Any], batch: Any, split: Callable[[Any], tu
         torch.cuda.empty_cache()
     a, b = split(batch)
     return join(call_halving(fn, a, split, join, size), call_halving(fn, b, split, join, size))
+
+
+def executor_for(spec: Any, name: str | None = None, workers: int | None = None, **config: Any) -> Any:
+    """The executor a run of ``spec`` uses: ``name`` (default ``spec.executor``) with ``workers``
+    and ``config``. With Ray and a CUDA ``spec.device`` every task (units of work and
+    trainings) asks Ray for ``spec.gpus_per_task`` GPUs, so Ray places it on a GPU node."""
+    from gmxai_eval.execution import create_executor
+
+    name = name or spec.executor
+    if name == "ray" and str(spec.device).startswith("cuda"):
+        config.setdefault("num_gpus", float(spec.gpus_per_task))
+    return create_executor(name, workers=workers, **config)

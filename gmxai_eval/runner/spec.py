@@ -18,6 +18,8 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     examples = 4              # example images per method in report.html
     bootstrap = 2000          # bootstrap resamples for confidence intervals
     executor = "local"        # EXECUTORS name running the units of work
+    gpus_per_task = 1.0       # with executor "ray" and a cuda device: GPUs each task asks Ray
+                              # for (a fraction such as 0.25 puts four trainings on one GPU)
 
     [dataset]                 # "default" (the default model's data) or a registered dataset ...
     name = "synthetic_faces"
@@ -98,6 +100,7 @@ class RunSection:
     executor: str = "local"
     select: str = "per_subject"
     classes: tuple[str, ...] = ()
+    gpus_per_task: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,7 @@ class Spec:
     executor: str = RunSection.executor
     select: str = RunSection.select
     classes: tuple[str, ...] = RunSection.classes
+    gpus_per_task: float = RunSection.gpus_per_task
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
@@ -276,6 +280,8 @@ class Spec:
         run["classes"] = list(run["classes"])
         if not run["classes"]:
             run.pop("classes")  # absent = every class (keeps the hash of specs without it)
+        if run["gpus_per_task"] == RunSection.gpus_per_task:
+            run.pop("gpus_per_task")  # where work runs, not what it computes
         return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
                 "methods": [_plain(e) for e in d["methods"]],
                 "evaluators": [_plain(e) for e in d["evaluators"]],
@@ -286,7 +292,7 @@ class Spec:
     def hash(self) -> str:
         """Content hash of everything that determines the results (not output locations)."""
         d = self.to_dict()
-        for k in ("output", "cache", "html", "examples", "name", "executor"):
+        for k in ("output", "cache", "html", "examples", "name", "executor", "gpus_per_task"):
             d["run"].pop(k, None)
         d.pop("report")  # report sections do not change any score
         d.pop("views", None)  # nor do the views
@@ -429,6 +435,11 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
             kw[k] = _typed(src, f"run.{k}", run[k], str, "a path string")
     if "html" in run:
         kw["html"] = _typed(src, "run.html", run["html"], bool, "true or false")
+    if "gpus_per_task" in run:
+        g = run["gpus_per_task"]
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not (0 < g <= 64):
+            raise ConfigError(f"{src}: expected run.gpus_per_task as a number in (0, 64], got {g!r}")
+        kw["gpus_per_task"] = float(g)
     for k, lo in (("examples", 0), ("bootstrap", 100)):
         if k in run:
             kw[k] = _typed(src, f"run.{k}", run[k], int, f"an int >= {lo}")

@@ -20,12 +20,12 @@ from torch import nn
 from gmxai_eval.data.base import DATASETS, Sample, collate
 from gmxai_eval.errors import ConfigError, DataError, ModelStateError
 from gmxai_eval.evaluators.base import EVALUATORS
-from gmxai_eval.execution import EXECUTORS, Executor
+from gmxai_eval.execution import Executor
 from gmxai_eval.methods.base import METHODS
 from gmxai_eval.models.base import MODELS
 from gmxai_eval.runner.cache import image_keys, model_hash
 from gmxai_eval.runner.context import RunContext
-from gmxai_eval.runner.devices import auto_batch_size, resolve_device
+from gmxai_eval.runner.devices import auto_batch_size, executor_for, resolve_device
 from gmxai_eval.runner.spec import SELECTIONS
 from gmxai_eval.utils import stable_hash
 
@@ -264,7 +264,7 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
     ctx.evaluator_cards = {e.label: EVALUATORS.card(e.name) for e in spec.evaluators}
     ctx.evaluators = {e.label: EVALUATORS.create(e.name, **dict(e.config)) for e in spec.evaluators}
     ctx.explainers = {e.label: METHODS.create(e.name, **dict(e.config)) for e in spec.methods}
-    ctx.executor = executor if executor is not None else EXECUTORS.create(spec.executor)
+    ctx.executor = executor if executor is not None else executor_for(spec)
     if spec.sections:
         from gmxai_eval.runner.stages.sections import check_sections
 
