@@ -102,8 +102,17 @@ def check_hook_safe(model: nn.Module, x: torch.Tensor, method: str,
                               f"modules called several times: {twice[:6]}")
 
 
-def resolve_layer(model: nn.Module, layer: str | None, method: str) -> nn.Module:
-    """The named layer, or the model's ``cam_layer`` attribute when ``layer`` is None."""
+def resolve_layer(model: nn.Module, layer: str | nn.Module | None, method: str) -> nn.Module:
+    """The layer: a dotted name, a submodule object of ``model`` (as Captum takes it), or the
+    model's ``cam_layer`` attribute when ``layer`` is None."""
+    if isinstance(layer, nn.Module):
+        if not any(m is layer for m in model.modules()):
+            raise ConfigError(f"method {method!r}: expected layer to be a submodule of the explained "
+                              f"{type(model).__name__}, got a {type(layer).__name__} that is not part of it")
+        return layer
+    if layer is not None and not isinstance(layer, str):
+        raise ConfigError(f"method {method!r}: expected layer as a dotted module name or an nn.Module, "
+                          f"got {type(layer).__name__}")
     name = layer if layer is not None else getattr(model, "cam_layer", None)
     if not name:
         raise ConfigError(f"method {method!r}: expected layer='dotted.module.name' or a model with a "

@@ -8,7 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gmxai_eval.errors import ConfigError
+from gmxai_eval.methods import create_method, list_methods
 from gmxai_eval.methods.base import METHODS
+from gmxai_eval.models import MODELS
 from gmxai_eval.runner.spec import preset_spec
 
 
@@ -72,3 +75,19 @@ def test_the_default_spec_scores_both_cams_at_both_layers():
     for name in ("grad_cam", "hirescam"):
         assert (name, None) in got or (name, "backbone.base.6") in got
         assert (name, "backbone.base.5") in got
+
+
+@pytest.mark.parametrize("name", [n for n in list_methods() if "layer" in METHODS.get(n).card.default_config])
+def test_layer_as_module_object_equals_the_dotted_name(name, toy_model):
+    """Every method with a ``layer`` takes the module object as Captum does: the same map as its
+    dotted name; a module of another model or a non-module is a one-line ConfigError."""
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0, 1, 2])
+    by_name = create_method(name, layer="backbone.features.2")(toy_model, x, t)
+    by_module = create_method(name, layer=toy_model.backbone.features[2])(toy_model, x, t)
+    assert torch.equal(by_name, by_module)
+    other = MODELS.create("toy_cnn", num_classes=4, seed=1)
+    with pytest.raises(ConfigError, match="expected layer to be a submodule"):
+        create_method(name, layer=other.backbone.features[2])(toy_model, x, t)
+    with pytest.raises(ConfigError, match="expected layer as a dotted module name or an nn.Module"):
+        create_method(name, layer=3)(toy_model, x, t)
