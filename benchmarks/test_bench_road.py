@@ -79,10 +79,8 @@ def _report(benchmark, name: str, ours: float, ref: float, floor: float) -> None
           f"forward floor {floor:.3f} s = {100 * floor / ours:.0f}% of our wall time")
 
 
-@pytest.mark.parametrize("n, size", [(N, SIZE), (8, 100)], ids=["16x64x64", "8x100x100"])
-def test_bench_road_morf(benchmark, n, size):
-    model, x, y, maps = _work(n, size)
-    ev = create_evaluator("road_morf", noise=0.0, percentages=PCT)
+def _quantus_road(model, x, y, maps, batch_size):
+    """A call of Quantus's ROAD MoRF (no noise, signed maps, the same percentages) on this work."""
     q = quantus.ROAD(percentages=[int(100 * p) for p in PCT], noise=0.0, abs=False, normalise=False,
                      return_aggregate=False, disable_warnings=True)
 
@@ -90,7 +88,16 @@ def test_bench_road_morf(benchmark, n, size):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return q(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps[:, None].numpy(),
-                     device="cpu", batch_size=n)
+                     device="cpu", batch_size=batch_size)
+
+    return run_quantus
+
+
+@pytest.mark.parametrize("n, size", [(N, SIZE), (8, 100)], ids=["16x64x64", "8x100x100"])
+def test_bench_road_morf(benchmark, n, size):
+    model, x, y, maps = _work(n, size)
+    ev = create_evaluator("road_morf", noise=0.0, percentages=PCT)
+    run_quantus = _quantus_road(model, x, y, maps, n)
 
     ours_res = ev(model, x, y, maps)
     ref_res = run_quantus()
@@ -197,14 +204,7 @@ def test_bench_road_default_112(benchmark):
     with torch.no_grad():
         yg = gray(xg).argmax(1)
     ev = create_evaluator("road_morf", noise=0.0, percentages=PCT)
-    q = quantus.ROAD(percentages=[int(100 * p) for p in PCT], noise=0.0, abs=False, normalise=False,
-                     return_aggregate=False, disable_warnings=True)
-
-    def run_quantus():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return q(model=gray, x_batch=xg.numpy(), y_batch=yg.numpy(), a_batch=maps[:, None].numpy(),
-                     device="cpu", batch_size=N)
+    run_quantus = _quantus_road(gray, xg, yg, maps, N)
 
     ours_res = ev(gray, xg, yg, maps)
     t_ref, ref_res = best_of(run_quantus, 1)  # Quantus is slow here: one round
