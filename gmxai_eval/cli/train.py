@@ -27,7 +27,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=ca.non_negative_int, default=None)
     p.add_argument("--threads", type=ca.positive_int, default=None)
     p.add_argument("--out", default=None,
-                   help="checkpoint path stem (default <data>/models/<arch>-<key>)")
+                   help="checkpoint path stem (default <data>/models/<arch>-<key>); checked before "
+                        "training: an existing checkpoint there needs --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -37,6 +39,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from gmxai_eval.models.default import train_on
     from gmxai_eval.models.train import TrainConfig
 
+    if args.out is not None:  # before any data generation or training; writes nothing
+        from gmxai_eval.models.checkpoint import check_checkpoint_target
+
+        check_checkpoint_target(args.out, overwrite=args.overwrite)
     folder = synth.default_root(args.root) / args.data
     if not folder.exists():
         presets = {synth.dataset_name(cfg, name): name for name, cfg in synth.PRESETS.items()}

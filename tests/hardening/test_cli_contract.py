@@ -52,6 +52,8 @@ def _files(root: Path) -> dict[str, Path]:
     w("man_ok.csv", "path,label\nimg.png,A\n")
     w("classes_latin1.txt", b"A\ncaf\xe9\n")
     w("in_the_way", "a file")
+    w("old_ckpt.pt", "an existing checkpoint")
+    (root / "folder_ckpt.pt").mkdir(exist_ok=True)
     w("study_ok.json", '{"name": "s", "screen_px": [1920, 1080], "screen_cm": [53, 30], "distance_cm": 60}')
     w("study_latin1.json", b'{"name": "caf\xe9", "screen_px": [1920, 1080]}')
     w("fix_latin1.csv", b"observer_id,image_id,x,y\ncaf\xe9,img0,1,1\n")
@@ -123,6 +125,13 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("train: batch size 0", ["train", "--batch-size", "0", "--root", s(out)], "--batch-size"),
         ("train: 0 threads", ["train", "--threads", "0", "--root", s(out)], "--threads"),
         ("train: unknown dataset", ["train", "--data", "no_such_data", "--root", s(out)], "no_such_data"),
+        # train --out: checked before the dataset is generated or a model trained (nothing written)
+        ("train: --out under a file", ["train", "--data", "synthetic_faces_tiny", "--root", s(out), "--out",
+                                       s(f["in_the_way"] / "model")], "in_the_way"),
+        ("train: --out an existing checkpoint", ["train", "--data", "synthetic_faces_tiny", "--root", s(out),
+                                                 "--out", s(f["old_ckpt.pt"].with_suffix(""))], "old_ckpt.pt"),
+        ("train: --out a folder", ["train", "--data", "synthetic_faces_tiny", "--root", s(out), "--out",
+                                   s(f["old_ckpt.pt"].parent / "folder_ckpt")], "folder_ckpt.pt"),
         # gaze
         ("gaze: n-boot 0", ["gaze", "--fixations", "x.csv", "--study", "s.json", "--images", "i.npz", "--methods",
                             "saliency", "--out", s(out), "--n-boot", "0"], "--n-boot"),
@@ -197,7 +206,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 62
+    assert len(table) == 65
 
 
 @pytest.mark.parametrize("argv,name", [
