@@ -50,6 +50,8 @@ def _files(root: Path) -> dict[str, Path]:
     w("man_missing_img.csv", "path,label\nimg.png,A\nnope.png,B\n")
     w("man_float.csv", "path,label\nimg.png,A\nfloat.tif,B\n")
     w("man_ok.csv", "path,label\nimg.png,A\n")
+    lm_cols = ",".join(f"l{a}{i}" for i in range(5) for a in "xy")
+    w("man_lm_outside.csv", f"path,label,{lm_cols}\nimg.png,A,1,1,2,2,3,3,4,4,5,9.5\n")  # 8x8 image
     w("classes_latin1.txt", b"A\ncaf\xe9\n")
     w("in_the_way", "a file")
     w("old_ckpt.pt", "an existing checkpoint")
@@ -102,6 +104,8 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("data check: manifest not UTF-8", ["data", "check", s(f["man_latin1.csv"])], "man_latin1.csv"),
         ("data check: manifest row with no image", ["data", "check", s(f["man_missing_img.csv"])], "row 3"),
         ("data check: image of float mode", ["data", "check", s(f["man_float.csv"])], "mode 'F'"),
+        ("data check: landmark outside the image", ["data", "check", s(f["man_lm_outside.csv"])],
+         "man_lm_outside.csv, row 2, column 'ly4'"),
         ("data check: classes file not UTF-8",
          ["data", "check", s(f["man_ok.csv"]), "--classes", s(f["classes_latin1.txt"])], "classes_latin1.txt"),
         ("data check: image size 0", ["data", "check", s(f["man_ok.csv"]), "--image-size", "0", "8"], "--image-size"),
@@ -206,7 +210,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 65
+    assert len(table) == 66
 
 
 @pytest.mark.parametrize("argv,name", [
