@@ -127,7 +127,8 @@ def dir_mode() -> int:
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp(\.[A-Za-z0-9]+)?$")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (ours or another user's)."""
     if pid <= 0:
         return False
     try:
@@ -152,7 +153,7 @@ def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path
         return removed
     for entry in folder.iterdir():
         m = _STAGING.match(entry.name)
-        if m is None or (name is not None and m["name"] != name) or _pid_alive(int(m["pid"])):
+        if m is None or (name is not None and m["name"] != name) or pid_alive(int(m["pid"])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
