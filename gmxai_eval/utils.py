@@ -28,11 +28,18 @@ from gmxai_eval.errors import ConfigError, DataError, OutputError
 
 
 def merge_config(owner: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    """``{**defaults, **given}``; a key not in ``defaults`` raises :class:`ConfigError`."""
+    """``{**defaults, **given}``; a key not in ``defaults`` raises :class:`ConfigError`, and so
+    does text given for a key whose default is a number (``n_steps = "many"``), before any
+    constructor converts it."""
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ConfigError(
             f"{owner}: unknown config key(s) {unknown}; expected a subset of {sorted(defaults)}")
+    for k, v in given.items():
+        d = defaults[k]
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and isinstance(v, str):
+            raise ConfigError(f"{owner}: expected config key {k!r} to be a number like its default {d!r}, "
+                              f"got {v!r}")
     return {**defaults, **given}
 
 
@@ -360,17 +367,18 @@ def markdown_cell(value: Any) -> str:
     return re.sub(r"[\r\n]+", " ", text).replace("|", "\\|")
 
 
-def check_run_id(run_id: Any) -> str:
-    """``run_id`` if it is a plain folder name, else :class:`OutputError` saying why."""
+def check_run_id(run_id: Any, what: str = "run id") -> str:
+    """``run_id`` if it is a plain folder name, else :class:`OutputError` saying why (``what``
+    names it: a run id, a dataset name)."""
     if not isinstance(run_id, str) or not run_id:
-        raise OutputError(f"expected a non-empty run id, got {run_id!r}")
+        raise OutputError(f"expected a non-empty {what}, got {run_id!r}")
     bad = [c for c in ("/", "\\", os.sep, os.altsep or "/") if c in run_id]
     if bad:
-        raise OutputError(f"expected a run id without path separators, got {run_id!r}")
+        raise OutputError(f"expected a {what} without path separators, got {run_id!r}")
     if ".." in run_id or run_id.startswith("."):
-        raise OutputError(f"expected a run id without '..' and not starting with '.', got {run_id!r}")
+        raise OutputError(f"expected a {what} without '..' and not starting with '.', got {run_id!r}")
     if any(unicodedata.category(c).startswith("C") for c in run_id):
-        raise OutputError(f"expected a run id without control characters, got {run_id!r}")
+        raise OutputError(f"expected a {what} without control characters, got {run_id!r}")
     if len(run_id) > 200:
-        raise OutputError(f"expected a run id of at most 200 characters, got {len(run_id)}")
+        raise OutputError(f"expected a {what} of at most 200 characters, got {len(run_id)}")
     return run_id

@@ -39,6 +39,8 @@ def _files(root: Path) -> dict[str, Path]:
     w("spec_unknown_method.toml", "[[methods]]\nname = 'saliencyy'\n[[evaluators]]\nname = 'deletion'\n")
     w("spec_model_cfg.toml", "[model]\nsource = 'default'\nconfig = { presett = 'tiny' }\n"
                              "[[methods]]\nname = 'saliency'\n[[evaluators]]\nname = 'sparseness'\n")
+    w("spec_method_cfg_type.toml", "[[methods]]\nname = 'integrated_gradients'\nconfig = { n_steps = 'many' }\n"
+                                   "[[evaluators]]\nname = 'sparseness'\n")
     w("res_bad.json", "{not json")
     w("res_latin1.json", b'{"aggregates": [], "x": "\xe9"}')
     w("res_nomethod.json", '{"aggregates": [{"evaluator": "deletion", "mean": 0.1}]}')
@@ -84,6 +86,7 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("run: run id with ..", ["run", "--run-id", "../escape", *o], "--run-id"),
         ("run: run id with /", ["run", "--run-id", "a/b", *o], "--run-id"),
         ("run: unknown option", ["run", "--bogus", *o], "--bogus"),
+        ("run: method config value of the wrong type", ["run", s(f["spec_method_cfg_type.toml"]), *o], "n_steps"),
         # compare
         ("compare: no baseline", ["compare", s(out / "nope.json"), s(f["res_ok.json"])], "nope.json"),
         ("compare: not JSON", ["compare", s(f["res_ok.json"]), s(f["res_bad.json"])], "res_bad.json"),
@@ -95,6 +98,8 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("compare: NaN tolerance", ["compare", s(f["res_ok.json"]), s(f["res_ok.json"]), "--tolerance", "nan"],
          "--tolerance"),
         ("compare: missing candidate argument", ["compare", s(f["res_ok.json"])], "candidate"),
+        ("compare: unknown --method", ["compare", s(f["res_ok.json"]), s(f["res_ok.json"]), "--method", "nope"],
+         "--method"),
         # methods / evaluators
         ("methods: extra argument", ["methods", "a", "b"], "unrecognized arguments: b"),
         ("evaluators: extra argument", ["evaluators", "a", "b"], "unrecognized arguments: b"),
@@ -119,6 +124,9 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("data synth: negative seed", ["data", "synth", "--seed", "-1", "--out", s(out)], "--seed"),
         ("data synth: 0 classes", ["data", "synth", "--classes", "0", "--out", s(out)], "--classes"),
         ("data synth: unknown preset", ["data", "synth", "--preset", "giant", "--out", s(out)], "--preset"),
+        ("data synth: name '..'", ["data", "synth", "--name", "..", "--out", s(out)], "--name"),
+        ("data synth: name with /", ["data", "synth", "--name", "a/b", "--out", s(out)], "--name"),
+        ("data synth: empty name", ["data", "synth", "--name", "", "--out", s(out)], "--name"),
         ("data synth: a file in the way", ["data", "synth", "--num-images", "100", "--classes", "2", "--quiet",
                                            "--out", s(f["in_the_way"] / "sub")], "in_the_way"),
         # train
@@ -129,6 +137,8 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("train: batch size 0", ["train", "--batch-size", "0", "--root", s(out)], "--batch-size"),
         ("train: 0 threads", ["train", "--threads", "0", "--root", s(out)], "--threads"),
         ("train: unknown dataset", ["train", "--data", "no_such_data", "--root", s(out)], "no_such_data"),
+        ("train: unknown architecture (before the dataset is generated)",
+         ["train", "--arch", "nope_arch", "--data", "synthetic_faces_tiny", "--root", s(out)], "nope_arch"),
         # train --out: checked before the dataset is generated or a model trained (nothing written)
         ("train: --out under a file", ["train", "--data", "synthetic_faces_tiny", "--root", s(out), "--out",
                                        s(f["in_the_way"] / "model")], "in_the_way"),
@@ -210,7 +220,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 66
+    assert len(table) == 72
 
 
 @pytest.mark.parametrize("argv,name", [

@@ -24,7 +24,7 @@ from gmxai_eval.data.regions import REGION_NAMES
 from gmxai_eval.data.synth.config import (ENV_ROOT, GENERATOR_VERSION, PHENOTYPES, SPLITS, UNAFFECTED, SynthConfig,
                                          class_sizes, define_syndromes)
 from gmxai_eval.errors import ConfigError, DataError
-from gmxai_eval.utils import die_with_parent, ensure_dir, pid_alive, staging_dir
+from gmxai_eval.utils import check_run_id, die_with_parent, ensure_dir, pid_alive, staging_dir
 
 
 # --------------------------------------------------------------------------- layout
@@ -330,7 +330,7 @@ def generate(cfg: SynthConfig | None = None, name: str = "synthetic_faces",
     """
     cfg = cfg or SynthConfig()
     root = default_root(root)
-    dest = root / name
+    dest = root / check_run_id(name, "dataset name")  # a plain folder name: no separators, no '..'
     recover_swap(root, name)  # a swap killed half-way: the previous dataset back, leftovers removed
     if dest.exists() and not overwrite:
         raise ConfigError(f"expected no dataset at {dest} (pass overwrite=True), got an existing folder")
@@ -370,7 +370,7 @@ def load_or_generate(cfg: SynthConfig | None = None, name: str = "synthetic_face
     generate it. An existing folder with another config raises :class:`ConfigError` unless
     ``overwrite=True`` (then it is regenerated in place, atomically)."""
     cfg = cfg or SynthConfig()
-    dest = default_root(root) / name
+    dest = default_root(root) / check_run_id(name, "dataset name")
     recover_swap(dest.parent, name)
     if dest.exists():
         card = read_card(dest)
