@@ -184,6 +184,22 @@ def output_error(e: OSError, path: str | Path, doing: str) -> OutputError:
                        path=e.filename or path)
 
 
+def check_output_folder(folder: str | Path) -> Path:
+    """Check, creating nothing, that ``folder`` can be an output folder: :class:`OutputError`
+    naming the path for a file in the way of it or of a parent, or a first existing ancestor
+    that cannot be written."""
+    p = Path(folder)
+    for parent in [p, *p.parents]:
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise OutputError("expected a folder for the outputs, got a file in the way", path=parent)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError("expected a writable folder for the outputs, got no permission", path=parent)
+        break
+    return p
+
+
 def ensure_dir(folder: str | Path) -> Path:
     """``folder`` created if needed (with parents); :class:`OutputError` naming the path for a
     file in the way of it or of a parent, or no permission."""

@@ -72,6 +72,7 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
     """``(case id, argv, what the one error line must name)``."""
     o = ["--output", str(out)]
     s = str
+    gz = ["gaze", "--fixations", "x.csv", "--study", "s.json", "--images", "i.npz", "--methods"]
     return [
         # run
         ("run: no spec file", ["run", s(f["spec_bad.toml"].with_name("nope.toml")), *o], "nope.toml"),
@@ -164,6 +165,15 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("gaze: study file not UTF-8", ["gaze", "--fixations", s(f["fix_latin1.csv"]), "--study",
                                         s(f["study_latin1.json"]), "--images", s(f["no_ids.npz"]), "--methods",
                                         "saliency", "--out", s(out)], "study_latin1.json"),
+        # gaze: every option is checked before a file is read
+        ("gaze: unknown method", [*gz, "salency", "--out", s(out)], "salency"),
+        ("gaze: unknown metric", [*gz, "saliency", "--metrics", "nssx", "--out", s(out)], "gaze_nssx"),
+        ("gaze: preset without =", [*gz, "saliency", "--preset", "bad", "--out", s(out)], "--preset"),
+        ("gaze: unknown transform", [*gz, "saliency", "--transform", "cube", "--out", s(out)], "cube"),
+        ("gaze: unknown model", [*gz, "saliency", "--model", "resnet9000", "--out", s(out)], "resnet9000"),
+        ("gaze: --out a file", [*gz, "saliency", "--out", s(f["in_the_way"])], "in_the_way"),
+        ("gaze-simulate: --out a file", ["gaze-simulate", "--images", s(f["no_ids.npz"]), "--out", s(f["in_the_way"])],
+         "in_the_way"),
         # questionnaire
         ("questionnaire make: not a results file", ["questionnaire", "make", s(f["res_ok.json"]), "--methods", "a",
                                                     "--out", s(out)], "res_ok.json"),
@@ -220,7 +230,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 72
+    assert len(table) == 79
 
 
 @pytest.mark.parametrize("argv,name", [
