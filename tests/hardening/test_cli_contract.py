@@ -114,6 +114,11 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
          "man_lm_outside.csv, row 2, column 'ly4'"),
         ("data check: classes file not UTF-8",
          ["data", "check", s(f["man_ok.csv"]), "--classes", s(f["classes_latin1.txt"])], "classes_latin1.txt"),
+        ("data check: --version with a manifest", ["data", "check", s(f["man_ok.csv"]), "--version", "v1.0.3"],
+         "--version"),
+        ("data check: --classes with a synthetic folder",
+         ["data", "check", s(f["synth_card_list/card.json"].parent), "--classes", s(f["classes_latin1.txt"])],
+         "--classes"),
         ("data check: image size 0", ["data", "check", s(f["man_ok.csv"]), "--image-size", "0", "8"], "--image-size"),
         ("data check: negative max rows", ["data", "check", s(f["man_ok.csv"]), "--max-rows", "-2"], "--max-rows"),
         ("data check: synthetic card a list", ["data", "check", s(f["synth_card_list/card.json"].parent)],
@@ -230,7 +235,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 79
+    assert len(table) == 81
 
 
 @pytest.mark.parametrize("argv,name", [
