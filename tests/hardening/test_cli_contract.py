@@ -101,6 +101,9 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("compare: missing candidate argument", ["compare", s(f["res_ok.json"])], "candidate"),
         ("compare: unknown --method", ["compare", s(f["res_ok.json"]), s(f["res_ok.json"]), "--method", "nope"],
          "--method"),
+        # report
+        ("report: --out under a file", ["report", s(f["res_ok.json"]), "--out", s(f["in_the_way"] / "sub")],
+         "in_the_way"),
         # methods / evaluators
         ("methods: extra argument", ["methods", "a", "b"], "unrecognized arguments: b"),
         ("evaluators: extra argument", ["evaluators", "a", "b"], "unrecognized arguments: b"),
@@ -235,7 +238,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 81
+    assert len(table) == 82
 
 
 @pytest.mark.parametrize("argv,name", [
