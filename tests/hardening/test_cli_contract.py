@@ -45,6 +45,7 @@ def _files(root: Path) -> dict[str, Path]:
     w("res_latin1.json", b'{"aggregates": [], "x": "\xe9"}')
     w("res_nomethod.json", '{"aggregates": [{"evaluator": "deletion", "mean": 0.1}]}')
     w("res_ok.json", '{"aggregates": []}')
+    w("res_run_min.json", '{"spec": {}, "methods": {}, "aggregates": []}')
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "img.png")
     Image.fromarray(np.random.default_rng(0).random((8, 8)).astype(np.float32)).save(root / "float.tif")
     w("man_nolabel.csv", "path,subject\nimg.png,p1\n")
@@ -187,6 +188,11 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
                                                     "--out", s(out)], "res_ok.json"),
         ("questionnaire make: 0 cases", ["questionnaire", "make", s(f["res_ok.json"]), "--methods", "a", "--out",
                                          s(out), "--cases", "0"], "--cases"),
+        ("questionnaire make: --out under a file", ["questionnaire", "make", s(f["res_run_min.json"]), "--methods",
+                                                    "a", "--out", s(f["in_the_way"] / "q")], "in_the_way"),
+        ("questionnaire analyse: --out under a file", ["questionnaire", "analyse", s(f["res_ok.json"].parent), "--key",
+                                                       s(f["res_bad.json"]), "--out", s(f["in_the_way"] / "q")],
+         "in_the_way"),
         ("questionnaire analyse: bad key", ["questionnaire", "analyse", s(f["res_ok.json"].parent), "--key",
                                             s(f["res_bad.json"])], "res_bad.json"),
         # nested configs checked against what they configure, before any work
@@ -238,7 +244,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 82
+    assert len(table) == 84
 
 
 @pytest.mark.parametrize("argv,name", [
