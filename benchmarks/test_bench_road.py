@@ -140,3 +140,107 @@ def test_bench_irof(benchmark, work):
     t3 = _best(lambda: ev.evaluate(EvalBatch(model, x, y, batch_maps)), rounds=1)
     print(f"IROF, 3 methods on one batch: {t3:.3f} s ({t3 / ours:.2f}x one method)")
     benchmark.pedantic(lambda: ev(model, x, y, maps), rounds=ROUNDS, iterations=1)
+
+
+class _Gray(torch.nn.Module):
+    """A 3-channel model fed a single-channel image (the channel repeated): Quantus's ROAD only
+    runs on single-channel input, so this is the default model's cost on the case it runs."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.expand(-1, 3, -1, -1))
+
+
+def _default_work(n: int):
+    """``n`` test images of the embedded default (trained ``gmx_small``, 3x112x112, stratified),
+    the model's predictions as targets, and Saliency maps (a real method's maps: scattered
+    holes under MoRF, not one blob)."""
+    from gmxai_eval.methods import METHODS
+    from gmxai_eval.models.default import load_default
+    from gmxai_eval.runner.stages.load import select_samples
+
+    model, splits, _ = load_default(progress=False)
+    ss = select_samples(splits.test, "test", n, "stratified")
+    x = torch.stack([s.image for s in ss])
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    maps = METHODS.create("saliency")(model, x, y).detach()
+    return model, x, y, maps, [s.image_id for s in ss]
+
+
+def test_bench_road_default_112(benchmark):
+    """ROAD on 16 default test images (3x112x112, the default model): the share of ROAD's wall
+    time that the forward passes alone need (RGB, both orders, default config), and the ratio
+    to Quantus on the single-channel version of the same work (noise 0 so both compute the
+    same curves, which are checked equal first)."""
+    import os
+
+    from gmxai_eval.functional.road import road_images
+
+    model, x, y, maps, ids = _default_work(N)
+    floor = _forward_floor(model, x, N * len(PCT))
+    info: dict[str, float | str] = {"load_before": repr(os.getloadavg())}
+    for mode in ("morf", "lerf"):
+        ev = create_evaluator(f"road_{mode}")
+        ours = _best(lambda: ev.evaluate(EvalBatch(model, x, y, {"saliency": maps}, ids)))
+        imputation = _best(lambda: road_images(x, maps, percentages=PCT, mode=mode, noise=0.01,
+                                               sample_ids=ids))
+        info.update({f"{mode}_ours_s": ours, f"{mode}_imputation_s": imputation,
+                     f"{mode}_forward_share": floor / ours})
+        print(f"\nROAD {mode} RGB ({N} images 3x112x112, default model): {ours:.3f} s, imputation "
+              f"{imputation:.3f} s; forward floor {floor:.3f} s = {100 * floor / ours:.0f}% of our wall time")
+
+    gray, xg = _Gray(model).eval(), x.mean(1, keepdim=True)
+    with torch.no_grad():
+        yg = gray(xg).argmax(1)
+    ev = create_evaluator("road_morf", noise=0.0, percentages=PCT)
+    q = quantus.ROAD(percentages=[int(100 * p) for p in PCT], noise=0.0, abs=False, normalise=False,
+                     return_aggregate=False, disable_warnings=True)
+
+    def run_quantus():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return q(model=gray, x_batch=xg.numpy(), y_batch=yg.numpy(), a_batch=maps[:, None].numpy(),
+                     device="cpu", batch_size=N)
+
+    ours_res = ev(gray, xg, yg, maps)
+    t_ref, ref_res = best_of(run_quantus, 1)  # Quantus is slow here: one round
+    np.testing.assert_allclose(ours_res.curves.mean(0).numpy(), [ref_res[int(100 * p)] for p in PCT])
+    ours = _best(lambda: ev(gray, xg, yg, maps))
+    _report(benchmark, f"ROAD MoRF single channel ({N} images 1x112x112, default model)", ours, t_ref, floor)
+    info["load_after"] = repr(os.getloadavg())
+    benchmark.extra_info.update(info)
+    print("load (1, 5, 15 min):", info["load_before"], "->", info["load_after"])
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+def test_bench_road_solvers_default_112(benchmark):
+    """The imputation alone (no forward pass) on 16 default test images at 3x112x112 with
+    Saliency maps, per exact solver: the banded Cholesky (``direct``, what ``auto`` picks on CPU)
+    and SuperLU with a minimum-degree ordering (``splu``), checked equal first (to the last bits
+    of the float32 images). The batched CG is left out: at 112x112 on a CPU it needs minutes
+    (hundreds of float64 convolution iterations over every system)."""
+    import os
+
+    from gmxai_eval.functional.road import road_images
+
+    _, x, _, maps, ids = _default_work(N)
+    info: dict[str, float | str] = {"load_before": repr(os.getloadavg())}
+    for mode in ("morf", "lerf"):
+        def imp(solver: str) -> torch.Tensor:
+            return road_images(x, maps, percentages=PCT, mode=mode, noise=0.0, solver=solver, tol=1e-8,
+                               sample_ids=ids)
+
+        ref = imp("direct")
+        torch.testing.assert_close(imp("splu"), ref, atol=1e-6, rtol=0)  # float32 images: last-bit differences
+        times = {s: _best(lambda s=s: imp(s), rounds=2) for s in ("direct", "splu")}
+        info.update({f"{mode}_{s}_s": t for s, t in times.items()})
+        print(f"\nNLI {mode} ({N} images x {len(PCT)} levels, 3x112x112): "
+              + ", ".join(f"{s} {t:.2f} s" for s, t in times.items()))
+    info["load_after"] = repr(os.getloadavg())
+    benchmark.extra_info.update(info)
+    print("load (1, 5, 15 min):", info["load_before"], "->", info["load_after"])
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)

@@ -71,3 +71,54 @@ def test_a_piped_run_prints_a_line_per_stage(tmp_path):
                         "--run-id", "quiet", "--no-progress"], capture_output=True, text=True, env=env,
                        cwd=tmp_path, timeout=300)
     assert q.returncode == 0 and "stage " not in q.stdout + q.stderr
+
+
+def test_synth_and_training_print_lines_off_a_terminal_and_nothing_when_quiet(tmp_path, monkeypatch, capsys):
+    """Data generation and training go through the same progress: off a terminal a start line,
+    done/total lines (every update with a 0 s interval) and a done line; a bar only on a terminal."""
+    import re
+
+    from gmxai_eval.data.synth import SynthConfig, SyntheticFaces, generate
+    from gmxai_eval.models.train import TrainConfig, train_model
+
+    monkeypatch.setenv("GMXAI_PROGRESS_SECONDS", "0")
+    cfg = SynthConfig(num_images=24, num_syndromes=2, imbalance=1.0)
+    folder = generate(cfg, name="p", root=tmp_path, progress=True, batch_size=8, workers=0)
+    out = capsys.readouterr()  # capsys: stderr is not a terminal
+    lines = out.out.splitlines()
+    assert lines[0] == "synth p: started, 24 img"
+    assert [int(m.group(1)) for m in map(re.compile(r"synth p: (\d+)/24 img \(\d+ %\)").match, lines) if m] == [8, 16, 24]
+    assert re.fullmatch(r"synth p: done, 24/24 img in \d+:\d\d", lines[-1])
+    assert "\r" not in out.out + out.err and out.err == ""
+
+    ds = SyntheticFaces(folder, with_masks=False)
+    tcfg = TrainConfig(arch="toy_cnn", epochs=2, batch_size=8, threads=1)
+    train_model(ds, len(ds.classes), tcfg, progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "train: started, 6 step"  # 2 epochs x ceil(24 / 8)
+    steps = [re.match(r"train: (\d+)/6 step \(\d+ %\), \d+:\d\d elapsed(, ETA \d+:\d\d)?( \[loss=[\d.]+\])?$", s)
+             for s in lines[1:-1]]
+    assert all(steps) and [int(m.group(1)) for m in steps] == [1, 2, 3, 4, 5, 6]
+    assert steps[3].group(2)  # after the first epoch the line carries its loss
+    assert re.fullmatch(r"train: done, 6/6 step in \d+:\d\d", lines[-1])
+
+    generate(cfg, name="q", root=tmp_path, progress=False, workers=0)
+    train_model(ds, len(ds.classes), tcfg, progress=False)
+    out = capsys.readouterr()
+    assert out.out == out.err == ""
+
+
+def test_a_terminal_gets_a_bar_for_synth_and_training(monkeypatch):
+    from gmxai_eval.data.synth import build
+    from gmxai_eval.models import train
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stderr", Tty())
+    bar = train._bar(3, True)
+    assert type(bar).__module__.startswith("tqdm")
+    bar.close()
+    with build._progress(3, "synth", True) as tick:
+        assert type(tick.__self__).__module__.startswith("tqdm")

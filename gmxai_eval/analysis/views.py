@@ -15,7 +15,12 @@ cache) and summarise them per patient, per syndrome and per named region.
   :func:`gmxai_eval.data.regions.load_hpo_regions`): mass inside annotated regions, the rank of
   the best annotated region, whether the top region is annotated, and the regions with high
   mass that no annotated trait explains (candidate traits, or biases such as a sticker or the
-  background).
+  background);
+* :func:`best_methods` / :func:`methods_from_results`: which methods the views show by default
+  (the best-ranked real methods on the counterfactual ground truth, else the overall rank).
+
+The ``views`` report section (:mod:`gmxai_eval.runner.stages.views_section`) and
+``gmxai-eval explain`` (:mod:`gmxai_eval.analysis.explain`) are built on these.
 
 Shapes: maps ``(N, H, W)``; images ``(N, C, H, W)``; region masks ``(N, R, H, W)`` or
 ``(R, H, W)`` (one template for every aligned face) bool; labels ``(N,)`` int.
@@ -182,3 +187,52 @@ def region_table(shares: torch.Tensor, labels: torch.Tensor, region_names: Seque
                      "top_is_annotated": bool(annotated) and order[0] in annotated,
                      "top_regions": ", ".join(order[:top]), "unexplained": ", ".join(unexplained)})
     return pd.DataFrame(rows).set_index("class")
+
+
+def best_methods(by_evaluator: Mapping[str, Mapping[str, float]], categories: Mapping[str, str],
+                 excluded: Sequence[str] = (), n: int = 2, truth: str = "counterfactual") -> tuple[list[str], str]:
+    """The ``n`` best-ranked methods (and the rule used, in words) for the clinical views.
+
+    The rule: the mean of the per-evaluator ranks over the evaluators of category ``truth``
+    (the counterfactual evaluators, whose ground truth the validity table checks every other
+    evaluator against), or, in a run without any, the mean over evaluator families of the family
+    mean rank (every family weighs the same: the leaderboard's overall rank). ``excluded``
+    (controls and the oracle) are never chosen; ties keep the leaderboard order.
+
+    Args:
+        by_evaluator: ``{evaluator: {method: rank}}`` (1 = best), e.g.
+            ``results["rankings"]["by_evaluator"]``.
+        categories: ``{evaluator: card category}``.
+    """
+    if n < 1:
+        raise ShapeError(f"expected n >= 1 methods, got {n}")
+    skip = set(excluded)
+    methods = list(dict.fromkeys(m for ranks in by_evaluator.values() for m in ranks if m not in skip))
+    if not methods:
+        raise ShapeError(f"expected at least one ranked real method, got none (excluded {sorted(skip)})")
+    evs = [e for e in by_evaluator if categories.get(e) == truth]
+    if evs:
+        rule = f"mean rank on the {truth} (ground-truth) evaluators {', '.join(evs)}"
+        score = {m: sum(float(by_evaluator[e].get(m, len(methods) + 1)) for e in evs) / len(evs) for m in methods}
+    else:
+        fams: dict[str, list[str]] = {}
+        for e in by_evaluator:
+            fams.setdefault(categories.get(e, ""), []).append(e)
+        rule = "overall rank (mean over evaluator families of the family mean rank)"
+        score = {m: sum(sum(float(by_evaluator[e].get(m, len(methods) + 1)) for e in es) / len(es)
+                        for es in fams.values()) / len(fams) for m in methods}
+    return sorted(methods, key=lambda m: score[m])[:n], rule
+
+
+def methods_from_results(results: Mapping[str, Any], n: int = 2) -> tuple[list[str], str]:
+    """:func:`best_methods` of a ``results.json`` document: its real methods (no control, no
+    oracle) by its per-evaluator ranks."""
+    try:
+        by_ev = results["rankings"]["by_evaluator"]
+        cards = {m: v.get("card", {}) for m, v in results["methods"].items()}
+        cats = {e: str(v.get("card", {}).get("category", "")) for e, v in results["evaluators"].items()}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ShapeError(f"expected a results document with rankings.by_evaluator, methods and evaluators, "
+                         f"got none at {err}") from None
+    excluded = [m for m, c in cards.items() if c.get("control") or c.get("name") == "oracle" or c.get("needs_masks")]
+    return best_methods(by_ev, cats, excluded, n)

@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "gmxai_eval.cli.train",     # train
     "gmxai_eval.cli.gaze",      # gaze, gaze-simulate
     "gmxai_eval.cli.questionnaire",  # questionnaire make|analyse
+    "gmxai_eval.cli.explain",   # explain
+    "gmxai_eval.cli.cache",     # cache prune
 )
 
 

@@ -12,8 +12,9 @@ for models with embeddings). Per method the result holds:
 * ``scores (R,)``: the area between the method's curve and the random control's, paired by
   repeat (ROAR: ``integral acc_random - acc_method``; KAR: ``acc_method - acc_random``), so
   higher is better in both; the leaderboard's CI over the ``R`` rows is the CI over repeats;
-* ``extras``: ``leakage (R, T)``: macro top-1 above chance of a logistic regression that predicts
-  the class from the removal masks alone (Rong et al., ICML 2022); ``road_accuracy (R, T)``: the
+* ``extras``: ``leakage (R, T)``: macro top-1 above chance (``conventions["leakage_chance"]``,
+  ``1 / K`` of the training classes) of a logistic regression that predicts the class from the
+  removal masks alone (Rong et al., ICML 2022); ``road_accuracy (R, T)``: the
   reference model's accuracy on the same imputed test images (ROAD, no retraining);
   ``gallery_top1`` / ``gallery_top5 (R, T)``; ``seconds (R, T)`` wall time of each training.
 * ``conventions``: fractions, imputation, recipe, trainings run / reused / failed with the
@@ -35,6 +36,10 @@ when the spec's random control was stored earlier. Everything is content-address
 job's cache folder (reference-model hash, method config, data, fraction, mode, imputation,
 recipe, repeat seed): adding a method or a repeat trains only what is new, and a killed run
 loses only the trainings in flight (each writes its result file when it finishes).
+
+Garbage collection: ``referenced_files(job)`` names every cache file a run on ``job`` uses
+(the same key layout ``run`` writes); :func:`prune_cache` removes the files of a cache root
+that a given set does not hold (``gmxai-eval cache prune`` keeps what the given specs reference).
 
 Data options: ``train_images`` / ``test_images`` take the first N images in class round-robin
 (0 = all) and ``classes`` keeps only labels below it (0 = all), so a CI preset can retrain a
@@ -164,6 +169,23 @@ def _prepare(job: DatasetJob, n_train: int, n_test: int, with_evidence: bool, cl
         ev = evidence_regions(ev, torch.cat([rtr, rte]), len(xtr))
     key = stable_hash(x.tobytes(), torch.cat([ytr, yte]), len(xtr), n=16)
     return _Data(x, torch.cat([ytr, yte]), itr + ite, len(xtr), ev, key)
+
+
+@dataclass
+class _Layout:
+    """Where one retraining evaluator's files live for one job (see ``_Retraining._layout``)."""
+
+    recipe: RetrainRecipe
+    root: Path
+    explainers: dict[str, Explainer]
+    data: _Data
+    mh: str
+    point_key: dict[tuple[str, float], str]
+    src: Path
+    orders: dict[str, Path]
+    masked: dict[tuple[str, float], Path]
+    leakage: dict[tuple[str, float], Path]
+    models: dict[tuple[str, float, int], str]
 
 
 def _recipe(job: DatasetJob, overrides: Mapping[str, Any], cache: str) -> RetrainRecipe:
@@ -306,9 +328,9 @@ class _Retraining(DatasetEvaluator):
     def seeds(self) -> list[int]:
         return [int(self.config["seed"]) * 1000 + r for r in range(int(self.config["repeats"]))]
 
-    def run(self, job: DatasetJob, executor: Executor) -> dict[str, EvalResult]:
+    def _layout(self, job: DatasetJob) -> _Layout:
+        """The cache files of this evaluator on ``job`` (keys only: nothing is trained)."""
         c = self.config
-        show = bool(c["progress"])
         recipe = _recipe(job, c["recipe"], c["cache"])
         root = Path(recipe.cache_dir)
         model = job.reference_model
@@ -319,27 +341,55 @@ class _Retraining(DatasetEvaluator):
         need_ev = any(getattr(e, "needs_masks", False) for e in explainers.values())
         data = _prepare(job, int(c["train_images"]), int(c["test_images"]), need_ev, int(c["classes"]),
                         c["oracle_masks"])
-        n, _, h, w = data.x.shape
-        ntr = data.n_train
         mh = weights_hash(model)
-        src = root / "data" / f"src-{data.key}.npy"
-        _save_npy(src, data.x)
-        mean = tuple(float(v) for v in torch.from_numpy(data.x[:ntr]).float().div_(255).mean(dim=(0, 2, 3)))
-        rkey = recipe.key()
-        seeds = self.seeds()
-
-        # 1. rankings and masked datasets (content-addressed; only what is missing is built)
         mkeys = {m: stable_hash(_method_key(ex), c["oracle_masks"]) if getattr(ex, "needs_masks", False)
                  else _method_key(ex) for m, ex in explainers.items()}
         point_key = {(m, f): stable_hash(mh, mkeys[m], data.key, f, self.mode, c["imputation"], c["noise"],
                                          c["seed"], c["target"]) for m in explainers for f in self.fractions}
-        masked = {k: root / "data" / f"masked-{pk}.npy" for k, pk in point_key.items()}
-        leak_path = {k: root / "leakage" / f"{pk}.json" for k, pk in point_key.items()}
+        rkey = recipe.key()
+        tag = ("stacked",) if c["stack_repeats"] else ()  # stacked weights differ in the last bits
+        base_key = stable_hash(data.key, "unmodified")
+        models = {("", 0.0, r): stable_hash(base_key, rkey, sd, *tag) for r, sd in enumerate(self.seeds())}
+        models.update({(m, f, r): stable_hash(pk, rkey, sd, *tag) for (m, f), pk in point_key.items()
+                       for r, sd in enumerate(self.seeds())})
+        return _Layout(recipe, root, explainers, data, mh, point_key,
+                       src=root / "data" / f"src-{data.key}.npy",
+                       orders={m: root / "data" / f"order-{stable_hash(mh, mkeys[m], data.key, c['seed'], c['target'])}.npy"
+                               for m in explainers},
+                       masked={k: root / "data" / f"masked-{pk}.npy" for k, pk in point_key.items()},
+                       leakage={k: root / "leakage" / f"{pk}.json" for k, pk in point_key.items()},
+                       models=models)
+
+    def referenced_files(self, job: DatasetJob) -> set[Path]:
+        """Every cache file a run of this evaluator on ``job`` reads or writes (source data,
+        rankings, masked datasets, leakage results, trained models with their weights); what
+        :func:`prune_cache` keeps. Computes keys only (loads the data, trains nothing)."""
+        lay = self._layout(job)
+        out = {lay.src, *lay.orders.values(), *lay.masked.values(), *lay.leakage.values()}
+        for k in lay.models.values():
+            out |= {lay.root / "models" / f"{k}.json", lay.root / "models" / f"{k}.pt"}
+        return out
+
+    def run(self, job: DatasetJob, executor: Executor) -> dict[str, EvalResult]:
+        c = self.config
+        show = bool(c["progress"])
+        lay = self._layout(job)
+        recipe, root, explainers, data, mh = lay.recipe, lay.root, lay.explainers, lay.data, lay.mh
+        model = job.reference_model
+        n, _, h, w = data.x.shape
+        ntr = data.n_train
+        src = lay.src
+        _save_npy(src, data.x)
+        mean = tuple(float(v) for v in torch.from_numpy(data.x[:ntr]).float().div_(255).mean(dim=(0, 2, 3)))
+        seeds = self.seeds()
+
+        # 1. rankings and masked datasets (content-addressed; only what is missing is built)
+        masked, leak_path = lay.masked, lay.leakage
         orders: dict[str, Path] = {}
         for m, ex in explainers.items():
             if all(masked[(m, f)].exists() and leak_path[(m, f)].exists() for f in self.fractions):
                 continue
-            op = root / "data" / f"order-{stable_hash(mh, mkeys[m], data.key, c['seed'], c['target'])}.npy"
+            op = lay.orders[m]
             if not op.exists():
                 _save_npy(op, _orders(model, ex, data, c["target"], int(c["seed"]), int(c["batch_size"])))
             orders[m] = op
@@ -366,17 +416,15 @@ class _Retraining(DatasetEvaluator):
             leakage[(m, f)] = float("nan") if doc is None else float(doc["leakage"])
 
         # 3. trainings: fraction 0 (shared by every method) and every (method, fraction, repeat)
-        base_key = stable_hash(data.key, "unmodified")
         plan: list[tuple[str, float, int, TrainTask]] = []
         ytr, yte = data.labels[:ntr], data.labels[ntr:]
-        tag = ("stacked",) if c["stack_repeats"] else ()  # stacked weights differ in the last bits
         for r, sd in enumerate(seeds):
-            k = stable_hash(base_key, rkey, sd, *tag)
+            k = lay.models[("", 0.0, r)]
             plan.append(("", 0.0, r, TrainTask(k, str(src), str(src), ytr, yte, recipe, sd,
                                                str(root / "models" / f"{k}.json"),
                                                train_rows=(0, ntr), test_rows=(ntr, n))))
             for (m, f), mp in masked.items():
-                k = stable_hash(point_key[(m, f)], rkey, sd, *tag)
+                k = lay.models[(m, f, r)]
                 plan.append((m, f, r, TrainTask(k, str(mp), str(mp), ytr, yte, recipe, sd,
                                                 str(root / "models" / f"{k}.json"),
                                                 train_rows=(0, ntr), test_rows=(ntr, n))))
@@ -461,6 +509,7 @@ class _Retraining(DatasetEvaluator):
                                                      "failed": len({p[3].key for i, p in enumerate(plan)
                                                                     if i not in results})},
                 "failures": failures, "random_control_accuracy": acc[_RANDOM].tolist(),
+                "leakage_chance": 1.0 / len(data.labels[:ntr].unique()),
                 "rank_agreement": {"methods": methods, "roar_area": [float(area[m].nanmean()) for m in methods],
                                    "road_area": [road_area.get(m) for m in methods], "kendall_tau": tau}}
         out: dict[str, EvalResult] = {}
@@ -529,6 +578,38 @@ def _kendall(a: Sequence[float], b: Sequence[float]) -> float | None:
     return None if not np.isfinite(t) else float(t)
 
 
+#: The folders of a retraining cache root that :func:`prune_cache` cleans.
+CACHE_FOLDERS: tuple[str, ...] = ("data", "models", "leakage")
+
+
+def prune_cache(root: str | Path, keep: set[Path], *, dry_run: bool = False,
+                min_tmp_age_s: float = 3600.0) -> list[Path]:
+    """Remove the files under ``root``'s :data:`CACHE_FOLDERS` that are not in ``keep`` (the
+    evaluators' :meth:`referenced_files`): masked datasets, rankings, leakage results and
+    retrained models that no current key references. A temporary file of an unfinished write
+    (``.<name>.<pid>.tmp``) is removed only when older than ``min_tmp_age_s`` (it may belong to a
+    run in progress). Returns the removed (``dry_run``: the removable) files, sorted."""
+    import time
+
+    root = Path(root)
+    keep = {Path(p).resolve() for p in keep}
+    now = time.time()
+    out = []
+    for folder in CACHE_FOLDERS:
+        d = root / folder
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if not p.is_file() or p.resolve() in keep:
+                continue
+            if p.name.startswith(".") and p.name.endswith(".tmp") and now - p.stat().st_mtime < min_tmp_age_s:
+                continue
+            out.append(p)
+            if not dry_run:
+                p.unlink()
+    return out
+
+
 _RETRAIN_DEFAULTS: dict[str, Any] = {
     "fractions": (0.1, 0.3, 0.5, 0.7, 0.9), "repeats": 5, "imputation": "noisy_linear", "noise": 0.01,
     "target": "label", "recipe": {}, "train_images": 0, "test_images": 0, "classes": 0, "oracle_masks": "evidence", "stack_repeats": False, "road": True, "seed": 0,
@@ -581,20 +662,30 @@ class DataRandomisation(DatasetEvaluator):
                     "random-pair floor)",
         degenerate=Degenerate("finite", "finite", "dataset scope; not run by the batch contract test"))
 
-    def run(self, job: DatasetJob, executor: Executor) -> dict[str, EvalResult]:
+    def _layout(self, job: DatasetJob) -> tuple[RetrainRecipe, Path, _Data, Path, str]:
+        """``(recipe, cache root, data, source array path, permuted-label model key)``."""
         c = self.config
-        names = list(dict.fromkeys([c["similarity"], *c["similarities"]]))
-        sims = {s: SIMILARITIES.create(s) for s in names}
         recipe = _recipe(job, c["recipe"], c["cache"])
         root = Path(recipe.cache_dir)
         need_ev = any(getattr(e, "needs_masks", False) for e in job.explainers.values())
         data = _prepare(job, int(c["train_images"]), int(c["n_images"]), need_ev, int(c["classes"]))
+        key = stable_hash(data.key, "permuted-labels", c["seed"], recipe.key())
+        return recipe, root, data, root / "data" / f"src-{data.key}.npy", key
+
+    def referenced_files(self, job: DatasetJob) -> set[Path]:
+        """The cache files a run on ``job`` uses: the source array and the permuted-label model."""
+        _, root, _, src, key = self._layout(job)
+        return {src, root / "models" / f"{key}.json", root / "models" / f"{key}.pt"}
+
+    def run(self, job: DatasetJob, executor: Executor) -> dict[str, EvalResult]:
+        c = self.config
+        names = list(dict.fromkeys([c["similarity"], *c["similarities"]]))
+        sims = {s: SIMILARITIES.create(s) for s in names}
+        recipe, root, data, src, key = self._layout(job)
         ntr, n = data.n_train, len(data.labels)
-        src = root / "data" / f"src-{data.key}.npy"
         _save_npy(src, data.x)
         g = torch.Generator().manual_seed(int(c["seed"]))
         perm_labels = data.labels[:ntr][torch.randperm(ntr, generator=g)]
-        key = stable_hash(data.key, "permuted-labels", c["seed"], recipe.key())
         task = TrainTask(key, str(src), str(src), perm_labels, data.labels[ntr:], recipe, int(c["seed"]),
                          str(root / "models" / f"{key}.json"), train_rows=(0, ntr), test_rows=(ntr, n))
         (o,) = _run_jobs(executor, run_train_task, [task], f"{self.name} training", bool(c["progress"]))
@@ -631,4 +722,4 @@ class DataRandomisation(DatasetEvaluator):
         return out
 
 
-__all__ = ["ROAR", "KAR", "DataRandomisation", "MaskTask", "run_mask_task"]
+__all__ = ["ROAR", "KAR", "DataRandomisation", "MaskTask", "run_mask_task", "prune_cache", "CACHE_FOLDERS"]

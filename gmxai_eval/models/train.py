@@ -18,7 +18,6 @@ import copy
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -110,9 +109,12 @@ def class_weights(labels: torch.Tensor, num_classes: int, balance: float) -> tor
 
 
 def train_model(train: Any, num_classes: int, config: TrainConfig | None = None,
-                val: Any = None, progress: bool = True, arch_kwargs: dict[str, Any] | None = None,
+                val: Any = None, progress: bool | None = True, arch_kwargs: dict[str, Any] | None = None,
                 ) -> tuple[GMXModel, dict[str, Any]]:
     """Train ``config.arch`` on ``train`` (a dataset of :class:`Sample`).
+
+    ``progress`` (``True`` or ``None``): a bar on a terminal, plain lines with done/total and ETA
+    otherwise (CI logs, pipes); ``False``: silent.
 
     Returns ``(model in eval mode, history)``; history holds per-epoch loss and, with ``val``,
     macro classifier top-1 on ``val``, plus wall time.
@@ -322,18 +324,13 @@ def evaluate(model: GMXModel, gallery: Any, test: Any, ks: tuple[int, ...] = (1,
     return out
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, **kw: Any) -> None: ...
-    def close(self) -> None: ...
+def _bar(total: int, enabled: bool | None) -> Any:
+    """Training progress (:func:`gmxai_eval.progress.progress`): a tqdm bar on stderr when it is a
+    terminal, otherwise a start line, a ``done/total`` line with ETA and the epoch's loss every
+    ``$GMXAI_PROGRESS_SECONDS`` (30 s) and a done line on stdout; nothing when ``enabled`` is False."""
+    from gmxai_eval.progress import progress
 
-
-def _bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="train", unit="step", file=sys.stderr)
+    return progress(total, "train", False if enabled is False else None, unit="step")
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -410,6 +410,7 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
                 curves.setdefault(ev, {})[m] = {
                     "x": [float(v) for v in x], "mean": [_f(v) for v in np.nanmean(arr, 0)],
                     "std": [_f(v) for v in np.nanstd(arr, 0)],
+                    "min": [_f(v) for v in np.nanmin(arr, 0)], "max": [_f(v) for v in np.nanmax(arr, 0)],
                     "labels": list((curve_labels or {}).get(ev, []))}
 
     band_text = {"paired": f"1 + #methods significantly better in a paired bootstrap test (Wald on the "

@@ -80,7 +80,10 @@ th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;white-space:nowra
 th{background:#f3f3f3}.meta td:first-child{font-weight:600}
 .flag{color:#a40000}figure{display:inline-block;margin:.5em;vertical-align:top}
 figcaption{font-size:.8em;color:#555}pre{background:#f7f7f7;padding:.5em;font-size:.75em;overflow:auto}
-img{max-width:100%}.scroll{overflow-x:auto}
+img{max-width:100%;height:auto}.scroll{overflow-x:auto}
+.maps img{max-height:900px}
+.summary td:first-child,.summary th:first-child{position:sticky;left:0;background:#fff}
+.summary th:first-child{background:#f3f3f3}
 """
 
 _CHECK = """
@@ -118,10 +121,16 @@ _CURVE_TITLES = {"perturbation": "perturbation curve", "randomisation": "randomi
                  "retraining": "ROAR / KAR retraining curve"}
 
 
+#: methods per example-map figure: 20+ methods give several figures of at most this many columns
+MAPS_PER_FIGURE = 8
+
+
 def example_maps(images: Any, maps: Mapping[str, Any], ids: Sequence[str], labels: Sequence[str],
                  targets: Sequence[str]) -> dict[str, Any]:
-    """The stored form of the example-maps figure (what ``report.html`` shows of the maps):
-    ``{"png": base64 PNG, "rows": [[image id, label, explained class], ...]}``.
+    """The stored form of the example-maps figures (what ``report.html`` shows of the maps):
+    ``{"pngs": [base64 PNG, ...], "methods": [[method, ...], ...], "rows": [[image id, label,
+    explained class], ...]}``: one figure per :data:`MAPS_PER_FIGURE` methods, each with the
+    images as its first column.
 
     Args:
         images: ``(N, C, H, W)`` in ``[0, 1]``; maps: ``{method: (N, H, W)}`` signed maps.
@@ -129,9 +138,32 @@ def example_maps(images: Any, maps: Mapping[str, Any], ids: Sequence[str], label
     import base64
 
     titles = [f"row {i + 1}" for i in range(len(ids))]
-    png = figures.maps_grid(images, maps, titles)
-    return {"png": base64.b64encode(png).decode("ascii"),
+    names = list(maps)
+    chunks = [names[i:i + MAPS_PER_FIGURE] for i in range(0, len(names), MAPS_PER_FIGURE)] or [[]]
+    pngs = [figures.maps_grid(images, {m: maps[m] for m in chunk}, titles) for chunk in chunks]
+    return {"pngs": [base64.b64encode(p).decode("ascii") for p in pngs], "methods": chunks,
             "rows": [[str(i), str(lab), str(t)] for i, lab, t in zip(ids, labels, targets)]}
+
+
+def family_order(evaluators: Sequence[str], family_of: Mapping[str, str]) -> list[int]:
+    """Indices of ``evaluators`` grouped by family (families in order of first appearance, the
+    evaluators of a family in their own order)."""
+    fams = list(dict.fromkeys(family_of.get(e, "") for e in evaluators))
+    return sorted(range(len(evaluators)), key=lambda i: (fams.index(family_of.get(evaluators[i], "")), i))
+
+
+def _curve_axes(category: str, per_method: Mapping[str, Any]) -> tuple[str, str]:
+    """``(x label, y label)`` of a stored curve from its evaluator's family and its x values."""
+    first = next(iter(per_method.values()), {})
+    if first.get("labels"):
+        return ("randomised layers (cascade order)" if category == "randomisation" else "step", "score")
+    xs = [v for c in per_method.values() for v in c.get("x", [])]
+    frac = bool(xs) and 0.0 <= min(xs) and max(xs) <= 1.0
+    if category == "perturbation":
+        return ("fraction of the input perturbed" if frac else "perturbation step", "model output / score")
+    if category == "retraining":
+        return ("fraction of the input removed" if frac else "step", "retrained accuracy")
+    return ("fraction" if frac else "step", "score")
 
 
 def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
@@ -152,6 +184,13 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
             ("seeds", ", ".join(map(str, results.get("seeds", [])))), ("device", results.get("device", "")),
             ("model hash", results.get("model_hash", "")), ("git revision", env.get("git_revision")),
             ("versions", ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()))]
+    if results.get("rankings", {}).get("overall"):
+        from gmxai_eval.report.summary import FILES, summary_data, summary_html
+
+        parts.append('<h2 id="summary">Summary</h2>')
+        parts.append(summary_html(summary_data(results, [n for n in FILES if n != "validity.md"
+                                                         or results.get("validity")])))
+    parts.append("<h2>Run</h2>")
     parts.append(table_html(["field", "value"], meta, "meta"))
 
     headers, rows = leaderboard_rows(results)
@@ -178,12 +217,19 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
                                  f"{ev} ({'higher' if recs and recs[0]['higher_is_better'] else 'lower'} is better)")
             parts.append(_img(png, f"{ev}: mean and 95% CI per method"))
 
-    if examples is not None and examples.get("png"):
+    pngs = list((examples or {}).get("pngs") or ([examples["png"]] if (examples or {}).get("png") else []))
+    if pngs:
         import base64
 
+        groups = (examples or {}).get("methods") or [[] for _ in pngs]
         parts.append("<h2>Example maps</h2>")
-        parts.append(_img(base64.b64decode(examples["png"]),
-                          "signed maps, symmetric colour scale per map (red positive, blue negative)"))
+        parts.append("<p>Signed maps, symmetric colour scale per map (red positive, blue negative)"
+                     + (f"; {len(pngs)} figures of at most {MAPS_PER_FIGURE} methods" if len(pngs) > 1 else "")
+                     + ".</p>")
+        for k, (b64, ms) in enumerate(zip(pngs, groups)):
+            cap = f"methods {k * MAPS_PER_FIGURE + 1}-{k * MAPS_PER_FIGURE + len(ms)}: " + ", ".join(map(str, ms)) \
+                if ms else "example maps"
+            parts.append(f'<div class="maps">{_img(base64.b64decode(b64), cap)}</div>')
         parts.append(table_html(["row", "image id", "label", "explained class"],
                                 [[i + 1, *r] for i, r in enumerate(examples.get("rows", []))]))
 
@@ -193,13 +239,20 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
         cats = {r["evaluator"]: r["category"] for r in aggs}
         for ev, per_method in curves.items():
             kind = _CURVE_TITLES.get(cats.get(ev, ""), "curve")
-            parts.append(_img(figures.curves_figure(per_method, f"{ev}: {kind}"), f"{ev}: mean {kind} ± 1 sd"))
+            xl, yl = _curve_axes(cats.get(ev, ""), per_method)
+            parts.append(_img(figures.curves_figure(per_method, f"{ev}: {kind}", xl, yl),
+                              f"{ev}: mean {kind} ± 1 sd (band clipped to the observed range)"))
 
     if len(evs) > 1:
         parts.append("<h2>Metric agreement</h2>")
-        parts.append(_img(figures.heatmap(results["agreement"]["kendall_tau"], evs,
-                                          "Kendall τ between evaluators' method rankings"),
-                          "Kendall tau-b of direction-oriented method means"))
+        fam_of = {ev: f for f, fevs in (results.get("rankings", {}).get("families") or {}).items() for ev in fevs}
+        order = family_order(evs, fam_of)
+        tau = results["agreement"]["kendall_tau"]
+        parts.append(_img(figures.heatmap([[tau[i][j] for j in order] for i in order], [evs[i] for i in order],
+                                          "Kendall τ between evaluators' method rankings",
+                                          groups=[fam_of.get(evs[i], "") or "other" for i in order]),
+                          "Kendall tau-b of direction-oriented method means, evaluators grouped by family"
+                          + ("" if len(evs) <= 12 else " (values in results.json: agreement.kendall_tau)")))
 
     rel = results.get("reliability")
     if rel:
@@ -227,3 +280,7 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
     if path is not None:
         write_atomic(path, doc)
     return doc
+
+
+import gmxai_eval.report.views  # noqa: E402,F401  registers the "views" section renderer
+from gmxai_eval.report import retraining as _retraining  # noqa: E402,F401  (registers the "retraining" section)

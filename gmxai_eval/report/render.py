@@ -63,6 +63,9 @@ def write_outputs(results: Mapping[str, Any], data: Mapping[str, Any], folder: s
         render_report(doc, folder / "report.html", examples=data.get("examples"),
                       extra_sections=[tuple(s) for s in data.get("extra_sections", [])])  # type: ignore[misc]
         out.append(folder / "report.html")
+    from gmxai_eval.report.views import write_view_files
+
+    out += write_view_files(doc, folder)  # views/*.png, *.csv, *.md of a "views" section
     return out
 
 

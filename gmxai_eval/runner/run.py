@@ -110,7 +110,9 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         extra_sections: ``(title, trusted HTML fragment)`` appended to ``report.html`` (stored
             in ``report_data.json``, so ``gmxai-eval report`` renders them too).
         write: write the report files (the per-unit cache is always written).
-        verbose: print the leaderboard and the time summary.
+        verbose: print the compact summary (:mod:`gmxai_eval.report.summary`: ranks with their
+            bootstrap intervals, best per family, flag counts, the paths of the full tables) and the
+            time summary.
         batch_extra: added to every ``EvalBatch.extra`` (e.g. ``{"fixations": {sample_id:
             ImageGaze}}`` for the gaze evaluators); its pickled content is part of every unit key.
         overwrite: replace a run folder of another spec under the same run id.
@@ -158,13 +160,19 @@ def _run(ctx: RunContext, staged: StagedRun | None, *, model: nn.Module | None, 
     if staged is not None:
         tables.write_results_json(results, staged.path)
         run_dir = staged.commit()
-    if verbose:
-        print(board)
+    if verbose:  # the compact summary: the full tables are in the files it lists
+        from gmxai_eval.report.summary import run_files, summary_data, summary_lines
+
+        print("\n".join(summary_lines(summary_data(results, run_files(run_dir)))))
         print(timer.summary())
         for what, d in (("attribute", ctx.seconds_per_method), ("evaluate", ctx.seconds_per_evaluator)):
             if d:
-                slow = sorted(d.items(), key=lambda kv: -kv[1])[:5]
-                print(f"  slowest in {what}: " + ", ".join(f"{k} {v:.1f} s" for k, v in slow))
+                line = f"  slowest in {what}:"
+                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:5]:
+                    if len(line) + len(f" {k} {v:.1f} s,") > 120:
+                        break
+                    line += f" {k} {v:.1f} s,"
+                print(line.rstrip(","))
         if run_dir is not None:
             print(f"results: {run_dir}")
     return RunResult(run_dir, spec, ctx.table, results, ctx.counts, dict(timer.seconds), board)

@@ -47,7 +47,11 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     [report]
     sections = ["gaze"]       # extra report.html sections: data computed by the runner
                               # (runner.stages.sections.SECTION_DATA), rendered by the report
-                              # (report.html.SECTIONS)
+                              # (report.html.SECTIONS); "views": the clinical views
+
+    [views]                   # options of the "views" section (all optional)
+    methods = ["saliency"]    # default: the n_methods best-ranked real methods of the run
+    n_methods = 2
 
 Unknown keys anywhere raise :class:`~gmxai_eval.errors.ConfigError` naming the key and file.
 Relative paths inside a spec file are resolved against the file's folder.
@@ -140,6 +144,24 @@ class GazeSection:
     on_invalid: str = "raise"
 
 
+@dataclass(frozen=True)
+class ViewsSection:
+    """``[views]``: the clinical views section (``[report] sections = ["views"]``).
+
+    ``methods``: method labels of the run to show (default: the ``n_methods`` best-ranked real
+    methods of the run, see :func:`gmxai_eval.analysis.views.best_methods`); ``patients``:
+    patient-wise figures (the first images of the run); ``top_k``: syndromes per patient;
+    ``matches``: nearest gallery images per patient (similarity maps); ``hpo_regions``: an
+    edited HPO-to-region table (default: the packaged one)."""
+
+    methods: tuple[str, ...] = ()
+    n_methods: int = 2
+    patients: int = 2
+    top_k: int = 3
+    matches: int = 3
+    hpo_regions: str = ""
+
+
 #: Where a ``[model]`` comes from.
 MODEL_SOURCES = ("default", "checkpoint", "registry", "factory", "torchscript")
 
@@ -154,7 +176,8 @@ _DATASET_KEYS = _keys(DatasetSection)
 _MODEL_KEYS = _keys(ModelSection)
 _REPORT_KEYS = _keys(ReportSection)
 _GAZE_KEYS = _keys(GazeSection)
-_TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability", "report", "gaze"}
+_VIEWS_KEYS = _keys(ViewsSection)
+_TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability", "report", "gaze", "views"}
 
 
 @dataclass(frozen=True)
@@ -213,6 +236,7 @@ class Spec:
     reliability: ReliabilitySpec = ReliabilitySpec()
     sections: tuple[str, ...] = ()
     gaze: Mapping[str, Any] = field(default_factory=dict)
+    views: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<dict>"
 
     @property
@@ -235,6 +259,14 @@ class Spec:
         """The ``[gaze]`` table as its typed section (``None`` without one)."""
         return GazeSection(**dict(self.gaze)) if self.gaze else None
 
+    @property
+    def views_section(self) -> ViewsSection:
+        """The ``[views]`` table as its typed section (defaults without one)."""
+        v = dict(self.views)
+        if "methods" in v:
+            v["methods"] = tuple(v["methods"])
+        return ViewsSection(**v)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict that :func:`parse_spec` turns back into an equal spec."""
         d = asdict(self)
@@ -248,7 +280,8 @@ class Spec:
                 "methods": [_plain(e) for e in d["methods"]],
                 "evaluators": [_plain(e) for e in d["evaluators"]],
                 "reliability": d["reliability"], "report": {"sections": list(d["sections"])},
-                **({"gaze": _plain(d["gaze"])} if d["gaze"] else {})}
+                **({"gaze": _plain(d["gaze"])} if d["gaze"] else {}),
+                **({"views": _plain(d["views"])} if d["views"] else {})}
 
     def hash(self) -> str:
         """Content hash of everything that determines the results (not output locations)."""
@@ -256,6 +289,7 @@ class Spec:
         for k in ("output", "cache", "html", "examples", "name", "executor"):
             d["run"].pop(k, None)
         d.pop("report")  # report sections do not change any score
+        d.pop("views", None)  # nor do the views
         return stable_hash(d)
 
     @property
@@ -276,8 +310,8 @@ class Spec:
                 d[k] = asdict(v) if isinstance(v, ReliabilitySpec) else dict(v)
             elif k == "sections":
                 d["report"] = {"sections": list(v)}
-            elif k == "gaze":
-                d["gaze"] = dict(v)
+            elif k in ("gaze", "views"):
+                d[k] = dict(v)
             else:
                 raise ConfigError(f"Spec.replace: unknown field {k!r}; expected one of "
                                   f"{sorted(_RUN_KEYS | _TOP_KEYS)}")
@@ -466,6 +500,23 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
         if gz.get("on_invalid", "raise") not in ("raise", "drop"):
             raise ConfigError(f"{src}: expected gaze.on_invalid 'raise' or 'drop', got {gz['on_invalid']!r}")
         kw["gaze"] = gz
+    if "views" in data:
+        vw = dict(data["views"])
+        _check_keys("views", vw, _VIEWS_KEYS, src)
+        ms = vw.get("methods", [])
+        if not isinstance(ms, list) or not all(isinstance(x, str) for x in ms):
+            raise ConfigError(f"{src}: expected views.methods to be a list of method labels, got {ms!r}")
+        labels = [e.label for e in kw["methods"]]
+        unknown = [m for m in ms if m not in labels]
+        if unknown:
+            hints = {m: difflib.get_close_matches(m, labels, n=2) for m in unknown}
+            raise ConfigError(f"{src}: expected views.methods among the spec's method labels {labels}, got unknown "
+                              f"{unknown} (close: {hints})")
+        for k in ("n_methods", "patients", "top_k", "matches"):
+            if k in vw and _typed(src, f"views.{k}", vw[k], int, "an int >= 0") < (1 if k in ("n_methods", "top_k") else 0):
+                raise ConfigError(f"{src}: expected views.{k} >= {1 if k in ('n_methods', 'top_k') else 0}, got {vw[k]}")
+        _typed(src, "views.hpo_regions", vw.get("hpo_regions", ""), str, "a path to an HPO-region CSV")
+        kw["views"] = vw
     return Spec(source=src, **kw)
 
 
@@ -488,6 +539,10 @@ def _resolve_paths(spec: Spec, base: Path) -> Spec:
         if k in gz and gz[k] != "simulated" and not Path(gz[k]).is_absolute():
             gz[k] = str((base / gz[k]).resolve())
             changed["gaze"] = gz
+    vw = dict(spec.views)
+    if vw.get("hpo_regions") and not Path(vw["hpo_regions"]).is_absolute():
+        vw["hpo_regions"] = str((base / vw["hpo_regions"]).resolve())
+        changed["views"] = vw
     return spec.replace(**changed) if changed else spec
 
 

@@ -119,3 +119,35 @@ def test_region_table_on_the_default_model_a_real_method_recovers_the_traits_ran
                            area=region_area(maps.shape, r))
         hit[m] = float(tab[tab.annotated != ""].top_is_annotated.mean())
     assert hit["saliency"] >= 2 / 3 and hit["saliency"] >= hit["random"] + 0.3, hit
+
+
+@pytest.mark.slow
+def test_region_table_on_the_shortcut_data_flags_the_sticker_for_a_cam_method():
+    """The shortcut model's class 1 has no phenotype (no annotated region) and a sticker on 90 %
+    of its photos: Grad-CAM's table must name the sticker as that class's top region with
+    unexplained high mass, and give the sticker no mass on classes without stickers."""
+    from gmxai_eval.data.synth import read_card
+    from gmxai_eval.methods import METHODS
+    from gmxai_eval.models.default import load_default
+    from gmxai_eval.runner.run import select_samples
+
+    model, splits, _ = load_default(preset="shortcut", progress=False)
+    samples = select_samples(splits.test, "test", 48, "stratified")
+    names = samples[0].region_names
+    assert names[-1] == "sticker"  # a named region of the table when the data have a sticker
+    x = torch.stack([s.image for s in samples])
+    y = torch.tensor([s.label for s in samples])
+    r = torch.stack([s.region_masks for s in samples])
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    cr = class_regions({d["name"]: d["hpo"] for d in read_card(splits.test.folder)["class_details"]})
+    maps = METHODS.create("grad_cam")(model, x, y)
+    tab = region_table(region_mass(maps, r), y, names, splits.test.classes, cr, keep=pred == y,
+                       area=region_area(maps.shape, r))
+    sticker_class = splits.test.classes[1]
+    assert cr[sticker_class] == () and tab.loc[sticker_class, "n"] >= 3
+    assert tab.loc[sticker_class, "top_regions"].split(", ")[0] == "sticker"
+    assert tab.loc[sticker_class, "unexplained"].split(", ")[0] == "sticker"
+    assert tab.loc[sticker_class, "sticker density"] > 2.0
+    others = tab.drop(index=sticker_class)
+    assert (others["sticker"] < 0.01).all() and not others.unexplained.str.contains("sticker").any()

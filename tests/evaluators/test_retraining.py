@@ -275,6 +275,20 @@ def check_roar_quick(results: dict, table) -> None:
     dr = table[table.evaluator == "data_randomisation"]
     assert set(dr.method) == set(methods) and len(dr) == 16 * len(methods)
     assert results["evaluators"]["data_randomisation"]["card"]["category"] == "randomisation"
+    assert "data_randomisation" in results["rankings"]["families"]["randomisation"]
+    # the report section: a curve with a clipped band, areas, leakage vs chance for every method
+    sec = results["sections"]["retraining"]
+    (ev,) = sec["retraining"]
+    assert [r["method"] for r in ev["methods"]] == methods and ev["chance"] == pytest.approx(1 / 4)  # 4 classes
+    for r in ev["methods"]:
+        assert r["mean"] == pytest.approx(curves[r["method"]]["mean"])
+        assert all(0 <= lo <= hi <= 1 for lo, hi in zip(r["band_low"], r["band_high"]))
+        assert len(r["leakage_accuracy"]) == 4 and r["leakage_accuracy"][0] == pytest.approx(1 / 4)
+    tau = conv["rank_agreement"]["kendall_tau"]
+    assert ev["kendall_tau_road"] == pytest.approx(tau)
+    (dr_sec,) = sec["data_randomisation"]
+    assert [r["method"] for r in dr_sec["methods"]] == methods
+    assert all(r["floor_spearman_abs"] is not None for r in dr_sec["methods"])
 
 
 @pytest.mark.slow
@@ -303,3 +317,46 @@ def test_stacked_repeats_in_roar_match_one_by_one_training(tmp_path):
         assert (stk[m].curves - one[m].curves).abs().max() <= 1 / 30 + 1e-9
     again = create_evaluator("roar", stack_repeats=True, **kw).run(job, LocalExecutor())
     assert again["oracle"].conventions["trainings"]["run"] == 0
+
+
+# -- garbage collection of the retraining cache ------------------------------------------------------
+
+def test_prune_removes_only_files_no_current_key_references(tmp_path):
+    from gmxai_eval.evaluators.retraining import prune_cache
+
+    ev = create_evaluator("roar", fractions=(0.3,), repeats=1, progress=False)
+    both = toy_job(str(tmp_path), methods=("saliency", "oracle"))
+    first = ev.run(both, LocalExecutor())
+    assert first["oracle"].conventions["trainings"]["run"] == 1 + 3  # unmodified, saliency, oracle, random
+    files = {p for d in ("data", "models", "leakage") for p in (tmp_path / d).iterdir()}
+    ref_both = ev.referenced_files(both)
+    assert files == ref_both  # the keys name every file a run writes, nothing more
+    stale = tmp_path / "models" / ".abc.json.123.tmp"  # a write killed long ago, and one in flight
+    stale.write_text("x")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fresh = tmp_path / "data" / ".def.npy.456.tmp"
+    fresh.write_text("x")
+
+    only_oracle = toy_job(str(tmp_path), methods=("oracle",))
+    keep = ev.referenced_files(only_oracle)
+    dry = prune_cache(tmp_path, keep, dry_run=True)
+    assert all(p.exists() for p in dry)
+    removed = prune_cache(tmp_path, keep)
+    assert removed == dry and set(removed) == (ref_both - keep) | {stale}
+    # saliency's ranking, masked dataset, leakage result and model (json + weights): 5 files
+    assert len(ref_both - keep) == 5 and fresh.exists() and not stale.exists()
+    assert all(p.exists() for p in keep)
+    again = ev.run(only_oracle, LocalExecutor())  # what is referenced is still reused
+    assert again["oracle"].conventions["trainings"]["run"] == 0
+    assert torch.equal(again["oracle"].curves, first["oracle"].curves)
+    back = ev.run(both, LocalExecutor())  # the pruned method is retrained, the same numbers
+    assert back["saliency"].conventions["trainings"]["run"] == 1
+    assert torch.equal(back["saliency"].curves, first["saliency"].curves)
+
+
+def test_data_randomisation_references_its_model_and_data(tmp_path):
+    job = toy_job(str(tmp_path), methods=("saliency",))
+    ev = create_evaluator("data_randomisation", n_images=6, recipe={"epochs": 2}, progress=False)
+    ev.run(job, LocalExecutor())
+    files = {p for d in ("data", "models") for p in (tmp_path / d).iterdir()}
+    assert files == ev.referenced_files(job) and len(files) == 3

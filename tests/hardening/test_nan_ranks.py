@@ -109,6 +109,34 @@ def test_method_without_any_score_has_no_family_or_overall_rank_and_tables_say_s
     assert NO_RANK in html
 
 
+def test_summary_gives_no_rank_and_intervals_only_over_ranked_draws():
+    """The compact run summary follows the same rule: the all-NaN method has no rank and no
+    interval, and the others' bootstrap ranks (image weights all one) are the aggregation's."""
+    from gmxai_eval.report.summary import per_sample_tables, ranks_from_weights, summary_data, summary_lines
+
+    rng = np.random.default_rng(3)
+    per = {ev: {m: list(b + 0.05 * rng.standard_normal(6)) for m, b in BASE.items()} for ev in CARDS_E}
+    for ev in CARDS_E:
+        per[ev]["dead"] = [np.nan] * 6
+    per["e2"]["a"] = [np.nan] * 6  # "a" has no rank on e2 only
+    table = _rows(per)
+    doc = summarise(table, CARDS_E, {m: {} for m in [*BASE, "dead"]}, n_boot=100, seed=0)
+    doc.update(run_id="nan-toy", samples=table[["seed", "evaluator", "method", "sample_id", "score"]].values.tolist())
+    tables = per_sample_tables(doc)
+    pool = sorted({str(i) for t in tables.values() for i in t.index})
+    overall, fam = ranks_from_weights(doc, tables, np.ones((1, len(pool))), pool)
+    methods = [*BASE, "dead"]
+    for j, m in enumerate(methods):
+        want = doc["rankings"]["overall"][m]["rank"]
+        assert (np.isnan(overall[0, j]) and want is None) or overall[0, j] == want, m
+    data = summary_data(doc)
+    rows = {r["method"]: r for r in data["rows"]}
+    assert [r["method"] for r in data["rows"]][-1] == "dead"
+    assert rows["dead"]["rank"] is None and rows["dead"]["interval"] is None
+    assert rows["a"]["rank"] is not None and rows["a"]["interval"] is not None
+    assert any(NO_RANK in line for line in summary_lines(data))
+
+
 def test_rank_and_band_kernels_skip_nan():
     np.testing.assert_array_equal(rank_min([np.nan, 1.0, 1.0, 3.0]), [np.nan, 2, 2, 1])
     assert np.isnan(rank_min([np.nan, np.nan])).all()

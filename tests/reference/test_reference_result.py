@@ -8,6 +8,8 @@ To refresh the reference after an intended change, see results/reference/README.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -24,12 +26,30 @@ REFERENCE = ROOT / "results" / "reference"
 def candidate(tmp_path_factory):
     """One fresh run of the quick preset (the embedded default's data and model from ./datasets)."""
     out = tmp_path_factory.mktemp("reference")
-    with pytest.MonkeyPatch.context() as mp:
+    console = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(console):
         mp.chdir(ROOT)  # the default data cache lives in ./datasets
         rc = main(["run", "--preset", "quick", "--output", str(out), "--run-id", "candidate",
                    "--no-html", "--no-progress"])
     assert rc == 0
+    (out / "console.txt").write_text(console.getvalue())  # beside the run folder, not in it
     return out / "candidate"
+
+
+@pytest.mark.slow
+def test_quick_preset_prints_a_compact_summary_with_the_paths_of_the_full_tables(candidate):
+    lines = (candidate.parent / "console.txt").read_text().splitlines()
+    assert lines and all(len(line) <= 120 for line in lines), max(lines, key=len)
+    assert not any(line.startswith("|") or line.lstrip().startswith("- ") for line in lines)
+    got = json.loads((candidate / "results.json").read_text())
+    for m, r in got["rankings"]["overall"].items():  # every method with its overall rank and interval
+        row = next(line for line in lines if line.split()[:1] == [m]).replace(" (c)", "")
+        assert row.split()[1] == str(r["rank"]) and row.split()[2].startswith("["), row
+    assert any(line.startswith("Best per family:") for line in lines)
+    assert any(line.startswith("Flags (evaluators)") for line in lines)
+    listed = [Path(line.strip()) for line in lines if line.startswith("  ") and line.strip().startswith(str(candidate))]
+    assert {p.name for p in listed} == {"leaderboard.md", "leaderboard.csv", "validity.md", "results.json"}
+    assert all(p.is_file() for p in listed)
 
 
 @pytest.mark.slow

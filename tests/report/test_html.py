@@ -116,3 +116,120 @@ def test_figures_survive_mathtext_in_labels():
     png3 = figures.heatmap([[1.0, None], [None, 1.0]], [bad, "b"], bad)
     png4 = figures.bar_ci([bad], [0.5], [0.4], [0.6], bad)
     assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in (png, png2, png3, png4))
+
+
+def wide_report(tmp_path):
+    """report.html of 25 methods x 40 evaluators in 8 families (the aggregation's document of
+    random scores), with curves of 25 methods, example maps of every method and the gaze section."""
+    import numpy as np
+    import torch
+
+    from gmxai_eval.report.html import example_maps, render_report
+    from test_gaze_report import _data
+    from test_summary import wide_doc
+
+    doc = wide_doc()
+    methods = list(doc["methods"])
+    x = np.linspace(0, 1, 11)
+    for ev in list(doc["agreement"]["evaluators"])[:2]:
+        doc["curves"][ev] = {}
+        for j, m in enumerate(methods):
+            mean = np.clip(np.exp(-3 * x * (1 + j / 10)), 0, 1)
+            doc["curves"][ev][m] = {"x": list(x), "mean": list(mean), "std": list(0.3 + 0 * x),
+                                    "min": list(0 * x), "max": list(0 * x + 1), "labels": []}
+    for a in doc["aggregates"]:
+        if a["evaluator"] in doc["curves"]:
+            a["category"] = "perturbation"
+    doc["sections"] = {"gaze": _data()}
+    g = torch.Generator().manual_seed(0)
+    ex = example_maps(torch.rand(4, 3, 32, 32, generator=g), {m: torch.randn(4, 32, 32, generator=g) for m in methods},
+                      [f"img{i}" for i in range(4)], ["a"] * 4, ["a"] * 4)
+    assert len(ex["pngs"]) == 4 and all(len(c) <= 8 for c in ex["methods"])
+    path = tmp_path / "report.html"
+    render_report(doc, path, examples=ex)
+    return path
+
+
+LAYOUT = """(() => {
+  const vw = document.documentElement.clientWidth;
+  const h2 = [...document.querySelectorAll('h2')];
+  const imgs = [...document.querySelectorAll('img')];
+  const sized = imgs.map(i => ({alt: i.alt, w: i.getBoundingClientRect().width,
+                                h: i.getBoundingClientRect().height, nw: i.naturalWidth, nh: i.naturalHeight,
+                                maps: !!i.closest('.maps')}));
+  // elements wider than the viewport that are not inside a horizontal scroll container
+  const wide = [...document.body.querySelectorAll('*')].filter(el => {
+    const r = el.getBoundingClientRect();
+    return r.right > vw + 1 && !el.closest('.scroll');
+  }).map(el => el.tagName + '.' + el.className);
+  const gaze = [...document.querySelectorAll('th')].map(t => t.textContent).filter(t => /[↑↓]$/.test(t));
+  return {vw, scrollW: document.documentElement.scrollWidth, first: h2.length ? h2[0].id : null,
+          firstTop: h2.length ? h2[0].getBoundingClientRect().top : null, sized, wide, gaze,
+          check: document.getElementById('gmx-figcheck') &&
+                 [document.getElementById('gmx-figcheck').dataset.total, document.getElementById('gmx-figcheck').dataset.ok]};
+})()"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+def test_browser_screenshot_summary_first_no_overflow_figures_sane(tmp_path, monkeypatch):
+    import base64
+    import io
+    from pathlib import Path
+
+    from matplotlib.image import imread
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "analysis"))
+    from cdp import Browser
+
+    page = wide_report(tmp_path)
+    b = Browser(CHROMIUM, tmp_path / "profile")
+    try:
+        s = b.open("about:blank")
+        b.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1,
+                                                      "mobile": False}, session=s)
+        b.send("Page.enable", session=s)
+        b.send("Page.navigate", {"url": page.as_uri()}, session=s)
+        assert b.wait_for(s, "!!document.getElementById('gmx-figcheck')", True, timeout=60)
+        lay = b.eval(s, LAYOUT)
+        shot = base64.b64decode(b.send("Page.captureScreenshot", {"format": "png"}, session=s)["data"])
+    finally:
+        b.close()
+    (tmp_path / "top.png").write_bytes(shot)  # kept in the test's tmp dir for a look
+    img = imread(io.BytesIO(shot))
+    assert img.shape[:2] == (900, 1280)
+    assert float(img[..., :3].std()) > 0.05  # not a blank page: text, table and colours
+
+    assert lay["first"] == "summary" and lay["firstTop"] < 200  # the summary opens the page
+    assert lay["scrollW"] <= lay["vw"], lay["wide"][:10]      # no horizontal overflow at 1280 px
+    assert lay["wide"] == []
+    total, ok = map(int, lay["check"])
+    assert total == ok == len(lay["sized"]) and total >= 40 + 2 + 4 + 1  # bars, curves, maps, agreement
+    for im in lay["sized"]:
+        assert 0 < im["w"] <= 1200 and im["h"] > 0, im          # every figure decoded and fits
+    maps = [im for im in lay["sized"] if im["maps"]]
+    assert len(maps) == 4 and all(im["h"] <= 900 for im in maps)  # 25 methods: 4 figures of <= 8
+    agree = next(im for im in lay["sized"] if im["alt"].startswith("Kendall tau-b"))
+    assert agree["nw"] <= 1600 and agree["nh"] <= 1600          # 40 evaluators, one readable figure
+    assert len(lay["gaze"]) == 2  # the gaze table's metric headers carry their direction
+
+
+def test_curve_styles_bands_and_family_order():
+    import numpy as np
+
+    from gmxai_eval.report import figures
+    from gmxai_eval.report.html import family_order
+
+    styles = figures.method_styles(45)
+    assert len(set(styles)) == 45  # distinct (colour, line style) for every method
+    assert len({c for c, _ in styles[:20]}) == 20 and styles[20][1] != styles[0][1]
+    # a probability curve with a large sd: the band stays inside the per-point range of the samples
+    c = {"x": [0, 0.5, 1], "mean": [0.9, 0.5, 0.05], "std": [0.4, 0.6, 0.3], "min": [0.2, 0.0, 0.0],
+         "max": [1.0, 1.0, 0.4]}
+    lo, hi = figures.curve_band(c)
+    assert np.allclose(lo, [0.5, 0.0, 0.0]) and np.allclose(hi, [1.0, 1.0, 0.35])
+    lo, hi = figures.curve_band({k: v for k, v in c.items() if k not in ("min", "max")})  # old documents
+    assert np.allclose(lo, [0.5, -0.1, -0.25])
+    assert family_order(["a1", "b1", "a2", "c1", "b2"], {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}) == [0, 2, 1, 4, 3]
+    png = figures.curves_figure({f"m{i}": c for i in range(25)}, "t", "x", "y")  # small multiples
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

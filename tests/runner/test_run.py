@@ -173,8 +173,10 @@ def test_cli_run_writes_every_output(tmp_path, toys, capsys):
                     "[[evaluators]]\nname = 'toy_mass'\n")
     assert main(["run", str(spec), "--output", str(tmp_path / "o"), "--run-id", "r1", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "| toy_grad" in out and "time per stage" in out
     d = tmp_path / "o" / "r1"
+    # the compact summary (ranks, then the paths of the full tables), not the wide Markdown table
+    assert any(line.split()[:1] == ["toy_grad"] for line in out.splitlines()) and "| toy_grad" not in out
+    assert f"  {d / 'leaderboard.md'}" in out.splitlines() and "time per stage" in out
     assert {p.name for p in d.iterdir()} >= {"samples.csv", "leaderboard.md", "leaderboard.tex",
                                              "leaderboard.csv", "results.json"}
     doc = json.loads((d / "results.json").read_text())

@@ -49,3 +49,60 @@ def test_gaze_section_needs_landmarks(tmp_path, toys):
     spec = toy_spec(methods=["toy_grad"], evaluators=["toy_mass"], n_images=4).replace(sections=["gaze"])
     with pytest.raises(ShapeError, match="landmarks"):
         run_benchmark(spec, output=tmp_path, progress=False, verbose=False)
+
+
+def test_a_warm_rerun_recomputes_nothing_the_gaze_section_included(tmp_path, toys, monkeypatch):
+    """Counted, not timed: the second identical run explains no image, runs no evaluator unit and
+    computes no section (the gaze simulation and its bootstrap are not called); its results are
+    the first run's. A changed input (another seed) recomputes the section."""
+    import warnings
+
+    import gmxai_eval.data.gaze.simulate as simulate
+    import gmxai_eval.evaluators.gaze_reference as gaze_reference
+    from gmxai_eval.errors import StaleCacheWarning
+    from runner_report_toys import ToyDeletion, ToyMass
+
+    calls = {"simulate": 0, "section": 0}
+    real_sim, real_sec = simulate.simulate_study, gaze_reference.gaze_section_data
+
+    def sim(*a, **k):
+        calls["simulate"] += 1
+        return real_sim(*a, **k)
+
+    def sec(*a, **k):
+        calls["section"] += 1
+        return real_sec(*a, **k)
+
+    monkeypatch.setattr(simulate, "simulate_study", sim)
+    monkeypatch.setattr(gaze_reference, "gaze_section_data", sec)
+    lm = ARCFACE_TEMPLATE_112 * (32 / 112.0)
+    samples = [replace(s, landmarks=lm.clone()) for s in toy_samples(6)]
+    model = MODELS.create("toy_cnn", num_classes=4).eval()
+    spec = toy_spec(methods=["toy_grad"], evaluators=["toy_mass", "toy_deletion"], n_images=6,
+                    html=True).replace(sections=["gaze"])
+
+    def run(s, run_id):
+        return run_benchmark(s, model=model, samples=samples, output=tmp_path, run_id=run_id, progress=False,
+                             verbose=False)
+
+    first = run(spec, "a")
+    assert calls == {"simulate": 1, "section": 1} and first.counts["sections_run"] == 1
+    before = (ToyGrad.calls, ToyMass.calls, ToyDeletion.calls)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StaleCacheWarning)  # the cache is read, not rejected
+        second = run(spec, "b")
+    assert (ToyGrad.calls, ToyMass.calls, ToyDeletion.calls) == before  # no map, no unit computed
+    assert second.counts["attributed"] == {"toy_grad": 0} and second.counts["units_run"] == 0
+    assert second.counts["sections_run"] == 0 and second.counts["sections_reused"] == 1
+    assert calls == {"simulate": 1, "section": 1}
+    assert second.results["sections"] == first.results["sections"]
+
+    # a damaged cache file is recomputed with a warning, never merged
+    (path,) = (tmp_path / ".cache" / "sections").glob("gaze-*.json")
+    path.write_text(path.read_text().replace('"rows"', '"rowz"', 1))
+    with pytest.warns(StaleCacheWarning, match="section cache"):
+        third = run(spec, "c")
+    assert calls["section"] == 2 and third.results["sections"] == first.results["sections"]
+
+    run(spec.replace(seeds=(1,)), "d")  # another seed simulates other observers
+    assert calls["section"] == 3

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -386,11 +385,14 @@ def load_or_generate(cfg: SynthConfig | None = None, name: str = "synthetic_face
 
 
 @contextlib.contextmanager
-def _progress(total: int, desc: str, enabled: bool) -> Iterator[Callable[[int], None]]:
-    if not enabled:
-        yield lambda k: None
-        return
-    from tqdm.auto import tqdm
+def _progress(total: int, desc: str, enabled: bool | None) -> Iterator[Callable[[int], None]]:
+    """Rendering progress (:func:`gmxai_eval.progress.progress`): a tqdm bar on stderr when it is
+    a terminal, otherwise a start line, ``done/total`` lines with ETA every
+    ``$GMXAI_PROGRESS_SECONDS`` (30 s) and a done line on stdout; nothing when ``enabled`` is False."""
+    from gmxai_eval.progress import progress
 
-    with tqdm(total=total, desc=desc, unit="img", file=sys.stderr) as bar:
+    bar = progress(total, desc, False if enabled is False else None, unit="img")
+    try:
         yield bar.update
+    finally:
+        bar.close()
