@@ -138,6 +138,17 @@ def existing_dir(text: str) -> str:
     return text
 
 
+def folder_name(text: str) -> str:
+    """A dataset folder name: the rules of :func:`run_id`."""
+    from gmxai_eval.errors import OutputError
+    from gmxai_eval.utils import check_run_id
+
+    try:
+        return check_run_id(text, "folder name")
+    except OutputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def run_id(text: str) -> str:
     """A run folder name: no path separator, not ``.``/``..`` nor containing ``..``, not
     starting with ``.`` (staging folders do), no control characters, at most 200 characters."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Mapping
@@ -45,6 +46,78 @@ class MethodCard:
         object.__setattr__(self, "default_config", _freeze(self.default_config))
 
 
+#: what an evaluator may return for a degenerate map (see :class:`Degenerate`); a number
+#: (``"0"``, ``"0.5"``) is also allowed
+DEGENERATE_KINDS: tuple[str, ...] = ("nan", "finite", "map-independent", "mask fraction", "log(H W)")
+
+_DEGENERATE_TEXT = {"nan": "NaN (counted in n_nan)", "finite": "a defined finite value",
+                    "map-independent": "a defined finite value, the same for every constant map",
+                    "mask fraction": "the ground-truth mask's share of the image (chance level)",
+                    "log(H W)": "log(H W) (the uniform distribution's entropy)"}
+
+
+@dataclass(frozen=True)
+class Degenerate:
+    """What an evaluator returns for a degenerate map ``(B, H, W)``: all zero, or constant.
+
+    ``zero`` (the all-zero map), ``constant`` (a positive constant map) and ``negative`` (a
+    negative constant map; ``None``: as ``constant``) are each one of :data:`DEGENERATE_KINDS` or
+    a number:
+
+    * ``"nan"``: every score NaN (dropped and counted as ``n_nan`` by the aggregation);
+    * a number (``"0"``, ``"0.5"``): exactly that value;
+    * ``"mask fraction"``: the share of the image the ground-truth mask covers;
+    * ``"log(H W)"``: the logarithm of the number of pixels;
+    * ``"map-independent"``: finite and the same for every constant map, zero included (ties
+      broken by flat index, or the map is recomputed by the method's explainer);
+    * ``"finite"``: a finite value that depends on the map.
+
+    Never ``+-inf``. The evaluator contract test checks every registered batch evaluator against
+    its card; ``note`` says why.
+    """
+
+    zero: str
+    constant: str
+    note: str = ""
+    negative: str | None = None
+
+    def problem(self) -> str | None:
+        """Why this declaration is malformed ("expected X, got Y"), or None;
+        :func:`gmxai_eval.evaluators.base.register_evaluator` raises it as a ConfigError."""
+        for key in ("zero", "constant", "negative"):
+            if getattr(self, key) is None:
+                continue
+            v = str(getattr(self, key))
+            if v in DEGENERATE_KINDS:
+                continue
+            try:
+                ok = math.isfinite(float(v))
+            except ValueError:
+                ok = False
+            if not ok:
+                return f"expected Degenerate.{key} one of {list(DEGENERATE_KINDS)} or a finite number, got {v!r}"
+        kinds = {self.zero, self.constant, self.negative or self.constant}
+        if "map-independent" in kinds and kinds != {"map-independent"}:
+            return (f"expected 'map-independent' for the zero, the constant and the negative map alike (a zero "
+                    f"map is constant), got zero={self.zero!r}, constant={self.constant!r}, "
+                    f"negative={self.negative!r}")
+        return None
+
+    @staticmethod
+    def describe(kind: str) -> str:
+        """Words for one of :data:`DEGENERATE_KINDS` or a number."""
+        return _DEGENERATE_TEXT.get(kind, f"exactly {kind}")
+
+    def __str__(self) -> str:
+        if self.zero == self.constant:
+            text = f"all-zero or constant map: {self.describe(self.zero)}"
+        else:
+            text = f"all-zero map: {self.describe(self.zero)}; constant map: {self.describe(self.constant)}"
+        if self.negative is not None and self.negative != self.constant:
+            text += f"; negative constant map: {self.describe(self.negative)}"
+        return text + (f" ({self.note})" if self.note else "")
+
+
 @dataclass(frozen=True)
 class EvaluatorCard:
     """What an evaluator measures.
@@ -61,6 +134,8 @@ class EvaluatorCard:
         scope: ``"batch"`` evaluators score a batch of images at a time;
             ``"dataset"`` evaluators (ROAR/KAR retraining) need the whole dataset and an executor.
         description: one line.
+        degenerate: what it returns for an all-zero or a constant map (:class:`Degenerate`);
+            every registered evaluator declares it (``None`` only for ad-hoc evaluators).
     """
 
     name: str
@@ -71,6 +146,7 @@ class EvaluatorCard:
     needs: frozenset[str] = frozenset()
     scope: Literal["batch", "dataset"] = "batch"
     description: str = ""
+    degenerate: Degenerate | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_config", _freeze(self.default_config))

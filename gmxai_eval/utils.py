@@ -28,11 +28,18 @@ from gmxai_eval.errors import ConfigError, DataError, OutputError
 
 
 def merge_config(owner: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    """``{**defaults, **given}``; a key not in ``defaults`` raises :class:`ConfigError`."""
+    """``{**defaults, **given}``; a key not in ``defaults`` raises :class:`ConfigError`, and so
+    does text given for a key whose default is a number (``n_steps = "many"``), before any
+    constructor converts it."""
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ConfigError(
             f"{owner}: unknown config key(s) {unknown}; expected a subset of {sorted(defaults)}")
+    for k, v in given.items():
+        d = defaults[k]
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and isinstance(v, str):
+            raise ConfigError(f"{owner}: expected config key {k!r} to be a number like its default {d!r}, "
+                              f"got {v!r}")
     return {**defaults, **given}
 
 
@@ -127,7 +134,8 @@ def dir_mode() -> int:
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp(\.[A-Za-z0-9]+)?$")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (ours or another user's)."""
     if pid <= 0:
         return False
     try:
@@ -152,7 +160,7 @@ def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path
         return removed
     for entry in folder.iterdir():
         m = _STAGING.match(entry.name)
-        if m is None or (name is not None and m["name"] != name) or _pid_alive(int(m["pid"])):
+        if m is None or (name is not None and m["name"] != name) or pid_alive(int(m["pid"])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -174,6 +182,22 @@ def output_error(e: OSError, path: str | Path, doing: str) -> OutputError:
     why = _OS_ERRORS.get(e.errno or 0, e.strerror or type(e).__name__)
     return OutputError(f"expected to be able to {doing}, got {why} ({type(e).__name__})",
                        path=e.filename or path)
+
+
+def check_output_folder(folder: str | Path) -> Path:
+    """Check, creating nothing, that ``folder`` can be an output folder: :class:`OutputError`
+    naming the path for a file in the way of it or of a parent, or a first existing ancestor
+    that cannot be written."""
+    p = Path(folder)
+    for parent in [p, *p.parents]:
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise OutputError("expected a folder for the outputs, got a file in the way", path=parent)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError("expected a writable folder for the outputs, got no permission", path=parent)
+        break
+    return p
 
 
 def ensure_dir(folder: str | Path) -> Path:
@@ -359,17 +383,18 @@ def markdown_cell(value: Any) -> str:
     return re.sub(r"[\r\n]+", " ", text).replace("|", "\\|")
 
 
-def check_run_id(run_id: Any) -> str:
-    """``run_id`` if it is a plain folder name, else :class:`OutputError` saying why."""
+def check_run_id(run_id: Any, what: str = "run id") -> str:
+    """``run_id`` if it is a plain folder name, else :class:`OutputError` saying why (``what``
+    names it: a run id, a dataset name)."""
     if not isinstance(run_id, str) or not run_id:
-        raise OutputError(f"expected a non-empty run id, got {run_id!r}")
+        raise OutputError(f"expected a non-empty {what}, got {run_id!r}")
     bad = [c for c in ("/", "\\", os.sep, os.altsep or "/") if c in run_id]
     if bad:
-        raise OutputError(f"expected a run id without path separators, got {run_id!r}")
+        raise OutputError(f"expected a {what} without path separators, got {run_id!r}")
     if ".." in run_id or run_id.startswith("."):
-        raise OutputError(f"expected a run id without '..' and not starting with '.', got {run_id!r}")
+        raise OutputError(f"expected a {what} without '..' and not starting with '.', got {run_id!r}")
     if any(unicodedata.category(c).startswith("C") for c in run_id):
-        raise OutputError(f"expected a run id without control characters, got {run_id!r}")
+        raise OutputError(f"expected a {what} without control characters, got {run_id!r}")
     if len(run_id) > 200:
-        raise OutputError(f"expected a run id of at most 200 characters, got {len(run_id)}")
+        raise OutputError(f"expected a {what} of at most 200 characters, got {len(run_id)}")
     return run_id

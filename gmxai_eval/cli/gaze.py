@@ -163,6 +163,24 @@ def _cmd_gaze(args: argparse.Namespace) -> int:
     from gmxai_eval.report.gaze import render_gaze_markdown
     from gmxai_eval.utils import atomic_path, write_atomic
 
+    from gmxai_eval.evaluators import EVALUATORS
+    from gmxai_eval.functional.gaze import MAP_TRANSFORMS
+    from gmxai_eval.utils import check_output_folder
+
+    # every option first (one typed line, nothing loaded, nothing written), then the files
+    metric_config = _presets(args.preset)
+    metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else DEFAULT_METRICS
+    for m in [*metrics, *metric_config]:
+        EVALUATORS.get(f"gaze_{m}")  # unknown metric: with close matches
+    MAP_TRANSFORMS.get(args.transform)
+    explainers = {m.strip(): METHODS.create(m.strip()) for m in args.methods.split(",") if m.strip()}
+    if not explainers:
+        raise ConfigError(f"expected at least one method in --methods, got {args.methods!r}")
+    if not (args.model == "default" or args.model.startswith("default:") or args.model.endswith((".pt", ".json"))):
+        from gmxai_eval.models import MODELS
+
+        MODELS.get(args.model)
+    check_output_folder(args.out)
     study = load_study(args.study)
     samples, classes = load_images(args.images, args.split)
     sizes = {s.image_id: (int(s.image.shape[-2]), int(s.image.shape[-1])) for s in samples}
@@ -172,13 +190,9 @@ def _cmd_gaze(args: argparse.Namespace) -> int:
     samples = [s for s in samples if s.image_id in with_fix]
     if args.limit is not None:
         samples = samples[: args.limit]
-    metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else DEFAULT_METRICS
-    explainers = {m.strip(): METHODS.create(m.strip()) for m in args.methods.split(",") if m.strip()}
-    if not explainers:
-        raise ConfigError(f"expected at least one method in --methods, got {args.methods!r}")
     model = load_model(args.model, len(classes), args.seed)
     rep = run_gaze(model, samples, explainers, fixations=table, study=study, seed=args.seed, metrics=metrics,
-                   metric_config=_presets(args.preset), transform=args.transform, target=args.target,
+                   metric_config=metric_config, transform=args.transform, target=args.target,
                    batch_size=args.batch_size, duration_weighted=args.duration_weighted, n_boot=args.n_boot)
     out = Path(args.out)
     md = render_gaze_markdown(rep.data)  # type: ignore[arg-type]
@@ -206,6 +220,9 @@ def _cmd_gaze(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from gmxai_eval.data.gaze.simulate import write_simulated_study
 
+    from gmxai_eval.utils import check_output_folder
+
+    check_output_folder(args.out)
     samples, _ = load_images(args.images, args.split, args.limit)
     fx, st = write_simulated_study(samples, args.out, args.observers, seed=args.seed)
     print(f"wrote SIMULATED gaze of {args.observers} observers on {len(samples)} images: {fx}, {st}")

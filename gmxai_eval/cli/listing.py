@@ -24,6 +24,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _plain(v: Any) -> Any:
+    if is_dataclass(v) and not isinstance(v, type):  # a nested record (an evaluator's ``degenerate``)
+        return {f.name: _plain(getattr(v, f.name)) for f in fields(v)} | {"text": str(v)}
     if isinstance(v, (set, frozenset)):
         return sorted(v)
     if isinstance(v, tuple):
@@ -54,8 +56,10 @@ def _registry(kind: str) -> tuple[Any, list[str], Callable[[str, Any], list[Any]
     if kind == "evaluators":
         from gmxai_eval.evaluators import EVALUATORS
 
-        return EVALUATORS, ["name", "category", "higher is better", "scope", "needs", "defaults", "paper"], \
+        return EVALUATORS, ["name", "category", "higher is better", "scope", "needs", "degenerate (zero / constant)",
+                            "defaults", "paper"], \
             lambda n, c: [n, c.category, c.higher_is_better, c.scope, ",".join(sorted(c.needs)),
+                          f"{c.degenerate.zero} / {c.degenerate.constant}" if c.degenerate else "undeclared",
                           _cfg(c.default_config), c.paper]
     from gmxai_eval.models import MODELS
 
@@ -74,6 +78,8 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     rows = [row(n, reg.card(n)) for n in names]
     print(tabulate(rows, headers=head, tablefmt="github", disable_numparse=True))
+    if args.kind == "evaluators" and len(names) == 1 and reg.card(names[0]).degenerate is not None:
+        print(f"degenerate maps: {reg.card(names[0]).degenerate}")
     print(f"{len(rows)} {args.kind}" + (f" matching {args.pattern!r}" if args.pattern != "*" else "")
           + " (--json for every default)")
     return 0

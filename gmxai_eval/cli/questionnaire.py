@@ -105,7 +105,7 @@ def cases_from_run(results: dict[str, Any], n: int, methods: list[str], source: 
 
 def _make(args: argparse.Namespace) -> int:
     from gmxai_eval.analysis.questionnaire import build_form
-    from gmxai_eval.utils import write_atomic
+    from gmxai_eval.utils import check_output_folder, write_atomic
 
     src = Path(args.results)
     try:
@@ -117,9 +117,7 @@ def _make(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise ConfigError("--methods: expected at least one method label, got none")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out: expected a folder, got a file at {str(out)!r}")
+    out = check_output_folder(args.out)  # a file in the way of it or a parent: OutputError, before any work
     cases, model_name = cases_from_run(results, args.cases, methods, source=str(src))
     page, key = build_form(cases, methods, seed=args.seed, title=args.title, top_k=args.top_k,
                            model_name=model_name)
@@ -133,8 +131,10 @@ def _make(args: argparse.Namespace) -> int:
 
 def _analyse(args: argparse.Namespace) -> int:
     from gmxai_eval.analysis.questionnaire import analyse
-    from gmxai_eval.utils import write_atomic
+    from gmxai_eval.utils import check_output_folder, write_atomic
 
+    if args.out:
+        check_output_folder(args.out)
     res = analyse(args.answers, args.key, n_boot=args.n_boot)
     print(res.markdown(), end="")
     if args.out:

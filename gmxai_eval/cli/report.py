@@ -25,12 +25,13 @@ def rerender(results_json: str | Path, out: str | Path | None = None) -> Path:
     ``report_data.json`` are copied there too."""
     from gmxai_eval.report.render import REPORT_DATA, read_run, table_from, write_outputs
     from gmxai_eval.runner.store import write_table
-    from gmxai_eval.utils import write_atomic
+    from gmxai_eval.utils import check_output_folder, ensure_dir, write_atomic
 
     src = Path(results_json)
+    if out is not None:
+        check_output_folder(out)  # a file in the way / no permission: OutputError before reading
     results, data = read_run(src)
-    dest = Path(out) if out is not None else src.parent
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = ensure_dir(Path(out) if out is not None else src.parent)
     write_table(table_from(data), dest)
     write_outputs(results, data, dest, html=bool(results.get("spec", {}).get("run", {}).get("html", True)))
     if dest.resolve() != src.parent.resolve():

@@ -27,16 +27,27 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=ca.non_negative_int, default=None)
     p.add_argument("--threads", type=ca.positive_int, default=None)
     p.add_argument("--out", default=None,
-                   help="checkpoint path stem (default <data>/models/<arch>-<key>)")
+                   help="checkpoint path stem (default <data>/models/<arch>-<key>); checked before "
+                        "training: an existing checkpoint there needs --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from gmxai_eval.data import synth
+    from gmxai_eval.models import MODELS
     from gmxai_eval.models.default import train_on
     from gmxai_eval.models.train import TrainConfig
 
+    MODELS.get(args.arch)  # an unknown architecture (with close matches) before any data generation
+    over = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                              ("seed", args.seed), ("threads", args.threads)) if v is not None}
+    cfg = replace(TrainConfig(arch=args.arch), **over)
+    if args.out is not None:  # before any data generation or training; writes nothing
+        from gmxai_eval.models.checkpoint import check_checkpoint_target
+
+        check_checkpoint_target(args.out, overwrite=args.overwrite)
     folder = synth.default_root(args.root) / args.data
     if not folder.exists():
         presets = {synth.dataset_name(cfg, name): name for name, cfg in synth.PRESETS.items()}
@@ -44,9 +55,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"expected a generated dataset at {folder} (run `gmxai-eval data synth "
                               f"--name {args.data}`) or one of {sorted(presets)}, got none")
         folder = synth.load(presets[args.data], root=args.root, progress=not args.quiet).folder
-    over = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
-                              ("seed", args.seed), ("threads", args.threads)) if v is not None}
-    cfg = replace(TrainConfig(arch=args.arch), **over)
     _, card = train_on(folder, cfg, progress=not args.quiet, out=args.out)
     m = card["metrics"]
     print(json.dumps({"checkpoint": card["path"], "seconds": round(card["history"]["seconds"], 1),

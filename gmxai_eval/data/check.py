@@ -24,7 +24,7 @@ from typing import Any, Callable
 from gmxai_eval import cli_args as ca
 from gmxai_eval.data.gmdb import GMDB_PARTITIONS, find_release, is_gmdb_release, load_gmdb, partition_file
 from gmxai_eval.data.manifest import load_manifest, parse_int, read_table
-from gmxai_eval.errors import DataError
+from gmxai_eval.errors import ConfigError, DataError
 
 @dataclass(frozen=True)
 class CheckOptions:
@@ -140,11 +140,17 @@ DETECTORS: tuple[Detector, ...] = (
 )
 
 
+#: options that apply to one dataset kind only: ``{CheckOptions field: (kind, command-line flag)}``;
+#: given for another kind they are a ConfigError, never silently ignored
+OPTION_KINDS: dict[str, tuple[str, str]] = {"version": ("gmdb", "--version"), "classes": ("csv_manifest", "--classes")}
+
+
 def check_path(path: str | Path, options: CheckOptions | None = None) -> dict[str, Any]:
     """Detect what ``path`` is, validate it fully and return a JSON-able report.
 
     Raises:
         DataError: unrecognised path or invalid data.
+        ConfigError: an option of another dataset kind (:data:`OPTION_KINDS`).
     """
     p = Path(path)
     opt = options or CheckOptions()
@@ -153,6 +159,9 @@ def check_path(path: str | Path, options: CheckOptions | None = None) -> dict[st
                         "folder, got nothing at this path", path=p)
     for d in DETECTORS:
         if d.matches(p):
+            for key, (kind, flag) in OPTION_KINDS.items():
+                if getattr(opt, key) is not None and d.kind != kind:
+                    raise ConfigError(f"expected {flag} only with a {kind} path, got a {d.kind} at {str(p)!r}")
             return d.check(p, opt)
     raise DataError("expected a CSV manifest (*.csv), a GMDB release folder (with gmdb_metadata/) "
                     "or a synthetic dataset folder (with card.json), got none of these", path=p)

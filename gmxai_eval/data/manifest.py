@@ -16,6 +16,8 @@ Manifest format (comma-separated, UTF-8, one header row)::
   coordinates (x right, y down, origin at the top-left pixel corner, in the image file as stored)
   of the five ArcFace points in this order: left eye, right eye, nose tip, left mouth corner,
   right mouth corner (see :data:`LANDMARK_NAMES`). They are rescaled when images are resized.
+  Each must be finite and inside the stored image (``0 <= x <= W``, ``0 <= y <= H``), else a
+  DataError names the file, row and column.
 * other columns are ignored and listed in ``card["extra_columns"]``.
 
 Rows are reported as line numbers of the file (the header is row 1), so a DataError's
@@ -183,12 +185,28 @@ def check_subject_splits(records: Iterable[ImageRecord]) -> None:
                             row=r.row, column="subject")
 
 
+def check_landmarks(record: ImageRecord, stored_hw: tuple[int, int]) -> None:
+    """Raise :class:`DataError` naming the file, row and column of the first landmark coordinate
+    of ``record`` that is not finite or lies outside its stored image: ``0 <= x <= W`` and
+    ``0 <= y <= H`` (pixel-corner coordinates, so the far edge ``W`` / ``H`` is inside)."""
+    if record.landmarks is None:
+        return
+    h, w = stored_hw
+    for i, (x, y) in enumerate(record.landmarks):
+        for axis, v, hi in (("x", x, w), ("y", y, h)):
+            if not (math.isfinite(v) and 0.0 <= v <= hi):
+                raise DataError(f"expected the {LANDMARK_NAMES[i]} landmark's {axis} inside the {w}x{h} image "
+                                f"{record.path.name!r} (0 <= {axis} <= {hi}), got {v!r}", path=record.source,
+                                row=record.row, column=f"l{axis}{i}")
+
+
 def verify_images(records: Sequence[ImageRecord], *, image_size: tuple[int, int] | None,
                   resize: bool, verify: str = "decode") -> dict[Path, tuple[int, int]]:
     """Open every image (``verify="decode"``: decode all pixels; ``"header"``: header only).
 
     Size rule: with ``image_size`` every file must be that ``(H, W)`` unless ``resize``; without
     it every file must share the size of the first one (a dataset must collate into batches).
+    Landmarks must be finite and inside their stored image (:func:`check_landmarks`).
 
     Returns:
         the stored ``(H, W)`` of every image path.
@@ -202,6 +220,7 @@ def verify_images(records: Sequence[ImageRecord], *, image_size: tuple[int, int]
             sizes[r.path] = probe_image(r.path, decode=verify == "decode", source=r.source,
                                         row=r.row).size
         hw = sizes[r.path]
+        check_landmarks(r, hw)
         if image_size is not None:
             if not resize and hw != tuple(image_size):
                 raise DataError(f"expected image size (H, W) = {tuple(image_size)}, got {hw} for "
@@ -340,7 +359,8 @@ def load_manifest(path: str | Path, *, classes: Sequence[str] | str | Path | Non
     Raises:
         DataError: naming file, row and column: empty file, missing columns, bad numbers,
             empty required cells, unknown label, duplicate image id or file, a subject in two
-            splits, missing / corrupt image, wrong image size.
+            splits, missing / corrupt image, wrong image size, a landmark that is not finite or
+            lies outside its image.
         ConfigError: invalid options.
     """
     check_mode(mode)

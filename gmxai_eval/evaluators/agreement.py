@@ -24,7 +24,7 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.stats import spearman, top_k_iou
 from gmxai_eval.methods import create_method
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 
 _RELEVANCE = {"signed": lambda a: a, "abs": torch.abs}
 
@@ -38,7 +38,8 @@ class OcclusionAgreement(Evaluator):
         paper="Zeiler & Fergus. Visualizing and understanding convolutional networks. ECCV 2014",
         default_config={"patches": (8, 16), "stride_ratio": 0.5, "baseline": 0.0, "k": 0.1,
                         "relevance": "signed", "max_batch": 256},
-        description="rank agreement (Spearman, top-k IoU) with occlusion maps, mean over patch sizes")
+        description="rank agreement (Spearman, top-k IoU) with occlusion maps, mean over patch sizes",
+        degenerate=Degenerate("nan", "nan", "Spearman correlation with a constant map is undefined"))
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)

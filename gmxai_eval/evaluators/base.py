@@ -21,28 +21,11 @@ via :func:`gmxai_eval.utils.rng_for` so results do not depend on batch size or o
 
 Like torchmetrics, evaluators also accumulate: ``update(batch)`` ... ``compute()``.
 
-Degenerate maps (all zero, constant) never give +-inf (the contract test checks every registered
-evaluator; a non-finite score is turned into NaN and counted). What they give:
-
-==========================================================  =========================================
-evaluators                                                  all-zero / constant map
-==========================================================  =========================================
-deletion, insertion, pixel_flipping, monotonicity_arya,      ties are broken by flat index: the raster
-region_perturbation, road_morf/lerf, irof, sufficiency       order is scored (defined, map-independent)
-faithfulness_correlation/estimate, monotonicity_corr.,       0 (``constant="zero"``)
-sensitivity_n
-infidelity                                                   beta = 0: the mean squared output drop
-relevance_mass_accuracy, energy_pointing_game                zero: NaN (0/0); constant: mask fraction
-pointing_game (``ties="fraction"``)                          the mask fraction (chance level)
-localisation_auc                                             0.5
-relevance_rank_accuracy, top_k_intersection                  ties by index (defined)
-sparseness / complexity                                      zero: NaN; constant: 0 / log(H W)
-occlusion_agreement                                          NaN (Spearman of a constant map)
-efficient_mprt                                               constant original map: NaN; map that turns
-                                                             constant under randomisation: -1
-mprt_*, random_logit                                         their ``constant_maps`` option / similarity
-quantus                                                      NaN when every map of the batch is one value
-==========================================================  =========================================
+Degenerate maps (all zero, constant) never give +-inf. What each evaluator returns for them is
+a field of its card, ``card.degenerate`` (:class:`gmxai_eval.types.Degenerate`: NaN, counted in
+``n_nan``, or a defined value), shown by ``gmxai-eval evaluators NAME [--json]``; the contract test
+feeds every registered batch evaluator an all-zero and a constant map and checks the scores
+against its card. A non-finite score is turned into NaN and counted.
 
 Dataset-scope evaluators (ROAR/KAR retraining) subclass :class:`DatasetEvaluator` and implement
 ``run(job, executor)``: they receive the whole dataset, a model factory and a trainer, and hand
@@ -64,7 +47,7 @@ from gmxai_eval.errors import ConfigError, ModelStateError, NonFiniteError, Shap
 from gmxai_eval.execution import Executor
 from gmxai_eval.methods.base import Explainer, check_inputs
 from gmxai_eval.registry import Registry
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import merge_config
 
 #: ``EvalBatch.extra`` keys every evaluator accepts as keywords of :meth:`Evaluator.__call__`
@@ -437,6 +420,12 @@ def register_evaluator(cls: type[Evaluator]) -> type[Evaluator]:
         raise TypeError(f"expected an Evaluator subclass, got {cls!r}")
     if not isinstance(getattr(cls, "card", None), EvaluatorCard):
         raise TypeError(f"expected {cls.__name__}.card to be an EvaluatorCard")
+    degenerate = cls.card.degenerate
+    if degenerate is not None:
+        if not isinstance(degenerate, Degenerate):
+            raise ConfigError(f"expected {cls.__name__}.card.degenerate to be a Degenerate, got {degenerate!r}")
+        if degenerate.problem():
+            raise ConfigError(f"{cls.__name__}.card: {degenerate.problem()}")
     return EVALUATORS.register(cls)
 
 

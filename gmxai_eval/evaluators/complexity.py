@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.complexity import entropy, gini
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 
 
 @register_evaluator
@@ -24,7 +24,8 @@ class Sparseness(Evaluator):
     card = EvaluatorCard(
         name="sparseness", category="complexity", higher_is_better=True,
         paper="Chalasani et al., Concise Explanations of Neural Networks using Adversarial Training, ICML 2020",
-        default_config={"eps": 0.0}, description="Gini index of |map|")
+        default_config={"eps": 0.0}, description="Gini index of |map|",
+                                     degenerate=Degenerate("nan", "0", "Gini index: 0/0 for a zero map"))
 
     def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
         return EvalResult(gini(batch.maps[method], eps=self.config["eps"]))
@@ -39,7 +40,8 @@ class Complexity(Evaluator):
     card = EvaluatorCard(
         name="complexity", category="complexity", higher_is_better=False,
         paper="Bhatt, Weller & Moura, Evaluating and Aggregating Feature-based Model Explanations, IJCAI 2020",
-        default_config={"eps": 0.0}, description="entropy of |map| / sum |map| (nats)")
+        default_config={"eps": 0.0}, description="entropy of |map| / sum |map| (nats)",
+                                     degenerate=Degenerate("nan", "log(H W)", "entropy of the normalised map: 0/0 for a zero map"))
 
     def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
         return EvalResult(entropy(batch.maps[method], eps=self.config["eps"]))

@@ -40,7 +40,7 @@ from gmxai_eval.functional.counterfactual import (
     region_rank,
     trait_mass,
 )
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import rng_for
 
 _FUNNYBIRDS = ("Hesse, Schaub-Meyer & Roth, FunnyBirds: A Synthetic Vision Dataset for a Part-Based "
@@ -157,7 +157,8 @@ class CounterfactualRegionRank(_Counterfactual):
         needs=frozenset({"counterfactual"}),
         description="Spearman between map mass per planted trait and the drop in the class score when "
                     "that trait alone is re-rendered away; NaN for images with < 2 traits or with tied "
-                    "mass / importance throughout (traits sharing one region)")
+                    "mass / importance throughout (traits sharing one region)",
+        degenerate=Degenerate("nan", "nan", "a constant map ranks no region above another"))
 
     def conventions(self) -> dict[str, Any]:
         return {**super().conventions(), "mass": f"sum of the map's {self.config['part']} part over the trait's pixels",
@@ -192,7 +193,8 @@ class CounterfactualDeletion(_Counterfactual):
         default_config={"part": "positive", "output": "probability", "max_batch": 32},
         needs=frozenset({"counterfactual"}),
         description="area under the class score while planted traits are re-rendered away in the "
-                    "map's order (not greyed); NaN for images with < 2 traits")
+                    "map's order (not greyed); NaN for images with < 2 traits",
+        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))
 
     def conventions(self) -> dict[str, Any]:
         return {**super().conventions(), "order": f"decreasing sum of the map's {self.config['part']} part per trait",

@@ -54,15 +54,21 @@ from gmxai_eval.data.gaze.maps import ImageGaze
 from gmxai_eval.errors import ConfigError, ShapeError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional import gaze as G
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import numpy_rng_for
 
 BYLINSKII = "Bylinskii et al., What do different evaluation metrics tell us about saliency models?, TPAMI 2019"
 KUEMMERER = "Kümmerer, Wallis & Bethge, Saliency benchmarking made easy, ECCV 2018"
 
 
-def _card(metric: str, label: str, higher_is_better: bool, paper: str, **defaults: Any) -> EvaluatorCard:
-    return EvaluatorCard(
+#: degenerate maps (see :class:`gmxai_eval.types.Degenerate`)
+_UNIFORM = Degenerate("map-independent", "map-independent", "a constant map is the uniform distribution")
+_CHANCE = Degenerate("0.5", "0.5", "every threshold ties: chance level")
+
+
+def _card(metric: str, label: str, higher_is_better: bool, paper: str, degenerate: Degenerate,
+          **defaults: Any) -> EvaluatorCard:
+    return EvaluatorCard(degenerate=degenerate,
         name=f"gaze_{metric}", category="gaze", higher_is_better=higher_is_better, paper=paper,
         default_config={**defaults, "transform": "abs"}, needs=frozenset({"fixations"}),
         description=f"{label} of the attribution map against fixations"
@@ -154,7 +160,7 @@ class GazeEvaluator(Evaluator):
 class GazeNss(GazeEvaluator):
     """Normalised scanpath saliency (:func:`gmxai_eval.functional.gaze.nss`)."""
 
-    card = _card("nss", "NSS", True, BYLINSKII, preset="fixation")
+    card = _card("nss", "NSS", True, BYLINSKII, Degenerate("0", "0", "a constant map has no spread: NSS 0 (pysaliency)"), preset="fixation")
     metric, label, presets = "nss", "NSS", ("fixation", "mit")
 
     def _score(self, smap: np.ndarray, gaze: ImageGaze, rng: np.random.Generator | None) -> float:
@@ -165,7 +171,7 @@ class GazeNss(GazeEvaluator):
 class GazeAucJudd(GazeEvaluator):
     """AUC-Judd (:func:`gmxai_eval.functional.gaze.auc_judd`)."""
 
-    card = _card("auc_judd", "AUC-Judd", True, BYLINSKII, preset="mit")
+    card = _card("auc_judd", "AUC-Judd", True, BYLINSKII, _CHANCE, preset="mit")
     metric, label, presets = "auc_judd", "AUC-Judd", ("mit", "pysaliency")
 
     def _score(self, smap: np.ndarray, gaze: ImageGaze, rng: np.random.Generator | None) -> float:
@@ -176,7 +182,7 @@ class GazeAucJudd(GazeEvaluator):
 class GazeAucBorji(GazeEvaluator):
     """AUC-Borji, uniform random negatives (:func:`gmxai_eval.functional.gaze.auc_borji`)."""
 
-    card = _card("auc_borji", "AUC-Borji", True, BYLINSKII, n_splits=100, step=0.1)
+    card = _card("auc_borji", "AUC-Borji", True, BYLINSKII, _CHANCE, n_splits=100, step=0.1)
     metric, label = "auc_borji", "AUC-Borji"
 
     @property
@@ -192,7 +198,7 @@ class GazeSauc(GazeEvaluator):
     """Shuffled AUC, other images' fixations as negatives
     (:func:`gmxai_eval.functional.gaze.auc_shuffled`)."""
 
-    card = _card("sauc", "sAUC", True, BYLINSKII, preset="pysaliency", n_splits=100, step=0.1)
+    card = _card("sauc", "sAUC", True, BYLINSKII, _CHANCE, preset="pysaliency", n_splits=100, step=0.1)
     metric, label, presets = "sauc", "sAUC", ("pysaliency", "mit")
 
     @property
@@ -208,7 +214,7 @@ class GazeSauc(GazeEvaluator):
 class GazeCc(GazeEvaluator):
     """Pearson correlation with the fixation density (:func:`gmxai_eval.functional.gaze.cc`)."""
 
-    card = _card("cc", "CC", True, BYLINSKII)
+    card = _card("cc", "CC", True, BYLINSKII, Degenerate("0", "0", "correlation with a constant is 0"))
     metric, label, distribution = "cc", "CC", True
 
     def _score(self, smap: np.ndarray, gaze: ImageGaze, rng: np.random.Generator | None) -> float:
@@ -219,7 +225,7 @@ class GazeCc(GazeEvaluator):
 class GazeSim(GazeEvaluator):
     """Histogram intersection with the fixation density (:func:`gmxai_eval.functional.gaze.sim`)."""
 
-    card = _card("sim", "SIM", True, BYLINSKII, preset="mit")
+    card = _card("sim", "SIM", True, BYLINSKII, _UNIFORM, preset="mit")
     metric, label, presets, distribution = "sim", "SIM", ("mit", "pysaliency"), True
 
     def _score(self, smap: np.ndarray, gaze: ImageGaze, rng: np.random.Generator | None) -> float:
@@ -230,7 +236,7 @@ class GazeSim(GazeEvaluator):
 class GazeKl(GazeEvaluator):
     """KL(density || map) (:func:`gmxai_eval.functional.gaze.kl_div`); lower is better."""
 
-    card = _card("kl", "KL", False, BYLINSKII, preset="mit")
+    card = _card("kl", "KL", False, BYLINSKII, _UNIFORM, preset="mit")
     metric, label, presets, distribution = "kl", "KL", ("mit", "pysaliency"), True
 
     def _score(self, smap: np.ndarray, gaze: ImageGaze, rng: np.random.Generator | None) -> float:
@@ -242,7 +248,7 @@ class GazeIg(GazeEvaluator):
     """Information gain over the centre-bias baseline, bits per fixation
     (:func:`gmxai_eval.functional.gaze.information_gain`)."""
 
-    card = _card("ig", "IG (bits/fix)", True, KUEMMERER, uniform_mix=0.01)
+    card = _card("ig", "IG (bits/fix)", True, KUEMMERER, _UNIFORM, uniform_mix=0.01)
     metric, label = "ig", "IG (bits/fix)"
 
     def _score(self, smap: np.ndarray, gaze: ImageGaze, rng: np.random.Generator | None) -> float:
@@ -254,7 +260,7 @@ class GazeEmd(GazeEvaluator):
     """Earth mover's distance to the fixation density in image pixels
     (:func:`gmxai_eval.functional.gaze.emd`); lower is better."""
 
-    card = _card("emd", "EMD (px)", False, BYLINSKII, bins=8)
+    card = _card("emd", "EMD (px)", False, BYLINSKII, _UNIFORM, bins=8)
     metric, label, distribution = "emd", "EMD (px)", True
 
     def _score(self, smap: np.ndarray, gaze: ImageGaze, rng: np.random.Generator | None) -> float:

@@ -31,7 +31,7 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.baselines import make_baseline
 from gmxai_eval.functional.superpixels import AOC_RULES, irof, slic_segments
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 
 
 @register_evaluator
@@ -45,7 +45,8 @@ class IROF(Evaluator):
         default_config={"n_segments": 100, "compactness": 10.0, "slic_sigma": 0.0, "slic_max_iter": 10,
                         "baseline": "image_mean", "aoc": "normalised",
                         "curve_points": 21, "forward_batch": 32},
-        description="SLIC superpixels removed by mean relevance; area over the normalised probability curve")
+        description="SLIC superpixels removed by mean relevance; area over the normalised probability curve",
+        degenerate=Degenerate("map-independent", "map-independent", "ties broken by segment index"))
     quick_config = {"n_segments": 16}
 
     def __init__(self, **config: Any) -> None:

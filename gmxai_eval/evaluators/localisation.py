@@ -24,7 +24,7 @@ import torch
 from gmxai_eval.errors import ConfigError, ShapeError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional import localisation as L
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 
 _COMMON = {"mask": "evidence", "on_empty": "raise", "per_region": True}
 
@@ -99,7 +99,8 @@ class RelevanceMassAccuracy(_Localisation):
     kernel = staticmethod(L.relevance_mass_accuracy)
     card = EvaluatorCard(name="relevance_mass_accuracy", category="localisation", higher_is_better=True,
                          paper=_ARRAS, needs={"masks"}, default_config={**_COMMON, "relevance": "positive"},
-                         description="share of the (positive) relevance inside the mask")
+                         description="share of the (positive) relevance inside the mask",
+                         degenerate=Degenerate("nan", "mask fraction", "positive relevance: 0/0 for a zero or negative map", negative="nan"))
 
 
 @register_evaluator
@@ -107,7 +108,8 @@ class RelevanceRankAccuracy(_Localisation):
     kernel = staticmethod(L.relevance_rank_accuracy)
     card = EvaluatorCard(name="relevance_rank_accuracy", category="localisation", higher_is_better=True,
                          paper=_ARRAS, needs={"masks"}, default_config={**_COMMON, "relevance": "signed"},
-                         description="share of the |mask| top-ranked pixels inside the mask")
+                         description="share of the |mask| top-ranked pixels inside the mask",
+                         degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index"))
 
 
 @register_evaluator
@@ -117,7 +119,8 @@ class PointingGame(_Localisation):
                          paper="Zhang, Bargal, Lin, Brandt, Shen, Sclaroff. Top-down neural attention by "
                                "excitation backprop. IJCV 2018",
                          needs={"masks"}, default_config={**_COMMON, "relevance": "signed", "ties": "fraction"},
-                         description="is the arg-max inside the mask (ties: share of arg-max pixels inside)")
+                         description="is the arg-max inside the mask (ties: share of arg-max pixels inside)",
+                         degenerate=Degenerate("mask fraction", "mask fraction", "ties='fraction': the chance level"))
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
@@ -134,7 +137,8 @@ class EnergyPointingGame(_Localisation):
     card = EvaluatorCard(name="energy_pointing_game", category="localisation", higher_is_better=True,
                          paper="Wang, Wang, Du, Yang, Zhang, Ding, Mardziel, Hu. Score-CAM. CVPR-W 2020",
                          needs={"masks"}, default_config={**_COMMON, "relevance": "positive"},
-                         description="energy of the (positive) map inside the mask over its total energy")
+                         description="energy of the (positive) map inside the mask over its total energy",
+                         degenerate=Degenerate("nan", "mask fraction", "positive relevance: 0/0 for a zero or negative map", negative="nan"))
 
 
 @register_evaluator
@@ -143,7 +147,8 @@ class LocalisationAUC(_Localisation):
     card = EvaluatorCard(name="localisation_auc", category="localisation", higher_is_better=True,
                          paper="Fawcett. An introduction to ROC analysis. Pattern Recognition Letters 2006",
                          needs={"masks"}, default_config={**_COMMON, "relevance": "signed"},
-                         description="ROC-AUC of the map as a detector of mask pixels (ties count 1/2)")
+                         description="ROC-AUC of the map as a detector of mask pixels (ties count 1/2)",
+                         degenerate=Degenerate("0.5", "0.5", "every threshold ties"))
 
 
 @register_evaluator
@@ -153,7 +158,8 @@ class TopKIntersection(_Localisation):
                          paper="Theiner, Mueller-Budack, Ewerth. Interpretable semantic photo geolocation. WACV 2022",
                          needs={"masks"},
                          default_config={**_COMMON, "relevance": "signed", "k": 0.1, "concept_influence": False},
-                         description="share of the top-k pixels inside the mask (k: count, or a fraction of H*W)")
+                         description="share of the top-k pixels inside the mask (k: count, or a fraction of H*W)",
+                         degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index"))
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)

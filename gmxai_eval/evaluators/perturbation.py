@@ -51,7 +51,7 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional import perturbation as P
 from gmxai_eval.functional.baselines import input_zero_of, make_baseline
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 
 _COMMON = {"output": "probability", "max_batch": None, "abs": False}
 #: ``max_batch=None``: images per forward pass by device. Small batches are faster on CPU (cache
@@ -259,7 +259,8 @@ class Deletion(_CurveEvaluator):
         paper="Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018",
         default_config={**_CURVE_DEFAULTS, "baseline": "input_zero"},
         description="MoRF deletion curve AUC (target probability), RISE substrate: zero in the "
-                    "model's normalised input space")
+                    "model's normalised input space",
+        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))
     quick_config = {"steps": 8}
     fixed = {"ordering": "morf", "cumulative": True, "schedule": "round(k*N/steps), k=0..steps",
              "auc_rule": "rise: (sum s - s0/2 - sn/2)/n on [0,1]"}
@@ -275,7 +276,8 @@ class Insertion(_CurveEvaluator):
         name="insertion", category="perturbation", higher_is_better=True,
         paper="Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018",
         default_config={**_CURVE_DEFAULTS, "baseline": "blur", "blur_kernel": 11, "blur_sigma": 5.0},
-        description="MoRF insertion curve AUC (target probability) from a blurred substrate")
+        description="MoRF insertion curve AUC (target probability) from a blurred substrate",
+        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))
     quick_config = {"steps": 8}
     kernel = staticmethod(P.insertion)
     fixed = {"ordering": "morf", "cumulative": True, "restores": True,
@@ -298,7 +300,8 @@ class PixelFlipping(_CurveEvaluator):
         paper="Bach et al. On pixel-wise explanations for non-linear classifier decisions by layer-wise "
               "relevance propagation. PLoS ONE 2015",
         default_config={**_CURVE_DEFAULTS, "baseline": "input_zero", "features_in_step": None, "include_start": True},
-        description="MoRF pixel-flipping curve AUC")
+        description="MoRF pixel-flipping curve AUC",
+        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))
     quick_config = {"steps": 8}
     kernel = staticmethod(P.pixel_flipping)
     fixed = {"ordering": "morf", "cumulative": True}
@@ -326,7 +329,10 @@ class RegionPerturbation(_PerturbationEvaluator):
         paper="Samek et al. Evaluating the visualization of what a deep neural network has learned. IEEE TNNLS 2017",
         default_config={"patch_size": 9, "regions": 100, "baseline": "uniform", "random_control": True,
                         **_COMMON},
-        description="AOPC of MoRF region perturbation (9x9 regions, uniform noise) and its random control")
+        description="AOPC of MoRF region perturbation (9x9 regions, uniform noise) and its random control",
+        degenerate=Degenerate("finite", "finite", "ties broken by flat index; the summed patch relevance of a "
+                              "constant map ranks the full patches before the clipped edge patches (after them "
+                              "for a negative map)"))
     quick_config = {"regions": 8}
     fixed = {"ordering": "morf", "unit": "patch", "cumulative": True,
              "score": "AOPC = 1/(L+1) sum_{k=0..L} [f(x) - f(x^(k))]"}
@@ -398,7 +404,8 @@ class FaithfulnessCorrelation(_SubsetEvaluator):
         paper="Bhatt, Weller, Moura. Evaluating and Aggregating Feature-based Model Explanations. IJCAI 2020",
         default_config={"nr_runs": 100, "subset_size": 224, "unit": "pixel", "patch_size": 1, "baseline": "black",
                         **{**_COMMON, "output": "logit"}},
-        description="Pearson(attribution sum of random subset, output drop)")
+        description="Pearson(attribution sum of random subset, output drop)",
+        degenerate=Degenerate("0", "0", "constant='zero': the correlation with a constant is 0"))
     quick_config = {"nr_runs": 10, "subset_size": 64}
     fixed = {"similarity": "pearson", "constant_map_score": 0.0}
 
@@ -431,7 +438,8 @@ class SensitivityN(_SubsetEvaluator):
               "methods for deep neural networks. ICLR 2018",
         default_config={"subset_fractions": (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8), "nr_runs": 32,
                         "unit": "pixel", "patch_size": 1, "baseline": "black", **_COMMON},
-        description="per-image Pearson(attribution sum, output drop) for random subsets of size n")
+        description="per-image Pearson(attribution sum, output drop) for random subsets of size n",
+        degenerate=Degenerate("0", "0", "constant='zero': the correlation with a constant is 0"))
     quick_config = {"nr_runs": 4, "subset_fractions": (0.05, 0.2)}
     fixed = {"similarity": "pearson", "constant_map_score": 0.0, "score": "mean over n"}
 
@@ -489,7 +497,8 @@ class FaithfulnessEstimate(_WindowEvaluator):
               "NeurIPS 2018",
         default_config={"features_in_step": 256, "unit": "pixel", "patch_size": 1, "baseline": "black",
                         **{**_COMMON, "output": "logit"}},
-        description="Pearson(attribution sum of a MoRF window, output drop when it alone is removed)")
+        description="Pearson(attribution sum of a MoRF window, output drop when it alone is removed)",
+        degenerate=Degenerate("0", "0", "constant='zero': the correlation with a constant is 0"))
     fixed = {"ordering": "morf", "cumulative": False, "similarity": "pearson", "constant_map_score": 0.0}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
@@ -520,7 +529,8 @@ class MonotonicityCorrelation(_WindowEvaluator):
         paper="Nguyen, Martinez. On quantitative aspects of model interpretability. arXiv:2007.07584, 2020",
         default_config={"features_in_step": 256, "nr_samples": 10, "eps": 1e-5, "unit": "pixel", "patch_size": 1,
                         "baseline": "uniform", **{**_COMMON, "abs": True}},
-        description="Spearman(attribution sum of a LeRF window, output variance when it is noised)")
+        description="Spearman(attribution sum of a LeRF window, output variance when it is noised)",
+        degenerate=Degenerate("0", "0", "constant='zero': the correlation with a constant is 0"))
     quick_config = {"nr_samples": 2}
     fixed = {"ordering": "lerf (ascending)", "cumulative": False, "similarity": "spearman (average ranks)",
              "constant_map_score": 0.0}
@@ -564,7 +574,8 @@ class Infidelity(_PerturbationEvaluator):
         paper="Yeh et al. On the (In)fidelity and Sensitivity of Explanations. NeurIPS 2019",
         default_config={"n_perturb_samples": 16, "noise_std": 0.1, "normalize": True,
                         **{**_COMMON, "output": "logit"}},
-        description="Captum infidelity with Gaussian perturbations, optimally rescaled map")
+        description="Captum infidelity with Gaussian perturbations, optimally rescaled map",
+        degenerate=Degenerate("finite", "finite", "the optimal scale beta fits the constant map"))
     quick_config = {"n_perturb_samples": 4}
     fixed = {"perturbation": "I ~ N(0, noise_std^2) per element; x - I", "map_broadcast": "over channels"}
 
@@ -627,7 +638,8 @@ class Sufficiency(_PerturbationEvaluator):
         default_config={"estimator": "keep", "keep": (0.1, 0.2, 0.3, 0.4, 0.5), "baseline": "blur",
                         "blur_kernel": 11, "blur_sigma": 5.0, "nr_samples": 4, "threshold": 0.6, "abs": True,
                         "max_batch": None},
-        description="share of inputs keeping only the map's top pixels that keep the clean prediction")
+        description="share of inputs keeping only the map's top pixels that keep the clean prediction",
+        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))
     quick_config = {"keep": (0.2, 0.5)}
 
     def __init__(self, **config: Any) -> None:
@@ -690,7 +702,8 @@ class MonotonicityArya(_CurveEvaluator):
               "Techniques. arXiv:1909.03012, 2019",
         default_config={**{k: v for k, v in _CURVE_DEFAULTS.items() if k != "auc"}, "baseline": "black",
                         "features_in_step": None, "include_start": True, "score": "all", "abs": True},
-        description="is the output non-decreasing when features are restored least relevant first")
+        description="is the output non-decreasing when features are restored least relevant first",
+        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))
     quick_config = {"steps": 8}
     kernel = staticmethod(P.monotonicity_arya)
     fixed = {"ordering": "lerf (ascending)", "cumulative": True, "restores": True}

@@ -44,7 +44,7 @@ import torch
 from gmxai_eval.errors import ConfigError, ShapeError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.methods.base import Explainer
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import stable_hash
 
 _CATEGORY = {"Faithfulness": "perturbation", "Robustness": "robustness", "Randomisation": "randomisation",
@@ -137,7 +137,8 @@ class QuantusMetric(Evaluator):
         paper="Hedström et al., Quantus: An Explainable AI Toolkit, JMLR 2023",
         default_config={"metric": None, "metric_kwargs": {}, "higher_is_better": None, "category": None,
                         "softmax": False, "call_kwargs": {}},
-        description="any Quantus metric; direction and category taken from the metric (instance card)")
+        description="any Quantus metric; direction and category taken from the metric (instance card)",
+        degenerate=Degenerate("nan", "nan", "NaN when every map of the batch is one value"))
     quick_config = {"metric": "Sparseness"}
 
     def __init__(self, **config: Any) -> None:

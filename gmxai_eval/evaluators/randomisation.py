@@ -47,7 +47,7 @@ from gmxai_eval.functional.randomisation import (
     CONSTANT_MAP_RULES, ORDERS, constant_map_rule, discrete_entropy, emprt_score, execution_order, fully_randomised,
     random_other_class, random_pairs, randomised_models)
 from gmxai_eval.functional.similarity import SIMILARITIES, MapSimilarity
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import rng_for
 
 _ADEBAYO = "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018"
@@ -208,7 +208,10 @@ class _MPRT(Evaluator):
 def _mprt_card(name: str, description: str, extra: dict[str, Any] | None = None, paper: str = _ADEBAYO) -> EvaluatorCard:
     return EvaluatorCard(name=name, category="randomisation", higher_is_better=False, paper=paper,
                          default_config={**_MPRT_CONFIG, **(extra or {})}, needs=frozenset({"explainer"}),
-                         description=description)
+                         description=description,
+                         degenerate=Degenerate("map-independent", "map-independent",
+                                               "the maps are recomputed by the method's explainer: the passed "
+                                               "map is not used"))
 
 
 @register_evaluator
@@ -274,7 +277,8 @@ class EfficientMPRT(Evaluator):
         name="efficient_mprt", category="randomisation", higher_is_better=True, paper=_HEDSTROM,
         default_config={"n_bins": 100, "abs": False, "target": "predicted", "layers": None},
         needs=frozenset({"explainer"}),
-        description="relative entropy rise of maps after full parameter randomisation")
+        description="relative entropy rise of maps after full parameter randomisation",
+        degenerate=Degenerate("map-independent", "map-independent", "the maps are recomputed by the method's explainer: the passed map is not used; a constant recomputed map gives NaN"))
 
     def conventions(self) -> dict[str, Any]:
         return {**super().conventions(), "complexity": "discrete entropy (nats) of an n_bins histogram "
@@ -310,7 +314,8 @@ class RandomLogit(Evaluator):
         default_config={"similarity": "ssim", "target": "predicted", "hog_pixels_per_cell": 16,
                         "hog_cells_per_block": 3, "topk_fraction": 0.1},
         needs=frozenset({"explainer"}),
-        description="similarity of maps for the explained class and a random other class")
+        description="similarity of maps for the explained class and a random other class",
+        degenerate=Degenerate("map-independent", "map-independent", "the maps are recomputed by the method's explainer: the passed map is not used"))
 
     def offsets(self, batch: EvalBatch, num_classes: int) -> torch.Tensor:
         """``(B,)`` offsets in ``[0, K - 2]`` selecting the other class (see

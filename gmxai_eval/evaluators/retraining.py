@@ -75,7 +75,7 @@ from gmxai_eval.methods.base import Explainer
 from gmxai_eval.methods.controls import RandomMap
 from gmxai_eval.models.train import (ArrayDataset, RetrainRecipe, StackedTrainTask, TrainTask, _atomic_write,
                                      config_dict, read_result, run_stacked_task, run_train_task, weights_hash)
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import rng_for, stable_hash
 
 _HOOKER = "Hooker et al., A Benchmark for Interpretability Methods in Deep Neural Networks, NeurIPS 2019"
@@ -626,7 +626,8 @@ class ROAR(_Retraining):
         name="roar", category="retraining", higher_is_better=True, paper=_HOOKER, scope="dataset",
         needs=frozenset({"dataset"}), default_config=_RETRAIN_DEFAULTS,
         description="area between the random control's and the method's retrained-accuracy curve "
-                    "(top-t pixels removed, noisy-linear imputation)")
+                    "(top-t pixels removed, noisy-linear imputation)",
+        degenerate=Degenerate("finite", "finite", "dataset scope: ties broken by flat index; not run by the batch contract test"))
 
 
 @register_evaluator
@@ -638,7 +639,8 @@ class KAR(_Retraining):
         name="kar", category="retraining", higher_is_better=True, paper=_HOOKER, scope="dataset",
         needs=frozenset({"dataset"}), default_config=_RETRAIN_DEFAULTS,
         description="area between the method's and the random control's retrained-accuracy curve "
-                    "(only the top-t pixels kept)")
+                    "(only the top-t pixels kept)",
+        degenerate=Degenerate("finite", "finite", "dataset scope: ties broken by flat index; not run by the batch contract test"))
 
 
 # -------------------------------------------------------------------------------------------
@@ -657,7 +659,8 @@ class DataRandomisation(DatasetEvaluator):
                         "seed": 0, "cache": "",
                         "batch_size": 32, "progress": True},
         description="similarity of the maps of the true-label and a permuted-label model (with the "
-                    "random-pair floor)")
+                    "random-pair floor)",
+        degenerate=Degenerate("finite", "finite", "dataset scope; not run by the batch contract test"))
 
     def _layout(self, job: DatasetJob) -> tuple[RetrainRecipe, Path, _Data, Path, str]:
         """``(recipe, cache root, data, source array path, permuted-label model key)``."""

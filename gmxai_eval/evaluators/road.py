@@ -31,7 +31,7 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.road import (NLI_SOLVERS, PAPER_PERCENTAGES, ROAD_OUTPUTS, forward_chunked,  # noqa: F401
                                         road, road_images)
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 
 _PAPER = ("Rong, Leemann, Nguyen, Fiedler, Ravikumar, Kasneci. A Consistent and Efficient Evaluation "
           "Strategy for Attribution Methods. ICML 2022")
@@ -91,7 +91,8 @@ class ROADMoRF(_ROAD):
     card = EvaluatorCard(
         name="road_morf", category="perturbation", higher_is_better=False, paper=_PAPER,
         default_config=_DEFAULTS,
-        description="remove the top-p pixels by noisy linear imputation; mean accuracy over p")
+        description="remove the top-p pixels by noisy linear imputation; mean accuracy over p",
+        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))
 
 
 @register_evaluator
@@ -102,4 +103,5 @@ class ROADLeRF(_ROAD):
     card = EvaluatorCard(
         name="road_lerf", category="perturbation", higher_is_better=True, paper=_PAPER,
         default_config=_DEFAULTS,
-        description="keep the top-p pixels, impute the rest by noisy linear imputation; mean accuracy over p")
+        description="keep the top-p pixels, impute the rest by noisy linear imputation; mean accuracy over p",
+        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))

@@ -29,7 +29,7 @@ import torch
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.robustness import lipschitz_ratio, sensitivity, uniform_linf_noise
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import rng_for
 
 #: Named conventions of max/avg sensitivity.
@@ -103,7 +103,8 @@ class MaxSensitivity(_Sensitivity):
     reduce = "max"
     card = EvaluatorCard(name="max_sensitivity", category="robustness", higher_is_better=False, paper=_YEH,
                          default_config=_SENS_CONFIG, needs=frozenset({"explainer"}),
-                         description="max relative change of the map under small uniform input noise")
+                         description="max relative change of the map under small uniform input noise",
+                         degenerate=Degenerate("finite", "finite", "distance between the passed and the recomputed maps"))
     quick_config = {"n_samples": 3}
 
 
@@ -114,7 +115,8 @@ class AvgSensitivity(_Sensitivity):
     reduce = "mean"
     card = EvaluatorCard(name="avg_sensitivity", category="robustness", higher_is_better=False, paper=_YEH,
                          default_config=_SENS_CONFIG, needs=frozenset({"explainer"}),
-                         description="mean relative change of the map under small uniform input noise")
+                         description="mean relative change of the map under small uniform input noise",
+                         degenerate=Degenerate("finite", "finite", "distance between the passed and the recomputed maps"))
     quick_config = {"n_samples": 3}
 
 
@@ -128,7 +130,8 @@ class LocalLipschitzEstimate(Evaluator):
         paper="Alvarez-Melis & Jaakkola, On the Robustness of Interpretability Methods, WHI @ ICML 2018",
         default_config={"n_samples": 50, "std": 0.1, "mean": 0.0, "eps": 1e-10, "max_batch": 256},
         needs=frozenset({"explainer"}),
-        description="max ||phi(x) - phi(x')|| / ||x - x'|| over Gaussian perturbations")
+        description="max ||phi(x) - phi(x')|| / ||x - x'|| over Gaussian perturbations",
+        degenerate=Degenerate("finite", "finite", "distance between the passed and the recomputed maps"))
     quick_config = {"n_samples": 3}
 
     def noise(self, batch: EvalBatch) -> torch.Tensor:

@@ -30,7 +30,7 @@ from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, registe
 from gmxai_eval.evaluators.randomisation import _reference_maps, _sim_options, _targets
 from gmxai_eval.functional.sanity import input_dependence
 from gmxai_eval.functional.similarity import SIMILARITIES
-from gmxai_eval.types import EvaluatorCard
+from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import rng_for, stable_hash
 
 _TAG = "input_dependence"
@@ -66,7 +66,8 @@ class InputDependence(Evaluator):
                         "hog_cells_per_block": 3, "topk_fraction": 0.1},
         needs=frozenset({"explainer"}),
         description="between-image map dissimilarity (same class) over itself plus the dissimilarity "
-                    "under the model's own noise")
+                    "under the model's own noise",
+        degenerate=Degenerate("map-independent", "map-independent", "the maps are recomputed by the method's explainer: the passed map is not used"))
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)

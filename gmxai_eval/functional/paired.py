@@ -184,13 +184,13 @@ def paired_rank_bands(oriented_means: Any, test: dict[str, np.ndarray], alpha: f
     """Band of every method: ``1 +`` the number of methods significantly better than it.
 
     Args:
-        oriented_means: ``(M,)`` means with larger = better (NaN = no score: last band ``M``).
+        oriented_means: ``(M,)`` means with larger = better (NaN = no score: no band, NaN).
         test: :func:`paired_bootstrap_test` output on the same ``M`` columns.
         alpha: level of the Holm-adjusted p-values.
         adjusted: ``(P,)`` adjusted p-values (default ``holm(test["p"])``).
 
     Returns:
-        ``(M,)`` integer bands.
+        ``(M,)`` bands (whole numbers as float; NaN where the method has no score).
     """
     om = np.asarray(oriented_means, dtype=np.float64).reshape(-1)
     m = len(om)
@@ -204,7 +204,7 @@ def paired_rank_bands(oriented_means: Any, test: dict[str, np.ndarray], alpha: f
         elif om[b] > om[a]:
             better[b, a] = True
     bands = 1 + better.sum(0)
-    return np.where(np.isfinite(om), bands, m).astype(int)
+    return np.where(np.isfinite(om), bands.astype(np.float64), np.nan)
 
 
 def _z_sum(alpha: float, power: float) -> float:

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import torch
 
-from gmxai_eval.errors import CheckpointError, ConfigError, DataError, GMXError
+from gmxai_eval.errors import CheckpointError, ConfigError, DataError, GMXError, OutputError
 from gmxai_eval.models.base import MODELS, GMXModel
 from gmxai_eval.utils import atomic_path, write_atomic
 
@@ -32,6 +32,31 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".pt", ".json") else p
     return stem.with_suffix(".pt"), stem.with_suffix(".json")
+
+
+def check_checkpoint_target(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check that a checkpoint can be written at ``path`` (stem, ``.pt`` or ``.json``) before any
+    work, writing nothing: :class:`~gmxai_eval.errors.OutputError` naming the path for a file in
+    the way of a parent folder, a folder where ``<stem>.pt`` / ``<stem>.json`` would go, an
+    existing checkpoint (unless ``overwrite``) or a folder that cannot be written.
+
+    Returns the ``.pt`` path :func:`save_checkpoint` will write."""
+    pt, js = _paths(path)
+    for target in (pt, js):
+        if target.is_dir():
+            raise OutputError("expected a checkpoint file path, got a folder in the way", path=target)
+        if target.exists() and not overwrite:
+            raise OutputError("expected no checkpoint there (pass --overwrite to replace it), got an existing "
+                              "file", path=target)
+    for parent in pt.parents:  # the first existing ancestor must be a writable folder
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise OutputError("expected a folder for the checkpoint, got a file in the way", path=parent)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError("expected a writable folder for the checkpoint, got no permission", path=parent)
+        break
+    return pt
 
 
 def save_checkpoint(model: GMXModel, path: str | os.PathLike, card: dict[str, Any]) -> Path:

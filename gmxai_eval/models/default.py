@@ -107,8 +107,7 @@ def train_on(folder: str | os.PathLike, config: TrainConfig | None = None, progr
     metrics = evaluate(model, b.gallery, b.test)
     card = _card(b, cfg, hist, metrics)
     path = Path(out) if out is not None else _ckpt_path(folder, cfg, b.dataset.card)
-    save_checkpoint(model, path, card)
-    card["path"] = str(path.with_suffix(".pt"))
+    card["path"] = str(save_checkpoint(model, path, card))
     return model, card
 
 

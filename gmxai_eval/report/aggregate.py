@@ -17,7 +17,10 @@ Conventions (all stated in ``results.json`` under ``aggregation``):
   family and overall ranks of the other methods ignore it, it is not a control for the control
   flags, and it gets no overall rank (``rankings.reference`` holds its mean ranks).
 * **Rank**: 1 = best by the mean, with the evaluator card's ``higher_is_better``; ties share
-  the smallest rank ("min" ranking); a method without a finite mean is ranked last.
+  the smallest rank ("min" ranking). A method without a finite mean (every sample NaN) gets
+  **no rank** (``None`` in ``results.json``, "no rank" in the tables), never the last one, and
+  is not counted in the other methods' ranks. NaN is dropped the same way for the mean, the CI
+  (a resample's mean over its finite values) and the rank; ``n_nan`` counts the dropped samples.
 * **Paired test** (default band rule ``"paired"``): every pair of methods is compared on the
   per-sample differences with the paired bootstrap of
   :func:`gmxai_eval.functional.paired.paired_bootstrap_test` (Wald test on the bootstrap
@@ -26,7 +29,7 @@ Conventions (all stated in ``results.json`` under ``aggregation``):
 * **Rank band**, rule ``"paired"``: ``1 +`` the number of methods significantly better
   (Holm-adjusted ``p < alpha``). Rule ``"ci_overlap"`` (the rule of 0.1): ``1 +`` the number of
   methods whose interval lies entirely on the better side of this method's interval. A method
-  without a finite mean gets the last band. ``aggregation.band_rule`` records the rule.
+  without a finite mean gets no band (``None``). ``aggregation.band_rule`` records the rule.
 * **Minimal detectable difference** (``statistics.<ev>.mdd``): the median over pairs of
   non-oracle methods of ``(z_{1-alpha/2} + z_{power}) sd_d / sqrt(n)`` (paired differences per
   unit, alpha 0.05, power 0.8; see :mod:`gmxai_eval.functional.paired`); ``mdd_relative`` divides
@@ -38,6 +41,8 @@ Conventions (all stated in ``results.json`` under ``aggregation``):
 * **Family / overall rank**: a method's family mean rank is the mean of its per-evaluator ranks
   over the family's (card ``category``) evaluators, aliases counted once; the overall mean rank
   is the mean of the family mean ranks (every family weighs the same); both then ranked ("min").
+  Evaluators (families) on which a method has no rank are left out of its mean (``n`` of ``of``
+  counted in the record); a method without any rank in a family (overall) gets no rank there.
 * **Agreement**: Kendall tau-b between two evaluators' direction-oriented method means
   (non-oracle methods).
 * **Control flag**: an evaluator is flagged when a control method (card ``control=True``, not
@@ -73,23 +78,33 @@ ALIAS_RTOL, ALIAS_ATOL = 1e-6, 1e-9
 
 
 def rank_min(oriented: Sequence[float]) -> np.ndarray:
-    """Ranks (1 = largest) of ``oriented`` values with "min" tie handling; NaN ranks last."""
-    a = np.asarray(oriented, dtype=np.float64)
-    key = np.where(np.isfinite(a), a, -np.inf)
-    return np.array([1 + int(np.sum(key > k)) if np.isfinite(x) else len(a) for k, x in zip(key, a)])
+    """Ranks (1 = largest) of ``oriented`` ``(M,)`` values with "min" tie handling.
+
+    A non-finite value (NaN: no score) gets **no rank**: NaN in the ``(M,)`` float output, and it
+    is not counted in the ranks of the others (``[0.3, nan, 0.9]`` -> ``[2, nan, 1]``).
+    """
+    a = np.asarray(oriented, dtype=np.float64).reshape(-1)
+    fin = np.isfinite(a)
+    return np.array([1.0 + float(np.sum(a[fin] > x)) if ok else np.nan for x, ok in zip(a, fin)])
 
 
 def rank_bands(lo: Sequence[float], hi: Sequence[float], higher_is_better: bool) -> np.ndarray:
-    """Band of each method: 1 + number of methods whose CI is entirely better than its CI."""
+    """Band of each method ``(M,)``: 1 + number of methods whose CI is entirely better than its CI;
+    NaN (no band) for a method whose CI is not finite (no score)."""
     lo_, hi_ = np.asarray(lo, float), np.asarray(hi, float)
     out = []
     for i in range(len(lo_)):
-        if higher_is_better:
-            better = lo_ > hi_[i]
-        else:
-            better = hi_ < lo_[i]
-        out.append(1 + int(np.sum(better)))
-    return np.array(out)
+        if not (np.isfinite(lo_[i]) and np.isfinite(hi_[i])):
+            out.append(np.nan)
+            continue
+        better = lo_ > hi_[i] if higher_is_better else hi_ < lo_[i]  # NaN compares False
+        out.append(1.0 + float(np.sum(better)))
+    return np.array(out, dtype=np.float64)
+
+
+def _i(x: Any) -> int | None:
+    """A rank or band as an int, ``None`` for no rank (NaN)."""
+    return None if x is None or not math.isfinite(float(x)) else int(x)
 
 
 
@@ -254,12 +269,12 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
             hi = np.nanpercentile(boots, 97.5, axis=0) if len(boots) else means
         sign = 1.0 if hib else -1.0
         om = sign * means
-        ranks = np.zeros(len(methods), dtype=int)
+        ranks = np.full(len(methods), np.nan)  # NaN: no rank (no finite mean)
         ranks[r_idx] = rank_min(om[r_idx])
-        key = np.where(np.isfinite(om[r_idx]), om[r_idx], -np.inf)
+        key = om[r_idx][np.isfinite(om[r_idx])]
         for o in oracles:
             k = methods.index(o)
-            ranks[k] = 1 + int(np.sum(key > om[k])) if np.isfinite(om[k]) else len(ranked) + 1
+            ranks[k] = 1 + int(np.sum(key > om[k])) if np.isfinite(om[k]) else np.nan
 
         # paired tests: Holm over the non-oracle pairs, and separately over the oracle's pairs
         test = paired_bootstrap_test(vals, clusters, n_boot=n_boot, seed=seed)
@@ -267,17 +282,16 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
         adj = np.full(len(test["p"]), np.nan)
         adj[in_r] = holm(test["p"][in_r])
         adj[~in_r] = holm(test["p"][~in_r])
-        bands = np.zeros(len(methods), dtype=int)
+        bands = np.full(len(methods), np.nan)  # NaN: no band (no finite mean)
         if band_rule == "paired":
             sub_t = _subset_test(test, r_idx)
             bands[r_idx] = paired_rank_bands(om[r_idx], sub_t, alpha, adjusted=adj[in_r])
         else:
             bands[r_idx] = rank_bands(lo[r_idx], hi[r_idx], hib)
-            bands[r_idx] = np.where(np.isfinite(means[r_idx]), bands[r_idx], len(ranked))
+            bands[r_idx] = np.where(np.isfinite(means[r_idx]), bands[r_idx], np.nan)
         for o in oracles:
             k = methods.index(o)
             if not np.isfinite(om[k]):
-                bands[k] = len(ranked) + 1
                 continue
             if band_rule == "paired":
                 sig = [(a if b == k else b) for q, (a, b) in enumerate(zip(test["i"], test["j"]))
@@ -305,7 +319,7 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
                       "sd": [_f(v) for v in sd], "n_units": [int(v) for v in n_units],
                       "p": [_f(v) for v in test["p"]], "p_holm": [_f(v) for v in adj]},
         }
-        by_ev[ev] = {m: int(r) for m, r in zip(methods, ranks)}
+        by_ev[ev] = {m: _i(r) for m, r in zip(methods, ranks)}
         oriented_means[ev] = dict(zip(methods, om))
         # an oracle without a score on this evaluator has no rank to show
         oracle_ranks[ev] = {o: int(ranks[methods.index(o)]) for o in oracles if np.isfinite(om[methods.index(o)])}
@@ -315,7 +329,7 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
                 "evaluator": ev, "method": m, "mean": _f(means[j]), "ci_low": _f(lo[j]),
                 "ci_high": _f(hi[j]), "std": _f(np.nanstd(col)) if np.isfinite(col).any() else None,
                 "n": int(np.isfinite(col).sum()), "n_nan": int((~np.isfinite(col)).sum()),
-                "rank": int(ranks[j]), "band": int(bands[j]), "higher_is_better": hib,
+                "rank": _i(ranks[j]), "band": _i(bands[j]), "higher_is_better": hib,
                 "category": card.get("category", ""),
                 "control": bool(method_cards[m].get("control", False)),
                 "reference": m in oracles,
@@ -335,19 +349,26 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
     counted_fam = {f: [e for e in evs if e in counted] for f, evs in families.items()}
     counted_fam = {f: evs for f, evs in counted_fam.items() if evs}
 
-    def fam_means(ms: Sequence[str]) -> dict[str, dict[str, float]]:
-        return {f: {m: float(np.mean([by_ev[e][m] for e in evs])) for m in ms} for f, evs in counted_fam.items()}
+    def mean_of(vals: Sequence[float | int | None]) -> tuple[float | None, int]:
+        got = [float(v) for v in vals if v is not None]  # no rank: left out of the mean
+        return (float(np.mean(got)) if got else None), len(got)
 
-    def ranked_of(mr: Mapping[str, float]) -> dict[str, dict[str, Any]]:
-        r = rank_min([-mr[m] for m in ranked])
-        return {m: {"mean_rank": mr[m], "rank": int(k)} for m, k in zip(ranked, r)}
+    def fam_means(ms: Sequence[str]) -> dict[str, dict[str, tuple[float | None, int, int]]]:
+        return {f: {m: (*mean_of([by_ev[e][m] for e in evs]), len(evs)) for m in ms}
+                for f, evs in counted_fam.items()}
+
+    def ranked_of(mr: Mapping[str, tuple[float | None, int, int]]) -> dict[str, dict[str, Any]]:
+        r = rank_min([-mr[m][0] if mr[m][0] is not None else np.nan for m in ranked])
+        return {m: {"mean_rank": mr[m][0], "rank": _i(k), "n": mr[m][1], "of": mr[m][2]}
+                for m, k in zip(ranked, r)}
 
     fm = fam_means(ranked)
     by_family = {f: ranked_of(fm[f]) for f in counted_fam}
-    overall = ranked_of({m: float(np.mean([fm[f][m] for f in counted_fam])) for m in ranked}) if counted_fam else {}
+    overall = ranked_of({m: (*mean_of([fm[f][m][0] for f in counted_fam]), len(counted_fam))
+                         for m in ranked}) if counted_fam else {}
     fo = fam_means(oracles)
-    reference = {o: {"by_family": {f: fo[f][o] for f in counted_fam},
-                     "mean_rank": float(np.mean([fo[f][o] for f in counted_fam])) if counted_fam else None}
+    reference = {o: {"by_family": {f: fo[f][o][0] for f in counted_fam if fo[f][o][0] is not None},
+                     "mean_rank": mean_of([fo[f][o][0] for f in counted_fam])[0]}
                  for o in oracles}
 
     # agreement over the non-oracle methods
@@ -411,7 +432,8 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
         "curves": curves,
         "aggregation": {"n_boot": n_boot, "seed": seed, "ci": "percentile 95%",
                         "resampling_unit": clusters_used, "rank": "min (oracle: 1 + #non-oracle methods "
-                        "strictly better)", "band_rule": band_rule, "band": band_text,
+                        "strictly better); no finite mean: no rank (null), NaN dropped alike for the mean, "
+                        "the CI and the rank", "band_rule": band_rule, "band": band_text,
                         "alpha": alpha, "power": power, "multiple_comparisons": "holm",
                         "mdd": "median over non-oracle pairs of (z_{1-alpha/2} + z_power) * sd(paired "
                                "differences per unit) / sqrt(units), normal approximation",

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 from tabulate import tabulate
 
-from gmxai_eval.errors import DataError
+from gmxai_eval.errors import ConfigError, DataError
 
 
 @dataclass
@@ -149,6 +149,15 @@ def compare_results(baseline: Mapping[str, Any], candidate: Mapping[str, Any], *
     baseline, candidate = validate_results(baseline, "baseline"), validate_results(candidate, "candidate")
     base = {(r["evaluator"], r["method"]): r for r in baseline["aggregates"]}
     cand = {(r["evaluator"], r["method"]): r for r in candidate["aggregates"]}
+    if methods is not None:
+        import difflib
+
+        present = sorted({k[1] for k in [*base, *cand]})
+        unknown = sorted(set(methods) - set(present))
+        if unknown:
+            close = sorted({c for u in unknown for c in difflib.get_close_matches(u, present, n=3)})
+            raise ConfigError(f"expected --method labels among the compared files' methods {present}, got "
+                              f"{unknown}" + (f" (did you mean {close}?)" if close else ""))
     keep = (lambda k: k[1] in methods) if methods is not None else (lambda k: True)
     rows, regs, missing = [], [], []
     for k in sorted(set(base) | set(cand)):

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 from gmxai_eval.errors import DataError
 from gmxai_eval.registry import Registry
 from gmxai_eval.report import figures
-from gmxai_eval.report.tables import flags_text, leaderboard_rows, legend_lines
+from gmxai_eval.report.tables import flags_text, leaderboard_rows, legend_lines, rank_key
 from gmxai_eval.utils import write_atomic
 
 
@@ -211,7 +211,7 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
     if evs:
         parts.append("<h2>Scores per evaluator</h2>")
         for ev in evs:
-            recs = sorted([r for r in aggs if r["evaluator"] == ev], key=lambda r: r["rank"])
+            recs = sorted([r for r in aggs if r["evaluator"] == ev], key=lambda r: rank_key(r["rank"]))
             png = figures.bar_ci([r["method"] for r in recs], [r["mean"] for r in recs],
                                  [r["ci_low"] for r in recs], [r["ci_high"] for r in recs],
                                  f"{ev} ({'higher' if recs and recs[0]['higher_is_better'] else 'lower'} is better)")

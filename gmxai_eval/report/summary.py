@@ -23,6 +23,7 @@ escaped HTML fragment.
 from __future__ import annotations
 
 import html
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from gmxai_eval.errors import DataError
-from gmxai_eval.report.tables import MARK_DISAGREES, MARK_ORACLE, MARK_UNRELIABLE
+from gmxai_eval.report.tables import MARK_DISAGREES, MARK_ORACLE, MARK_UNRELIABLE, NO_RANK, rank_key
 
 #: bootstrap draws and seed of the rank intervals (fixed: a re-rendered report is the same bytes)
 N_BOOT, SEED = 200, 0
@@ -40,8 +41,8 @@ FILES = ("leaderboard.md", "leaderboard.csv", "validity.md", "results.json", "re
 
 def _rank_min_rows(oriented: np.ndarray, rtol: float = 0.0) -> np.ndarray:
     """Row-wise :func:`gmxai_eval.report.aggregate.rank_min`: ``(B, M)`` -> ``(B, M)`` ranks
-    (1 = largest, ties share the best rank, NaN ranks last); values within ``rtol`` (relative)
-    tie."""
+    (1 = largest, ties share the best rank; NaN: no rank, NaN, not counted for the others);
+    values within ``rtol`` (relative) tie."""
     fin = np.isfinite(oriented)
     key = np.where(fin, oriented, -np.inf)
     a, b = key[:, None, :], key[:, :, None]
@@ -49,7 +50,20 @@ def _rank_min_rows(oriented: np.ndarray, rtol: float = 0.0) -> np.ndarray:
         tol = rtol * np.maximum(np.abs(np.where(fin, oriented, 0.0))[:, None, :],
                                 np.abs(np.where(fin, oriented, 0.0))[:, :, None])
         ranks = 1 + ((a > b) & ~(np.abs(a - b) <= tol)).sum(axis=2)
-    return np.where(fin, ranks, oriented.shape[1])
+    return np.where(fin, ranks, np.nan)
+
+
+def _mean_ranks(x: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of ranks ``(..., K)`` leaving out NaN (no rank), as the
+    aggregation's family / overall means do; NaN where no rank is left. Rows without NaN are
+    the plain mean (bitwise those of the aggregation)."""
+    plain = x.mean(axis=-1)
+    missing = np.isnan(x).any(axis=-1)
+    if not missing.any():
+        return plain
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NaN on purpose
+        return np.where(missing, np.nanmean(x, axis=-1), plain)
 
 
 def _families(results: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -116,9 +130,9 @@ def ranks_from_weights(results: Mapping[str, Any], tables: Mapping[str, pd.DataF
             per_ev[ev] = _rank_min_rows(means if hib[ev] else -means).astype(np.float64)
     # means over the last (contiguous) axis: numpy sums them in the order a 1-D mean does, so the
     # mean ranks are bitwise those of the aggregation and its ties stay ties
-    fam_mean = {f: np.stack([per_ev[e] for e in evs], axis=-1).mean(axis=-1) for f, evs in fams.items()}
+    fam_mean = {f: _mean_ranks(np.stack([per_ev[e] for e in evs], axis=-1)) for f, evs in fams.items()}
     fam_rank = {f: _rank_min_rows(-v) for f, v in fam_mean.items()}
-    overall = _rank_min_rows(-np.stack(list(fam_mean.values()), axis=-1).mean(axis=-1))
+    overall = _rank_min_rows(-_mean_ranks(np.stack(list(fam_mean.values()), axis=-1)))
     return overall, fam_rank
 
 
@@ -140,8 +154,10 @@ def rank_intervals(results: Mapping[str, Any], n_boot: int = N_BOOT, seed: int =
     ranked = _ranked(results)
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
 
-    def iv(r: np.ndarray) -> dict[str, list[int]]:
-        return {m: [int(v) for v in np.percentile(r[:, j], q, method="inverted_cdf")] for j, m in enumerate(ranked)}
+    def iv(r: np.ndarray) -> dict[str, list[int] | None]:
+        # draws in which a method has no rank are left out; no rank in any draw: no interval
+        return {m: [int(v) for v in np.percentile(r[np.isfinite(r[:, j]), j], q, method="inverted_cdf")]
+                if np.isfinite(r[:, j]).any() else None for j, m in enumerate(ranked)}
 
     return {"overall": iv(overall), "by_family": {f: iv(r) for f, r in fam.items()}, "n_boot": int(n_boot),
             "level": level, "unit": "image"}
@@ -161,7 +177,7 @@ def summary_data(results: Mapping[str, Any], files: Sequence[str | Path] = ()) -
     rk = results["rankings"]
     overall = rk["overall"]
     fams = _families(results)
-    order = sorted(_ranked(results), key=lambda m: (overall[m]["rank"], m))
+    order = sorted(_ranked(results), key=lambda m: (*rank_key(overall[m]["rank"]), m))
     iv = rank_intervals(results) if results.get("samples") else {"overall": {}, "by_family": {}}
     rows = [{"method": m, "control": _is_control(results, m), "rank": overall[m]["rank"],
              "mean_rank": overall[m]["mean_rank"], "interval": iv["overall"].get(m),
@@ -173,14 +189,16 @@ def summary_data(results: Mapping[str, Any], files: Sequence[str | Path] = ()) -
     for f in fams:
         fr = rk["by_family"][f]
         top = sorted(m for m in fr if fr[m]["rank"] == 1)
-        real = sorted((m for m in fr if not _is_control(results, m)), key=lambda m: (fr[m]["rank"], m))
+        real = sorted((m for m in fr if not _is_control(results, m) and fr[m]["rank"] is not None),
+                      key=lambda m: (fr[m]["rank"], m))
         best[f] = {"top": top, "controls": [m for m in top if _is_control(results, m)],
                    "top_is_control": all(_is_control(results, m) for m in top),
                    "best_real": real[0] if real else None, "best_real_rank": fr[real[0]]["rank"] if real else None}
     oracle = {}
     for o, ref in (rk.get("reference") or {}).items():
         mr = ref.get("mean_rank")
-        place = None if mr is None else 1 + sum(overall[m]["mean_rank"] < mr for m in order)
+        place = None if mr is None else 1 + sum(overall[m]["mean_rank"] is not None and overall[m]["mean_rank"] < mr
+                                                 for m in order)
         oracle[o] = {"mean_rank": mr, "place": place, "of": len(order) + 1}
     evs = results["agreement"]["evaluators"]
     val = (results.get("validity") or {}).get("evaluators") or {}
@@ -199,8 +217,10 @@ def summary_data(results: Mapping[str, Any], files: Sequence[str | Path] = ()) -
             "files": [str(p) for p in files]}
 
 
-def _iv(rank: int, interval: Sequence[int] | None) -> str:
-    """``"3 [2-5]"`` (``"3"`` without an interval)."""
+def _iv(rank: int | None, interval: Sequence[int] | None) -> str:
+    """``"3 [2-5]"`` (``"3"`` without an interval; ``"no rank"`` without a rank)."""
+    if rank is None:
+        return NO_RANK
     return f"{rank}" if not interval else f"{rank} [{interval[0]}-{interval[1]}]"
 
 

@@ -38,10 +38,39 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return f"{float(x):.{digits}g}"
 
 
+#: what a table shows for a method without a rank (all its scores NaN)
+NO_RANK = "no rank"
+
+
+def rank_key(rank: int | None) -> tuple[bool, int]:
+    """Sort key of a rank: ranked methods by rank, then the methods without a rank."""
+    return (rank is None, int(rank) if rank is not None else 0)
+
+
 def _ordered_methods(results: Mapping[str, Any]) -> list[str]:
     overall = results["rankings"]["overall"]
     methods = list(results.get("methods", {})) or sorted(overall)
-    return sorted([m for m in methods if m in overall], key=lambda m: (overall[m]["rank"], m))
+    return sorted([m for m in methods if m in overall], key=lambda m: (*rank_key(overall[m]["rank"]), m))
+
+
+def rank_cell(rec: Mapping[str, Any]) -> str:
+    """``"rank (mean rank)"`` of a family/overall record, ``", k of n"`` added when the method has
+    a rank on only ``k`` of the ``n`` evaluators (families); ``"n/a (no rank)"`` without one."""
+    if rec.get("rank") is None or rec.get("mean_rank") is None:
+        return f"n/a ({NO_RANK})"
+    n, of = rec.get("n"), rec.get("of")
+    part = f", {n} of {of}" if n is not None and of is not None and n < of else ""
+    return f"{rec['rank']} ({rec['mean_rank']:.2f}{part})"
+
+
+def score_cell(r: Mapping[str, Any]) -> str:
+    """``"mean [ci_low, ci_high] #band"`` of one aggregate record; ``"no rank"`` instead of the
+    band when every score is NaN, and ``"(k NaN)"`` when ``k`` samples' scores were NaN."""
+    band = f"#{r['band']}" if r.get("band") is not None else NO_RANK
+    c = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] {band}"
+    if r.get("n_nan"):
+        c += f" ({r['n_nan']} NaN)"
+    return c
 
 
 def _reference_methods(results: Mapping[str, Any]) -> list[str]:
@@ -115,8 +144,8 @@ def leaderboard_rows(results: Mapping[str, Any], *, latex: bool = False) -> tupl
             if r is None:
                 out.append("")
                 continue
-            c = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] #{r['band']}"
-            if with_rank:
+            c = score_cell(r)
+            if with_rank and r.get("rank") is not None:  # no rank: the score cell says so
                 n_m = ((results.get("oracle_flags") or {}).get(e) or {}).get("n_methods")
                 c += f" rank {r['rank']}" + (f"/{n_m}" if n_m else "")
             out.append(c)
@@ -125,9 +154,8 @@ def leaderboard_rows(results: Mapping[str, Any], *, latex: bool = False) -> tupl
     rows = []
     for m in _ordered_methods(results):
         ctrl = any(agg[(e, m)]["control"] for e in evaluators if (e, m) in agg)
-        row = [m + (" (control)" if ctrl else ""), f"{overall[m]['rank']} ({overall[m]['mean_rank']:.2f})"]
-        row += [f"{by_family[f][m]['rank']} ({by_family[f][m]['mean_rank']:.2f})" if m in by_family.get(f, {})
-                else "" for f in families]
+        row = [m + (" (control)" if ctrl else ""), rank_cell(overall[m])]
+        row += [rank_cell(by_family[f][m]) if m in by_family.get(f, {}) else "" for f in families]
         rows.append(row + cells(m))
     for m in _reference_methods(results):
         ref = results["rankings"]["reference"][m]
@@ -158,7 +186,10 @@ def legend_lines(results: Mapping[str, Any]) -> list[str]:
              "ranks, every family weighing the same, an evaluator identical to another counted once."
              if "statistics" in results else "Ranks: rank (mean rank).",
              "↑ higher is better, ↓ lower is better; [..] the evaluator's ranking-relevant conventions "
-             "(relevance, substrate, unit, output)."]
+             "(relevance, substrate, unit, output).",
+             f"NaN: '(k NaN)' counts the samples whose score is NaN, dropped alike from the mean, the CI "
+             f"and the rank; '{NO_RANK}': every score is NaN, so the method is not ranked (never ranked "
+             f"last); 'k of n': a family/overall mean rank over the k evaluators where the method has a rank."]
     if "statistics" in results:
         lines.append("MDD: the smallest true paired difference between two methods detected with the "
                      "stated power at this run's n (median over method pairs; share of the spread of "

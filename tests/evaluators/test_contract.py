@@ -252,12 +252,49 @@ def test_non_finite_model_output_is_refused(name):
         _run(name, **kw)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_card_declares_degenerate_behaviour(name):
+    from gmxai_eval.types import Degenerate
+
+    deg = EVALUATORS.card(name).degenerate
+    assert isinstance(deg, Degenerate), f"{name}: declare card.degenerate (what an all-zero/constant map gives)"
+    assert deg.problem() is None
+
+
+def _expected(kind: str, masks: torch.Tensor) -> torch.Tensor | None:
+    """The scores a card's ``zero``/``constant`` declaration promises (None: a check other than a value)."""
+    if kind in ("nan", "finite", "map-independent"):
+        return None
+    if kind == "mask fraction":
+        return masks.double().mean((1, 2))
+    if kind == "log(H W)":
+        return torch.full((B,), float(np.log(H * H)), dtype=torch.float64)
+    return torch.full((B,), float(kind), dtype=torch.float64)
+
+
 @pytest.mark.parametrize("name", BATCH_NAMES)
-@pytest.mark.parametrize("kind", ["zero", "constant"])
-def test_degenerate_maps_never_give_inf(name, kind):
-    maps = torch.zeros(B, H, H) if kind == "zero" else torch.full((B, H, H), 0.3)
-    r = _run(name, **_inputs(Dropped(), maps=maps))
-    assert r.scores.shape == (B,) and not torch.isinf(r.scores).any()
+def test_degenerate_maps_give_what_the_card_states(name):
+    """All-zero and constant maps (two values, one negative) against ``card.degenerate``;
+    never +-inf. Oracle: the card (NaN, an exact value, the mask fraction, log(H W), or the same
+    finite value for every constant map)."""
+    deg = EVALUATORS.card(name).degenerate
+    masks = _masks()[0]
+    got = {label: _run(name, **_inputs(Dropped(), maps=maps)).scores
+           for label, maps in (("zero", torch.zeros(B, H, H)), ("constant", torch.full((B, H, H), 0.3)),
+                               ("negative", torch.full((B, H, H), -2.0)))}
+    for label, scores in got.items():
+        kind = {"zero": deg.zero, "constant": deg.constant, "negative": deg.negative or deg.constant}[label]
+        assert scores.shape == (B,) and not torch.isinf(scores).any(), (label, scores)
+        if kind == "nan":
+            assert torch.isnan(scores).all(), (label, scores)
+            continue
+        assert torch.isfinite(scores).all(), (label, kind, scores)
+        want = _expected(kind, masks)
+        if want is not None:
+            torch.testing.assert_close(scores, want, rtol=0, atol=1e-9, msg=f"{name} {label}: {kind}")
+    if deg.zero == "map-independent":
+        torch.testing.assert_close(got["constant"], got["zero"], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(got["negative"], got["zero"], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", BATCH_NAMES)

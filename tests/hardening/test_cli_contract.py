@@ -39,10 +39,13 @@ def _files(root: Path) -> dict[str, Path]:
     w("spec_unknown_method.toml", "[[methods]]\nname = 'saliencyy'\n[[evaluators]]\nname = 'deletion'\n")
     w("spec_model_cfg.toml", "[model]\nsource = 'default'\nconfig = { presett = 'tiny' }\n"
                              "[[methods]]\nname = 'saliency'\n[[evaluators]]\nname = 'sparseness'\n")
+    w("spec_method_cfg_type.toml", "[[methods]]\nname = 'integrated_gradients'\nconfig = { n_steps = 'many' }\n"
+                                   "[[evaluators]]\nname = 'sparseness'\n")
     w("res_bad.json", "{not json")
     w("res_latin1.json", b'{"aggregates": [], "x": "\xe9"}')
     w("res_nomethod.json", '{"aggregates": [{"evaluator": "deletion", "mean": 0.1}]}')
     w("res_ok.json", '{"aggregates": []}')
+    w("res_run_min.json", '{"spec": {}, "methods": {}, "aggregates": []}')
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "img.png")
     Image.fromarray(np.random.default_rng(0).random((8, 8)).astype(np.float32)).save(root / "float.tif")
     w("man_nolabel.csv", "path,subject\nimg.png,p1\n")
@@ -50,8 +53,12 @@ def _files(root: Path) -> dict[str, Path]:
     w("man_missing_img.csv", "path,label\nimg.png,A\nnope.png,B\n")
     w("man_float.csv", "path,label\nimg.png,A\nfloat.tif,B\n")
     w("man_ok.csv", "path,label\nimg.png,A\n")
+    lm_cols = ",".join(f"l{a}{i}" for i in range(5) for a in "xy")
+    w("man_lm_outside.csv", f"path,label,{lm_cols}\nimg.png,A,1,1,2,2,3,3,4,4,5,9.5\n")  # 8x8 image
     w("classes_latin1.txt", b"A\ncaf\xe9\n")
     w("in_the_way", "a file")
+    w("old_ckpt.pt", "an existing checkpoint")
+    (root / "folder_ckpt.pt").mkdir(exist_ok=True)
     w("study_ok.json", '{"name": "s", "screen_px": [1920, 1080], "screen_cm": [53, 30], "distance_cm": 60}')
     w("study_latin1.json", b'{"name": "caf\xe9", "screen_px": [1920, 1080]}')
     w("fix_latin1.csv", b"observer_id,image_id,x,y\ncaf\xe9,img0,1,1\n")
@@ -66,6 +73,7 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
     """``(case id, argv, what the one error line must name)``."""
     o = ["--output", str(out)]
     s = str
+    gz = ["gaze", "--fixations", "x.csv", "--study", "s.json", "--images", "i.npz", "--methods"]
     return [
         # run
         ("run: no spec file", ["run", s(f["spec_bad.toml"].with_name("nope.toml")), *o], "nope.toml"),
@@ -80,6 +88,7 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("run: run id with ..", ["run", "--run-id", "../escape", *o], "--run-id"),
         ("run: run id with /", ["run", "--run-id", "a/b", *o], "--run-id"),
         ("run: unknown option", ["run", "--bogus", *o], "--bogus"),
+        ("run: method config value of the wrong type", ["run", s(f["spec_method_cfg_type.toml"]), *o], "n_steps"),
         # compare
         ("compare: no baseline", ["compare", s(out / "nope.json"), s(f["res_ok.json"])], "nope.json"),
         ("compare: not JSON", ["compare", s(f["res_ok.json"]), s(f["res_bad.json"])], "res_bad.json"),
@@ -91,6 +100,11 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("compare: NaN tolerance", ["compare", s(f["res_ok.json"]), s(f["res_ok.json"]), "--tolerance", "nan"],
          "--tolerance"),
         ("compare: missing candidate argument", ["compare", s(f["res_ok.json"])], "candidate"),
+        ("compare: unknown --method", ["compare", s(f["res_ok.json"]), s(f["res_ok.json"]), "--method", "nope"],
+         "--method"),
+        # report
+        ("report: --out under a file", ["report", s(f["res_ok.json"]), "--out", s(f["in_the_way"] / "sub")],
+         "in_the_way"),
         # methods / evaluators
         ("methods: extra argument", ["methods", "a", "b"], "unrecognized arguments: b"),
         ("evaluators: extra argument", ["evaluators", "a", "b"], "unrecognized arguments: b"),
@@ -100,8 +114,15 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("data check: manifest not UTF-8", ["data", "check", s(f["man_latin1.csv"])], "man_latin1.csv"),
         ("data check: manifest row with no image", ["data", "check", s(f["man_missing_img.csv"])], "row 3"),
         ("data check: image of float mode", ["data", "check", s(f["man_float.csv"])], "mode 'F'"),
+        ("data check: landmark outside the image", ["data", "check", s(f["man_lm_outside.csv"])],
+         "man_lm_outside.csv, row 2, column 'ly4'"),
         ("data check: classes file not UTF-8",
          ["data", "check", s(f["man_ok.csv"]), "--classes", s(f["classes_latin1.txt"])], "classes_latin1.txt"),
+        ("data check: --version with a manifest", ["data", "check", s(f["man_ok.csv"]), "--version", "v1.0.3"],
+         "--version"),
+        ("data check: --classes with a synthetic folder",
+         ["data", "check", s(f["synth_card_list/card.json"].parent), "--classes", s(f["classes_latin1.txt"])],
+         "--classes"),
         ("data check: image size 0", ["data", "check", s(f["man_ok.csv"]), "--image-size", "0", "8"], "--image-size"),
         ("data check: negative max rows", ["data", "check", s(f["man_ok.csv"]), "--max-rows", "-2"], "--max-rows"),
         ("data check: synthetic card a list", ["data", "check", s(f["synth_card_list/card.json"].parent)],
@@ -113,6 +134,9 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("data synth: negative seed", ["data", "synth", "--seed", "-1", "--out", s(out)], "--seed"),
         ("data synth: 0 classes", ["data", "synth", "--classes", "0", "--out", s(out)], "--classes"),
         ("data synth: unknown preset", ["data", "synth", "--preset", "giant", "--out", s(out)], "--preset"),
+        ("data synth: name '..'", ["data", "synth", "--name", "..", "--out", s(out)], "--name"),
+        ("data synth: name with /", ["data", "synth", "--name", "a/b", "--out", s(out)], "--name"),
+        ("data synth: empty name", ["data", "synth", "--name", "", "--out", s(out)], "--name"),
         ("data synth: a file in the way", ["data", "synth", "--num-images", "100", "--classes", "2", "--quiet",
                                            "--out", s(f["in_the_way"] / "sub")], "in_the_way"),
         # train
@@ -123,6 +147,15 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("train: batch size 0", ["train", "--batch-size", "0", "--root", s(out)], "--batch-size"),
         ("train: 0 threads", ["train", "--threads", "0", "--root", s(out)], "--threads"),
         ("train: unknown dataset", ["train", "--data", "no_such_data", "--root", s(out)], "no_such_data"),
+        ("train: unknown architecture (before the dataset is generated)",
+         ["train", "--arch", "nope_arch", "--data", "synthetic_faces_tiny", "--root", s(out)], "nope_arch"),
+        # train --out: checked before the dataset is generated or a model trained (nothing written)
+        ("train: --out under a file", ["train", "--data", "synthetic_faces_tiny", "--root", s(out), "--out",
+                                       s(f["in_the_way"] / "model")], "in_the_way"),
+        ("train: --out an existing checkpoint", ["train", "--data", "synthetic_faces_tiny", "--root", s(out),
+                                                 "--out", s(f["old_ckpt.pt"].with_suffix(""))], "old_ckpt.pt"),
+        ("train: --out a folder", ["train", "--data", "synthetic_faces_tiny", "--root", s(out), "--out",
+                                   s(f["old_ckpt.pt"].parent / "folder_ckpt")], "folder_ckpt.pt"),
         # gaze
         ("gaze: n-boot 0", ["gaze", "--fixations", "x.csv", "--study", "s.json", "--images", "i.npz", "--methods",
                             "saliency", "--out", s(out), "--n-boot", "0"], "--n-boot"),
@@ -141,11 +174,25 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("gaze: study file not UTF-8", ["gaze", "--fixations", s(f["fix_latin1.csv"]), "--study",
                                         s(f["study_latin1.json"]), "--images", s(f["no_ids.npz"]), "--methods",
                                         "saliency", "--out", s(out)], "study_latin1.json"),
+        # gaze: every option is checked before a file is read
+        ("gaze: unknown method", [*gz, "salency", "--out", s(out)], "salency"),
+        ("gaze: unknown metric", [*gz, "saliency", "--metrics", "nssx", "--out", s(out)], "gaze_nssx"),
+        ("gaze: preset without =", [*gz, "saliency", "--preset", "bad", "--out", s(out)], "--preset"),
+        ("gaze: unknown transform", [*gz, "saliency", "--transform", "cube", "--out", s(out)], "cube"),
+        ("gaze: unknown model", [*gz, "saliency", "--model", "resnet9000", "--out", s(out)], "resnet9000"),
+        ("gaze: --out a file", [*gz, "saliency", "--out", s(f["in_the_way"])], "in_the_way"),
+        ("gaze-simulate: --out a file", ["gaze-simulate", "--images", s(f["no_ids.npz"]), "--out", s(f["in_the_way"])],
+         "in_the_way"),
         # questionnaire
         ("questionnaire make: not a results file", ["questionnaire", "make", s(f["res_ok.json"]), "--methods", "a",
                                                     "--out", s(out)], "res_ok.json"),
         ("questionnaire make: 0 cases", ["questionnaire", "make", s(f["res_ok.json"]), "--methods", "a", "--out",
                                          s(out), "--cases", "0"], "--cases"),
+        ("questionnaire make: --out under a file", ["questionnaire", "make", s(f["res_run_min.json"]), "--methods",
+                                                    "a", "--out", s(f["in_the_way"] / "q")], "in_the_way"),
+        ("questionnaire analyse: --out under a file", ["questionnaire", "analyse", s(f["res_ok.json"].parent), "--key",
+                                                       s(f["res_bad.json"]), "--out", s(f["in_the_way"] / "q")],
+         "in_the_way"),
         ("questionnaire analyse: bad key", ["questionnaire", "analyse", s(f["res_ok.json"].parent), "--key",
                                             s(f["res_bad.json"])], "res_bad.json"),
         # nested configs checked against what they configure, before any work
@@ -197,7 +244,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 62
+    assert len(table) == 84
 
 
 @pytest.mark.parametrize("argv,name", [

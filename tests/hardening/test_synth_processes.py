@@ -77,3 +77,36 @@ def test_stale_staging_removed_and_umask_mode(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["small"]
     assert folder.stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0700
     assert all(f.stat().st_mode & 0o777 == 0o644 for f in folder.iterdir() if f.is_file())
+
+
+def test_swap_killed_half_way_is_repaired_at_the_next_start(tmp_path, monkeypatch):
+    """A `data synth --overwrite` killed between moving the old dataset aside and moving the new
+    one in leaves only ``.small.old.<pid>``: the next start moves it back (no re-render); one killed
+    after the new one was in place leaves a leftover beside it, which is removed. A live
+    process's swap folder is never touched. Oracle: the folder listing and the card's hash."""
+    import pytest
+
+    from gmxai_eval.data.synth import build
+
+    folder = synth.generate(SMALL, name="small", root=tmp_path, progress=False, workers=1)
+    want = synth.read_card(folder)["content_hash"]
+
+    # killed between the two renames: no dataset, only the moved-aside one
+    os.replace(folder, tmp_path / f".small.old.{_dead_pid()}")
+    monkeypatch.setattr(build, "render_arrays", lambda *a, **k: pytest.fail("re-rendered"))
+    with pytest.warns(UserWarning, match="restored the previous dataset"):
+        got = synth.load_or_generate(SMALL, name="small", root=tmp_path, progress=False)
+    assert got == folder and sorted(os.listdir(tmp_path)) == ["small"]
+    assert synth.read_card(got)["content_hash"] == want
+
+    # killed after the new dataset was in place: the leftover beside it is removed
+    leftover = tmp_path / f".small.old.{_dead_pid()}"
+    leftover.mkdir()
+    (leftover / "images.npy").write_bytes(b"old")
+    assert synth.load_or_generate(SMALL, name="small", root=tmp_path, progress=False) == folder
+    assert sorted(os.listdir(tmp_path)) == ["small"]
+
+    # a swap in progress in a live process (here: this one) is left alone
+    live = tmp_path / f".small.old.{os.getpid()}"
+    live.mkdir()
+    assert build.recover_swap(tmp_path, "small") is None and live.is_dir()

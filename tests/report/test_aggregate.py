@@ -47,7 +47,9 @@ def test_bootstrap_ci_agrees_with_scipy_percentile():
 
 
 def test_ranks_bands_and_kendall():
-    assert rank_min([0.3, 0.9, 0.3, np.nan]).tolist() == [2, 1, 2, 4]
+    # NaN (no score): no rank, and not counted in the others' ranks
+    np.testing.assert_array_equal(rank_min([0.3, 0.9, 0.3, np.nan]), [2, 1, 2, np.nan])
+    np.testing.assert_array_equal(rank_min([np.nan, 0.3, np.nan, 0.9]), [np.nan, 2, np.nan, 1])
     # intervals: A [5, 7], B [4.5, 6] overlaps A, C [1, 2] below both, D [1.5, 4.6] overlaps B and C
     lo, hi = [5, 4.5, 1, 1.5], [7, 6, 2, 4.6]
     assert rank_bands(lo, hi, True).tolist() == [1, 1, 3, 2]
@@ -95,7 +97,7 @@ def test_summarise_by_hand():
     assert out["rankings"]["by_evaluator"]["e2"] == {"m1": 1, "m2": 2, "rnd": 3}
     assert out["rankings"]["by_evaluator"]["e3"] == {"m1": 3, "m2": 2, "rnd": 1}
     fam = out["rankings"]["by_family"]["perturbation"]
-    assert fam["m1"] == {"mean_rank": 1.0, "rank": 1} and fam["m2"]["mean_rank"] == 2.5
+    assert fam["m1"] == {"mean_rank": 1.0, "rank": 1, "n": 2, "of": 2} and fam["m2"]["mean_rank"] == 2.5
     assert fam["rnd"]["mean_rank"] == 2.5 and fam["m2"]["rank"] == fam["rnd"]["rank"] == 2
     # overall: every family weighs the same: mean of the perturbation and localisation mean ranks
     # m1 (1 + 3) / 2 = 2, m2 (2.5 + 2) / 2 = 2.25, rnd (2.5 + 1) / 2 = 1.75 (an evaluator mean
@@ -202,7 +204,8 @@ def test_family_weighting_small_example():
     # a3 duplicates a1 exactly: counted once; the A family mean is still 1 for x
     out = summarise(pd.DataFrame(rows), cards, {"x": {}, "y": {}}, n_boot=50)
     assert out["rankings"]["aliases"] == {"a1": ["a3"]}
-    assert out["rankings"]["overall"] == {"x": {"mean_rank": 1.5, "rank": 1}, "y": {"mean_rank": 1.5, "rank": 1}}
+    assert out["rankings"]["overall"] == {"x": {"mean_rank": 1.5, "rank": 1, "n": 2, "of": 2},
+                                         "y": {"mean_rank": 1.5, "rank": 1, "n": 2, "of": 2}}
 
 
 def test_oracle_is_a_reference_row():

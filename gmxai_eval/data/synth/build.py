@@ -9,7 +9,9 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -21,7 +23,7 @@ from gmxai_eval.data.regions import REGION_NAMES
 from gmxai_eval.data.synth.config import (ENV_ROOT, GENERATOR_VERSION, PHENOTYPES, SPLITS, UNAFFECTED, SynthConfig,
                                          define_syndromes)
 from gmxai_eval.errors import ConfigError, DataError
-from gmxai_eval.utils import die_with_parent, ensure_dir, staging_dir
+from gmxai_eval.utils import check_run_id, die_with_parent, ensure_dir, pid_alive, staging_dir
 
 
 # --------------------------------------------------------------------------- layout
@@ -279,6 +281,40 @@ def _write_dataset(folder: Path, arrays: dict[str, np.ndarray], card: dict[str, 
     (folder / "card.json").write_text(json.dumps(card, indent=1))
 
 
+def _swap_leftovers(root: Path, name: str) -> list[tuple[Path, int]]:
+    """``(path, pid)`` of the ``.<name>.old.<pid>`` folders in ``root`` (the previous dataset
+    moved aside during a swap, see :func:`generate`)."""
+    pat = re.compile(r"^\." + re.escape(name) + r"\.old\.(\d+)$")
+    if not root.is_dir():
+        return []
+    return [(e, int(m[1])) for e in root.iterdir() if (m := pat.match(e.name)) and e.is_dir()]
+
+
+def recover_swap(root: str | os.PathLike, name: str) -> Path | None:
+    """Repair what a killed swap of ``<root>/<name>/`` left behind (only leftovers of processes
+    that are no longer alive are touched):
+
+    * killed between moving the old dataset aside and moving the new one in (no ``<name>/``):
+      the old dataset is moved back (a warning says so) and returned;
+    * killed after the new one was in place: the ``.<name>.old.<pid>`` folder is removed.
+
+    Runs at the start of :func:`generate` and :func:`load_or_generate`."""
+    root = Path(root)
+    dest = root / name
+    dead = sorted((p for p, pid in _swap_leftovers(root, name) if not pid_alive(pid)),
+                  key=lambda p: p.stat().st_mtime, reverse=True)  # newest first
+    restored = None
+    if dead and not dest.exists():
+        os.replace(dead[0], dest)
+        restored = dest
+        warnings.warn(f"{dest}: restored the previous dataset from {dead[0].name} (a swap was interrupted)",
+                      stacklevel=2)
+        dead = dead[1:]
+    for p in dead:
+        shutil.rmtree(p, ignore_errors=True)
+    return restored
+
+
 def generate(cfg: SynthConfig | None = None, name: str = "synthetic_faces",
              root: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True,
              batch_size: int = 128, workers: int | None = None,
@@ -286,11 +322,14 @@ def generate(cfg: SynthConfig | None = None, name: str = "synthetic_faces",
     """Render ``cfg`` and write it atomically to ``<root>/<name>/``; returns the folder.
 
     The data is written to a temporary sibling folder that is renamed into place only when
-    complete, so an interrupted run never leaves a partial ``<name>/``.
+    complete, so an interrupted run never leaves a partial ``<name>/``. Replacing an existing
+    dataset moves it aside to ``.<name>.old.<pid>`` first; a run killed during that swap is
+    repaired at the next start (:func:`recover_swap`).
     """
     cfg = cfg or SynthConfig()
     root = default_root(root)
-    dest = root / name
+    dest = root / check_run_id(name, "dataset name")  # a plain folder name: no separators, no '..'
+    recover_swap(root, name)  # a swap killed half-way: the previous dataset back, leftovers removed
     if dest.exists() and not overwrite:
         raise ConfigError(f"expected no dataset at {dest} (pass overwrite=True), got an existing folder")
     ensure_dir(root)  # a file in the way / no permission: OutputError before rendering
@@ -329,7 +368,8 @@ def load_or_generate(cfg: SynthConfig | None = None, name: str = "synthetic_face
     generate it. An existing folder with another config raises :class:`ConfigError` unless
     ``overwrite=True`` (then it is regenerated in place, atomically)."""
     cfg = cfg or SynthConfig()
-    dest = default_root(root) / name
+    dest = default_root(root) / check_run_id(name, "dataset name")
+    recover_swap(dest.parent, name)
     if dest.exists():
         card = read_card(dest)
         same = card.get("config") == cfg.to_json() and card.get("generator_version") == GENERATOR_VERSION

@@ -18,7 +18,7 @@ def add_data_command(subparsers: argparse._SubParsersAction) -> None:
     d = SynthConfig()
     p = subparsers.add_parser("synth", help="generate the synthetic phenotype-face dataset")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    p.add_argument("--name", default=None, help="folder name under the data root")
+    p.add_argument("--name", type=ca.folder_name, default=None, help="folder name under the data root")
     p.add_argument("--num-images", type=ca.positive_int, default=None, help=f"default {d.num_images}")
     p.add_argument("--classes", type=ca.positive_int, default=None, dest="num_syndromes",
                    help=f"number of syndromes besides 'unaffected' (default {d.num_syndromes})")
