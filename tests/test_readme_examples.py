@@ -10,6 +10,7 @@ without such a comment fails the test, so new examples cannot skip it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -122,14 +123,11 @@ def _provide(needs: str, folder: Path) -> str:
     prelude = ""
     if "mynet.py" in needs:
         (folder / "mynet.py").write_text(NET)
-        sys.path.insert(0, str(folder))
-        try:
-            import mynet  # type: ignore[import-not-found]
-
-            torch.save(mynet.build(12).state_dict(), folder / "weights.pt")
-        finally:
-            sys.path.remove(str(folder))
-            sys.modules.pop("mynet", None)
+        # a private module name: another test may have imported a different "mynet" already
+        spec = importlib.util.spec_from_file_location("_readme_example_mynet", folder / "mynet.py")
+        mynet = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mynet)
+        torch.save(mynet.build(12).state_dict(), folder / "weights.pt")
     for name, code in PRELUDES.items():
         if re.search(rf"\b{name}\b", needs):
             prelude += code
