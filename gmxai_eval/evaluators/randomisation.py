@@ -33,22 +33,32 @@ are recomputed with the method's explainer.
 Randomness: layer ``l`` is re-initialised with a seed derived from ``(batch.seed, l)``; noise
 and random classes are keyed on ``(batch.seed, sample_id)``. The user's model is never
 modified (a deep copy is randomised).
+
+Sharing: a randomised state is named by the set of layers it re-initialises
+(:func:`gmxai_eval.functional.randomisation.randomisation_steps`), so states that coincide across
+evaluators (cascading's first step = independent's output layer; cascading's last step = every
+listed layer) are one state. :func:`randomised_maps` builds each state once per batch and
+memoises its maps per method in :meth:`EvalBatch.shared`, so every evaluator of the family that
+needs a ``(state, method, input)`` map explains it once; with a :class:`MapStore` under
+``batch.extra[MAP_STORE_KEY]`` (the runner passes its map cache) the maps also persist across
+runs and units. smooth_mprt's noisy explanations are its own (keyed with its noise settings).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Protocol, Sequence, runtime_checkable
 
 import torch
+from torch import nn
 
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.randomisation import (
-    CONSTANT_MAP_RULES, ORDERS, constant_map_rule, discrete_entropy, emprt_score, execution_order, fully_randomised,
-    random_other_class, random_pairs, randomised_models)
+    CONSTANT_MAP_RULES, ORDERS, constant_map_rule, discrete_entropy, emprt_score, execution_order,
+    random_other_class, random_pairs, randomisation_steps, randomise)
 from gmxai_eval.functional.similarity import SIMILARITIES, MapSimilarity
 from gmxai_eval.types import Degenerate, EvaluatorCard
-from gmxai_eval.utils import rng_for
+from gmxai_eval.utils import rng_for, stable_hash
 
 _ADEBAYO = "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018"
 _HEDSTROM = "Hedström et al., Sanity Checks Revisited: An Exploration to Repair the Model Parameter " \
@@ -88,6 +98,78 @@ def _reference_maps(ev: Evaluator, batch: EvalBatch, method: str, target: torch.
         return batch.maps[method]
     return batch.shared(("explained_predicted", method),
                         lambda: batch.explain(method, batch.model, batch.x, target))
+
+
+#: ``EvalBatch.extra`` key of the optional :class:`MapStore` of randomised-model maps.
+MAP_STORE_KEY = "map_store"
+
+
+@runtime_checkable
+class MapStore(Protocol):
+    """Persistent maps of re-explained inputs: ``(method label, key, sample ids)`` -> maps.
+
+    ``key`` names everything besides the model, the method's config and the image that the
+    maps depend on (randomised state, target rule, noise settings); the store adds those three."""
+
+    def load(self, method: str, key: str, sample_ids: Sequence[str]) -> torch.Tensor | None:
+        """``(B, H, W)`` float32 maps of every sample, or ``None`` if any is missing."""
+        ...
+
+    def save(self, method: str, key: str, sample_ids: Sequence[str], maps: torch.Tensor) -> None:
+        """Store ``maps (B, H, W)`` under ``sample_ids``."""
+        ...
+
+
+def _map_store(batch: EvalBatch) -> MapStore | None:
+    store = batch.extra.get(MAP_STORE_KEY)
+    if store is not None and not isinstance(store, MapStore):
+        raise ConfigError(f"expected batch.extra[{MAP_STORE_KEY!r}] to be a MapStore (load/save), got "
+                          f"{type(store).__name__}")
+    return store
+
+
+def randomised_state(batch: EvalBatch, layers: frozenset[str]) -> nn.Module:
+    """``batch.model`` with exactly ``layers`` re-initialised under ``batch.seed`` (the original
+    model for an empty set). The last state built is kept in the batch memo, so consecutive
+    requests for one state build it once without holding every state in memory."""
+    if not layers:
+        return batch.model
+    key = (batch.seed, layers)
+    last = batch.shared("randomised_state_last", lambda: {})
+    if last.get("key") != key:
+        last.clear()
+        last.update(key=key, model=randomise(batch.model, layers, batch.seed))
+    return last["model"]
+
+
+def randomised_maps(batch: EvalBatch, method: str, layers: frozenset[str], target: torch.Tensor,
+                    target_rule: str, explain: Callable[[nn.Module], torch.Tensor] | None = None,
+                    variant: Any = None) -> torch.Tensor:
+    """Maps ``(B, H, W)`` of ``method`` on the model with ``layers`` re-initialised, computed once
+    per batch for every evaluator (memo key: method, seed, layers, target rule, ``variant``) and
+    read from / written to the batch's :class:`MapStore` when there is one.
+
+    Args:
+        target: ``(B,)`` explained classes, named by ``target_rule`` (``"predicted"`` / ``"batch"``).
+        explain: ``model -> maps`` (default: ``batch.explain(method, model, batch.x, target)``).
+        variant: what else the maps depend on (e.g. smooth_mprt's noise settings); part of the keys.
+    """
+    ids = list(batch.sample_ids)  # type: ignore[arg-type]
+
+    def compute() -> torch.Tensor:
+        store = _map_store(batch)
+        skey = stable_hash("randomised_maps", batch.seed, sorted(layers), target_rule, repr(variant))
+        if store is not None:
+            hit = store.load(method, skey, ids)
+            if hit is not None:
+                return hit.to(batch.x.device)
+        model = randomised_state(batch, layers)
+        maps = (explain(model) if explain is not None else batch.explain(method, model, batch.x, target))
+        if store is not None:
+            store.save(method, skey, ids, maps)
+        return maps
+
+    return batch.shared(("randomised_maps", method, batch.seed, layers, target_rule, variant), compute)
 
 
 def _layers(ev: Evaluator, batch: EvalBatch) -> list[str]:
@@ -132,14 +214,16 @@ class _MPRT(Evaluator):
             raise ConfigError(f"evaluator {self.name!r}: expected order in {ORDERS}, got {order!r}")
         return order
 
-    def _explain(self, batch: EvalBatch, method: str, model: torch.nn.Module, target: torch.Tensor) -> torch.Tensor:
+    def _explain(self, batch: EvalBatch, method: str, model: nn.Module, target: torch.Tensor) -> torch.Tensor:
         return batch.explain(method, model, batch.x, target)
 
-    def _original(self, batch: EvalBatch, method: str, target: torch.Tensor) -> torch.Tensor:
-        if type(self)._explain is _MPRT._explain:
+    def _maps(self, batch: EvalBatch, method: str, layers: frozenset[str], target: torch.Tensor) -> torch.Tensor:
+        """Maps on the state with ``layers`` re-initialised, shared with the family through
+        :func:`randomised_maps` (the unrandomised clean maps are ``batch.maps``)."""
+        if not layers and self._smooth_key() is None:
             return _reference_maps(self, batch, method, target)
-        return batch.shared(("mprt_original", method, self.config["target"], self._smooth_key()),
-                            lambda: self._explain(batch, method, batch.model, target))
+        return randomised_maps(batch, method, layers, target, self.config["target"],
+                               lambda model: self._explain(batch, method, model, target), self._smooth_key())
 
     def _smooth_key(self) -> Any:
         return None
@@ -169,14 +253,14 @@ class _MPRT(Evaluator):
         sims = _similarity_fns(self)
         opts = _sim_options(self)
         methods = list(batch.maps)
-        orig = {m: self._original(batch, m, target) for m in methods}
+        orig = {m: self._maps(batch, m, frozenset(), target) for m in methods}
         prep = {(m, s): fn.prepare(orig[m], **opts) for m in methods for s, fn in sims.items()}
         per: dict[str, dict[str, list[torch.Tensor]]] = {m: {s: [] for s in sims} for m in methods}
         labels: list[str] = []
-        for name, rmodel in randomised_models(batch.model, layers, self._order(), batch.seed):  # type: ignore[arg-type]
+        for name, state in randomisation_steps(layers, self._order()):  # type: ignore[arg-type]
             labels.append(name)
             for m in methods:
-                ar = self._explain(batch, m, rmodel, target)
+                ar = self._maps(batch, m, state, target)
                 for s, fn in sims.items():
                     per[m][s].append(self._similarity(fn, orig[m], prep[m, s], ar, opts))
         partner = random_pairs(batch.sample_ids, batch.seed) if self.config["floor"] else None  # type: ignore[arg-type]
@@ -253,7 +337,7 @@ class SmoothMPRT(_MPRT):
         return torch.stack([torch.randn(shape, generator=rng_for(batch.seed, "smooth_mprt", sid), dtype=torch.float32)
                             for sid in batch.sample_ids]).to(batch.x.device)  # type: ignore[union-attr]
 
-    def _explain(self, batch: EvalBatch, method: str, model: torch.nn.Module, target: torch.Tensor) -> torch.Tensor:
+    def _explain(self, batch: EvalBatch, method: str, model: nn.Module, target: torch.Tensor) -> torch.Tensor:
         x = batch.x
         b, n = x.shape[0], int(self.config["n_noise"])
         z = batch.shared(("smooth_mprt_noise", n), lambda: self.noise(batch))
@@ -287,7 +371,7 @@ class EfficientMPRT(Evaluator):
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
         target = _targets(self, batch)
         layers = _layers(self, batch)
-        rmodel = fully_randomised(batch.model, layers, batch.seed)
+        state = frozenset(layers)
         n_bins = int(self.config["n_bins"])
         if n_bins < 1:
             raise ConfigError(f"evaluator {self.name!r}: expected n_bins >= 1, got {n_bins}")
@@ -295,7 +379,7 @@ class EfficientMPRT(Evaluator):
         out = {}
         for m in batch.maps:
             a0 = _reference_maps(self, batch, m, target)
-            a1 = batch.explain(m, rmodel, batch.x, target)
+            a1 = randomised_maps(batch, m, state, target, self.config["target"])
             h0 = discrete_entropy(prep(a0), n_bins).cpu()
             h1 = discrete_entropy(prep(a1), n_bins).cpu()
             out[m] = EvalResult(emprt_score(h0, h1), extras={"complexity_original": h0, "complexity_randomised": h1,

@@ -6,6 +6,11 @@ Hedström et al. 2023).
 * :func:`reinit_layer`: re-initialise one layer reproducibly (seeded, global RNG untouched).
 * :func:`randomised_models`: the sequence of progressively (cascading) or individually
   (independent) randomised copies of a model; the user's model is never modified.
+* :func:`randomisation_steps` / :func:`randomise`: the same states named by *which* layers are
+  re-initialised, and one state built on its own. A state is a pure function of
+  ``(model, seed, set of re-initialised layers)`` (each layer is re-initialised from its own
+  :func:`layer_seed`), so cascading, independent and eMPRT states that coincide (e.g. the output
+  layer alone, or every layer) are the same model and their maps can be shared.
 * :func:`random_other_class`, :func:`random_pairs`: seeded class and image-pair draws.
 * :func:`discrete_entropy`: entropy of the value histogram of each map (eMPRT's complexity).
 
@@ -99,6 +104,32 @@ def randomised_models(model: nn.Module, layers: Sequence[str], order: Order, see
         reinit_layer(work.get_submodule(name), layer_seed(seed, name))
         prev = name
         yield name, work
+
+
+def randomisation_steps(layers: Sequence[str], order: Order) -> list[tuple[str, frozenset[str]]]:
+    """``[(layer_name, re-initialised layers)]`` per step of :func:`randomised_models` with the
+    same ``layers`` (execution order, input to output) and ``order``: ``top_down`` and
+    ``bottom_up`` accumulate, ``independent`` holds one layer."""
+    if order not in ORDERS:
+        raise ConfigError(f"expected order in {ORDERS}, got {order!r}")
+    steps = list(layers)[::-1] if order == "top_down" else list(layers)
+    out: list[tuple[str, frozenset[str]]] = []
+    done: set[str] = set()
+    for name in steps:
+        done = {name} if order == "independent" else done | {name}
+        out.append((name, frozenset(done)))
+    return out
+
+
+def randomise(model: nn.Module, layers: Sequence[str] | frozenset[str], seed: int) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with exactly ``layers`` re-initialised, layer ``l``
+    from :func:`layer_seed` ``(seed, l)``: the same weights as the step of
+    :func:`randomised_models` that has re-initialised the same set of layers (in any order)."""
+    work = copy.deepcopy(model)
+    work.eval()
+    for name in sorted(layers):
+        reinit_layer(work.get_submodule(name), layer_seed(seed, name))
+    return work
 
 
 def fully_randomised(model: nn.Module, layers: Sequence[str], seed: int) -> nn.Module:

@@ -24,9 +24,11 @@ import torch
 
 from gmxai_eval.errors import ModelStateError
 from gmxai_eval.evaluators.base import EVALUATORS, EvalBatch, EvalResult, Evaluator
+from gmxai_eval.evaluators.randomisation import MAP_STORE_KEY
 from gmxai_eval.runner.cache import UnitStore, entry_hash
 from gmxai_eval.runner.context import RunContext, bind_masks, progress_bar
 from gmxai_eval.runner.devices import call_halving
+from gmxai_eval.runner.map_store import RunMapStore
 from gmxai_eval.runner.stages.attribute import method_keys
 from gmxai_eval.runner.store import rows_from_unit
 from gmxai_eval.utils import stable_hash
@@ -125,7 +127,8 @@ def record_conventions(ctx: RunContext, elab: str, doc: Mapping[str, Any]) -> No
 
 
 def make_batch(ctx: RunContext, ix: torch.Tensor, seed: int) -> EvalBatch:
-    """The :class:`EvalBatch` of the images ``ix`` on the run device (oracle bound to its masks)."""
+    """The :class:`EvalBatch` of the images ``ix`` on the run device (oracle bound to its masks),
+    with the run's map cache as the store of re-explained maps (``extra[MAP_STORE_KEY]``)."""
     dv: Callable[[Any], Any] = lambda t: None if t is None else t[ix].to(ctx.device)  # noqa: E731
     masks = dv(ctx.masks)
     extra = {"labels": ctx.labels[ix].to(ctx.device),  # type: ignore[index]
@@ -133,6 +136,11 @@ def make_batch(ctx: RunContext, ix: torch.Tensor, seed: int) -> EvalBatch:
              "classes": list(getattr(ctx.dataset, "classes", []) or []), **ctx.batch_extra}
     if ctx.counterfactual is not None:
         extra["counterfactual"] = ctx.counterfactual
+    if ctx.cache_root is not None:  # re-explained maps (randomised models) persist like attribution maps
+        mk = method_keys(ctx)
+        extra[MAP_STORE_KEY] = RunMapStore(ctx.cache_root, ctx.model_key,
+                                           {e.label: (e.name, mk[e.label]) for e in ctx.spec.methods},
+                                           dict(zip(ctx.image_ids, ctx.image_keys)))
     return EvalBatch(ctx.model, ctx.images[ix].to(ctx.device), ctx.target[ix].to(ctx.device),  # type: ignore[arg-type,index]
                      {m: ctx.maps[m][ix].to(ctx.device) for m in ctx.maps},
                      [ctx.image_ids[i] for i in ix.tolist()], bind_masks(ctx.explainers, masks), masks,
