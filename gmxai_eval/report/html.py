@@ -227,3 +227,5 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
     if path is not None:
         write_atomic(path, doc)
     return doc
+
+import gmxai_eval.report.sign_variants  # noqa: E402,F401  (registers the sign_variants section)

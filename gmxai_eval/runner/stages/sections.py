@@ -79,3 +79,4 @@ def gaze_section_data(ctx: RunContext) -> dict[str, Any]:
 
 
 SECTION_DATA.register(gaze_section_data, name="gaze")
+import gmxai_eval.runner.stages.sign_section  # noqa: E402,F401  (registers the sign_variants section)
