@@ -100,6 +100,8 @@ class RunContext:
         seconds_per_method / seconds_per_evaluator: compute time spent in this run.
         table: the per-sample DataFrame; ``conventions`` / ``curve_labels`` per evaluator.
         reliability / sections: the results of those stages (JSON-able).
+        power: the ``[run] power`` plan that chose ``n_images`` (:func:`gmxai_eval.runner.power.plan_n`),
+            or ``None``; written to ``results.json`` under ``power``.
     """
 
     spec: Spec
@@ -143,6 +145,7 @@ class RunContext:
     reliability: dict[str, Any] | None = None
     sections: dict[str, Any] = field(default_factory=dict)
     dataset_job: Callable[..., Any] | None = None
+    power: dict[str, Any] | None = None
 
     @property
     def seeds(self) -> tuple[int, ...]:

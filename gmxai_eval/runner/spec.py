@@ -18,6 +18,8 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     examples = 4              # example images per method in report.html
     bootstrap = 2000          # bootstrap resamples for confidence intervals
     executor = "local"        # EXECUTORS name running the units of work
+    power = { target = 0.8, pilot = "results/<run id>/results.json" }
+                              # choose n_images from a pilot run (gmxai_eval.runner.power)
 
     [dataset]                 # "default" (the default model's data) or a registered dataset ...
     name = "synthetic_faces"
@@ -94,6 +96,7 @@ class RunSection:
     executor: str = "local"
     select: str = "per_subject"
     classes: tuple[str, ...] = ()
+    power: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,7 @@ class Spec:
     executor: str = RunSection.executor
     select: str = RunSection.select
     classes: tuple[str, ...] = RunSection.classes
+    power: Mapping[str, Any] = field(default_factory=dict)
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
@@ -244,6 +248,10 @@ class Spec:
         run["classes"] = list(run["classes"])
         if not run["classes"]:
             run.pop("classes")  # absent = every class (keeps the hash of specs without it)
+        if run["power"]:
+            run["power"] = _plain(dict(run["power"]))
+        else:
+            run.pop("power")  # absent = no planning (keeps the hash of specs without it)
         return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
                 "methods": [_plain(e) for e in d["methods"]],
                 "evaluators": [_plain(e) for e in d["evaluators"]],
@@ -253,8 +261,8 @@ class Spec:
     def hash(self) -> str:
         """Content hash of everything that determines the results (not output locations)."""
         d = self.to_dict()
-        for k in ("output", "cache", "html", "examples", "name", "executor"):
-            d["run"].pop(k, None)
+        for k in ("output", "cache", "html", "examples", "name", "executor", "power"):
+            d["run"].pop(k, None)  # power only chooses n_images, which is hashed
         d.pop("report")  # report sections do not change any score
         return stable_hash(d)
 
@@ -278,6 +286,8 @@ class Spec:
                 d["report"] = {"sections": list(v)}
             elif k == "gaze":
                 d["gaze"] = dict(v)
+            elif k == "power":
+                d["run"]["power"] = dict(v)
             else:
                 raise ConfigError(f"Spec.replace: unknown field {k!r}; expected one of "
                                   f"{sorted(_RUN_KEYS | _TOP_KEYS)}")
@@ -393,6 +403,10 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
     for k in ("output", "cache", "executor"):
         if k in run:
             kw[k] = _typed(src, f"run.{k}", run[k], str, "a path string")
+    if "power" in run:
+        from gmxai_eval.runner.power import parse_power
+
+        kw["power"] = parse_power(src, run["power"])
     if "html" in run:
         kw["html"] = _typed(src, "run.html", run["html"], bool, "true or false")
     for k, lo in (("examples", 0), ("bootstrap", 100)):
@@ -483,6 +497,10 @@ def _resolve_paths(spec: Spec, base: Path) -> Spec:
         file, fn = md["factory"].rsplit(":", 1)
         md["factory"] = f"{(base / file).resolve()}:{fn}"
         changed["model"] = md
+    pw = dict(spec.power)
+    if pw.get("pilot") and not Path(pw["pilot"]).is_absolute():
+        pw["pilot"] = str((base / pw["pilot"]).resolve())
+        changed["power"] = pw
     gz = dict(spec.gaze)
     for k in ("fixations", "study"):
         if k in gz and gz[k] != "simulated" and not Path(gz[k]).is_absolute():
