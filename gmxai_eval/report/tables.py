@@ -169,8 +169,14 @@ def legend_lines(results: Mapping[str, Any]) -> list[str]:
                      "stated power at this run's n (median over method pairs; share of the spread of "
                      "the method means).")
     if results.get("oracle_flags"):
+        refs = _reference_methods(results)
+        truth = [m for m in refs if ((results.get("methods") or {}).get(m, {}).get("card") or {}).get("reference")
+                 == "counterfactual"]
         lines.append("The oracle (the ground-truth mask) is a reference row: it has no overall rank, and "
-                     "its cells add its rank among all methods.")
+                     "its cells add its rank among all methods."
+                     + (f" So is the counterfactual truth ({', '.join(truth)}: each planted trait's mask "
+                        "weighted by the drop in the class score when that trait alone is re-rendered away)."
+                        if truth else ""))
     if "validity" in results:
         val = results.get("validity") or {}
         lines.append(f"Marks: {MARK_DISAGREES} disagrees with the counterfactual truth "

@@ -57,9 +57,10 @@ def test_rendered_tables_show_the_column_and_the_mark():
     col = headers.index("ranks truth first")
     assert {r[0]: r[col] for r in rows} == {"agree": "yes", "beaten": "no (rank 2)", "lower": "yes"}
     assert "ranks truth first" in validity_markdown(doc)
-    md = leaderboard_markdown({**doc, "methods": {m: {} for m in CARDS_M},
+    md = leaderboard_markdown({**doc, "methods": {m: {"card": c} for m, c in CARDS_M.items()},
                                "evaluators": {e: {"card": c} for e, c in CARDS_E.items()}})
     assert f"beaten ↑{MARK_ORACLE}{MARK_TRUTH}" in md and "does not rank the counterfactual truth (truth) first" in md
+    assert "So is the counterfactual truth (truth:" in md
 
 
 def test_no_truth_method_no_column():
