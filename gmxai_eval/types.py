@@ -31,6 +31,9 @@ class MethodCard:
         default_config: every configurable keyword with its default; unknown keywords raise.
         control: a control (random, edges, centre bias, oracle) rather than an explanation.
         description: one line.
+        reference: non-empty for a ground-truth reference (a leaderboard reference row, not a
+            ranked method): ``"evidence"`` (the evidence mask, ``oracle``) or
+            ``"counterfactual"`` (the interventional truth, ``counterfactual_oracle``).
     """
 
     name: str
@@ -41,6 +44,7 @@ class MethodCard:
     needs_layer: bool = False
     control: bool = False
     description: str = ""
+    reference: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_config", _freeze(self.default_config))

@@ -130,8 +130,9 @@ class EvalBatch:
         """Maps ``(N, H, W)`` of ``x (N, C, H, W)`` by ``self.explainers[method]`` for ``model``.
 
         Every evaluator that re-explains calls this, so explainers that need the ground truth
-        (``needs_masks``, e.g. the ``oracle``) get the evidence masks of the right images, also
-        when ``x`` holds perturbed or repeated copies of the batch.
+        get it for the right images, also when ``x`` holds perturbed or repeated copies of the
+        batch: ``needs_masks`` (the ``oracle``) the evidence masks of the rows, ``needs_samples``
+        (the ``counterfactual_oracle``) the rows' sample ids and ``extra["counterfactual"]``.
 
         Args:
             rows: ``(N,)`` the batch row each row of ``x`` comes from (repeats allowed, e.g.
@@ -142,7 +143,8 @@ class EvalBatch:
         if ex is None:
             raise ConfigError(f"expected an explainer for method {method!r} in the batch, got none "
                               f"(have {sorted(self.explainers)})")
-        if not getattr(ex, "needs_masks", False):
+        masks_, samples_ = bool(getattr(ex, "needs_masks", False)), bool(getattr(ex, "needs_samples", False))
+        if not (masks_ or samples_):
             return ex(model, x, target)
         b, n = int(self.x.shape[0]), int(x.shape[0])
         if rows is None:
@@ -154,9 +156,16 @@ class EvalBatch:
         if rows.shape[0] != n or (n and (int(rows.min()) < 0 or int(rows.max()) >= b)):
             raise ShapeError(f"method {method!r}: expected rows of length {n} with values in [0, {b}), "
                              f"got {rows.shape[0]} rows")
-        if self.masks is None:
-            raise ConfigError(f"method {method!r} needs evidence masks, but the batch has none")
-        return ex(model, x, target, masks=self.masks[rows.to(self.masks.device)])
+        kw: dict[str, Any] = {}
+        if masks_:
+            if self.masks is None:
+                raise ConfigError(f"method {method!r} needs evidence masks, but the batch has none")
+            kw["masks"] = self.masks[rows.to(self.masks.device)]
+        if samples_:
+            kw["samples"] = [self.sample_ids[i] for i in rows.tolist()]  # type: ignore[index]
+            if self.extra.get("counterfactual") is not None:  # else the explainer's bound renderer
+                kw["renderer"] = self.extra["counterfactual"]
+        return ex(model, x, target, **kw)
 
     def subset(self, index: torch.Tensor) -> "EvalBatch":
         """The rows ``index`` of this batch (for chunking)."""

@@ -119,10 +119,11 @@ class InputDependence(Evaluator):
     def _explain(self, batch: EvalBatch, method: str, x: torch.Tensor, target: torch.Tensor,
                  rows: torch.Tensor) -> torch.Tensor:
         """Maps of ``x`` (images of batch rows ``rows``) for ``target``; methods that need masks
-        get those rows' evidence masks."""
+        get those rows' evidence masks, methods that need sample ids those rows' ids
+        (:meth:`EvalBatch.explain`)."""
         ex = batch.explainers[method]
-        if getattr(ex, "needs_masks", False) and batch.masks is not None:
-            return ex(batch.model, x, target, masks=batch.masks[rows.to(batch.masks.device)])  # type: ignore[call-arg]
+        if getattr(ex, "needs_samples", False) or (getattr(ex, "needs_masks", False) and batch.masks is not None):
+            return batch.explain(method, batch.model, x, target, rows=rows)
         return ex(batch.model, x, target)
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:

@@ -21,7 +21,10 @@ Definitions (Hesse et al., FunnyBirds, ICCV 2023, for the interventional idea):
 * counterfactual deletion: switch traits off cumulatively in a given order, record
   ``s(x), s(x without t1), s(x without t1, t2), ...`` and take the trapezoidal area under that
   curve over the fraction of traits removed (``[0, 1]``; lower = the order finds what the model
-  uses sooner) (:func:`deletion_curves`, :func:`normalised_auc`).
+  uses sooner) (:func:`deletion_curves`, :func:`normalised_auc`);
+* the importance map (the truth as a map): every trait's pixels carry its importance divided by
+  its area, summed over traits, so a trait's signed mass is its importance (plus the share of
+  any trait that overlaps it) (:func:`importance_map`).
 """
 
 from __future__ import annotations
@@ -179,11 +182,41 @@ def normalised_auc(curves: torch.Tensor, valid: torch.Tensor, min_traits: int = 
     return out
 
 
+def importance_map(masks: torch.Tensor, valid: torch.Tensor, importance: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` float32 map ``sum_t importance[b, t] * masks[b, t] / |masks[b, t]|`` over the
+    valid traits: each trait spreads its interventional importance evenly over its pixels.
+
+    A trait's signed mass (:func:`trait_mass` with ``part="signed"``) is then its importance when
+    no other trait overlaps it, so the map reproduces the importance ranking of the traits; where
+    traits overlap (two phenotypes acting on the same region) their densities add. An empty trait
+    mask contributes nothing; an image without traits gets an all-zero map.
+
+    Args:
+        masks: ``(B, T, H, W)`` bool trait masks.
+        valid: ``(B, T)`` bool, real trait slots first.
+        importance: ``(B, T)`` float, finite in valid slots (NaN allowed in padded slots).
+    """
+    valid = _check_valid(valid)
+    if masks.ndim != 4 or masks.dtype != torch.bool or masks.shape[:2] != valid.shape or \
+            importance.shape != valid.shape:
+        raise ShapeError(f"expected masks bool (B, T, H, W), valid (B, T) and importance (B, T), got "
+                         f"{masks.dtype} {tuple(masks.shape)}, {tuple(valid.shape)}, {tuple(importance.shape)}")
+    imp = importance.to("cpu", torch.float64)
+    ok = valid.cpu()
+    if not torch.isfinite(imp[ok]).all():
+        raise ShapeError("expected finite importance in valid trait slots, got NaN/inf")
+    m = masks.to("cpu", torch.float64)
+    area = m.sum((2, 3))
+    dens = torch.where(ok & (area > 0), imp.nan_to_num() / area.clamp(min=1.0), torch.zeros_like(imp))
+    return torch.einsum("bt,bthw->bhw", dens, m).to(torch.float32)
+
+
 __all__ = [
     "OUTPUTS",
     "PARTS",
     "class_score",
     "deletion_curves",
+    "importance_map",
     "interventional_importance",
     "normalised_auc",
     "order_by",

@@ -135,7 +135,7 @@ class OracleMap(Explainer):
     """The ground-truth evidence mask as the map (see the module docstring for passing masks)."""
 
     card = MethodCard(
-        name="oracle", family="control", signed=False, control=True,
+        name="oracle", family="control", signed=False, control=True, reference="evidence",
         paper="ground-truth evidence regions (upper reference for localisation metrics)",
         description="the evidence mask itself; needs masks=")
 

@@ -48,8 +48,10 @@ Conventions (all stated in ``results.json`` under ``aggregation``):
 * **Control flag**: an evaluator is flagged when a control method (card ``control=True``, not
   the oracle) has a strictly better mean than a real method.
 * **Oracle flag**: an evaluator is flagged when a non-oracle method has a strictly better mean
-  than the oracle (an oracle without a score on the evaluator has no rank in ``oracle_flags``
-  and raises no flag).
+  than the evidence oracle (an oracle without a score on the evaluator has no rank in
+  ``oracle_flags`` and raises no flag); ``truth_flag`` is the same for the counterfactual truth
+  (``counterfactual_oracle``, card ``reference = "counterfactual"``), whose rank the validity
+  table shows as "ranks truth first".
 * **Validity**: see :mod:`gmxai_eval.report.validity`.
 """
 
@@ -69,7 +71,7 @@ from gmxai_eval.functional.paired import (bootstrap_means, difference_sd, holm,
                                           minimal_detectable_difference, paired_bootstrap_test,
                                           paired_rank_bands)
 
-__all__ = ["bootstrap_means", "rank_min", "rank_bands", "kendall_tau_b", "summarise", "is_oracle",
+__all__ = ["bootstrap_means", "rank_min", "rank_bands", "kendall_tau_b", "summarise", "is_oracle", "is_truth",
            "ranking_conventions", "find_aliases", "BAND_RULES"]
 
 BandRule = Literal["paired", "ci_overlap"]
@@ -114,9 +116,22 @@ def _f(x: Any) -> float | None:
 
 
 def is_oracle(label: str, card: Mapping[str, Any]) -> bool:
-    """Whether a method is the ground-truth oracle (a reference row, not a ranked method)."""
+    """Whether a method is a ground-truth reference (a reference row, not a ranked method): the
+    ``oracle``, a card with a non-empty ``reference`` (e.g. ``counterfactual_oracle``), or a
+    control with ``needs_masks``."""
     name = card.get("name", label)
-    return name == "oracle" or bool(card.get("control", False) and card.get("needs_masks", False))
+    return name == "oracle" or bool(card.get("reference")) or \
+        bool(card.get("control", False) and card.get("needs_masks", False))
+
+
+#: ``MethodCard.reference`` of the interventional truth (the ``counterfactual_oracle``).
+TRUTH_REFERENCE = "counterfactual"
+
+
+def is_truth(label: str, card: Mapping[str, Any]) -> bool:
+    """Whether a method is the counterfactual truth (card ``reference == "counterfactual"``):
+    the validity table says per evaluator whether it ranks this method first."""
+    return str(card.get("reference", "")) == TRUTH_REFERENCE
 
 
 #: keys of an evaluator's ``conventions`` that change its ranking, as
@@ -231,6 +246,7 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
     evaluators = [e for e in evaluator_cards if e in present_e]
     methods = [m for m in method_cards if m in present_m]
     oracles = [m for m in methods if is_oracle(m, method_cards[m])]
+    truths = [m for m in oracles if is_truth(m, method_cards[m])]
     ranked = [m for m in methods if m not in oracles]  # real methods and controls
     r_idx = [methods.index(m) for m in ranked]
     records: list[dict[str, Any]] = []
@@ -388,13 +404,15 @@ def summarise(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, An
         if oracles:
             beaten = {o: [m for m in ranked if np.isfinite(om[m]) and np.isfinite(om[o]) and om[m] > om[o]]
                       for o in oracles}
-            oracle_flags[ev] = {"flag": any(beaten.values()), "rank": oracle_ranks[ev],
-                                "n_methods": len(ranked) + 1, "beaten_by": {o: v for o, v in beaten.items() if v}}
+            oracle_flags[ev] = {"flag": any(v for o, v in beaten.items() if o not in truths),
+                                "rank": oracle_ranks[ev], "n_methods": len(ranked) + 1,
+                                "beaten_by": {o: v for o, v in beaten.items() if v},
+                                "truth_flag": any(v for o, v in beaten.items() if o in truths)}
 
     validity = validity_table({e: per_tables[e][ranked] for e in evaluators}, subjects, evaluator_cards,
                               ranked, oracle_ranks, n_boot=n_boot, seed=seed,
                               threshold=ALPHA_THRESHOLD if reliability_threshold is None else reliability_threshold,
-                              truth=truth, boots=boots_ranked)
+                              truth=truth, boots=boots_ranked, truth_methods=truths)
 
     # mean curves
     curves: dict[str, dict[str, Any]] = {}

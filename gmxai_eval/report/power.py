@@ -11,7 +11,9 @@ added: ``statistics.<evaluator>.pairs``), so a pilot at a small ``n`` can size t
 Protocol, per evaluator, over the pairs of non-oracle methods:
 
 1. the pilot's mean paired difference ``delta`` and the standard deviation ``sd_d`` of the
-   per-unit differences are taken as the truth;
+   per-unit differences are taken as the truth (with ``delta=`` given, every pair's difference
+   is instead ``delta`` times the spread of the pilot's method means on that evaluator: the
+   smallest difference worth detecting, on the scale of :attr:`mdd_relative`);
 2. the units a pair needs are ``ceil(((z_{1 - a/2} + z_{power}) sd_d / |delta|)^2)``
    (:func:`gmxai_eval.functional.paired.required_n`) with ``a = alpha / P`` for
    ``correction="bonferroni"`` (the strictest Holm step over the ``P`` pairs: enough for every
@@ -31,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -57,7 +59,8 @@ def _column(pairs: Mapping[str, Any], key: str, keep: list[int]) -> np.ndarray:
 
 def required_n(results_json: Mapping[str, Any] | str | Path, power: float = 0.8, alpha: float = 0.05, *,
                fraction: float = 0.5, correction: Literal["bonferroni", "none"] = "bonferroni",
-               include_controls: bool = True) -> dict[str, Any]:
+               include_controls: bool = True, delta: float | None = None,
+               evaluators: Sequence[str] | None = None) -> dict[str, Any]:
     """Plan ``n`` from a pilot run's results (see the module docstring).
 
     Args:
@@ -67,6 +70,9 @@ def required_n(results_json: Mapping[str, Any] | str | Path, power: float = 0.8,
         fraction: the share of pairs an evaluator should resolve (its ``n`` is that quantile).
         correction: ``"bonferroni"`` (per-pair level ``alpha / P``) or ``"none"``.
         include_controls: count pairs with a control method (the bands rank controls too).
+        delta: ``None`` (plan for the pilot's own differences) or ``> 0``: plan for a difference
+            of ``delta`` times the evaluator's spread of method means (``statistics.<ev>.spread``).
+        evaluators: plan on these evaluators only (default: every evaluator of the pilot).
 
     Returns:
         ``{"n", "n_max", "unit", "power", "alpha", "fraction", "correction", "evaluators":
@@ -82,6 +88,15 @@ def required_n(results_json: Mapping[str, Any] | str | Path, power: float = 0.8,
         raise ConfigError(f"expected 0 < fraction <= 1, got {fraction}")
     if correction not in ("bonferroni", "none"):
         raise ConfigError(f"expected correction 'bonferroni' or 'none', got {correction!r}")
+    if not 0 < power < 1 or not 0 < alpha < 1:
+        raise ConfigError(f"expected 0 < power < 1 and 0 < alpha < 1, got power {power}, alpha {alpha}")
+    if delta is not None and not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
+        raise ConfigError(f"expected delta > 0 (a share of the spread of method means) or None, got {delta!r}")
+    if evaluators is not None:
+        missing = [e for e in evaluators if e not in stats]
+        if missing:
+            raise DataError(f"expected evaluators of the pilot ({sorted(stats)}), got unknown {missing}")
+        stats = {e: stats[e] for e in evaluators}
     oracles = set((doc.get("aggregation") or {}).get("oracle") or [])
     controls = {m for m, info in (doc.get("methods") or {}).items() if (info.get("card") or {}).get("control")}
     controls |= {r["method"] for r in doc.get("aggregates", []) if r.get("control")}
@@ -96,6 +111,9 @@ def required_n(results_json: Mapping[str, Any] | str | Path, power: float = 0.8,
                        "pairs": 0, "resolved_at_pilot": 0}
             continue
         sd, diff, n_units = (_column(pairs, k, keep) for k in ("sd", "diff", "n_units"))
+        if delta is not None:
+            spread = st.get("spread")
+            diff = np.full(len(keep), np.nan if spread is None else float(delta) * float(spread))
         a = alpha / len(keep) if correction == "bonferroni" else alpha
         need = _required_n(sd, diff, alpha=a, power=power)
         fin = need[~np.isnan(need)]
@@ -110,4 +128,4 @@ def required_n(results_json: Mapping[str, Any] | str | Path, power: float = 0.8,
     units = sorted({str(v["unit"]) for v in out.values() if v["unit"]})
     return {"n": float(np.median(finite)) if finite else None, "n_max": max(finite) if finite else None,
             "unit": units[0] if len(units) == 1 else units, "power": power, "alpha": alpha,
-            "fraction": fraction, "correction": correction, "evaluators": out}
+            "fraction": fraction, "correction": correction, "delta": delta, "evaluators": out}

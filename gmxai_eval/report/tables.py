@@ -29,6 +29,8 @@ CSV_COLUMNS = ("evaluator", "method", "category", "higher_is_better", "control",
 
 #: header marks of an evaluator (explained in the legend)
 MARK_DISAGREES, MARK_UNRELIABLE, MARK_ORACLE = "†", "‡", "°"
+#: header mark of an evaluator that does not rank the counterfactual truth first
+MARK_TRUTH = "§"
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -96,7 +98,8 @@ def evaluator_conventions(results: Mapping[str, Any], evaluator: str) -> dict[st
 def evaluator_marks(results: Mapping[str, Any], evaluator: str) -> str:
     """The header marks of ``evaluator``: :data:`MARK_DISAGREES` (disagrees with the
     counterfactual truth), :data:`MARK_UNRELIABLE` (Krippendorff's α below the threshold),
-    :data:`MARK_ORACLE` (a non-oracle method beats the oracle)."""
+    :data:`MARK_ORACLE` (a non-oracle method beats the oracle), :data:`MARK_TRUTH` (the
+    evaluator does not rank the counterfactual truth first)."""
     val = ((results.get("validity") or {}).get("evaluators") or {}).get(evaluator) or {}
     marks = ""
     if val.get("disagrees"):
@@ -105,6 +108,8 @@ def evaluator_marks(results: Mapping[str, Any], evaluator: str) -> str:
         marks += MARK_UNRELIABLE
     if ((results.get("oracle_flags") or {}).get(evaluator) or {}).get("flag"):
         marks += MARK_ORACLE
+    if val.get("ranks_truth_first") is False:
+        marks += MARK_TRUTH
     return marks
 
 
@@ -195,15 +200,23 @@ def legend_lines(results: Mapping[str, Any]) -> list[str]:
                      "stated power at this run's n (median over method pairs; share of the spread of "
                      "the method means).")
     if results.get("oracle_flags"):
+        refs = _reference_methods(results)
+        truth = [m for m in refs if ((results.get("methods") or {}).get(m, {}).get("card") or {}).get("reference")
+                 == "counterfactual"]
         lines.append("The oracle (the ground-truth mask) is a reference row: it has no overall rank, and "
-                     "its cells add its rank among all methods.")
+                     "its cells add its rank among all methods."
+                     + (f" So is the counterfactual truth ({', '.join(truth)}: each planted trait's mask "
+                        "weighted by the drop in the class score when that trait alone is re-rendered away)."
+                        if truth else ""))
     if "validity" in results:
         val = results.get("validity") or {}
         lines.append(f"Marks: {MARK_DISAGREES} disagrees with the counterfactual truth "
                      f"({val.get('primary') or 'none in this run'}: Kendall tau CI includes 0 or tau < 0), "
                      f"{MARK_UNRELIABLE} unreliable across images (Krippendorff's alpha < "
                      f"{val.get('threshold', 0.667):g}), {MARK_ORACLE} a non-oracle method beats the "
-                     "oracle. See validity.md.")
+                     "oracle" + (f", {MARK_TRUTH} does not rank the counterfactual truth "
+                                 f"({', '.join(val['truth_methods'])}) first" if val.get("truth_methods") else "")
+                     + ". See validity.md.")
     return lines
 
 
@@ -216,7 +229,7 @@ def flags_text(results: Mapping[str, Any]) -> list[str]:
             parts = "; ".join(f"{c} beats {', '.join(ms)}" for c, ms in f["beats"].items())
             out.append(f"{e}: control ranks above real methods ({parts})")
     for e, f in (results.get("oracle_flags") or {}).items():
-        if f.get("flag"):
+        if f.get("flag") or f.get("truth_flag"):
             parts = "; ".join(f"{o} (rank {f['rank'].get(o)} of {f.get('n_methods')}) is beaten by {', '.join(ms)}"
                               for o, ms in f.get("beaten_by", {}).items())
             out.append(f"{e}: the oracle is beaten ({parts})")

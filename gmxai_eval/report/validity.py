@@ -103,7 +103,8 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
                    oracle_ranks: Mapping[str, Mapping[str, int]] | None = None, *,
                    n_boot: int = 2000, seed: int = 0, threshold: float = ALPHA_THRESHOLD,
                    truth: Sequence[str] | None = None,
-                   boots: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+                   boots: Mapping[str, np.ndarray] | None = None,
+                   truth_methods: Sequence[str] = ()) -> dict[str, Any]:
     """Validity of every evaluator (see the module docstring).
 
     Args:
@@ -119,11 +120,16 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
         boots: optional ``{evaluator: (n_boot, len(methods))}`` bootstrap means already drawn
             with ``seed`` over the evaluator's own samples and units; reused (the draws are the
             same) when two evaluators share their samples and units, instead of redrawing.
+        truth_methods: the reference methods that are the counterfactual truth (labels among
+            ``oracle_ranks``' keys, e.g. ``counterfactual_oracle``): ``ranks_truth_first`` says
+            whether each evaluator ranks them first.
 
     Returns:
         ``{"truth", "primary", "threshold", "level", "evaluators": {ev: {"tau": {truth ev:
-        {"tau", "ci_low", "ci_high", "n"}}, "alpha", "n_images", "oracle_rank",
-        "disagrees", "unreliable", "is_truth"}}, "description"}``.
+        {"tau", "ci_low", "ci_high", "n"}}, "alpha", "n_images", "oracle_rank", "truth_rank",
+        "ranks_truth_first", "disagrees", "unreliable", "is_truth"}}, "truth_methods",
+        "description"}``; ``ranks_truth_first`` is ``None`` when no truth method has a score on
+        the evaluator.
     """
     evs = list(per)
     if truth is None:
@@ -173,26 +179,32 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
             else:
                 lo_, hi_ = tp["ci_low"], tp["ci_high"]
                 disagrees = bool(tp["tau"] < 0 or lo_ is None or (lo_ <= 0 <= hi_))
+        oranks = dict((oracle_ranks or {}).get(ev, {}))
+        truth_rank = {m: int(oranks[m]) for m in truth_methods if m in oranks}
         out[ev] = {"tau": taus, "alpha": _f(alpha), "n_images": int(len(tab)),
-                   "oracle_rank": dict((oracle_ranks or {}).get(ev, {})),
+                   "oracle_rank": oranks, "truth_rank": truth_rank,
+                   "ranks_truth_first": all(r == 1 for r in truth_rank.values()) if truth_rank else None,
                    "disagrees": disagrees,
                    "unreliable": bool(not math.isfinite(alpha) or alpha < threshold),
                    "is_truth": ev in truth}
     return {"truth": list(truth), "primary": primary, "threshold": float(threshold),
-            "level": "ordinal", "methods": list(methods), "evaluators": out,
+            "level": "ordinal", "methods": list(methods), "evaluators": out, "truth_methods": list(truth_methods),
             "description": "tau: Kendall tau-b between the evaluator's and the truth evaluator's method "
                            "rankings (non-oracle methods), 95% percentile CI over a joint bootstrap of "
                            "the common samples; alpha: Krippendorff's alpha (ordinal), images as raters "
                            "ranking the methods (Tomsett et al., AAAI 2020); "
                            + (f"disagrees: the CI against the primary truth ({primary}) includes 0 or "
                               "tau < 0; " if primary else "no truth evaluator in this run; ")
-                           + f"unreliable: alpha < {threshold:g}."}
+                           + f"unreliable: alpha < {threshold:g}"
+                           + (f"; ranks truth first: {', '.join(truth_methods)} (each trait's mask weighted by "
+                              "its interventional importance) has rank 1 (no method strictly better)."
+                              if truth_methods else ".")}
 
 
 # -- rendering ----------------------------------------------------------------------------------
 
 VALIDITY_COLUMNS = ("evaluator", "category", "truth", "tau", "tau_ci_low", "tau_ci_high", "alpha",
-                    "oracle_rank", "disagrees", "unreliable")
+                    "oracle_rank", "ranks_truth_first", "disagrees", "unreliable")
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -210,7 +222,8 @@ def validity_frame(results: Mapping[str, Any]) -> pd.DataFrame:
     for ev, r in (val.get("evaluators") or {}).items():
         orank = "; ".join(f"{k} {v}" for k, v in (r.get("oracle_rank") or {}).items())
         base = {"evaluator": ev, "category": cats.get(ev, ""), "alpha": r.get("alpha"),
-                "oracle_rank": orank, "disagrees": r.get("disagrees"), "unreliable": r.get("unreliable")}
+                "oracle_rank": orank, "ranks_truth_first": r.get("ranks_truth_first"),
+                "disagrees": r.get("disagrees"), "unreliable": r.get("unreliable")}
         taus = r.get("tau") or {}
         if not taus:
             rows.append({**base, "truth": "", "tau": None, "tau_ci_low": None, "tau_ci_high": None})
@@ -225,8 +238,9 @@ def validity_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]
     per truth evaluator, then α, the oracle's rank and the marks."""
     val = results.get("validity") or {}
     truth = list(val.get("truth") or [])
+    truth_first = bool(val.get("truth_methods"))
     headers = ["evaluator"] + [f"τ vs {t} [95% CI]" for t in truth] + \
-        ["α (ordinal)", "oracle rank", "marks"]
+        ["α (ordinal)", "oracle rank"] + (["ranks truth first"] if truth_first else []) + ["marks"]
     rows = []
     for ev, r in (val.get("evaluators") or {}).items():
         row = [ev]
@@ -234,7 +248,12 @@ def validity_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]
             v = (r.get("tau") or {}).get(t, {})
             row.append(f"{_fmt(v.get('tau'))} [{_fmt(v.get('ci_low'))}, {_fmt(v.get('ci_high'))}]")
         row.append(_fmt(r.get("alpha")))
-        row.append(", ".join(str(v) for v in (r.get("oracle_rank") or {}).values()) or "n/a")
+        oranks = r.get("oracle_rank") or {}
+        row.append(", ".join(f"{k} {v}" if len(oranks) > 1 else str(v) for k, v in oranks.items()) or "n/a")
+        if truth_first:
+            first = r.get("ranks_truth_first")
+            row.append("n/a" if first is None else "yes" if first else
+                       "no (rank " + ", ".join(str(v) for v in (r.get("truth_rank") or {}).values()) + ")")
         marks = (["truth"] if r.get("is_truth") else []) + \
             (["disagrees with the truth"] if r.get("disagrees") else []) + \
             (["unreliable"] if r.get("unreliable") else [])

@@ -100,6 +100,8 @@ class RunContext:
         seconds_per_method / seconds_per_evaluator: compute time spent in this run.
         table: the per-sample DataFrame; ``conventions`` / ``curve_labels`` per evaluator.
         reliability / sections: the results of those stages (JSON-able).
+        power: the ``[run] power`` plan that chose ``n_images`` (:func:`gmxai_eval.runner.power.plan_n`),
+            or ``None``; written to ``results.json`` under ``power``.
     """
 
     spec: Spec
@@ -143,6 +145,7 @@ class RunContext:
     reliability: dict[str, Any] | None = None
     sections: dict[str, Any] = field(default_factory=dict)
     dataset_job: Callable[..., Any] | None = None
+    power: dict[str, Any] | None = None
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -158,12 +161,17 @@ class RunContext:
         return names[k] if 0 <= k < len(names) else str(k)
 
 
-def bind_masks(explainers: Mapping[str, Any], masks: torch.Tensor | None) -> dict[str, Any]:
+def bind_masks(explainers: Mapping[str, Any], masks: torch.Tensor | None,
+               sample_ids: Sequence[str] | None = None, counterfactual: Any = None) -> dict[str, Any]:
     """``{label: explainer}`` with every explainer that declares ``needs_masks`` (the oracle)
-    replaced by ``explainer.with_masks(masks)``; ``masks`` ``(B, H, W)`` bool.
+    replaced by ``explainer.with_masks(masks)`` (``masks (B, H, W)`` bool), and every one that
+    declares ``needs_samples`` (the counterfactual oracle) by
+    ``explainer.with_samples(sample_ids, counterfactual)`` (the ``B`` sample ids of the rows and
+    the dataset's counterfactual renderer).
 
     Raises:
-        ConfigError: an explainer needs masks and ``masks`` is ``None``.
+        ConfigError: an explainer needs masks and ``masks`` is ``None``, or needs samples and
+            ``sample_ids`` or ``counterfactual`` is ``None``.
     """
     from gmxai_eval.errors import ConfigError
 
@@ -175,5 +183,11 @@ def bind_masks(explainers: Mapping[str, Any], masks: torch.Tensor | None) -> dic
                                   "dataset without evidence masks; remove it from the spec or use a "
                                   "dataset with evidence")
             ex = ex.with_masks(masks)
+        if getattr(ex, "needs_samples", False):
+            if sample_ids is None or counterfactual is None:
+                raise ConfigError(f"method {label!r} needs sample ids and a counterfactual renderer "
+                                  f"(needs_samples = True), got {'no sample ids' if sample_ids is None else 'a dataset without counterfactual_renderer()'}; "
+                                  "remove it from the spec or use a dataset with counterfactuals")
+            ex = ex.with_samples(list(sample_ids), counterfactual)
         out[label] = ex
     return out

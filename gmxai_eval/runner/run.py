@@ -117,11 +117,17 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
             ImageGaze}}`` for the gaze evaluators); its pickled content is part of every unit key.
         overwrite: replace a run folder of another spec under the same run id.
     """
+    power = None
+    if spec.power:  # [run] power: n_images from a pilot run, before anything is selected
+        from gmxai_eval.runner.power import plan_n
+
+        power = plan_n(spec.power, spec.source)
+        spec = spec.replace(n_images=power["n"])
     out_root = Path(output if output is not None else spec.output)
     ctx = RunContext(
         spec=spec, timer=StageTimer(progress), progress=progress,
         out_root=out_root, cache_root=Path(cache if cache is not None else (spec.cache or out_root / ".cache")),
-        run_id=run_id or spec.run_id, dataset_job=dataset_job,
+        run_id=run_id or spec.run_id, dataset_job=dataset_job, power=power,
         counts={"attributed": {e.label: 0 for e in spec.methods}, "units_run": 0, "units_reused": 0})
     staged = prepare_run_dir(out_root, ctx.run_id, spec.hash(), overwrite) if write else None
     with staged if staged is not None else contextlib.nullcontext():
@@ -151,6 +157,8 @@ def _run(ctx: RunContext, staged: StagedRun | None, *, model: nn.Module | None, 
     run_dir = None
     with timer("report"):
         results = summarise(ctx)
+        if ctx.power is not None:
+            results["power"] = ctx.power
         board = tables.leaderboard_markdown(results)
         if staged is not None:
             write_run(ctx, results, extra_sections, folder=staged.path)

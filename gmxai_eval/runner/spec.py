@@ -20,6 +20,8 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     executor = "local"        # EXECUTORS name running the units of work
     gpus_per_task = 1.0       # with executor "ray" and a cuda device: GPUs each task asks Ray
                               # for (a fraction such as 0.25 puts four trainings on one GPU)
+    power = { target = 0.8, pilot = "results/<run id>/results.json" }
+                              # choose n_images from a pilot run (gmxai_eval.runner.power)
 
     [dataset]                 # "default" (the default model's data) or a registered dataset ...
     name = "synthetic_faces"
@@ -101,6 +103,7 @@ class RunSection:
     select: str = "per_subject"
     classes: tuple[str, ...] = ()
     gpus_per_task: float = 1.0
+    power: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,7 @@ class Spec:
     select: str = RunSection.select
     classes: tuple[str, ...] = RunSection.classes
     gpus_per_task: float = RunSection.gpus_per_task
+    power: Mapping[str, Any] = field(default_factory=dict)
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
@@ -282,6 +286,10 @@ class Spec:
             run.pop("classes")  # absent = every class (keeps the hash of specs without it)
         if run["gpus_per_task"] == RunSection.gpus_per_task:
             run.pop("gpus_per_task")  # where work runs, not what it computes
+        if run["power"]:
+            run["power"] = _plain(dict(run["power"]))
+        else:
+            run.pop("power")  # absent = no planning (keeps the hash of specs without it)
         return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
                 "methods": [_plain(e) for e in d["methods"]],
                 "evaluators": [_plain(e) for e in d["evaluators"]],
@@ -292,8 +300,8 @@ class Spec:
     def hash(self) -> str:
         """Content hash of everything that determines the results (not output locations)."""
         d = self.to_dict()
-        for k in ("output", "cache", "html", "examples", "name", "executor", "gpus_per_task"):
-            d["run"].pop(k, None)
+        for k in ("output", "cache", "html", "examples", "name", "executor", "gpus_per_task", "power"):
+            d["run"].pop(k, None)  # where work runs; power only chooses n_images, which is hashed
         d.pop("report")  # report sections do not change any score
         d.pop("views", None)  # nor do the views
         return stable_hash(d)
@@ -318,6 +326,8 @@ class Spec:
                 d["report"] = {"sections": list(v)}
             elif k in ("gaze", "views"):
                 d[k] = dict(v)
+            elif k == "power":
+                d["run"]["power"] = dict(v)
             else:
                 raise ConfigError(f"Spec.replace: unknown field {k!r}; expected one of "
                                   f"{sorted(_RUN_KEYS | _TOP_KEYS)}")
@@ -433,6 +443,10 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
     for k in ("output", "cache", "executor"):
         if k in run:
             kw[k] = _typed(src, f"run.{k}", run[k], str, "a path string")
+    if "power" in run:
+        from gmxai_eval.runner.power import parse_power
+
+        kw["power"] = parse_power(src, run["power"])
     if "html" in run:
         kw["html"] = _typed(src, "run.html", run["html"], bool, "true or false")
     if "gpus_per_task" in run:
@@ -545,6 +559,10 @@ def _resolve_paths(spec: Spec, base: Path) -> Spec:
         file, fn = md["factory"].rsplit(":", 1)
         md["factory"] = f"{(base / file).resolve()}:{fn}"
         changed["model"] = md
+    pw = dict(spec.power)
+    if pw.get("pilot") and not Path(pw["pilot"]).is_absolute():
+        pw["pilot"] = str((base / pw["pilot"]).resolve())
+        changed["power"] = pw
     gz = dict(spec.gaze)
     for k in ("fixations", "study"):
         if k in gz and gz[k] != "simulated" and not Path(gz[k]).is_absolute():

@@ -228,7 +228,7 @@ def test_oracle_is_a_reference_row():
     # e1 means: m1 .75, rnd .7, oracle .55, m2 .51 -> oracle rank 3 of 4, beaten by m1 and rnd
     assert agg[("e1", "oracle")]["rank"] == 3 and agg[("e1", "oracle")]["reference"] is True
     assert out["oracle_flags"]["e1"] == {"flag": True, "rank": {"oracle": 3}, "n_methods": 4,
-                                         "beaten_by": {"oracle": ["m1", "rnd"]}}
+                                         "beaten_by": {"oracle": ["m1", "rnd"]}, "truth_flag": False}
     # e3 (higher better): oracle ~6 beats everything -> rank 1, no flag; e2 (lower better): last
     assert out["oracle_flags"]["e3"]["flag"] is False and agg[("e3", "oracle")]["rank"] == 1
     assert agg[("e2", "oracle")]["rank"] == 4 and out["oracle_flags"]["e2"]["flag"] is True
@@ -260,5 +260,5 @@ def test_an_unscored_oracle_raises_no_flag():
     orc["method"] = "oracle"
     out = summarise(pd.concat([t, orc]), CARDS_E, {**CARDS_M, "oracle": {"name": "oracle", "control": True}},
                     n_boot=50)
-    assert out["oracle_flags"]["e2"] == {"flag": False, "rank": {}, "n_methods": 4, "beaten_by": {}}
+    assert out["oracle_flags"]["e2"] == {"flag": False, "rank": {}, "n_methods": 4, "beaten_by": {}, "truth_flag": False}
     assert out["oracle_flags"]["e1"]["rank"] == {"oracle": 1}  # ties m1: 1 + #strictly better

@@ -1,7 +1,8 @@
 """Stage ``attribute``: the maps of every method for every selected image, through the map cache.
 
 Inputs: ``explainers``, ``model``, ``images``, ``target``, ``image_keys``, ``batches``,
-``masks`` (bound to explainers with ``needs_masks``, e.g. the ``oracle``), ``cache_root``,
+``masks`` (bound to explainers with ``needs_masks``, e.g. the ``oracle``), ``counterfactual``
+(bound with the image ids to explainers with ``needs_samples``), ``cache_root``,
 ``model_key``. Output: ``{method label: (N, H, W)}`` float32 cpu. A second run computes only maps
 it has not seen (new method, new config, new image); ``counts["attributed"]`` and
 ``seconds_per_method`` record what was computed now.
@@ -57,6 +58,7 @@ def attribute(ctx: RunContext) -> dict[str, torch.Tensor]:
 def _explain(ctx: RunContext, label: str, index: torch.Tensor) -> torch.Tensor:
     """Maps of method ``label`` for the images ``index`` (the oracle bound to their masks)."""
     ex = bind_masks({label: ctx.explainers[label]},
-                    None if ctx.masks is None else ctx.masks[index].to(ctx.device))[label]
+                    None if ctx.masks is None else ctx.masks[index].to(ctx.device),
+                    [ctx.image_ids[i] for i in index.tolist()], ctx.counterfactual)[label]
     x, t = ctx.images[index].to(ctx.device), ctx.target[index].to(ctx.device)  # type: ignore[index]
     return ex(ctx.model, x, t).detach().cpu()

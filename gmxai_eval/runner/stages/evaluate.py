@@ -59,7 +59,8 @@ def _split_batch(b: EvalBatch) -> tuple[EvalBatch, EvalBatch]:
     h = n // 2
     halves = b.subset(torch.arange(h)), b.subset(torch.arange(h, n))
     for part in halves:  # explainers bound to masks follow the rows of their half
-        part.explainers = bind_masks(part.explainers, part.masks)
+        part.explainers = bind_masks(part.explainers, part.masks, part.sample_ids,
+                                     part.extra.get("counterfactual"))
     return halves
 
 
@@ -143,7 +144,9 @@ def make_batch(ctx: RunContext, ix: torch.Tensor, seed: int) -> EvalBatch:
                                            dict(zip(ctx.image_ids, ctx.image_keys)))
     return EvalBatch(ctx.model, ctx.images[ix].to(ctx.device), ctx.target[ix].to(ctx.device),  # type: ignore[arg-type,index]
                      {m: ctx.maps[m][ix].to(ctx.device) for m in ctx.maps},
-                     [ctx.image_ids[i] for i in ix.tolist()], bind_masks(ctx.explainers, masks), masks,
+                     [ctx.image_ids[i] for i in ix.tolist()],
+                     bind_masks(ctx.explainers, masks, [ctx.image_ids[i] for i in ix.tolist()], ctx.counterfactual),
+                     masks,
                      dv(ctx.region_masks), ctx.region_names, seed, extra)
 
 

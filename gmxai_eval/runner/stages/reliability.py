@@ -65,11 +65,11 @@ def perturb_model(model: nn.Module, sigma: float, seed: int, kind: str, attempt:
 def _scores(model: nn.Module, x: torch.Tensor, target: torch.Tensor, ids: Sequence[str],
             explainers: Mapping[str, Explainer], evaluators: Mapping[str, Evaluator], seed: int,
             masks: torch.Tensor | None, region_masks: torch.Tensor | None,
-            region_names: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
-    bound = bind_masks(explainers, masks)
+            region_names: tuple[str, ...], counterfactual: Any = None) -> dict[str, dict[str, np.ndarray]]:
+    bound = bind_masks(explainers, masks, list(ids), counterfactual)
     maps = {m: ex(model, x, target) for m, ex in bound.items()}
     batch = EvalBatch(model, x, target, maps, list(ids), bound, masks, region_masks,
-                      region_names, seed)
+                      region_names, seed, {} if counterfactual is None else {"counterfactual": counterfactual})
     out = {}
     for ev_name, ev in evaluators.items():
         res = ev.evaluate(batch)
@@ -85,7 +85,7 @@ def _pred(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sample_ids: Sequence[str],
                        explainers: Mapping[str, Explainer], evaluators: Mapping[str, Evaluator], *,
                        masks: torch.Tensor | None = None, region_masks: torch.Tensor | None = None,
-                       region_names: tuple[str, ...] = (), seed: int = 0,
+                       region_names: tuple[str, ...] = (), seed: int = 0, counterfactual: Any = None,
                        minor_input_sigma: float = 0.005, disruptive_input_sigma: float = 0.5,
                        minor_model_sigma: float = 0.005, disruptive_model_sigma: float = 1.0,
                        max_tries: int = 5, progress: bool | None = False) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
         disruptive_tau, n_kept}}, "settings": {...}, "description": str}``.
     """
     ids = list(sample_ids)
-    ctx = dict(masks=masks, region_masks=region_masks, region_names=region_names)
+    ctx = dict(masks=masks, region_masks=region_masks, region_names=region_names, counterfactual=counterfactual)
     bar = progress_bar(5, "reliability", progress)
     base = _scores(model, x, target, ids, explainers, evaluators, seed, **ctx)
     bar.update(1)
@@ -130,7 +130,8 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
         if len(ix):
             scores = _scores(model, xp[ix.to(xp.device)], target[ix.to(target.device)], [ids[i] for i in ix],
                              explainers, evaluators, seed, masks=sub(masks, ix),
-                             region_masks=sub(region_masks, ix), region_names=region_names)
+                             region_masks=sub(region_masks, ix), region_names=region_names,
+                             counterfactual=counterfactual)
             runs[kind] = (scores, ix.numpy())
         bar.update(1)
     # model perturbations
@@ -148,7 +149,8 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
         if len(ix):
             scores = _scores(best, x[ix.to(x.device)], target[ix.to(target.device)], [ids[i] for i in ix],
                              explainers, evaluators, seed, masks=sub(masks, ix),
-                             region_masks=sub(region_masks, ix), region_names=region_names)
+                             region_masks=sub(region_masks, ix), region_names=region_names,
+                             counterfactual=counterfactual)
             runs[kind] = (scores, ix.numpy())
         bar.update(1)
 
@@ -207,6 +209,7 @@ def reliability(ctx: RunContext) -> dict[str, Any]:
         ctx.model, ctx.images[:n].to(dev), ctx.target[:n].to(dev), ctx.image_ids[:n],  # type: ignore[arg-type,index]
         ctx.explainers, batch_evs, masks=None if ctx.masks is None else ctx.masks[:n].to(dev),
         region_masks=None if ctx.region_masks is None else ctx.region_masks[:n].to(dev),
-        region_names=ctx.region_names, seed=ctx.seeds[0], minor_input_sigma=r.minor_input_sigma,
+        region_names=ctx.region_names, seed=ctx.seeds[0], counterfactual=ctx.counterfactual,
+        minor_input_sigma=r.minor_input_sigma,
         disruptive_input_sigma=r.disruptive_input_sigma, minor_model_sigma=r.minor_model_sigma,
         disruptive_model_sigma=r.disruptive_model_sigma, max_tries=r.max_tries, progress=ctx.progress)

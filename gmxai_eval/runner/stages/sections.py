@@ -157,3 +157,4 @@ SECTION_DATA.register(gaze_section_data, name="gaze")
 import gmxai_eval.runner.stages.views_section  # noqa: E402,F401  registers the "views" section
 from gmxai_eval.runner.stages import retraining_section as _retraining_section  # noqa: E402,F401  (registers "retraining")
 from gmxai_eval.runner import imbalance as _imbalance  # noqa: E402,F401  (registers the "imbalance" section data)
+import gmxai_eval.runner.stages.sign_section  # noqa: E402,F401  (registers the sign_variants section)
