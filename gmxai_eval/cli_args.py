@@ -32,6 +32,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "probability",
+    "ray_address",
     "run_id",
 ]
 
@@ -159,3 +160,15 @@ def run_id(text: str) -> str:
         return check_run_id(text)
     except OutputError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def ray_address(text: str) -> str:
+    """A Ray cluster address: ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` (port 1-65535)."""
+    from gmxai_eval.errors import ConfigError
+    from gmxai_eval.execution import check_ray_address
+
+    try:
+        return check_ray_address(text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'HOST:PORT' or 'ray://HOST:PORT' with a port in "
+                                         f"1-65535, got {text!r}") from None

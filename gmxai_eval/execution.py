@@ -313,6 +313,20 @@ class ProcessExecutor(BaseExecutor):
             self._pool = None
 
 
+def check_ray_address(address: str) -> str:
+    """``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"`` (port 1-65535), else ConfigError."""
+    text = str(address).strip()
+    if text == "auto":
+        return text
+    rest = text[len("ray://"):] if text.startswith("ray://") else text
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or any(c.isspace() for c in host) or "/" in host or not port.isdigit() \
+            or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"executor 'ray': expected address 'auto', 'HOST:PORT' or 'ray://HOST:PORT' with a "
+                          f"port in 1-65535, got {address!r}")
+    return text
+
+
 class RayExecutor(BaseExecutor):
     """Ray tasks, one per item.
 
@@ -343,7 +357,7 @@ class RayExecutor(BaseExecutor):
         if num_gpus < 0 or num_cpus <= 0:
             raise ConfigError(f"executor 'ray': expected num_cpus > 0 and num_gpus >= 0, got "
                               f"{num_cpus}, {num_gpus}")
-        self.address = address or None
+        self.address = check_ray_address(address) if address else None
         self._workers, self.num_cpus, self.num_gpus = workers, float(num_cpus), float(num_gpus)
         self.threads, self.window = int(threads), max(1, int(window))
         self.init_kwargs = dict(init_kwargs or {})
@@ -427,4 +441,4 @@ EXECUTORS.register(ProcessExecutor, name="processes")
 EXECUTORS.register(RayExecutor, name="ray")
 
 __all__ = ["EXECUTORS", "Executor", "BaseExecutor", "LocalExecutor", "ProcessExecutor", "RayExecutor",
-           "JobOutcome", "JobError", "Progress", "attempt", "create_executor"]
+           "JobOutcome", "JobError", "Progress", "attempt", "check_ray_address", "create_executor"]

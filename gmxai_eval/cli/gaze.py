@@ -185,7 +185,7 @@ def _cmd_gaze(args: argparse.Namespace) -> int:
     samples, classes = load_images(args.images, args.split)
     sizes = {s.image_id: (int(s.image.shape[-2]), int(s.image.shape[-1])) for s in samples}
     table = read_fixations(args.fixations, known_images=sizes, image_sizes=sizes, on_invalid=args.on_invalid)
-    print(f"gmxai-eval gaze: {table.summary()}", file=sys.stderr)
+    print(f"gmxai-eval gaze: {table.summary()}")  # stdout: stderr keeps one line per error
     with_fix = set(table.image_ids)
     samples = [s for s in samples if s.image_id in with_fix]
     if args.limit is not None:

@@ -27,7 +27,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", help="cache folder of the trained models (default: <output>/.cache)")
     p.add_argument("--executor", help="where trainings run: local | processes | ray (overrides imbalance.executor)")
     p.add_argument("--workers", type=ca.positive_int, help="worker processes / Ray CPUs")
-    p.add_argument("--address", help="Ray cluster address (auto | HOST:PORT; default: a local instance)")
+    p.add_argument("--address", type=ca.ray_address, help="Ray cluster address (auto | HOST:PORT; default: a local instance)")
     p.add_argument("--no-progress", action="store_true", help="hide progress lines")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run folder of another spec with the same run id")

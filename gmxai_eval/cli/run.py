@@ -29,7 +29,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", help="where units and trainings run: local | processes | ray "
                                       "(overrides run.executor)")
     p.add_argument("--workers", type=ca.positive_int, help="worker processes / Ray CPUs of the executor")
-    p.add_argument("--address", help="Ray cluster address (auto | HOST:PORT; default: a local instance)")
+    p.add_argument("--address", type=ca.ray_address, help="Ray cluster address (auto | HOST:PORT; default: a local instance)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run folder of another spec under the same run id")
     p.set_defaults(func=_run)

@@ -136,6 +136,10 @@ def parse_float(cell: str, *, path: Path, row: int, column: str) -> float:
 def require_cell(cell: str, *, path: Path, row: int, column: str) -> str:
     if not cell:
         raise DataError("expected a value, got an empty cell", path=path, row=row, column=column)
+    bad = next((ch for ch in cell if ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        raise DataError(f"expected text without control characters, got {bad!r} in {cell!r}", path=path,
+                        row=row, column=column)
     return cell
 
 

@@ -102,3 +102,17 @@ def test_same_numbers_from_local_processes_and_ray(tmp_path):
         for m in ("saliency", "oracle"):
             torch.testing.assert_close(got[name][m].curves, got["local"][m].curves, rtol=0, atol=1e-12)
             torch.testing.assert_close(got[name][m].scores, got["local"][m].scores, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("address,ok", [("auto", True), ("10.0.0.5:6379", True), ("ray://head:10001", True),
+                                        ("head:99999", False), ("head:0", False), ("head", False),
+                                        (":6379", False), ("he ad:6379", False), ("ray://:1", False)])
+def test_ray_address_is_checked_before_connecting(address, ok):
+    from gmxai_eval.errors import ConfigError
+    from gmxai_eval.execution import check_ray_address
+
+    if ok:
+        assert check_ray_address(address) == address
+    else:
+        with pytest.raises(ConfigError, match="expected address 'auto', 'HOST:PORT'"):
+            check_ray_address(address)

@@ -88,6 +88,11 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("run: run id with ..", ["run", "--run-id", "../escape", *o], "--run-id"),
         ("run: run id with /", ["run", "--run-id", "a/b", *o], "--run-id"),
         ("run: unknown option", ["run", "--bogus", *o], "--bogus"),
+        ("run: ray address port out of range", ["run", "--executor", "ray", "--address", "nohost:99999", *o],
+         "--address"),
+        ("run: ray address without a port", ["run", "--executor", "ray", "--address", "nohost", *o], "--address"),
+        ("imbalance: ray address port out of range",
+         ["imbalance", "--preset", "imbalance-quick", "--address", "host:0", *o], "--address"),
         ("run: method config value of the wrong type", ["run", s(f["spec_method_cfg_type.toml"]), *o], "n_steps"),
         # compare
         ("compare: no baseline", ["compare", s(out / "nope.json"), s(f["res_ok.json"])], "nope.json"),
@@ -244,7 +249,7 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
         if problems:
             failures.append(f"{cid}: {', '.join(problems)}: {cap.err.strip()[:300]!r}")
     assert not failures, "\n".join(failures)
-    assert len(table) == 84
+    assert len(table) == 87
 
 
 @pytest.mark.parametrize("argv,name", [

@@ -104,6 +104,8 @@ BAD = {
     "empty path": ([["a.png", "CDLS", "p1", "train"], ["", "CDLS", "p2", "train"]],
                    HEADER, 3, "path", "empty"),
     "empty subject": ([["a.png", "CDLS", "", "train"]], HEADER, 2, "subject", "empty"),
+    "NUL in label": ([["a.png", "CD\x00LS", "p1", "train"]], HEADER, 2, "label", "control characters"),
+    "escape in path": ([["a\x1b.png", "CDLS", "p1", "train"]], HEADER, 2, "path", "control characters"),
     "bad landmark": ([["a.png", "CDLS", "1", "2", "3", "4", "5", "6", "7", "8", "9", "ten"]],
                      ["path", "label", *LANDMARK_COLUMNS], 2, "ly4", "ten"),
     "partial landmarks": ([["a.png", "CDLS", "1", "2"]], ["path", "label", "lx0", "ly0"], 1, "lx1",
