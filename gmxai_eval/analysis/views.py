@@ -234,5 +234,5 @@ def methods_from_results(results: Mapping[str, Any], n: int = 2) -> tuple[list[s
     except (KeyError, TypeError, AttributeError) as err:
         raise ShapeError(f"expected a results document with rankings.by_evaluator, methods and evaluators, "
                          f"got none at {err}") from None
-    excluded = [m for m, c in cards.items() if c.get("control") or c.get("name") == "oracle" or c.get("needs_masks")]
+    excluded = [m for m, c in cards.items() if c.get("control") or c.get("name") == "oracle" or c.get("needs_masks") or c.get("reference")]
     return best_methods(by_ev, cats, excluded, n)

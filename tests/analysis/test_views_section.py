@@ -160,3 +160,24 @@ def test_views_of_the_oracle_recover_the_planted_regions_and_unknown_labels_rais
     assert len(affected) >= 10 and all(r[col["top_is_annotated"]] and not r[col["unexplained"]] for r in affected)
     with pytest.raises(ConfigError, match="unknown \\['salency'\\].*saliency"):  # when the spec is parsed
         spec.replace(views={"methods": ["salency"]})
+
+
+@pytest.mark.slow
+def test_views_leave_the_counterfactual_truth_out_of_the_default_choice_and_bind_it_when_asked(tmp_path):
+    """The counterfactual truth is a reference row: never picked as "a best method"; named in
+    ``[views] methods`` it is bound to the patient's sample id and the renderer (its maps of the
+    other top-k classes are explained on the spot)."""
+    from gmxai_eval.runner.run import run_benchmark
+
+    base = preset_spec("quick").replace(
+        n_images=8, sections=["views"], examples=0,
+        methods=[{"name": "counterfactual_oracle"}, {"name": "saliency"}, {"name": "grad_cam"}],
+        evaluators=[{"name": "counterfactual_region_rank"}], views={"patients": 1, "matches": 1})
+    data = run_benchmark(base, output=tmp_path / "a", progress=False, verbose=False).results["sections"]["views"]
+    assert sorted(data["methods"]) == ["grad_cam", "saliency"], data["methods"]
+    asked = base.replace(views={"methods": ["counterfactual_oracle", "saliency"], "patients": 1, "matches": 1})
+    data = run_benchmark(asked, output=tmp_path / "b", progress=False, verbose=False).results["sections"]["views"]
+    patient = next(f for f in data["figures"] if f["kind"] == "patient")
+    assert "counterfactual_oracle" in patient["caption"]
+    # similarity maps use a method that needs neither masks nor samples
+    assert any(f["kind"] == "similarity" and "saliency maps" in f["caption"] for f in data["figures"])

@@ -2,7 +2,7 @@
 the clinical views of :mod:`gmxai_eval.analysis.views` from the run's cached maps.
 
 * **Methods**: ``[views] methods`` (run labels), else the ``n_methods`` best-ranked real methods
-  of the run (no control, no oracle) by :func:`gmxai_eval.analysis.views.best_methods`: the
+  of the run (no control, no reference row) by :func:`gmxai_eval.analysis.views.best_methods`: the
   mean per-evaluator rank on the run's counterfactual (ground-truth) evaluators, or the overall
   rank without any. Per-evaluator ranks here are by the seed-averaged mean score, as on the
   leaderboard.
@@ -62,8 +62,8 @@ def _rank_methods(ctx: RunContext) -> tuple[list[str], str]:
         order = sorted(oriented, key=lambda m: -oriented[m])
         by_ev[ev] = {m: 1 + sum(oriented[o] > oriented[m] for o in order) for m in order}
         cats[ev] = str(getattr(card, "category", ""))
-    excluded = [m for m, c in ctx.method_cards.items()
-                if getattr(c, "control", False) or getattr(c, "name", "") == "oracle"]
+    excluded = [m for m, c in ctx.method_cards.items()  # controls and the reference rows (the truths)
+                if getattr(c, "control", False) or getattr(c, "reference", "") or getattr(c, "name", "") == "oracle"]
     n = ctx.spec.views_section.n_methods
     if not by_ev:
         real = [m for m in ctx.maps if m not in excluded] or list(ctx.maps)
@@ -161,7 +161,8 @@ def views_section_data(ctx: RunContext) -> dict[str, Any]:
     for j, i in enumerate(chosen):
         p, top = probs[i].topk(k)
         x = images[i: i + 1].to(ctx.device)
-        bound = bind_masks({m: ctx.explainers[m] for m in methods}, None if ctx.masks is None else ctx.masks[i: i + 1])
+        bound = bind_masks({m: ctx.explainers[m] for m in methods}, None if ctx.masks is None else ctx.masks[i: i + 1],
+                           [ctx.image_ids[i]], ctx.counterfactual)
         pmaps = {}
         for m in methods:
             rows = []
@@ -185,7 +186,8 @@ def views_section_data(ctx: RunContext) -> dict[str, Any]:
                 mass[m] = {r: float(v) for r, v in zip([*ctx.region_names, V.BACKGROUND], s.tolist())}
         patients.append({"file": f, "image_id": ctx.image_ids[i], "label": names[int(labels[i])],
                          "top_k": topk, "region_mass": mass})
-        sim_method = next((m for m in methods if not getattr(ctx.explainers[m], "needs_masks", False)), None)
+        sim_method = next((m for m in methods if not getattr(ctx.explainers[m], "needs_masks", False)
+                           and not getattr(ctx.explainers[m], "needs_samples", False)), None)
         if emb is not None and vs.matches > 0 and sim_method is not None:
             z = torch.nn.functional.normalize(emb, dim=1)
             sim = z @ z[i]
