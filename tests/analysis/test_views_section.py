@@ -181,3 +181,19 @@ def test_views_leave_the_counterfactual_truth_out_of_the_default_choice_and_bind
     assert "counterfactual_oracle" in patient["caption"]
     # similarity maps use a method that needs neither masks nor samples
     assert any(f["kind"] == "similarity" and "saliency maps" in f["caption"] for f in data["figures"])
+
+
+@pytest.mark.slow
+def test_views_skip_a_method_whose_maps_equal_a_chosen_ones(tmp_path):
+    """Grad-CAM and HiResCAM give identical maps at the default model's GAP layer: the views
+    show two different methods, not the same maps twice."""
+    from gmxai_eval.runner.run import run_benchmark
+
+    spec = preset_spec("quick").replace(
+        n_images=8, sections=["views"], examples=0,
+        methods=[{"name": "grad_cam"}, {"name": "hirescam"}, {"name": "saliency"}],
+        evaluators=[{"name": "sparseness"}], views={"patients": 1, "matches": 0})
+    res = run_benchmark(spec, output=tmp_path, progress=False, verbose=False)
+    data = res.results["sections"]["views"]
+    assert len(data["methods"]) == 2 and "saliency" in data["methods"], data["methods"]
+    assert "identical" in data["methods_rule"]

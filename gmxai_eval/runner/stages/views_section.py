@@ -68,7 +68,15 @@ def _rank_methods(ctx: RunContext) -> tuple[list[str], str]:
     if not by_ev:
         real = [m for m in ctx.maps if m not in excluded] or list(ctx.maps)
         return real[:n], "the run's method order (no evaluator scores)"
-    return V.best_methods(by_ev, cats, excluded, n)
+    ranked, rule = V.best_methods(by_ev, cats, excluded, len(ctx.maps))
+    chosen: list[str] = []
+    for m in ranked:  # a method whose maps equal a chosen one's (Grad-CAM = HiResCAM at a GAP layer) adds nothing
+        if m in ctx.maps and not any(ctx.maps[m].shape == ctx.maps[c].shape and torch.equal(ctx.maps[m], ctx.maps[c])
+                                     for c in chosen):
+            chosen.append(m)
+        if len(chosen) == n:
+            break
+    return chosen, rule + "; methods with maps identical to a chosen one skipped"
 
 
 @torch.no_grad()
