@@ -32,6 +32,7 @@ from gmxai_eval.evaluators.base import (
 from gmxai_eval.functional.counterfactual import (
     OUTPUTS,
     PARTS,
+    check_renderer,
     class_score,
     deletion_curves,
     interventional_importance,
@@ -45,22 +46,14 @@ from gmxai_eval.utils import rng_for
 
 _FUNNYBIRDS = ("Hesse, Schaub-Meyer & Roth, FunnyBirds: A Synthetic Vision Dataset for a Part-Based "
                "Analysis of Explainable AI Methods, ICCV 2023 (interventional part importance)")
-_RENDERER_API = ("cache_key", "traits", "trait_masks", "render")
 
 
 class _Counterfactual(Evaluator):
     """Shared plumbing: the renderer, padded trait masks and the memoised subset scores."""
 
     def _renderer(self, batch: EvalBatch) -> Any:
-        r = batch.extra.get("counterfactual")
-        if r is None:
-            raise ConfigError(f"evaluator {self.name!r}: needs a counterfactual renderer in "
-                              "batch.extra['counterfactual'] (the dataset's counterfactual_renderer()), got none")
-        missing = [a for a in _RENDERER_API if not hasattr(r, a)]
-        if missing:
-            raise ConfigError(f"evaluator {self.name!r}: expected a counterfactual renderer with "
-                              f"{_RENDERER_API}, got {type(r).__name__} without {missing}")
-        return r
+        return check_renderer(batch.extra.get("counterfactual"),
+                              f"evaluator {self.name!r} (batch.extra['counterfactual'])")
 
     def validate(self, batch: EvalBatch) -> None:
         super().validate(batch)

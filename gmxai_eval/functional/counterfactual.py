@@ -211,7 +211,25 @@ def importance_map(masks: torch.Tensor, valid: torch.Tensor, importance: torch.T
     return torch.einsum("bt,bthw->bhw", dens, m).to(torch.float32)
 
 
+#: What a counterfactual renderer provides (``SyntheticFaces.counterfactual_renderer()``).
+RENDERER_API = ("cache_key", "traits", "trait_masks", "render")
+
+
+def check_renderer(renderer: object, owner: str) -> object:
+    """``renderer`` if it has :data:`RENDERER_API`, else :class:`ConfigError` naming ``owner``."""
+    if renderer is None:
+        raise ConfigError(f"{owner}: expected a counterfactual renderer (the dataset's "
+                          "counterfactual_renderer()), got none")
+    missing = [a for a in RENDERER_API if not hasattr(renderer, a)]
+    if missing:
+        raise ConfigError(f"{owner}: expected a counterfactual renderer with {RENDERER_API}, got "
+                          f"{type(renderer).__name__} without {missing}")
+    return renderer
+
+
 __all__ = [
+    "RENDERER_API",
+    "check_renderer",
     "OUTPUTS",
     "PARTS",
     "class_score",

@@ -40,13 +40,12 @@ import torch
 from torch import nn
 
 from gmxai_eval.errors import ConfigError, ShapeError
-from gmxai_eval.functional.counterfactual import (OUTPUTS, class_score, importance_map,
+from gmxai_eval.functional.counterfactual import (OUTPUTS, check_renderer, class_score, importance_map,
                                                   interventional_importance)
 from gmxai_eval.methods.base import Explainer, Target, _select_target, as_target_fn, register_method
 from gmxai_eval.types import MethodCard
 
 #: what a renderer must have
-RENDERER_API = ("cache_key", "traits", "trait_masks", "render")
 #: renders kept per bound copy (a batch of 64 images with 4 traits needs 320)
 MEMO_SIZE = 1024
 
@@ -66,16 +65,6 @@ class _SampleTarget:
                              self.renderer, self.memo)
 
 
-def check_renderer(renderer: Any, owner: str) -> Any:
-    """``renderer`` if it has :data:`RENDERER_API`, else :class:`ConfigError`."""
-    if renderer is None:
-        raise ConfigError(f"{owner}: expected a counterfactual renderer (the dataset's "
-                          "counterfactual_renderer()), got none")
-    missing = [a for a in RENDERER_API if not hasattr(renderer, a)]
-    if missing:
-        raise ConfigError(f"{owner}: expected a counterfactual renderer with {RENDERER_API}, got "
-                          f"{type(renderer).__name__} without {missing}")
-    return renderer
 
 
 @register_method

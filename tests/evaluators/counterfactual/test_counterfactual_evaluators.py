@@ -11,43 +11,18 @@ from torch import nn
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, create_evaluator, evaluator_card
 
-S = 8
-BLOCKS = {"a": (slice(0, 4), slice(0, 4)), "b": (slice(0, 4), slice(4, 8)), "c": (slice(4, 8), slice(0, 8))}
-W = {"a": 3.0, "b": 1.0, "c": 2.0}  # class-1 logit = sum of W[t] * mean of trait t's block
+from counterfactual_toys import BLOCKS, S, W, BlockRenderer, block_score
 
 
-class ToyRenderer:
+class ToyRenderer(BlockRenderer):
     """Image ``i`` has the traits ``TRAITS[i]``; a trait is its block set to 1, off = 0."""
 
-    cache_key = "toy-v1"
     TRAITS = {"s0": ("a", "b", "c"), "s1": ("c", "a"), "s2": ("b",)}
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def traits(self, sid):
-        return self.TRAITS[sid]
-
-    def trait_masks(self, sid):
-        out = torch.zeros(len(self.TRAITS[sid]), S, S, dtype=torch.bool)
-        for k, t in enumerate(self.TRAITS[sid]):
-            out[(k, *BLOCKS[t])] = True
-        return out
-
-    def render(self, ids, off):
-        self.calls += len(ids)
-        x = torch.zeros(len(ids), 3, S, S)
-        for i, (sid, o) in enumerate(zip(ids, off)):
-            for t in self.TRAITS[sid]:
-                if t not in o:
-                    x[(i, slice(None), *BLOCKS[t])] = 1.0
-        return x
 
 
 class BlockModel(nn.Module):
     def forward(self, x):
-        g = x.mean(1)
-        z = sum(W[t] * g[(slice(None), *BLOCKS[t])].mean((1, 2)) for t in W)
+        z = block_score(x)
         return torch.stack([torch.zeros_like(z), z], 1)
 
 
