@@ -23,7 +23,7 @@ import torch
 
 from gmxai_eval.errors import CheckpointError, ConfigError, DataError, GMXError, OutputError
 from gmxai_eval.models.base import MODELS, GMXModel
-from gmxai_eval.utils import atomic_path, write_atomic
+from gmxai_eval.utils import atomic_path, check_output_folder, write_atomic
 
 CHECKPOINT_VERSION = 1
 
@@ -48,14 +48,7 @@ def check_checkpoint_target(path: str | os.PathLike, *, overwrite: bool = False)
         if target.exists() and not overwrite:
             raise OutputError("expected no checkpoint there (pass --overwrite to replace it), got an existing "
                               "file", path=target)
-    for parent in pt.parents:  # the first existing ancestor must be a writable folder
-        if not parent.exists():
-            continue
-        if not parent.is_dir():
-            raise OutputError("expected a folder for the checkpoint, got a file in the way", path=parent)
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError("expected a writable folder for the checkpoint, got no permission", path=parent)
-        break
+    check_output_folder(pt.parent)  # the first existing ancestor must be a writable folder
     return pt
 
 
