@@ -44,3 +44,24 @@ def block_score(x: torch.Tensor) -> torch.Tensor:
     """``(B,)`` sum of ``W[t]`` times the mean of trait ``t``'s block (channel mean)."""
     g = x.mean(1)
     return sum(W[t] * g[(slice(None), *BLOCKS[t])].mean((1, 2)) for t in W)
+
+
+def default_truth_images(n: int = 16):
+    """Up to ``n`` test images of the embedded default, one per subject, of affected classes with
+    at least two planted traits (the counterfactual ranking needs two): ``(model in eval mode,
+    test split, row indices, images (n, 3, H, W), labels (n,), sample ids, renderer)``."""
+    import numpy as np
+
+    from gmxai_eval.models.default import load_default
+
+    torch.set_num_threads(1)
+    model, bundle, _ = load_default(progress=False)
+    ds = bundle.test
+    r = ds.counterfactual_renderer()
+    subj, lab, idx, seen = ds.subjects, ds.labels, [], set()
+    for i in range(len(ds)):
+        if int(lab[i]) > 0 and subj[i] not in seen and len(r.traits(ds[i].image_id)) >= 2:
+            seen.add(subj[i])
+            idx.append(i)
+    idx = idx[:: max(1, len(idx) // n)][:n]
+    return model.eval(), ds, idx, ds.images(np.array(idx)), lab[idx], [ds[i].image_id for i in idx], r

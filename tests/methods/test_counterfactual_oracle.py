@@ -15,7 +15,7 @@ from gmxai_eval.functional.counterfactual import importance_map, trait_mass
 from gmxai_eval.methods import create_method, method_card
 from gmxai_eval.runner.context import bind_masks
 
-from counterfactual_toys import BLOCKS, S, W, BlockRenderer, block_score
+from counterfactual_toys import BLOCKS, S, W, BlockRenderer, block_score, default_truth_images
 
 
 class ToyRenderer(BlockRenderer):
@@ -179,22 +179,8 @@ def test_reexplaining_evaluators_score_the_truth():
 
 @pytest.fixture(scope="module")
 def default_batch():
-    from gmxai_eval.models.default import load_default
-
-    torch.set_num_threads(1)
-    model, bundle, _ = load_default(progress=False)
-    ds = bundle.test
-    r = ds.counterfactual_renderer()
-    subj, lab, idx, seen = ds.subjects, ds.labels, [], set()
-    for i in range(len(ds)):
-        if int(lab[i]) > 0 and subj[i] not in seen and len(r.traits(ds[i].image_id)) >= 2:
-            seen.add(subj[i])
-            idx.append(i)
-    idx = idx[:: max(1, len(idx) // 16)][:16]
-    x = ds.images(np.array(idx))
-    ids = [ds[i].image_id for i in idx]
+    model, ds, idx, x, _, ids, r = default_truth_images(16)
     masks = torch.stack([ds[i].evidence for i in idx])
-    model = model.eval()
     with torch.no_grad():
         y = model(x).argmax(1)
     return model, x, y, ids, r, masks

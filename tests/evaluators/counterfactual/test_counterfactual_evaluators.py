@@ -11,7 +11,7 @@ from torch import nn
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, create_evaluator, evaluator_card
 
-from counterfactual_toys import BLOCKS, S, W, BlockRenderer, block_score
+from counterfactual_toys import BLOCKS, S, W, BlockRenderer, block_score, default_truth_images
 
 
 class ToyRenderer(BlockRenderer):
@@ -101,21 +101,8 @@ def test_scores_do_not_depend_on_batch_composition():
 
 @pytest.fixture(scope="module")
 def default_batch():
-    from gmxai_eval.models.default import load_default
-
-    torch.set_num_threads(1)
-    model, bundle, _ = load_default(progress=False)
-    ds = bundle.test
-    r = ds.counterfactual_renderer()
-    subj, lab, idx, seen = ds.subjects, ds.labels, [], set()
-    for i in range(len(ds)):
-        if int(lab[i]) > 0 and subj[i] not in seen and len(r.traits(ds[i].image_id)) >= 2:
-            seen.add(subj[i])
-            idx.append(i)
-    idx = idx[:: max(1, len(idx) // 16)][:16]
-    x = ds.images(np.array(idx))
-    ids = [ds[i].image_id for i in idx]
-    return model.eval(), x, lab[idx], ids, r
+    model, _, _, x, labels, ids, r = default_truth_images(16)
+    return model, x, labels, ids, r
 
 
 def test_truth_beats_random_on_the_default_model(default_batch):
