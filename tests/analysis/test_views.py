@@ -96,22 +96,29 @@ def test_region_table_recovers_the_planted_regions_for_the_oracle(tmp_path):
     assert (affected.unexplained == "").all()
 
 
-@pytest.mark.slow
-def test_region_table_on_the_default_model_a_real_method_recovers_the_traits_random_does_not():
-    from gmxai_eval.methods import METHODS
+def _default_case(preset: str, n: int):
+    """``n`` stratified test images of an embedded-default preset with the model's predictions
+    and the class-to-annotated-region map of its card."""
+    from gmxai_eval.data.synth import read_card
     from gmxai_eval.models.default import load_default
     from gmxai_eval.runner.run import select_samples
 
-    model, splits, card = load_default(progress=False)
-    samples = select_samples(splits.test, "test", 104, "stratified")
+    model, splits, _ = load_default(preset=preset, progress=False)
+    samples = select_samples(splits.test, "test", n, "stratified")
     x = torch.stack([s.image for s in samples])
     y = torch.tensor([s.label for s in samples])
     r = torch.stack([s.region_masks for s in samples])
     with torch.no_grad():
         pred = model(x).argmax(1)
-    from gmxai_eval.data.synth import read_card
-
     cr = class_regions({d["name"]: d["hpo"] for d in read_card(splits.test.folder)["class_details"]})
+    return model, splits, samples, x, y, r, pred, cr
+
+
+@pytest.mark.slow
+def test_region_table_on_the_default_model_a_real_method_recovers_the_traits_random_does_not():
+    from gmxai_eval.methods import METHODS
+
+    model, splits, _, x, y, r, pred, cr = _default_case("default", 104)
     hit = {}
     for m in ("saliency", "random"):
         maps = METHODS.create(m)(model, x, pred)
@@ -126,21 +133,11 @@ def test_region_table_on_the_shortcut_data_flags_the_sticker_for_a_cam_method():
     """The shortcut model's class 1 has no phenotype (no annotated region) and a sticker on 90 %
     of its photos: Grad-CAM's table must name the sticker as that class's top region with
     unexplained high mass, and give the sticker no mass on classes without stickers."""
-    from gmxai_eval.data.synth import read_card
     from gmxai_eval.methods import METHODS
-    from gmxai_eval.models.default import load_default
-    from gmxai_eval.runner.run import select_samples
 
-    model, splits, _ = load_default(preset="shortcut", progress=False)
-    samples = select_samples(splits.test, "test", 48, "stratified")
+    model, splits, samples, x, y, r, pred, cr = _default_case("shortcut", 48)
     names = samples[0].region_names
     assert names[-1] == "sticker"  # a named region of the table when the data have a sticker
-    x = torch.stack([s.image for s in samples])
-    y = torch.tensor([s.label for s in samples])
-    r = torch.stack([s.region_masks for s in samples])
-    with torch.no_grad():
-        pred = model(x).argmax(1)
-    cr = class_regions({d["name"]: d["hpo"] for d in read_card(splits.test.folder)["class_details"]})
     maps = METHODS.create("grad_cam")(model, x, y)
     tab = region_table(region_mass(maps, r), y, names, splits.test.classes, cr, keep=pred == y,
                        area=region_area(maps.shape, r))
