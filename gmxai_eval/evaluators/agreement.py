@@ -25,6 +25,7 @@ from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, registe
 from gmxai_eval.functional.stats import spearman, top_k_iou
 from gmxai_eval.methods import create_method
 from gmxai_eval.types import Degenerate, EvaluatorCard
+from gmxai_eval.utils import check_chunk, device_chunk
 
 _RELEVANCE = {"signed": lambda a: a, "abs": torch.abs}
 
@@ -37,7 +38,7 @@ class OcclusionAgreement(Evaluator):
         name="occlusion_agreement", category="agreement", higher_is_better=True,
         paper="Zeiler & Fergus. Visualizing and understanding convolutional networks. ECCV 2014",
         default_config={"patches": (8, 16), "stride_ratio": 0.5, "baseline": 0.0, "k": 0.1,
-                        "relevance": "signed", "max_batch": 256},
+                        "relevance": "signed", "max_batch": None},
         description="rank agreement (Spearman, top-k IoU) with occlusion maps, mean over patch sizes",
         degenerate=Degenerate("nan", "nan", "Spearman correlation with a constant map is undefined"))
 
@@ -47,6 +48,7 @@ class OcclusionAgreement(Evaluator):
         c["patches"] = tuple(int(p) for p in c["patches"])
         if not c["patches"] or min(c["patches"]) < 1 or not 0 < float(c["stride_ratio"]) <= 1:
             raise ConfigError(f"expected patches >= 1 and 0 < stride_ratio <= 1, got {c['patches']}, {c['stride_ratio']}")
+        check_chunk(f"evaluator {self.name!r}", c["max_batch"])
         if c["relevance"] not in _RELEVANCE:
             raise ConfigError(f"expected relevance in {sorted(_RELEVANCE)}, got {c['relevance']!r}")
         k = c["k"]
@@ -62,7 +64,7 @@ class OcclusionAgreement(Evaluator):
         stride = self.stride(patch)
         key = ("occlusion", patch, stride, repr(c["baseline"]), batch.seed)
         return batch.shared(key, lambda: create_method(
-            "occlusion", patch=patch, stride=stride, baseline=c["baseline"], max_batch=int(c["max_batch"]),
+            "occlusion", patch=patch, stride=stride, baseline=c["baseline"], max_batch=device_chunk(batch.x.device, c["max_batch"]),
             seed=batch.seed)(batch.model, batch.x, batch.target))
 
     def conventions(self) -> dict[str, Any]:

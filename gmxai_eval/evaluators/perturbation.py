@@ -52,12 +52,10 @@ from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, registe
 from gmxai_eval.functional import perturbation as P
 from gmxai_eval.functional.baselines import input_zero_of, make_baseline
 from gmxai_eval.types import Degenerate, EvaluatorCard
+from gmxai_eval.utils import device_chunk
 
 _COMMON = {"output": "probability", "max_batch": None, "abs": False}
-#: ``max_batch=None``: images per forward pass by device. Small batches are faster on CPU (cache
-#: locality; measured on a 4-block CNN at 112x112), large ones on accelerators.
-AUTO_MAX_BATCH = {"cpu": 16}
-AUTO_MAX_BATCH_ACCELERATOR = 256
+#: ``max_batch=None``: images per forward pass by device (:func:`gmxai_eval.utils.device_chunk`).
 
 
 def _spec_key(spec: Any) -> Hashable:
@@ -113,8 +111,7 @@ class _PerturbationEvaluator(Evaluator):
     # -- helpers -----------------------------------------------------------------------------
     def _mb(self, batch: EvalBatch) -> int:
         """Images per forward pass (``max_batch``, or the device default when ``None``)."""
-        mb = self.config["max_batch"]
-        return int(mb) if mb is not None else AUTO_MAX_BATCH.get(batch.x.device.type, AUTO_MAX_BATCH_ACCELERATOR)
+        return device_chunk(batch.x.device, self.config["max_batch"])
 
     def _unit(self) -> str:
         return str(self.config.get("unit", "pixel"))

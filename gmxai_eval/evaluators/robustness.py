@@ -14,9 +14,13 @@ Registered evaluators (category ``"robustness"``, lower is better):
   the score depend on the other images of the batch; we do not.
 
 ``phi(x)`` is ``batch.maps[method]`` (explaining ``batch.target``); the perturbed maps explain the
-same target, computed in few explainer calls of at most ``max_batch`` images each. Inputs are
-not clipped to [0, 1] after perturbation (as both references). Noise is keyed on
-``(batch.seed, sample_id)``.
+same target, computed in few explainer calls of at most ``max_batch`` images each (``None``: by
+device, :func:`gmxai_eval.utils.device_chunk`). Inputs are not clipped to [0, 1] after
+perturbation (as both references). Noise is keyed on ``(batch.seed, sample_id)``.
+
+``max_sensitivity`` and ``avg_sensitivity`` with the same radius, sample count and zero-norm rule
+reduce the same ratios (max and mean): the perturbed maps are computed once per batch and method
+and shared through the batch memo, so the second of the two costs no explanation.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.robustness import lipschitz_ratio, sensitivity, uniform_linf_noise
 from gmxai_eval.types import Degenerate, EvaluatorCard
-from gmxai_eval.utils import rng_for
+from gmxai_eval.utils import check_chunk, device_chunk, rng_for
 
 #: Named conventions of max/avg sensitivity.
 SENSITIVITY_PRESETS = MappingProxyType({
@@ -46,9 +50,8 @@ def _perturbed_maps(ev: Evaluator, batch: EvalBatch, method: str, xp: torch.Tens
     b, n = xp.shape[:2]
     flat = xp.reshape(b * n, *xp.shape[2:])
     tgt = batch.target.repeat_interleave(n)
-    step = int(ev.config["max_batch"])
-    if step < 1:
-        raise ConfigError(f"evaluator {ev.name!r}: expected max_batch >= 1, got {step}")
+    check_chunk(f"evaluator {ev.name!r}", ev.config["max_batch"])
+    step = device_chunk(batch.x.device, ev.config["max_batch"])
     rows = torch.arange(b).repeat_interleave(n)
     maps = torch.cat([batch.explain(method, batch.model, flat[i:i + step], tgt[i:i + step], rows=rows[i:i + step])
                       for i in range(0, b * n, step)])
@@ -87,13 +90,16 @@ class _Sensitivity(Evaluator):
         xp = batch.x[:, None] + batch.shared(key, lambda: self.noise(batch))
         out = {}
         for m in batch.maps:
-            r = sensitivity(batch.maps[m], _perturbed_maps(self, batch, m, xp), zero_norm=s["zero_norm"]).cpu()
+            r = batch.shared(("sensitivity_ratios", s["radius"], s["n_samples"], s["zero_norm"],
+                              device_chunk(batch.x.device, self.config["max_batch"]), m),
+                             lambda m=m: sensitivity(batch.maps[m], _perturbed_maps(self, batch, m, xp),
+                                                     zero_norm=s["zero_norm"]).cpu())
             score = r.amax(1) if self.reduce == "max" else r.mean(1)
             out[m] = EvalResult(score, extras={"ratios": r})
         return out
 
 
-_SENS_CONFIG = {"preset": "captum", "radius": None, "n_samples": None, "max_batch": 256}
+_SENS_CONFIG = {"preset": "captum", "radius": None, "n_samples": None, "max_batch": None}
 
 
 @register_evaluator
@@ -128,7 +134,7 @@ class LocalLipschitzEstimate(Evaluator):
     card = EvaluatorCard(
         name="local_lipschitz_estimate", category="robustness", higher_is_better=False,
         paper="Alvarez-Melis & Jaakkola, On the Robustness of Interpretability Methods, WHI @ ICML 2018",
-        default_config={"n_samples": 50, "std": 0.1, "mean": 0.0, "eps": 1e-10, "max_batch": 256},
+        default_config={"n_samples": 50, "std": 0.1, "mean": 0.0, "eps": 1e-10, "max_batch": None},
         needs=frozenset({"explainer"}),
         description="max ||phi(x) - phi(x')|| / ||x - x'|| over Gaussian perturbations",
         degenerate=Degenerate("finite", "finite", "distance between the passed and the recomputed maps"))

@@ -25,7 +25,6 @@ import torch
 from captum.attr import GuidedGradCam, LayerGradCam
 from torch import nn
 
-from gmxai_eval.errors import ConfigError
 from gmxai_eval.methods._common import (
     capture_layer,
     captum_call,
@@ -38,6 +37,7 @@ from gmxai_eval.methods._common import (
 )
 from gmxai_eval.methods.base import Explainer, Target, register_method
 from gmxai_eval.types import MethodCard
+from gmxai_eval.utils import check_chunk, device_chunk
 
 _CAM_CONFIG = {"layer": None, "relu": True}
 
@@ -128,18 +128,18 @@ class ScoreCAM(Explainer):
     (upsampled, min-max normalised) activation map; no gradients.
 
     Config: ``softmax`` (apply softmax to the model output before the target, as the paper's
-    code does; set False for similarity outputs), ``max_batch`` (masked copies per forward)."""
+    code does; set False for similarity outputs), ``max_batch`` (masked copies per forward;
+    ``None``: by device, :func:`gmxai_eval.utils.device_chunk`)."""
 
     card = MethodCard(
         name="score_cam", family="cam", signed=False, needs_layer=True,
         paper="Wang et al., CVPR Workshops 2020",
-        default_config={"layer": None, "relu": True, "softmax": True, "max_batch": 64},
+        default_config={"layer": None, "relu": True, "softmax": True, "max_batch": None},
         description="activation maps weighted by the score of the masked input")
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
-        if int(self.config["max_batch"]) < 1:
-            raise ConfigError(f"expected max_batch >= 1, got {self.config['max_batch']!r}")
+        check_chunk(f"method {self.card.name!r}", self.config["max_batch"])
 
     def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
         layer = resolve_layer(model, self.config["layer"], self.card.name)
@@ -155,6 +155,6 @@ class ScoreCAM(Explainer):
             return x[owners[j]] * masks.view(b * k, 1, *x.shape[-2:])[j]
 
         transform = (lambda o: o.softmax(1)) if self.config["softmax"] else None
-        scores = score_copies(model, make, owners, target, int(self.config["max_batch"]), transform)
+        scores = score_copies(model, make, owners, target, device_chunk(x.device, self.config["max_batch"]), transform)
         cam = (scores.view(b, k, 1, 1) * up).sum(1)
         return cam.clamp_min(0) if self.config["relu"] else cam

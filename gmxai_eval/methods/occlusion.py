@@ -23,6 +23,7 @@ from gmxai_eval.functional.baselines import make_baseline
 from gmxai_eval.methods._common import score_copies, target_scores
 from gmxai_eval.methods.base import Explainer, Target, register_method
 from gmxai_eval.types import MethodCard
+from gmxai_eval.utils import check_chunk, device_chunk
 
 
 def _pair(v: Any, what: str) -> tuple[int, int]:
@@ -58,20 +59,20 @@ class Occlusion(Explainer):
     Config: ``patch`` (int or (h, w); the study used a 10x10 black patch), ``stride``,
     ``baseline`` (a float pixel value, 0.0 = black, or any
     :func:`~gmxai_eval.functional.baselines.make_baseline` spec such as ``"blur"``),
-    ``max_batch`` (occluded copies per forward pass)."""
+    ``max_batch`` (occluded copies per forward pass; ``None``: by device,
+    :func:`gmxai_eval.utils.device_chunk`)."""
 
     card = MethodCard(
         name="occlusion", family="perturbation", signed=True,
         paper="Zeiler & Fergus, ECCV 2014",
-        default_config={"patch": 10, "stride": 5, "baseline": 0.0, "max_batch": 256},
+        default_config={"patch": 10, "stride": 5, "baseline": 0.0, "max_batch": None},
         description="score drop when a sliding patch is replaced by a baseline")
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         _pair(self.config["patch"], "patch")
         _pair(self.config["stride"], "stride")
-        if int(self.config["max_batch"]) < 1:
-            raise ConfigError(f"expected max_batch >= 1, got {self.config['max_batch']!r}")
+        check_chunk(f"method {self.card.name!r}", self.config["max_batch"])
 
     def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
         b = x.shape[0]
@@ -87,7 +88,7 @@ class Occlusion(Explainer):
             i, w = owners[j], j % n_win
             return torch.where(wins[w].unsqueeze(1), base[i], x[i])
 
-        occluded = score_copies(model, make, owners, target, int(self.config["max_batch"]))
+        occluded = score_copies(model, make, owners, target, device_chunk(x.device, self.config["max_batch"]))
         drops = full.repeat_interleave(n_win) - occluded               # (b * n_win,)
         w = wins.float().flatten(1)                                      # (n_win, H*W)
         total = drops.view(b, n_win) @ w                                # (b, H*W)

@@ -111,3 +111,22 @@ def test_oracle_returns_the_masks_and_needs_them(toy_model, toy_batch):
         oracle(toy_model, x, t)
     with pytest.raises(ShapeError, match="expected masks of shape"):
         oracle(toy_model, x, t, masks=masks[:5])
+
+
+def test_forward_chunks_by_device_and_bad_chunks(toy_model, toy_batch):
+    """``max_batch=None`` (the default of occlusion, Score-CAM and the evaluators that re-run
+    the model) takes the device's chunk; a bad chunk is a one-line ConfigError."""
+    from gmxai_eval.errors import ConfigError
+    from gmxai_eval.utils import ACCELERATOR_CHUNK, CPU_CHUNK, device_chunk
+
+    assert device_chunk("cpu") == CPU_CHUNK and device_chunk(torch.device("cuda", 0)) == ACCELERATOR_CHUNK
+    assert device_chunk("cpu", 7) == 7
+    x, t, _ = toy_batch
+    x = x[:, :, :16, :16]
+    for name, cfg in (("occlusion", {"patch": 6, "stride": 4}), ("score_cam", {"layer": "backbone.features.1"})):
+        assert create_method(name).config["max_batch"] is None
+        torch.testing.assert_close(create_method(name, **cfg)(toy_model, x, t),
+                                   create_method(name, max_batch=5, **cfg)(toy_model, x, t), rtol=1e-5, atol=1e-7)
+        for bad in (0, -3, 2.5, True, "16"):
+            with pytest.raises(ConfigError, match=f"method '{name}': expected max_batch as a positive int or None"):
+                create_method(name, max_batch=bad, **cfg)

@@ -120,3 +120,27 @@ def test_presets_and_zero_norm(seqnet, images):
     p = torch.ones(1, 1, 2, 2)
     assert sensitivity(a, p, zero_norm="one").item() == 2.0
     assert torch.isnan(sensitivity(a, p, zero_norm="nan")).all()
+
+
+def test_max_and_avg_sensitivity_share_one_set_of_noisy_maps(seqnet, images, grad_input):
+    """The two reduce the same ratios: in one batch memo the second explains nothing again,
+    and each equals its value computed alone."""
+    calls = []
+
+    def counting(model, x, target):
+        calls.append(x.shape[0])
+        return grad_input(model, x, target)
+
+    target = torch.tensor([0, 1, 2, 3])
+    ids = [f"s{i}" for i in range(4)]
+    batch = _batch(seqnet, images, target, counting, ids)
+    mx = EVALUATORS.create("max_sensitivity", n_samples=3).evaluate(batch)["m"]
+    after_max = sum(calls)
+    av = EVALUATORS.create("avg_sensitivity", n_samples=3).evaluate(batch)["m"]
+    assert after_max == 4 + 4 * 3 and sum(calls) == after_max  # the second evaluator explained nothing
+    assert torch.equal(mx.extras["ratios"], av.extras["ratios"])
+    alone = EVALUATORS.create("avg_sensitivity", n_samples=3).evaluate(_batch(seqnet, images, target, grad_input, ids))["m"]
+    torch.testing.assert_close(av.scores, alone.scores, rtol=0, atol=0)
+    # another sample count is other work
+    EVALUATORS.create("avg_sensitivity", n_samples=2).evaluate(batch)
+    assert sum(calls) == after_max + 4 * 2
