@@ -40,7 +40,7 @@ Three solvers, same system (checked against each other in the tests):
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -178,11 +178,24 @@ def nli_banded(image: np.ndarray, remove: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _solve_direct(x: torch.Tensor, remove: torch.Tensor, **_: object) -> torch.Tensor:
     """Banded Cholesky (LAPACK ``pbtrf``/``pbtrs``) per image; the image is transposed first when
-    it is wider than tall, so the band is at most ``min(H, W) + 1`` wide."""
-    from scipy.linalg import solveh_banded
+    it is wider than tall, so the band is at most ``min(H, W) + 1`` wide.
 
+    The images are solved by :func:`solver_threads` threads, each LAPACK call with one BLAS
+    thread: the factorisations run through ``scipy.linalg.cython_lapack``'s C entry points called
+    with :mod:`ctypes`, which release the GIL (``scipy.linalg.solveh_banded`` holds it, so
+    threads would run one at a time). Where those entry points cannot be loaded, the images are
+    solved one by one with ``solveh_banded``. Both call the same LAPACK routines in the same
+    order: the solutions are identical."""
     with _one_blas_thread():
-        return _solve_banded_all(x, remove, solveh_banded)
+        return _solve_banded_all(x, remove)
+
+
+def solver_threads() -> int:
+    """Threads that solve ROAD's images in parallel: the run's torch thread budget
+    (``torch.get_num_threads()``), at most the number of CPUs."""
+    import os
+
+    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
 
 
 def _one_blas_thread():
@@ -198,7 +211,57 @@ def _one_blas_thread():
     return threadpool_limits(1)
 
 
-def _solve_banded_all(x: torch.Tensor, remove: torch.Tensor, solveh_banded: Callable[..., np.ndarray]) -> torch.Tensor:
+_PB: list[Any] = []  # [(dpbtrf, dpbtrs)] once loaded, [None] where unavailable
+
+
+def _lapack_pb() -> tuple[Callable[..., None], Callable[..., None]] | None:
+    """LAPACK ``dpbtrf`` / ``dpbtrs`` as ctypes functions (``None`` where unavailable)."""
+    if not _PB:
+        try:
+            import ctypes
+
+            from scipy.linalg import cython_lapack
+
+            name_of = ctypes.pythonapi.PyCapsule_GetName
+            name_of.restype, name_of.argtypes = ctypes.c_char_p, [ctypes.py_object]
+            pointer_of = ctypes.pythonapi.PyCapsule_GetPointer
+            pointer_of.restype, pointer_of.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+            ip, dp = ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_double)
+
+            def load(name: str, argtypes: list[Any]) -> Callable[..., None]:
+                cap = cython_lapack.__pyx_capi__[name]
+                return ctypes.CFUNCTYPE(None, *argtypes)(pointer_of(cap, name_of(cap)))
+
+            _PB.append((load("dpbtrf", [ctypes.c_char_p, ip, ip, dp, ip, ip]),
+                        load("dpbtrs", [ctypes.c_char_p, ip, ip, ip, dp, ip, dp, ip, ip])))
+        except Exception:  # pragma: no cover - another scipy build: solveh_banded, one by one
+            _PB.append(None)
+    return _PB[0]
+
+
+def _pb_solve(ab: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``A x = rhs`` for ``A`` in LAPACK upper banded storage ``ab (u + 1, n)``, ``rhs (n, C)``,
+    through the GIL-free ctypes entry points; :class:`ConvergenceError` if ``A`` is not
+    positive definite."""
+    import ctypes
+
+    trf, trs = _lapack_pb()  # type: ignore[misc]
+    a = np.asfortranarray(ab, dtype=np.float64)
+    b = np.asfortranarray(rhs, dtype=np.float64)
+    n, kd, nrhs = ctypes.c_int(a.shape[1]), ctypes.c_int(a.shape[0] - 1), ctypes.c_int(b.shape[1])
+    ldab, ldb, info = ctypes.c_int(a.shape[0]), ctypes.c_int(max(1, b.shape[0])), ctypes.c_int(0)
+    dp = ctypes.POINTER(ctypes.c_double)
+    trf(b"U", ctypes.byref(n), ctypes.byref(kd), a.ctypes.data_as(dp), ctypes.byref(ldab), ctypes.byref(info))
+    if info.value != 0:
+        raise ConvergenceError(f"expected a positive definite NLI system, got LAPACK dpbtrf info={info.value}")
+    trs(b"U", ctypes.byref(n), ctypes.byref(kd), ctypes.byref(nrhs), a.ctypes.data_as(dp), ctypes.byref(ldab),
+        b.ctypes.data_as(dp), ctypes.byref(ldb), ctypes.byref(info))
+    if info.value != 0:  # pragma: no cover - dpbtrs fails only on bad arguments
+        raise ConvergenceError(f"LAPACK dpbtrs failed with info={info.value}")
+    return b
+
+
+def _solve_banded_all(x: torch.Tensor, remove: torch.Tensor, threads: int | None = None) -> torch.Tensor:
     xs = x.detach().to("cpu", torch.float64).numpy()
     rs = remove.detach().cpu().numpy()
     transposed = xs.shape[3] > xs.shape[2]
@@ -207,12 +270,25 @@ def _solve_banded_all(x: torch.Tensor, remove: torch.Tensor, solveh_banded: Call
     xs, rs = np.ascontiguousarray(xs), np.ascontiguousarray(rs)
     out = xs.copy()
     c = xs.shape[1]
-    for i in range(xs.shape[0]):
-        if not rs[i].any():
-            continue
+    free = _lapack_pb() is not None
+    if not free:
+        from scipy.linalg import solveh_banded
+
+    def one(i: int) -> None:
         ab, rhs, idx = nli_banded(xs[i], rs[i])
-        sol = solveh_banded(ab, rhs, lower=False, check_finite=False)
+        sol = _pb_solve(ab, rhs) if free else solveh_banded(ab, rhs, lower=False, check_finite=False)
         out[i].reshape(c, -1)[:, idx] = sol.T
+
+    todo = [i for i in range(xs.shape[0]) if rs[i].any()]
+    threads = solver_threads() if threads is None else int(threads)
+    if free and threads > 1 and len(todo) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+            list(pool.map(one, todo))
+    else:
+        for i in todo:
+            one(i)
     res = torch.from_numpy(out)
     if transposed:
         res = res.transpose(2, 3)

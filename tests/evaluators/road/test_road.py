@@ -315,3 +315,29 @@ def test_registered_cards():
         assert ("masks" in card.needs) == (cat == "localisation"), name
         with pytest.raises(TypeError):
             card.default_config["x"] = 1  # frozen
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_direct_solver_threads_and_fallback_give_identical_images(threads, monkeypatch):
+    """The GIL-free LAPACK path gives bitwise the solveh_banded solution, whatever the number of
+    solver threads (images, including one with nothing removed, solved in any order)."""
+    from scipy.linalg import solveh_banded
+
+    import gmxai_eval.functional.road as road
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(5, 3, 20, 26, generator=g)
+    rm = _removal(_blob_map(5, 20, 26), 0.6)
+    rm[2] = False  # nothing to impute in one image
+    assert road._lapack_pb() is not None
+    got = road._solve_banded_all(x, rm, threads=threads)
+    xs = x.double().numpy().transpose(0, 1, 3, 2).copy()
+    rs = rm.numpy().transpose(0, 2, 1).copy()
+    ref = xs.copy()
+    for i in range(5):
+        if rs[i].any():
+            ab, rhs, idx = road.nli_banded(xs[i], rs[i])
+            ref[i].reshape(3, -1)[:, idx] = solveh_banded(ab, rhs, lower=False, check_finite=False).T
+    assert torch.equal(got, torch.from_numpy(ref).transpose(2, 3).float())
+    monkeypatch.setattr(road, "_PB", [None])  # a scipy without the C entry points: one by one
+    assert torch.equal(road._solve_banded_all(x, rm, threads=threads), got)
