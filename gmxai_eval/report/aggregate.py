@@ -141,6 +141,7 @@ RANKING_CONVENTION_KEYS: dict[str, tuple[str, ...]] = {
     "substrate": ("baseline", "substrate", "imputation"),
     "unit": ("unit",),
     "output": ("output",),
+    "images": ("images",),  # an evaluator that scores only the run's first k images
 }
 
 

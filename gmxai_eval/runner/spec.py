@@ -188,11 +188,19 @@ _TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability", 
 
 @dataclass(frozen=True)
 class Entry:
-    """One method or evaluator of a spec: registry ``name``, keyword ``config``, display ``label``."""
+    """One method or evaluator of a spec: registry ``name``, keyword ``config``, display ``label``.
+
+    ``images`` (evaluators only; 0 = every image): score only the first ``images`` images of the
+    run's selection. The selection is ordered round-robin over classes, so the first ``k`` images
+    are a class-stratified subset of the run's images. For expensive evaluators whose estimate
+    needs fewer images than the paired method comparisons (the randomisation and robustness
+    families re-explain every image many times); the evaluator's ``n`` says how many it scored.
+    """
 
     name: str
     config: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
+    images: int = 0
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -291,8 +299,8 @@ class Spec:
         else:
             run.pop("power")  # absent = no planning (keeps the hash of specs without it)
         return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
-                "methods": [_plain(e) for e in d["methods"]],
-                "evaluators": [_plain(e) for e in d["evaluators"]],
+                "methods": [_plain(e) for e in self.methods],  # Entry objects: 'images' only where set
+                "evaluators": [_plain(e) for e in self.evaluators],
                 "reliability": d["reliability"], "report": {"sections": list(d["sections"])},
                 **({"gaze": _plain(d["gaze"])} if d["gaze"] else {}),
                 **({"views": _plain(d["views"])} if d["views"] else {})}
@@ -336,7 +344,8 @@ class Spec:
 
 def _plain(x: Any) -> Any:
     if isinstance(x, Entry):
-        return {"name": x.name, "label": x.label, "config": _plain(dict(x.config))}
+        d = {"name": x.name, "label": x.label, "config": _plain(dict(x.config))}
+        return {**d, "images": x.images} if x.images else d
     if isinstance(x, Mapping):
         return {k: _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -376,7 +385,13 @@ def _entries(source: str, kind: str, raw: Any) -> tuple[Entry, ...]:
         if not isinstance(cfg, Mapping):
             raise ConfigError(f"{source}: expected {kind}[{i}].config to be a table, got {cfg!r}")
         label = _typed(source, f"{kind}[{i}].label", e.get("label", "") or name, str, "a string")
-        out.append(Entry(name, dict(copy.deepcopy(cfg)), label))
+        images = e.get("images", 0)
+        if kind != "evaluators" and "images" in e:
+            raise ConfigError(f"{source}: expected 'images' only in [[evaluators]] tables (every method explains "
+                              f"every image), got it in {kind}[{i}]")
+        if isinstance(images, bool) or not isinstance(images, int) or images < 0:
+            raise ConfigError(f"{source}: expected {kind}[{i}].images as an int >= 0 (0 = every image), got {images!r}")
+        out.append(Entry(name, dict(copy.deepcopy(cfg)), label, images))
     labels = [e.label for e in out]
     dup = sorted({lab for lab in labels if labels.count(lab) > 1})
     if dup:

@@ -56,12 +56,25 @@ class EvalUnit:
 
 def _split_batch(b: EvalBatch) -> tuple[EvalBatch, EvalBatch]:
     n = len(b.sample_ids)  # type: ignore[arg-type]
-    h = n // 2
-    halves = b.subset(torch.arange(h)), b.subset(torch.arange(h, n))
-    for part in halves:  # explainers bound to masks follow the rows of their half
-        part.explainers = bind_masks(part.explainers, part.masks, part.sample_ids,
-                                     part.extra.get("counterfactual"))
-    return halves
+    h = n // 2  # explainers bound to masks follow the rows of their half
+    return part_of_batch(b, tuple(range(h))), part_of_batch(b, tuple(range(h, n)))
+
+
+def limited_rows(batch_index: torch.Tensor, images: int) -> tuple[int, ...] | None:
+    """Positions within a batch of the run's first ``images`` images (``images = 0``: all).
+
+    ``None`` when the whole batch is scored, ``()`` when none of it is."""
+    if images <= 0:
+        return None
+    keep = tuple(int(p) for p in torch.nonzero(batch_index < images).flatten().tolist())
+    return None if len(keep) == len(batch_index) else keep
+
+
+def part_of_batch(b: EvalBatch, rows: tuple[int, ...]) -> EvalBatch:
+    """The rows ``rows`` of ``b`` as a batch of their own (explainers bound to their masks)."""
+    part = b.subset(torch.tensor(rows, dtype=torch.long))
+    part.explainers = bind_masks(part.explainers, part.masks, part.sample_ids, part.extra.get("counterfactual"))
+    return part
 
 
 def _join_results(a: dict[str, EvalResult], b: dict[str, EvalResult]) -> dict[str, EvalResult]:
@@ -158,12 +171,22 @@ def evaluate(ctx: RunContext) -> list[dict[str, Any]]:
     cms = {e.label: ctx.channel_mean.tolist() if needs_channel_mean(ctx.evaluators[e.label]) else None  # type: ignore[union-attr]
            for e in ctx.spec.evaluators}
     batch_evs = [e for e in ctx.spec.evaluators if ctx.evaluator_cards[e.label].scope != "dataset"]
-    plan: list[tuple[int, int, Any, tuple[str, ...], str]] = []  # seed, batch, entry, methods, key
+    n_sel = len(ctx.image_ids)
+    # seed, batch, entry, methods, key, rows of the batch (None = all)
+    plan: list[tuple[int, int, Any, tuple[str, ...], str, tuple[int, ...] | None]] = []
     done: list[tuple[int, str, str, str]] = []  # (seed, ev label, method, unit key)
     for seed in ctx.seeds:
         for bi, bkey in enumerate(batch_keys):  # batch-major: evaluators of a batch share its memo
             for e in batch_evs:
-                ukey = stable_hash(bkey, seed, ctx.extra_key, cms[e.label])
+                rows = limited_rows(ctx.batches[bi], e.images)
+                if rows == ():
+                    continue
+                if rows is not None:  # a part of the batch: its own key (the images it scores)
+                    ix = ctx.batches[bi][list(rows)].tolist()
+                    bkey_e = stable_hash(ctx.model_key, [ctx.image_keys[i] for i in ix])
+                else:
+                    bkey_e = bkey
+                ukey = stable_hash(bkey_e, seed, ctx.extra_key, cms[e.label])
                 todo = []
                 for m in ctx.spec.methods:
                     if store.has(*uk(e.label, m.label, ukey)):
@@ -172,17 +195,19 @@ def evaluate(ctx: RunContext) -> list[dict[str, Any]]:
                         todo.append(m.label)
                     done.append((seed, e.label, m.label, ukey))
                 if todo:
-                    plan.append((seed, bi, e, tuple(todo), ukey))
+                    plan.append((seed, bi, e, tuple(todo), ukey, rows))
 
     issued: deque[EvalUnit] = deque()
-    current: dict[tuple[int, int], EvalBatch] = {}
+    current: dict[tuple[int, int, tuple[int, ...] | None], EvalBatch] = {}
 
     def units() -> Iterator[EvalUnit]:  # lazily, so only one batch is held on the device
-        for seed, bi, e, todo, ukey in plan:
-            if (bi, seed) not in current:
+        for seed, bi, e, todo, ukey, rows in plan:
+            if (bi, seed, None) not in current:
                 current.clear()  # units come batch by batch: free the previous batch's memo
-                current[(bi, seed)] = make_batch(ctx, ctx.batches[bi], seed)
-            unit = EvalUnit(e.name, dict(e.config), todo, current[(bi, seed)], ukey, seed, e.label)
+                current[(bi, seed, None)] = make_batch(ctx, ctx.batches[bi], seed)
+            if (bi, seed, rows) not in current:  # evaluators limited alike share the part's memo
+                current[(bi, seed, rows)] = part_of_batch(current[(bi, seed, None)], rows)  # type: ignore[arg-type]
+            unit = EvalUnit(e.name, dict(e.config), todo, current[(bi, seed, rows)], ukey, seed, e.label)
             issued.append(unit)
             yield unit
 
@@ -207,4 +232,8 @@ def evaluate(ctx: RunContext) -> list[dict[str, Any]]:
         doc = store.load(*uk(elab, mlab, ukey))
         record_conventions(ctx, elab, doc)
         rows += rows_from_unit(ctx.run_id, seed, elab, mlab, doc, subjects)
+    for e in batch_evs:  # an evaluator limited to the first k images says so in its conventions
+        if 0 < e.images < n_sel:
+            ctx.conventions[e.label] = {**ctx.conventions.get(e.label, {}),
+                                        "images": f"first {e.images} of {n_sel}"}
     return rows
