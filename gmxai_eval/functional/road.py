@@ -186,8 +186,9 @@ def _solve_direct(x: torch.Tensor, remove: torch.Tensor, **_: object) -> torch.T
     threads would run one at a time). Where those entry points cannot be loaded, the images are
     solved one by one with ``solveh_banded``. Both call the same LAPACK routines in the same
     order: the solutions are identical."""
+    threads = solver_threads()  # before the BLAS limit, which also limits torch's OpenMP threads
     with _one_blas_thread():
-        return _solve_banded_all(x, remove)
+        return _solve_banded_all(x, remove, threads)
 
 
 def solver_threads() -> int:

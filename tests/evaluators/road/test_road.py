@@ -341,3 +341,28 @@ def test_direct_solver_threads_and_fallback_give_identical_images(threads, monke
     assert torch.equal(got, torch.from_numpy(ref).transpose(2, 3).float())
     monkeypatch.setattr(road, "_PB", [None])  # a scipy without the C entry points: one by one
     assert torch.equal(road._solve_banded_all(x, rm, threads=threads), got)
+
+
+def test_direct_solver_uses_the_run_threads_inside_its_blas_limit(monkeypatch):
+    """The BLAS limit of the solve also limits torch's OpenMP threads, so the solver's thread
+    count is read before it: with 2 torch threads the images are solved on 2 pool threads."""
+    import threading
+
+    import gmxai_eval.functional.road as road
+
+    seen = set()
+    solve = road._pb_solve
+
+    def spy(ab, rhs):
+        seen.add(threading.current_thread().name)
+        return solve(ab, rhs)
+
+    monkeypatch.setattr(road, "_pb_solve", spy)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.rand(6, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+        linear_impute(x, torch.rand(6, 24, 24, generator=torch.Generator().manual_seed(1)) < 0.5, solver="direct")
+    finally:
+        torch.set_num_threads(old)
+    assert len(seen) == 2 and "MainThread" not in seen
