@@ -169,7 +169,7 @@ def nli_banded(image: np.ndarray, remove: np.ndarray) -> tuple[np.ndarray, np.nd
     forward = {(dy, dx) for dy, dx, _ in _FORWARD}
     upper = [(i, j, wt) for i, j, wt, off in couplings if off in forward]
     u = max([int((j - i).max()) for i, j, _ in upper if i.size] + [0])
-    ab = np.zeros((u + 1, n))
+    ab = np.zeros((u + 1, n), order="F")  # LAPACK's layout: handed over without a copy
     ab[u] = diag
     for i, j, wt in upper:
         ab[u + i - j, j] = -wt
@@ -247,8 +247,8 @@ def _pb_solve(ab: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     import ctypes
 
     trf, trs = _lapack_pb()  # type: ignore[misc]
-    a = np.asfortranarray(ab, dtype=np.float64)
-    b = np.asfortranarray(rhs, dtype=np.float64)
+    a = np.require(ab, np.float64, ["F", "W"])  # pbtrf overwrites it (nli_banded's is F already)
+    b = np.array(rhs, dtype=np.float64, order="F")
     n, kd, nrhs = ctypes.c_int(a.shape[1]), ctypes.c_int(a.shape[0] - 1), ctypes.c_int(b.shape[1])
     ldab, ldb, info = ctypes.c_int(a.shape[0]), ctypes.c_int(max(1, b.shape[0])), ctypes.c_int(0)
     dp = ctypes.POINTER(ctypes.c_double)

@@ -40,7 +40,7 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.models.base import GMXModel
 from gmxai_eval.models.checkpoint import load_checkpoint, read_checkpoint_card, save_checkpoint
 from gmxai_eval.models.small import CARD as SMALL_CARD
-from gmxai_eval.models.train import TrainConfig, config_dict, evaluate, train_model
+from gmxai_eval.models.train import TrainConfig, config_dict, evaluate, recipe_key_dict, train_model
 from gmxai_eval.utils import stable_hash
 
 
@@ -60,11 +60,12 @@ SHORTCUT_DATA = synth.SynthConfig(num_images=1200, num_syndromes=3, imbalance=1.
                                   shortcut=True, shortcut_class=1)
 
 PRESETS: dict[str, DefaultPreset] = {
-    "default": DefaultPreset("default", TrainConfig()),
-    "tiny": DefaultPreset("tiny", TrainConfig(epochs=2, batch_size=32)),
+    # threads=0: the process's torch threads (the weights are the same for any count)
+    "default": DefaultPreset("default", TrainConfig(threads=0)),
+    "tiny": DefaultPreset("tiny", TrainConfig(epochs=2, batch_size=32, threads=0)),
     # 30 epochs of 16 images (1,350 steps): with 6-16 epochs of 32 the model had not yet picked
     # up the sticker (removing it changed p(class 1) by < 0.03)
-    "shortcut": DefaultPreset(SHORTCUT_DATA, TrainConfig(epochs=30, batch_size=16, bn_images=1024)),
+    "shortcut": DefaultPreset(SHORTCUT_DATA, TrainConfig(epochs=30, batch_size=16, bn_images=1024, threads=0)),
 }
 
 
@@ -112,7 +113,7 @@ def train_on(folder: str | os.PathLike, config: TrainConfig | None = None, progr
 
 
 def _ckpt_path(folder: str | os.PathLike, cfg: TrainConfig, data_card: dict[str, Any]) -> Path:
-    key = stable_hash(config_dict(cfg), data_card["content_hash"], n=10)
+    key = stable_hash(recipe_key_dict(cfg), data_card["content_hash"], n=10)
     return Path(folder) / "models" / f"{cfg.arch}-{key}"
 
 
@@ -160,7 +161,7 @@ def load_default(root: str | os.PathLike | None = None, progress: bool = True,
     if not retrain and path.with_suffix(".json").exists() and path.with_suffix(".pt").exists():
         card = read_checkpoint_card(path)
         if (card.get("dataset", {}).get("content_hash") == ds.card["content_hash"]
-                and card.get("train_config") == config_dict(p.train)):
+                and recipe_key_dict(card.get("train_config") or {}) == recipe_key_dict(p.train)):
             model, card = load_checkpoint(path)
             bundle = open_splits(ds.folder)
             if _is_shortcut(p) and "sticker_removal" not in card:  # a checkpoint saved without the check

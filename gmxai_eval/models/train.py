@@ -48,9 +48,11 @@ class TrainConfig:
         balance: class-weight exponent (loss weight ``n_c^-balance``; 0 = plain CE).
         flip: random horizontal flips.
         seed: seeds initialisation, batch order and augmentation.
-        threads: intra-op threads during training (default 1: results are bitwise
-            reproducible only for a fixed thread count, and on a shared machine a second
-            OpenMP thread often stalls more than it helps).
+        threads: intra-op threads during training (default 1; 0 = the process's torch thread
+            count). With ``deterministic`` CPU kernels the weights do not depend on it: the
+            default model trained with 1 and with 2 threads is bitwise the same (2026-12-01,
+            151 s vs 92 s on 2 cores; ``tests/models/training/test_train_threads.py`` checks a short
+            training), so checkpoint keys leave it out (:func:`recipe_key_dict`).
         deterministic: ``torch.use_deterministic_algorithms(True)`` during training.
         bn_images: training images used to recompute BatchNorm statistics after training
             (:func:`recalibrate_bn`; 0 keeps the running averages).
@@ -87,7 +89,7 @@ def deterministic_cpu(threads: int, deterministic: bool = True, device: str | to
     warn instead of raising: GPU trainings are reproducible to float tolerance, CPU ones bitwise."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(max(1, int(threads)))
+    torch.set_num_threads(int(threads) if int(threads) > 0 else old_threads)
     if torch.device(device).type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(deterministic, warn_only=True)
@@ -364,6 +366,14 @@ def _bar(total: int, enabled: bool | None) -> Any:
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
     return asdict(cfg)
+
+
+def recipe_key_dict(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    """What identifies a recipe's weights: its :func:`config_dict` with the thread count fixed
+    at 1 (the value every earlier checkpoint was keyed with), since on CPU with deterministic
+    kernels the thread count does not change the weights."""
+    d = dict(cfg) if isinstance(cfg, dict) else config_dict(cfg)
+    return {**d, "threads": 1} if "threads" in d else d
 
 
 
