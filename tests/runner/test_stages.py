@@ -96,8 +96,9 @@ def test_per_subject_counts_an_image_without_subject_as_its_own_subject_and_is_t
     assert [s.image_id for s in got] == [s.image_id for s in select_samples(plain, "", 0, "stratified")]
     spec = parse_spec({"methods": [{"name": "saliency"}], "evaluators": [{"name": "deletion"}]})
     assert spec.select == "per_subject" == Spec((), ()).select
-    # the packaged presets name their selection, so the default does not move their results
-    assert {preset_spec(p).select for p in ("quick", "default", "full")} == {"stratified"}
+    # the packaged presets name their selection; the default one image per patient
+    assert {preset_spec(p).select for p in ("quick", "full")} == {"stratified"}
+    assert preset_spec("default").select == "per_subject"
 
 
 def test_run_classes_keeps_only_the_named_classes(tmp_path, toys):
