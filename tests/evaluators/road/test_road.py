@@ -352,8 +352,15 @@ def test_direct_solver_uses_the_run_threads_inside_its_blas_limit(monkeypatch):
 
     seen = set()
     solve = road._pb_solve
+    lock, calls = threading.Lock(), []
+    both = threading.Barrier(2, timeout=30)  # the first two solves must run at the same time
 
     def spy(ab, rhs):
+        with lock:
+            calls.append(threading.current_thread().name)
+            first_two = len(calls) <= 2
+        if first_two:
+            both.wait()  # a serial solver never releases it: BrokenBarrierError after 30 s
         seen.add(threading.current_thread().name)
         return solve(ab, rhs)
 
