@@ -243,7 +243,8 @@ def _lapack_pb() -> tuple[Callable[..., None], Callable[..., None]] | None:
 def _pb_solve(ab: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """``A x = rhs`` for ``A`` in LAPACK upper banded storage ``ab (u + 1, n)``, ``rhs (n, C)``,
     through the GIL-free ctypes entry points; :class:`ConvergenceError` if ``A`` is not
-    positive definite."""
+    positive definite. ``ab`` is overwritten by its factor when it is already a writable
+    float64 Fortran-order array (as :func:`nli_banded` returns it)."""
     import ctypes
 
     trf, trs = _lapack_pb()  # type: ignore[misc]

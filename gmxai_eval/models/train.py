@@ -81,7 +81,8 @@ class TrainConfig:
 @contextlib.contextmanager
 def deterministic_cpu(threads: int, deterministic: bool = True, device: str | torch.device = "cpu"
                       ) -> Iterator[None]:
-    """Fix intra-op threads and deterministic algorithms inside the block; restore after.
+    """Fix intra-op threads (``threads = 0`` keeps the process's count) and deterministic
+    algorithms inside the block; restore after.
 
     On a CUDA ``device`` deterministic algorithms need cuBLAS's fixed workspace
     (``CUBLAS_WORKSPACE_CONFIG``, set here when absent; it takes effect in a process that has

@@ -191,8 +191,9 @@ class Entry:
     """One method or evaluator of a spec: registry ``name``, keyword ``config``, display ``label``.
 
     ``images`` (evaluators only; 0 = every image): score only the first ``images`` images of the
-    run's selection. The selection is ordered round-robin over classes, so the first ``k`` images
-    are a class-stratified subset of the run's images. For expensive evaluators whose estimate
+    run's selection. With ``select = "stratified"`` or ``"per_subject"`` the selection is ordered
+    round-robin over classes, so the first ``k`` images are a class-stratified subset of the
+    run's images (with ``"first"`` they are the first in dataset order). For expensive evaluators whose estimate
     needs fewer images than the paired method comparisons (the randomisation and robustness
     families re-explain every image many times); the evaluator's ``n`` says how many it scored.
     """
