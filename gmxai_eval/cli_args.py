@@ -34,6 +34,7 @@ __all__ = [
     "probability",
     "ray_address",
     "run_id",
+    "threads",
 ]
 
 
@@ -172,3 +173,14 @@ def ray_address(text: str) -> str:
     except ConfigError:
         raise argparse.ArgumentTypeError(f"expected 'auto', 'HOST:PORT' or 'ray://HOST:PORT' with a port in "
                                          f"1-65535, got {text!r}") from None
+
+
+def threads(text: str) -> int | str:
+    """``auto`` (the thread policy of :mod:`gmxai_eval.threads`) or a fixed count >= 1."""
+    from gmxai_eval.errors import ConfigError
+    from gmxai_eval.threads import parse_threads
+
+    try:
+        return parse_threads(text, "--threads")
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}") from None

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from gmxai_eval import cli_args
 from gmxai_eval.errors import GMXError
+from gmxai_eval.threads import ThreadPolicy, restored_threads
 
 #: Modules contributing sub-commands, in help order. Each has ``add_commands(subparsers)``;
 #: a sub-command sets ``func=callable(args) -> int`` via ``set_defaults``.
@@ -26,6 +27,11 @@ COMMAND_MODULES = (
     "gmxai_eval.cli.cache",     # cache prune
     "gmxai_eval.cli.imbalance",  # imbalance
 )
+
+#: Commands that render data or run models without a policy of their own: they start on the
+#: thread policy's count for the machine's current load (``run`` and ``explain`` also weigh the
+#: model's cost; ``train`` uses its recipe's fixed count, see :mod:`gmxai_eval.threads`).
+MACHINE_POLICY_COMMANDS = ("data", "gaze", "gaze-simulate", "imbalance", "questionnaire")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with restored_threads():  # main() called in-process (tests, notebooks) leaves the count as it was
+            if args.command in MACHINE_POLICY_COMMANDS:
+                ThreadPolicy().apply(args.command, force=True)
+            return int(args.func(args) or 0)
     except GMXError as e:
         print(f"gmxai-eval: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

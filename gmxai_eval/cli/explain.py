@@ -31,7 +31,9 @@ from typing import Any
 
 import torch
 
+from gmxai_eval import cli_args as ca
 from gmxai_eval.errors import ConfigError, DataError
+from gmxai_eval.threads import ThreadPolicy, forward_probe
 
 #: Methods shown without ``--methods`` or ``--leaderboard``: saliency (on the default model the
 #: region table ranks an annotated region first for 11 of 12 syndromes with it) and Grad-CAM
@@ -55,6 +57,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--matches", type=int, default=3, help="nearest gallery matches (default 3)")
     p.add_argument("--gallery-per-class", type=int, default=10, help="gallery images per class (default 10)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threads", type=ca.threads, default="auto",
+                   help="torch intra-op threads: auto (default; one photo is small work: one thread "
+                        "unless more measurably help) or a fixed N")
     p.set_defaults(func=_explain)
 
 
@@ -122,6 +127,9 @@ def explain(args: argparse.Namespace) -> dict[str, Path]:
         raise DataError(f"expected the photo's five landmarks in {lm_path.name} (or --landmarks) for the alignment "
                         "check, got no such file", path=img_path)
     offset = check_aligned(read_landmarks(lm_path), size, where=str(img_path))
+    policy = ThreadPolicy(getattr(args, "threads", "auto"))
+    policy.calibrate_with(forward_probe(model, image[None]))
+    policy.apply("explain", force=True)
     explainers, rule = _methods(args)
     kw: dict[str, Any] = {}
     if bundle is not None:

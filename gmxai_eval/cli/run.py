@@ -30,6 +30,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                       "(overrides run.executor)")
     p.add_argument("--workers", type=ca.positive_int, help="worker processes / Ray CPUs of the executor")
     p.add_argument("--address", type=ca.ray_address, help="Ray cluster address (auto | HOST:PORT; default: a local instance)")
+    p.add_argument("--threads", type=ca.threads, help="torch intra-op threads: auto (default: chosen from the "
+                   "free cores and the model's cost, re-checked during the run) or a fixed N (overrides run.threads)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run folder of another spec under the same run id")
     p.set_defaults(func=_run)
@@ -64,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         run_benchmark(spec, output=args.output, run_id=args.run_id, cache=args.cache,
                       progress=False if args.no_progress else None, overwrite=args.overwrite,
-                      executor=executor)
+                      executor=executor, threads=args.threads)
     finally:
         if executor is not None and hasattr(executor, "close"):
             executor.close()

@@ -25,15 +25,18 @@ class StageTimer:
     ``progress=None`` (auto) also prints a line on stdout when a stage starts and ends if stderr
     is not a terminal (CI logs, pipes), so a long run is never silent; ``False`` never prints."""
 
-    def __init__(self, progress: bool | None = False) -> None:
+    def __init__(self, progress: bool | None = False, on_start: Callable[[str], Any] | None = None) -> None:
         self.seconds: dict[str, float] = {}
         self.progress = progress
+        self.on_start = on_start  # called with the stage's name before it starts (the thread policy)
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
         from gmxai_eval.progress import announce
 
         announce(f"stage {stage}: started", self.progress)
+        if self.on_start is not None:
+            self.on_start(stage)
         t0 = time.perf_counter()
         ok = False
         try:
@@ -102,6 +105,8 @@ class RunContext:
         reliability / sections: the results of those stages (JSON-able).
         power: the ``[run] power`` plan that chose ``n_images`` (:func:`gmxai_eval.runner.power.plan_n`),
             or ``None``; written to ``results.json`` under ``power``.
+        threads: the :class:`~gmxai_eval.threads.ThreadPolicy` that sets torch's intra-op threads
+            at stage starts and between units (``None``: the process's count is left alone).
     """
 
     spec: Spec
@@ -146,6 +151,12 @@ class RunContext:
     sections: dict[str, Any] = field(default_factory=dict)
     dataset_job: Callable[..., Any] | None = None
     power: dict[str, Any] | None = None
+    threads: Any = None
+
+    def apply_threads(self, at: str) -> None:
+        """Let the thread policy re-decide (cheap: at most every few seconds it reads the load)."""
+        if self.threads is not None:
+            self.threads.apply(at)
 
     @property
     def seeds(self) -> tuple[int, ...]:

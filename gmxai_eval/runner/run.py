@@ -50,6 +50,7 @@ from gmxai_eval.runner.stages.sections import sections
 from gmxai_eval.runner.stages.write import environment, summarise
 from gmxai_eval.runner.stages.write import write as write_run
 from gmxai_eval.runner.store import make_table
+from gmxai_eval.threads import ThreadPolicy, restored_threads
 
 __all__ = ["RunResult", "run_benchmark", "EvalUnit", "execute_unit", "call_halving", "is_oom",
            "auto_batch_size", "resolve_device", "load_model", "load_dataset", "load_default_bundle",
@@ -86,7 +87,7 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
                   dataset_job: Callable[..., DatasetJob] | None = None,
                   extra_sections: Sequence[tuple[str, str]] = (), write: bool = True,
                   verbose: bool = True, batch_extra: Mapping[str, Any] | None = None,
-                  overwrite: bool = False) -> RunResult:
+                  overwrite: bool = False, threads: int | str | None = None) -> RunResult:
     """Run ``spec`` and write ``<output>/<run id>/``.
 
     The run folder belongs to one spec: before any work the output location is checked
@@ -116,6 +117,9 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         batch_extra: added to every ``EvalBatch.extra`` (e.g. ``{"fixations": {sample_id:
             ImageGaze}}`` for the gaze evaluators); its pickled content is part of every unit key.
         overwrite: replace a run folder of another spec under the same run id.
+        threads: torch intra-op threads, ``"auto"`` or a fixed count (default: ``[run] threads``);
+            see :mod:`gmxai_eval.threads`. The process's count is restored when the run ends;
+            the policy's decisions are written to ``results.json`` (``environment.threads``).
     """
     power = None
     if spec.power:  # [run] power: n_images from a pilot run, before anything is selected
@@ -124,13 +128,15 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         power = plan_n(spec.power, spec.source)
         spec = spec.replace(n_images=power["n"])
     out_root = Path(output if output is not None else spec.output)
+    policy = ThreadPolicy(spec.threads if threads is None else threads, device=spec.device)
     ctx = RunContext(
-        spec=spec, timer=StageTimer(progress), progress=progress,
+        spec=spec, timer=StageTimer(progress, on_start=lambda stage: policy.apply(stage, force=True)),
+        progress=progress, threads=policy,
         out_root=out_root, cache_root=Path(cache if cache is not None else (spec.cache or out_root / ".cache")),
         run_id=run_id or spec.run_id, dataset_job=dataset_job, power=power,
         counts={"attributed": {e.label: 0 for e in spec.methods}, "units_run": 0, "units_reused": 0})
     staged = prepare_run_dir(out_root, ctx.run_id, spec.hash(), overwrite) if write else None
-    with staged if staged is not None else contextlib.nullcontext():
+    with staged if staged is not None else contextlib.nullcontext(), restored_threads():
         return _run(ctx, staged, model=model, dataset=dataset, samples=samples, executor=executor,
                     batch_extra=batch_extra, extra_sections=extra_sections, verbose=verbose)
 

@@ -20,6 +20,8 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     executor = "local"        # EXECUTORS name running the units of work
     gpus_per_task = 1.0       # with executor "ray" and a cuda device: GPUs each task asks Ray
                               # for (a fraction such as 0.25 puts four trainings on one GPU)
+    threads = "auto"          # torch intra-op threads: "auto" (gmxai_eval.threads.ThreadPolicy:
+                              # from the machine's free cores and the model's cost) or a fixed N
     power = { target = 0.8, pilot = "results/<run id>/results.json" }
                               # choose n_images from a pilot run (gmxai_eval.runner.power)
 
@@ -75,6 +77,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gmxai_eval.errors import ConfigError
+from gmxai_eval.threads import parse_threads
 from gmxai_eval.utils import stable_hash
 
 #: Packaged presets, ``gmxai-eval run --preset NAME``.
@@ -104,6 +107,7 @@ class RunSection:
     classes: tuple[str, ...] = ()
     gpus_per_task: float = 1.0
     power: Mapping[str, Any] = field(default_factory=dict)
+    threads: int | str = "auto"
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,7 @@ class Spec:
     classes: tuple[str, ...] = RunSection.classes
     gpus_per_task: float = RunSection.gpus_per_task
     power: Mapping[str, Any] = field(default_factory=dict)
+    threads: int | str = RunSection.threads
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
@@ -299,6 +304,8 @@ class Spec:
             run["power"] = _plain(dict(run["power"]))
         else:
             run.pop("power")  # absent = no planning (keeps the hash of specs without it)
+        if run["threads"] == RunSection.threads:
+            run.pop("threads")  # absent = "auto"; where work runs, not what it computes
         return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
                 "methods": [_plain(e) for e in self.methods],  # Entry objects: 'images' only where set
                 "evaluators": [_plain(e) for e in self.evaluators],
@@ -309,7 +316,7 @@ class Spec:
     def hash(self) -> str:
         """Content hash of everything that determines the results (not output locations)."""
         d = self.to_dict()
-        for k in ("output", "cache", "html", "examples", "name", "executor", "gpus_per_task", "power"):
+        for k in ("output", "cache", "html", "examples", "name", "executor", "gpus_per_task", "power", "threads"):
             d["run"].pop(k, None)  # where work runs; power only chooses n_images, which is hashed
         d.pop("report")  # report sections do not change any score
         d.pop("views", None)  # nor do the views
@@ -465,6 +472,11 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
         kw["power"] = parse_power(src, run["power"])
     if "html" in run:
         kw["html"] = _typed(src, "run.html", run["html"], bool, "true or false")
+    if "threads" in run:
+        try:
+            kw["threads"] = parse_threads(run["threads"], "run.threads")
+        except ConfigError as e:
+            raise ConfigError(f"{src}: {e}") from None
     if "gpus_per_task" in run:
         g = run["gpus_per_task"]
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not (0 < g <= 64):

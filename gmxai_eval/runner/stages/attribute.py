@@ -39,6 +39,7 @@ def attribute(ctx: RunContext) -> dict[str, torch.Tensor]:
             bkeys = [ctx.image_keys[i] for i in ix.tolist()]
             found, missing = cache.get(e.name, mk, bkeys)
             if missing:
+                ctx.apply_threads("attribute")
                 t0 = time.perf_counter()
                 sel = ix[torch.tensor(missing, dtype=torch.long)]
                 new = call_halving(lambda s, lab=lab: _explain(ctx, lab, s), sel,

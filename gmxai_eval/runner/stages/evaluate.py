@@ -209,6 +209,7 @@ def evaluate(ctx: RunContext) -> list[dict[str, Any]]:
                 current[(bi, seed, rows)] = part_of_batch(current[(bi, seed, None)], rows)  # type: ignore[arg-type]
             unit = EvalUnit(e.name, dict(e.config), todo, current[(bi, seed, rows)], ukey, seed, e.label)
             issued.append(unit)
+            ctx.apply_threads("evaluate")  # a local executor runs the unit right after this
             yield unit
 
     bar = progress_bar(len(plan), "evaluate", ctx.progress)

@@ -27,7 +27,8 @@ from gmxai_eval.runner.cache import image_keys, model_hash
 from gmxai_eval.runner.context import RunContext
 from gmxai_eval.runner.devices import auto_batch_size, executor_for, resolve_device
 from gmxai_eval.runner.spec import SELECTIONS
-from gmxai_eval.utils import stable_hash
+from gmxai_eval.threads import forward_probe
+from gmxai_eval.utils import device_chunk, stable_hash
 
 
 
@@ -89,12 +90,16 @@ def check_config(fn: Any, config: Mapping[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; expected a subset of {known}" + (f" ({hint})" if hint else ""))
 
 
-def load_default_bundle(config: Mapping[str, Any]) -> tuple[nn.Module, Any]:
+def load_default_bundle(config: Mapping[str, Any], progress: bool | None = None) -> tuple[nn.Module, Any]:
     """``(model, splits)`` of the embedded default:
-    ``gmxai_eval.models.default.load_default(**config)`` returns ``(model, splits, card)``."""
+    ``gmxai_eval.models.default.load_default(**config)`` returns ``(model, splits, card)``.
+
+    ``progress`` is the run's (``None``: bars on a terminal, lines with done/total and ETA
+    otherwise; ``False``: nothing): it replaces the config's ``progress``, so data generation and
+    training of a cold run are never silent unless the run is."""
     mod = _import("gmxai_eval.models.default", "the default model")
     check_config(mod.load_default, config, "model.config (source 'default')")
-    out = mod.load_default(**dict(config))
+    out = mod.load_default(**{**dict(config), "progress": progress is not False})
     if isinstance(out, tuple):
         return out[0], (out[1] if len(out) > 1 else None)
     return out, None
@@ -272,7 +277,7 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
     default_splits = None
     if spec.model.get("source") == "default" and (
             model is None or (samples is None and dataset is None and spec.dataset["name"] == "default")):
-        loaded, default_splits = load_default_bundle(spec.model.get("config", {}))
+        loaded, default_splits = load_default_bundle(spec.model.get("config", {}), ctx.progress)
         model = model if model is not None else loaded.eval()
     if samples is None:
         if dataset is None:
@@ -308,6 +313,10 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
                                                                                   ctx.device)
     ctx.batch_size = bs
     ctx.batches = [torch.arange(i, min(i + bs, len(fb))) for i in range(0, len(fb), bs)]
+    if ctx.threads is not None and len(fb):  # the work's size: one forward of a typical chunk
+        ctx.threads.device = str(ctx.device)
+        ctx.threads.calibrate_with(forward_probe(ctx.model, fb.images[: device_chunk(ctx.device)].to(ctx.device)))
+        ctx.threads.apply("load", force=True)
     with torch.no_grad():
         if spec.target == "predicted":
             ctx.target = torch.cat([ctx.model(fb.images[ix].to(ctx.device)).argmax(1).cpu()

@@ -1,0 +1,277 @@
+"""How many intra-op torch threads a CPU job gets: a policy that cannot collapse under load.
+
+PyTorch's intra-op pool is fork-join: every operator splits its work across the pool and waits
+for the last thread. When other processes occupy the cores, some pool thread is often
+descheduled, and every operator waits for it; small tensors (one photo, a small model, chunks of
+a few images) pay that wait on every operator. One thread never waits for a sibling.
+
+:class:`ThreadPolicy` therefore chooses, at the points where a job may change its count (stage
+boundaries, between units of work):
+
+* **the machine**: the free cores, ``cores - ceil(others - 0.25)``: the cores this process may
+  use (affinity, and the cgroup CPU quota where one is set) less the cores other processes kept
+  busy since the last decision, rounded up once above a quarter of a core (Linux
+  ``/proc/stat`` over the CPUs of this process's affinity, less this process's own CPU time;
+  elsewhere the one-minute load average less this process's share). No free core besides one
+  means one thread.
+* **the work**: a calibration callable (one forward pass of the job's model on a typical
+  batch) is timed with one thread and with the free cores' count; more threads are kept only
+  when they are at least ``gain`` (default 15 %) faster. Small work stays on one thread even
+  on an idle machine.
+
+A fixed count (``threads = N`` in a spec's ``[run]``, ``--threads N``) bypasses the policy;
+``"auto"`` (the default) uses it. Every decision is recorded (:meth:`ThreadPolicy.record`), and
+the runner writes the record into ``results.json``.
+
+Trained weights do not follow this policy: training runs with the fixed count of its recipe
+(see :mod:`gmxai_eval.models.train`), because reductions split by thread count change the
+weights' last bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+
+from gmxai_eval.errors import ConfigError
+
+#: More threads are kept only if the calibration ran at most ``1 - GAIN`` of one thread's time.
+GAIN = 0.15
+#: Other processes' load below this many cores (daemons, a terminal) is not counted as a busy core.
+SLACK = 0.25
+#: A decision is re-taken at most this often (seconds); in between the last one stands.
+MIN_INTERVAL = 2.0
+#: The first load reading, with no earlier one to compare with, samples this long (seconds).
+FIRST_WINDOW = 0.1
+
+
+def parse_threads(value: Any, where: str = "threads") -> int | str:
+    """``"auto"`` or an int >= 1 (the count to fix); anything else raises :class:`ConfigError`.
+
+    >>> parse_threads("auto"), parse_threads(2), parse_threads("3")
+    ('auto', 2, 3)
+    """
+    if value == "auto" or value == 0 or value == "0":
+        return "auto"
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(f"expected {where} 'auto' or an int >= 1, got {value!r}")
+
+
+def available_cores() -> int:
+    """CPUs this process may run on: its affinity, capped by a cgroup v2 CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(float(quota) / float(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def default_cores() -> int:
+    """:func:`available_cores`, capped by ``$OMP_NUM_THREADS`` where the user (or a cluster's
+    scheduler) set it: the policy never uses more threads than the environment allows."""
+    n = available_cores()
+    cap = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(n, int(cap)) if cap.isdigit() and int(cap) >= 1 else n
+
+
+def _affinity() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _busy_jiffies(cpus: set[int] | None) -> tuple[int, int] | None:
+    """``(busy, total)`` jiffies summed over ``cpus`` (all when ``None``), from ``/proc/stat``."""
+    try:
+        lines = open("/proc/stat").read().splitlines()
+    except OSError:
+        return None
+    busy = total = 0
+    for line in lines:
+        name, *vals = line.split()
+        if not name.startswith("cpu") or name == "cpu" or not name[3:].isdigit():
+            continue
+        if cpus is not None and int(name[3:]) not in cpus:
+            continue
+        v = [int(x) for x in vals[:8]]
+        v += [0] * (8 - len(v))
+        idle = v[3] + v[4]  # idle + iowait
+        total += sum(v)
+        busy += sum(v) - idle
+    return (busy, total) if total else None
+
+
+def _own_cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+@dataclass
+class LoadReading:
+    """A snapshot to difference against: ``/proc/stat`` jiffies, own CPU seconds, wall time."""
+
+    jiffies: tuple[int, int] | None
+    own: float
+    wall: float
+
+
+class LoadMeter:
+    """Cores kept busy by *other* processes between two readings.
+
+    The first call of :meth:`others` samples ``FIRST_WINDOW`` seconds; later calls compare with
+    the previous reading, so the window is the time the job itself ran (no sleeping)."""
+
+    def __init__(self) -> None:
+        self.cpus = _affinity()
+        self.n_cpus = len(self.cpus) if self.cpus else (os.cpu_count() or 1)
+        self._last: LoadReading | None = None
+
+    def _read(self) -> LoadReading:
+        return LoadReading(_busy_jiffies(self.cpus), _own_cpu_seconds(), time.monotonic())
+
+    def others(self) -> float:
+        """Cores busy with other processes since the last call (``>= 0``)."""
+        if self._last is None:
+            self._last = self._read()
+            time.sleep(FIRST_WINDOW)
+        prev, now = self._last, self._read()
+        self._last = now
+        wall = max(now.wall - prev.wall, 1e-6)
+        own = max(now.own - prev.own, 0.0) / wall
+        if prev.jiffies is not None and now.jiffies is not None and now.jiffies[1] > prev.jiffies[1]:
+            busy = (now.jiffies[0] - prev.jiffies[0]) / (now.jiffies[1] - prev.jiffies[1]) * self.n_cpus
+        else:  # no /proc/stat: the one-minute load average, which counts this process too
+            busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else own
+        return max(0.0, busy - own)
+
+
+def time_call(fn: Callable[[], Any], threads: int, repeats: int = 2) -> float:
+    """Best of ``repeats`` wall times of ``fn()`` with ``threads`` intra-op threads (after one
+    warm-up call); the process's count is restored."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fn()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def restored_threads() -> Iterator[None]:
+    """Restore torch's intra-op thread count on leaving the block (a policy may change it)."""
+    old = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+
+
+def forward_probe(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """A calibration callable: one gradient-free forward of ``model`` on ``x``."""
+    def run() -> None:
+        with torch.no_grad():
+            model(x)
+    return run
+
+
+@dataclass
+class ThreadPolicy:
+    """Chooses and sets torch's intra-op thread count (see the module docstring).
+
+    Args:
+        setting: ``"auto"`` or a fixed count (:func:`parse_threads`).
+        cores: the cores to share (default :func:`default_cores`: affinity, quota and
+            ``$OMP_NUM_THREADS``).
+        meter: where the other processes' load comes from (tests pass a stub).
+        gain: the relative speed-up more threads must show in the calibration.
+        device: the job's device; on an accelerator the process's count is left alone.
+        timer: ``(fn, threads) -> seconds`` for the calibration (default :func:`time_call`).
+    """
+
+    setting: int | str = "auto"
+    cores: int = field(default_factory=default_cores)
+    meter: Any = field(default_factory=LoadMeter)
+    gain: float = GAIN
+    device: str = "cpu"
+    min_interval: float = MIN_INTERVAL
+    timer: Callable[[Callable[[], Any], int], float] = time_call
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    _calibration: Callable[[], Any] | None = None
+    _parallel_helps: bool | None = None
+    _last: float = -float("inf")
+
+    def __post_init__(self) -> None:
+        self.setting = parse_threads(self.setting)
+
+    def calibrate_with(self, fn: Callable[[], Any] | None) -> None:
+        """Use ``fn`` (one forward of the job's model on a typical batch) to judge the work; the
+        next :meth:`apply` re-decides."""
+        self._calibration, self._parallel_helps, self._last = fn, None, -float("inf")
+
+    def _work_wants(self, free: int, at: str) -> int:
+        if free <= 1:
+            return 1
+        if self._calibration is None:
+            return free
+        if self._parallel_helps is None:
+            t1 = self.timer(self._calibration, 1)
+            tn = self.timer(self._calibration, free)
+            self._parallel_helps = tn <= (1.0 - self.gain) * t1
+            self.decisions.append({"at": at, "calibration": {"threads": [1, free],
+                                   "seconds": [round(t1, 5), round(tn, 5)]}})
+        return free if self._parallel_helps else 1
+
+    def choose(self, at: str = "") -> int:
+        """The count for the next piece of work (does not set it)."""
+        if self.setting != "auto":
+            self.decisions.append({"at": at, "threads": int(self.setting)})
+            return int(self.setting)
+        if torch.device(self.device).type != "cpu":
+            return max(1, min(self.cores, torch.get_num_threads()))
+        others = self.meter.others()
+        free = max(1, self.cores - math.ceil(others - SLACK))
+        n = self._work_wants(free, at)
+        self.decisions.append({"at": at, "others_busy": round(others, 2), "free": free, "threads": n})
+        return n
+
+    def apply(self, at: str = "", force: bool = False) -> int:
+        """Choose and set the count; re-decides at most every ``min_interval`` seconds."""
+        now = time.monotonic()
+        if not force and now - self._last < self.min_interval:
+            return torch.get_num_threads()
+        self._last = now
+        n = self.choose(at)
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+        return n
+
+    def record(self) -> dict[str, Any]:
+        """What ``results.json`` keeps: the setting, the cores and every decision (at most 50)."""
+        counts = [d["threads"] for d in self.decisions if "threads" in d]
+        return {"setting": self.setting, "cores": self.cores, "gain": self.gain,
+                "threads_used": sorted(set(counts)) or [torch.get_num_threads()],
+                "decisions": self.decisions[:50], "n_decisions": len(self.decisions)}

@@ -1,0 +1,137 @@
+"""The thread policy (gmxai_eval.threads): load arithmetic, the work test, overrides, records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from gmxai_eval import threads as T
+from gmxai_eval.errors import ConfigError
+
+
+class StubMeter:
+    def __init__(self, others: float) -> None:
+        self.value, self.calls = others, 0
+
+    def others(self) -> float:
+        self.calls += 1
+        return self.value
+
+
+def stub_timer(seconds: dict[int, float]):
+    calls: list[int] = []
+
+    def timer(fn, threads):
+        calls.append(threads)
+        return seconds[threads]
+    timer.calls = calls
+    return timer
+
+
+@pytest.mark.parametrize("given, expected", [("auto", "auto"), (0, "auto"), ("0", "auto"), (1, 1), ("4", 4)])
+def test_parse_threads_accepts(given, expected):
+    assert T.parse_threads(given) == expected
+
+
+@pytest.mark.parametrize("bad", [-1, "-1", 1.5, "many", True, None, ""])
+def test_parse_threads_refuses_naming_the_key(bad):
+    with pytest.raises(ConfigError, match="run.threads"):
+        T.parse_threads(bad, "run.threads")
+
+
+def test_busy_machine_gets_one_thread_without_calibrating():
+    probe_runs = []
+    timer = stub_timer({1: 1.0, 2: 0.1})
+    p = T.ThreadPolicy("auto", cores=2, meter=StubMeter(1.9), timer=timer)
+    p.calibrate_with(lambda: probe_runs.append(1))
+    assert p.choose("x") == 1
+    assert timer.calls == []  # no free core besides one: the work is not even measured
+
+
+@pytest.mark.parametrize("others, free", [(0.0, 4), (0.2, 4), (0.3, 3), (1.2, 3), (1.3, 2), (2.0, 2), (3.5, 1), (9.0, 1)])
+def test_free_cores_are_the_cores_less_the_others_load(others, free):
+    p = T.ThreadPolicy("auto", cores=4, meter=StubMeter(others))  # no calibration: the machine decides
+    assert p.choose() == free
+
+
+@pytest.mark.parametrize("t1, t2, expected", [(1.0, 0.5, 2), (1.0, 0.85, 2), (1.0, 0.9, 1), (1.0, 1.4, 1)])
+def test_idle_machine_keeps_more_threads_only_when_the_work_gains(t1, t2, expected):
+    timer = stub_timer({1: t1, 2: t2})
+    p = T.ThreadPolicy("auto", cores=2, meter=StubMeter(0.0), timer=timer)
+    p.calibrate_with(lambda: None)
+    assert p.choose() == expected
+    assert p.choose() == expected
+    assert timer.calls == [1, 2]  # measured once per calibration callable
+
+
+def test_fixed_setting_bypasses_the_machine():
+    meter = StubMeter(5.0)
+    p = T.ThreadPolicy(3, cores=2, meter=meter)
+    assert p.choose() == 3 and meter.calls == 0
+
+
+def test_apply_sets_torch_threads_throttles_and_restored_threads_restores():
+    before = torch.get_num_threads()
+    meter = StubMeter(0.0)
+    with T.restored_threads():
+        p = T.ThreadPolicy("auto", cores=2, meter=meter, min_interval=60.0)
+        assert p.apply("a", force=True) == 2 and torch.get_num_threads() == 2
+        meter.value = 3.0
+        assert p.apply("b") == 2 and meter.calls == 1  # within min_interval: the last decision stands
+        assert p.apply("c", force=True) == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    rec = p.record()
+    assert rec["setting"] == "auto" and rec["threads_used"] == [1, 2]
+    assert [d["at"] for d in rec["decisions"]] == ["a", "c"]
+
+
+def test_load_meter_arithmetic_subtracts_own_cpu(monkeypatch):
+    """2 CPUs for 1 s: 150 of 200 jiffies busy = 1.5 cores; this process used 0.5 s of CPU,
+    so other processes kept 1.0 core busy."""
+    readings = iter([(1000, 4000), (1150, 4200)])
+    own = iter([10.0, 10.5])
+    clock = iter([100.0, 101.0])
+    monkeypatch.setattr(T, "_busy_jiffies", lambda cpus: next(readings))
+    monkeypatch.setattr(T, "_own_cpu_seconds", lambda: next(own))
+    monkeypatch.setattr(T.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(T.time, "sleep", lambda s: None)
+    m = T.LoadMeter()
+    m.n_cpus = 2
+    assert m.others() == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_load_meter_sees_a_busy_process():
+    m = T.LoadMeter()
+    m.others()  # first reading
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<1.5: pass"])
+    try:
+        time.sleep(1.0)
+        seen = m.others()
+    finally:
+        child.wait()
+    assert seen >= 0.3  # the child alone keeps most of one core busy for the whole window
+
+
+def test_forward_probe_runs_without_grad(toy_model):
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    seen = []
+    h = toy_model.register_forward_hook(lambda m, i, o: seen.append(o.requires_grad))
+    try:
+        T.forward_probe(toy_model, x)()
+    finally:
+        h.remove()
+    assert seen == [False]
+
+
+@pytest.mark.parametrize("env, expected", [(None, None), ("1", 1), ("64", None), ("x", None)])
+def test_omp_num_threads_caps_the_policy(monkeypatch, env, expected):
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    assert T.default_cores() == (T.available_cores() if expected is None else expected)
