@@ -135,6 +135,17 @@ def _card(b: DefaultBundle, cfg: TrainConfig, hist: dict[str, Any], metrics: dic
     }
 
 
+def default_data(preset: str = "default", root: str | os.PathLike | None = None,
+                 progress: bool = True) -> DefaultBundle:
+    """The splits of preset ``preset``'s synthetic data (generated on first use), without its model."""
+    if preset not in PRESETS:
+        raise ConfigError(f"expected preset in {sorted(PRESETS)}, got {preset!r}")
+    p = PRESETS[preset]
+    ds = synth.load(p.data, root=root, progress=progress,
+                    cache_name=f"synthetic_faces_{preset}" if isinstance(p.data, synth.SynthConfig) else None)
+    return open_splits(ds.folder)
+
+
 def load_default(root: str | os.PathLike | None = None, progress: bool = True,
                  preset: str = "default", retrain: bool = False
                  ) -> tuple[GMXModel, DefaultBundle, dict[str, Any]]:

@@ -49,6 +49,9 @@ from gmxai_eval.runner.stages.reliability import reliability
 from gmxai_eval.runner.stages.sections import sections
 from gmxai_eval.runner.stages.write import environment, summarise
 from gmxai_eval.runner.stages.write import write as write_run
+from gmxai_eval.report import models as report_models
+from gmxai_eval.runner.devices import executor_for
+from gmxai_eval.runner.models import run_models, train_stage
 from gmxai_eval.runner.store import make_table
 from gmxai_eval.threads import ThreadPolicy, restored_threads
 
@@ -128,17 +131,49 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
         power = plan_n(spec.power, spec.source)
         spec = spec.replace(n_images=power["n"])
     out_root = Path(output if output is not None else spec.output)
+    cache_root = Path(cache if cache is not None else (spec.cache or out_root / ".cache"))
+    rid = run_id or spec.run_id
     policy = ThreadPolicy(spec.threads if threads is None else threads, device=spec.device)
-    ctx = RunContext(
-        spec=spec, timer=StageTimer(progress, on_start=lambda stage: policy.apply(stage, force=True)),
-        progress=progress, threads=policy,
-        out_root=out_root, cache_root=Path(cache if cache is not None else (spec.cache or out_root / ".cache")),
-        run_id=run_id or spec.run_id, dataset_job=dataset_job, power=power,
-        counts={"attributed": {e.label: 0 for e in spec.methods}, "units_run": 0, "units_reused": 0})
-    staged = prepare_run_dir(out_root, ctx.run_id, spec.hash(), overwrite) if write else None
-    with staged if staged is not None else contextlib.nullcontext(), restored_threads():
+
+    def run_one(one: Spec, *, model: nn.Module | None, dataset: Any, staged: Any, run_id: str) -> RunResult:
+        ctx = RunContext(
+            spec=one, timer=StageTimer(progress, on_start=lambda stage: policy.apply(stage, force=True)),
+            progress=progress, threads=policy, out_root=out_root, cache_root=cache_root, run_id=run_id,
+            dataset_job=dataset_job, power=power,
+            counts={"attributed": {e.label: 0 for e in one.methods}, "units_run": 0, "units_reused": 0})
         return _run(ctx, staged, model=model, dataset=dataset, samples=samples, executor=executor,
                     batch_extra=batch_extra, extra_sections=extra_sections, verbose=verbose)
+
+    staged = prepare_run_dir(out_root, rid, spec.hash(), overwrite) if write else None
+    with staged if staged is not None else contextlib.nullcontext(), restored_threads():
+        if spec.models:
+            return _run_models(spec, run_one, staged, cache_root, executor, rid, verbose)
+        if model is None and spec.model.get("source") == "train":
+            policy.apply("train", force=True)
+            trained = train_stage(spec, cache_root, executor or executor_for(spec))["model"]
+            model, dataset = trained[0].model, dataset if dataset is not None else trained[1]
+        return run_one(spec, model=model, dataset=dataset, staged=staged, run_id=rid)
+
+
+def _run_models(spec: Spec, run_one: Callable[..., RunResult], staged: StagedRun | None, cache_root: Path,
+                executor: Executor | None, run_id: str, verbose: bool) -> RunResult:
+    """A ``[[models]]`` spec: every model through :func:`run_one` (:mod:`gmxai_eval.runner.models`)."""
+    ex = executor if executor is not None else executor_for(spec)
+    try:
+        table, doc, per = run_models(spec, lambda one, **kw: run_one(one, run_id=one.run_id, **kw), staged=staged,
+                                     cache_root=cache_root, executor=ex, run_id=run_id)
+    finally:
+        if executor is None and hasattr(ex, "close"):
+            ex.close()
+    run_dir = staged.commit() if staged is not None else None
+    board = report_models.models_markdown(doc)
+    if verbose:
+        print(board)
+        if run_dir is not None:
+            print(f"results: {run_dir}")
+    counts = {label: r.counts for label, r in per.items()}
+    timings = {f"{label}/{k}": v for label, r in per.items() for k, v in r.timings.items()}
+    return RunResult(run_dir, spec, table, doc, counts, timings, board)
 
 
 def _run(ctx: RunContext, staged: StagedRun | None, *, model: nn.Module | None, dataset: Any,

@@ -124,7 +124,12 @@ class DatasetSection:
 class ModelSection:
     """``[model]``: ``source`` "default" | "checkpoint" (``checkpoint``) | "registry" (``arch``) |
     "factory" (``factory = "pkg.module:function"`` or ``"file.py:function"``, called with
-    ``config``, then an optional ``state_dict`` file) | "torchscript" (``torchscript`` file)."""
+    ``config``, then an optional ``state_dict`` file) | "torchscript" (``torchscript`` file) |
+    "train" (``train = { arch = ..., epochs = ..., ... }``: trained by the run's ``train`` stage on
+    the training split of the run's dataset, see :mod:`gmxai_eval.runner.train_stage`).
+
+    Several models: ``[[models]]`` tables, each these keys plus a ``label``; every stage then
+    runs per model (see :mod:`gmxai_eval.runner.models`)."""
 
     source: str = "default"
     checkpoint: str = ""
@@ -133,6 +138,7 @@ class ModelSection:
     state_dict: str = ""
     torchscript: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,7 +179,7 @@ class ViewsSection:
 
 
 #: Where a ``[model]`` comes from.
-MODEL_SOURCES = ("default", "checkpoint", "registry", "factory", "torchscript")
+MODEL_SOURCES = ("default", "checkpoint", "registry", "factory", "torchscript", "train")
 
 
 def _keys(cls: type) -> set[str]:
@@ -187,7 +193,7 @@ _MODEL_KEYS = _keys(ModelSection)
 _REPORT_KEYS = _keys(ReportSection)
 _GAZE_KEYS = _keys(GazeSection)
 _VIEWS_KEYS = _keys(ViewsSection)
-_TOP_KEYS = {"run", "dataset", "model", "methods", "evaluators", "reliability", "report", "gaze", "views"}
+_TOP_KEYS = {"run", "dataset", "model", "models", "methods", "evaluators", "reliability", "report", "gaze", "views"}
 
 
 @dataclass(frozen=True)
@@ -255,6 +261,7 @@ class Spec:
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
+    models: tuple[Mapping[str, Any], ...] = ()
     reliability: ReliabilitySpec = ReliabilitySpec()
     sections: tuple[str, ...] = ()
     gaze: Mapping[str, Any] = field(default_factory=dict)
@@ -306,7 +313,8 @@ class Spec:
             run.pop("power")  # absent = no planning (keeps the hash of specs without it)
         if run["threads"] == RunSection.threads:
             run.pop("threads")  # absent = "auto"; where work runs, not what it computes
-        return {"run": run, "dataset": _plain(d["dataset"]), "model": _plain(d["model"]),
+        models = {"models": [_plain(m) for m in self.models]} if self.models else {"model": _plain(d["model"])}
+        return {"run": run, "dataset": _plain(d["dataset"]), **models,
                 "methods": [_plain(e) for e in self.methods],  # Entry objects: 'images' only where set
                 "evaluators": [_plain(e) for e in self.evaluators],
                 "reliability": d["reliability"], "report": {"sections": list(d["sections"])},
@@ -326,6 +334,19 @@ class Spec:
     def run_id(self) -> str:
         return f"{self.name}-{self.hash()[:10]}"
 
+    @property
+    def model_labels(self) -> tuple[str, ...]:
+        """The labels of ``[[models]]`` (empty for a one-model spec)."""
+        return tuple(m["label"] for m in self.models)
+
+    def for_model(self, label: str) -> "Spec":
+        """The one-model spec of ``[[models]]`` entry ``label`` (same run settings, methods and
+        evaluators; its hash is that of a spec with this ``[model]`` table)."""
+        for m in self.models:
+            if m["label"] == label:
+                return self.replace(model={k: v for k, v in m.items() if k != "label"})
+        raise ConfigError(f"{self.source}: expected a model label in {list(self.model_labels)}, got {label!r}")
+
     def replace(self, **changes: Any) -> "Spec":
         """A copy with top-level fields replaced (validated like a parsed spec)."""
         d = self.to_dict()
@@ -336,6 +357,11 @@ class Spec:
                 d[k] = [_plain(e) if isinstance(e, Entry) else dict(e) for e in v]
             elif k in ("dataset", "model"):
                 d[k] = dict(v)
+                if k == "model":
+                    d.pop("models", None)
+            elif k == "models":
+                d.pop("model", None)
+                d["models"] = [dict(m) for m in v]
             elif k == "reliability":
                 d[k] = asdict(v) if isinstance(v, ReliabilitySpec) else dict(v)
             elif k == "sections":
@@ -500,27 +526,13 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
                          "config": dict(ds.get("config", {})),
                          **({"path": _typed(src, "dataset.path", ds["path"], str, "a path string")}
                             if "path" in ds else {})}
+    if "model" in data and "models" in data:
+        raise ConfigError(f"{src}: expected [model] (one model) or [[models]] (several), got both")
     if "model" in data:
-        md = dict(data["model"])
-        _check_keys("model", md, _MODEL_KEYS, src)
-        source_kind = md.get("source", next((k for k in ("checkpoint", "factory", "torchscript") if k in md),
-                                            "registry" if "arch" in md else "default"))
-        if source_kind not in MODEL_SOURCES:
-            raise ConfigError(f"{src}: expected model.source in {list(MODEL_SOURCES)}, got {source_kind!r}")
-        if source_kind in ("factory", "torchscript") and source_kind not in md:
-            raise ConfigError(f"{src}: expected model.{source_kind} with source = {source_kind!r}")
-        if "state_dict" in md and source_kind != "factory":
-            raise ConfigError(f"{src}: expected model.state_dict only with source = 'factory', got source "
-                              f"{source_kind!r}")
-        if source_kind == "checkpoint" and "checkpoint" not in md:
-            raise ConfigError(f"{src}: expected model.checkpoint with source = 'checkpoint'")
-        if source_kind == "registry" and "arch" not in md:
-            raise ConfigError(f"{src}: expected model.arch with source = 'registry'")
-        if not isinstance(md.get("config", {}), Mapping):
-            raise ConfigError(f"{src}: expected model.config to be a table, got {md['config']!r}")
-        kw["model"] = {"source": source_kind, "config": dict(md.get("config", {})),
-                       **{k: _typed(src, f"model.{k}", md[k], str, "a string")
-                          for k in ("checkpoint", "arch", "factory", "state_dict", "torchscript") if k in md}}
+        kw["model"] = _model_table(src, "model", data["model"])
+    if "models" in data:
+        kw["models"] = _models(src, data["models"])
+        kw["model"] = {k: v for k, v in kw["models"][0].items() if k != "label"}
     kw["methods"] = _entries(src, "methods", data.get("methods"))
     kw["evaluators"] = _entries(src, "evaluators", data.get("evaluators"))
     if "reliability" in data:
@@ -573,20 +585,78 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
     return Spec(source=src, **kw)
 
 
-def _resolve_paths(spec: Spec, base: Path) -> Spec:
-    ds, md = dict(spec.dataset), dict(spec.model)
-    changed = {}
-    if "path" in ds and not Path(ds["path"]).is_absolute():
-        ds["path"] = str((base / ds["path"]).resolve())
-        changed["dataset"] = ds
+def _model_table(src: str, where: str, raw: Any) -> dict[str, Any]:
+    """One ``[model]`` table (or one entry of ``[[models]]``, without its label), validated."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{src}: expected {where} to be a table, got {raw!r}")
+    md = dict(raw)
+    _check_keys(where, md, _MODEL_KEYS, src)
+    source_kind = md.get("source", next((k for k in ("checkpoint", "factory", "torchscript", "train") if k in md),
+                                        "registry" if "arch" in md else "default"))
+    if source_kind not in MODEL_SOURCES:
+        raise ConfigError(f"{src}: expected {where}.source in {list(MODEL_SOURCES)}, got {source_kind!r}")
+    if source_kind in ("factory", "torchscript", "train") and source_kind not in md:
+        raise ConfigError(f"{src}: expected {where}.{source_kind} with source = {source_kind!r}")
+    if "state_dict" in md and source_kind != "factory":
+        raise ConfigError(f"{src}: expected {where}.state_dict only with source = 'factory', got source "
+                          f"{source_kind!r}")
+    if source_kind == "checkpoint" and "checkpoint" not in md:
+        raise ConfigError(f"{src}: expected {where}.checkpoint with source = 'checkpoint'")
+    if source_kind == "registry" and "arch" not in md:
+        raise ConfigError(f"{src}: expected {where}.arch with source = 'registry'")
+    if not isinstance(md.get("config", {}), Mapping):
+        raise ConfigError(f"{src}: expected {where}.config to be a table, got {md['config']!r}")
+    out = {"source": source_kind, "config": dict(md.get("config", {})),
+           **{k: _typed(src, f"{where}.{k}", md[k], str, "a string")
+              for k in ("checkpoint", "arch", "factory", "state_dict", "torchscript") if k in md}}
+    if source_kind == "train":
+        from gmxai_eval.runner.train_stage import check_recipe
+
+        out["train"] = check_recipe(src, f"{where}.train", md["train"])
+    return out
+
+
+def _models(src: str, raw: Any) -> tuple[dict[str, Any], ...]:
+    """``[[models]]``: at least one table, each with a distinct folder-safe ``label``."""
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{src}: expected [[models]] to be a non-empty list of tables, got {raw!r}")
+    out, seen = [], set()
+    for i, t in enumerate(raw):
+        where = f"models[{i}]"
+        if not isinstance(t, Mapping) or "label" not in t:
+            raise ConfigError(f"{src}: expected {where} to be a table with a 'label', got {t!r}")
+        label = _typed(src, f"{where}.label", t["label"], str, "a string")
+        if not label or any(c in label for c in "/\\\0") or label.startswith(".") or label in seen:
+            raise ConfigError(f"{src}: expected {where}.label to be a distinct folder name, got {label!r}")
+        seen.add(label)
+        out.append({"label": label, **_model_table(src, where, {k: v for k, v in t.items() if k != "label"})})
+    return tuple(out)
+
+
+def _resolved_model(md: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A model table with its file paths made absolute (relative to the spec's folder)."""
+    md = dict(md)
     for k in ("checkpoint", "state_dict", "torchscript"):
         if k in md and not Path(md[k]).is_absolute():
             md[k] = str((base / md[k]).resolve())
-            changed["model"] = md
     if ".py:" in md.get("factory", "") and not Path(md["factory"].rsplit(":", 1)[0]).is_absolute():
         file, fn = md["factory"].rsplit(":", 1)
         md["factory"] = f"{(base / file).resolve()}:{fn}"
-        changed["model"] = md
+    return md
+
+
+def _resolve_paths(spec: Spec, base: Path) -> Spec:
+    ds = dict(spec.dataset)
+    changed: dict[str, Any] = {}
+    if "path" in ds and not Path(ds["path"]).is_absolute():
+        ds["path"] = str((base / ds["path"]).resolve())
+        changed["dataset"] = ds
+    if spec.models:
+        models = [_resolved_model(dict(m), base) for m in spec.models]
+        if models != [dict(m) for m in spec.models]:
+            changed["models"] = models
+    elif _resolved_model(dict(spec.model), base) != dict(spec.model):
+        changed["model"] = _resolved_model(dict(spec.model), base)
     pw = dict(spec.power)
     if pw.get("pilot") and not Path(pw["pilot"]).is_absolute():
         pw["pilot"] = str((base / pw["pilot"]).resolve())

@@ -226,8 +226,8 @@ def test_default_source_uses_load_default_model_and_splits(tmp_path, toys, monke
                        "dataset": {"name": "default", "split": "test"},
                        "model": {"source": "default", "config": {"preset": "tiny"}},
                        "methods": [{"name": "toy_grad"}], "evaluators": [{"name": "toy_mass"}]})
-    res = _run(spec, tmp_path)
-    assert calls == [{"preset": "tiny"}]
+    res = _run(spec, tmp_path)  # progress=False: the run's progress setting reaches data and training
+    assert calls == [{"preset": "tiny", "progress": False}]
     assert sorted(res.table.sample_id) == [s.image_id for s in test_split[:4]]
     with pytest.raises(ConfigError, match="default data comes with the default model"):
         _run(spec.replace(model={"source": "registry", "arch": "toy_cnn"}), tmp_path)
