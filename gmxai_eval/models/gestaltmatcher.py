@@ -66,7 +66,11 @@ class ConvNormAct(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
-def _v1_base(in_channels: int, share_pool: bool) -> nn.ModuleList:
+def _scaled(c: int, width: float) -> int:
+    return c if width == 1.0 else max(4, int(round(c * width)))
+
+
+def _v1_base(in_channels: int, share_pool: bool, width: float = 1.0) -> nn.ModuleList:
     base = nn.ModuleList()
     shared = nn.MaxPool2d(2, 2, ceil_mode=True)
     for spec in V1_LAYOUT:
@@ -74,8 +78,9 @@ def _v1_base(in_channels: int, share_pool: bool) -> nn.ModuleList:
             base.append(shared if share_pool else nn.MaxPool2d(2, 2, ceil_mode=True))
         else:
             cin, cout = spec
-            base.append(ConvNormAct(in_channels if cin == 1 else cin, cout))
-    base.append(nn.Conv2d(160, V1_EMBEDDING_DIM, 3, stride=1, padding=1, bias=True))  # base.13
+            base.append(ConvNormAct(in_channels if cin == 1 else _scaled(cin, width), _scaled(cout, width)))
+    base.append(nn.Conv2d(_scaled(160, width), _scaled(V1_EMBEDDING_DIM, width), 3, stride=1, padding=1,
+                          bias=True))  # base.13
     base.append(nn.AvgPool2d(7))  # base.14
     return base
 
@@ -86,9 +91,9 @@ class FaceRecogNetBackbone(nn.Module):
     Maps: 100 (base.0-1) -> 50 (2-4) -> 25 (5-7) -> 13 (8-10) -> 7 (11-13) -> 1 (14).
     """
 
-    def __init__(self, in_channels: int = 1, share_pool: bool = True) -> None:
+    def __init__(self, in_channels: int = 1, share_pool: bool = True, width: float = 1.0) -> None:
         super().__init__()
-        self.base = _v1_base(in_channels, share_pool)
+        self.base = _v1_base(in_channels, share_pool, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for m in self.base:
@@ -143,14 +148,17 @@ _V1_CARD = ModelCard(
 
 @MODELS.register(name="gestaltmatcher_v1", card=_V1_CARD)
 def gestaltmatcher_v1(num_classes: int = 139, share_pool: bool = True,
-                      seed: int | None = 0) -> GMXModel:
+                      seed: int | None = 0, width: float = 1.0) -> GMXModel:
     """The v1 encoder as a :class:`GMXModel` (C = 139 for GMDB v1, 204 for v1.0.1, 10575 CASIA).
 
     ``share_pool=True`` reproduces the released module tree (one reused max-pool);
-    ``False`` gives independent pools (same numbers, same state dict)."""
+    ``False`` gives independent pools (same numbers, same state dict). ``width`` scales every
+    conv's channels and the embedding (at least 4 each; the same layers, pools and max-pooling
+    behaviour): a CPU-sized v1 for training on the synthetic faces. Released weights need 1."""
     if seed is not None:
         torch.manual_seed(seed)
-    return GMXModel(FaceRecogNetBackbone(1, share_pool), DropoutClassifierHead(V1_EMBEDDING_DIM, num_classes),
+    return GMXModel(FaceRecogNetBackbone(1, share_pool, width),
+                    DropoutClassifierHead(_scaled(V1_EMBEDDING_DIM, width), num_classes),
                     v1_preprocess(), cam_layer=V1_CAM_LAYER, arch="gestaltmatcher_v1").eval()
 
 

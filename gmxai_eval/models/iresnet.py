@@ -30,6 +30,7 @@ from gmxai_eval.models.base import MODELS, ClassifierHead, GMXModel, Preprocess
 from gmxai_eval.types import ModelCard
 
 IRESNET_LAYERS: dict[str, tuple[int, int, int, int]] = {
+    "iresnet18": (2, 2, 2, 2),
     "iresnet50": (3, 4, 14, 3),
     "iresnet100": (3, 13, 30, 3),
 }
@@ -69,22 +70,25 @@ class IResNet(nn.Module):
         num_features: embedding size ``D``.
         dropout: dropout probability before ``fc`` (insightface default 0).
         fc_scale: spatial positions of the last map (``7 * 7`` for 112x112 input).
+        width: channel multiplier of every stage (``64 * width`` ... ``512 * width``, at least 4
+            channels); 1 is insightface's network (state dicts of released weights load only then).
     """
 
     def __init__(self, layers: tuple[int, ...] = IRESNET_LAYERS["iresnet100"], num_features: int = 512,
-                 dropout: float = 0.0, fc_scale: int = 7 * 7) -> None:
+                 dropout: float = 0.0, fc_scale: int = 7 * 7, width: float = 1.0) -> None:
         super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=_BN_EPS)
-        self.prelu = nn.PReLU(64)
-        self.layer1 = self._make_layer(64, layers[0], stride=2)
-        self.layer2 = self._make_layer(128, layers[1], stride=2)
-        self.layer3 = self._make_layer(256, layers[2], stride=2)
-        self.layer4 = self._make_layer(512, layers[3], stride=2)
-        self.bn2 = nn.BatchNorm2d(512, eps=_BN_EPS)
+        c = [max(4, int(round(k * width))) for k in (64, 128, 256, 512)]
+        self.inplanes = c[0]
+        self.conv1 = nn.Conv2d(3, c[0], 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c[0], eps=_BN_EPS)
+        self.prelu = nn.PReLU(c[0])
+        self.layer1 = self._make_layer(c[0], layers[0], stride=2)
+        self.layer2 = self._make_layer(c[1], layers[1], stride=2)
+        self.layer3 = self._make_layer(c[2], layers[2], stride=2)
+        self.layer4 = self._make_layer(c[3], layers[3], stride=2)
+        self.bn2 = nn.BatchNorm2d(c[3], eps=_BN_EPS)
         self.dropout = nn.Dropout(p=dropout, inplace=False)
-        self.fc = nn.Linear(512 * fc_scale, num_features)
+        self.fc = nn.Linear(c[3] * fc_scale, num_features)
         self.features = nn.BatchNorm1d(num_features, eps=_BN_EPS)
         nn.init.constant_(self.features.weight, 1.0)
         for m in self.modules():
@@ -122,11 +126,11 @@ def arcface_preprocess() -> Preprocess:
 
 
 def build_iresnet(arch: str, num_classes: int, *, num_features: int = 512, dropout: float = 0.0,
-                  seed: int | None = 0) -> GMXModel:
+                  seed: int | None = 0, width: float = 1.0) -> GMXModel:
     """``arch`` in :data:`IRESNET_LAYERS`; head ``ClassifierHead(num_features, num_classes)``."""
     if seed is not None:
         torch.manual_seed(seed)
-    backbone = IResNet(IRESNET_LAYERS[arch], num_features=num_features, dropout=dropout)
+    backbone = IResNet(IRESNET_LAYERS[arch], num_features=num_features, dropout=dropout, width=width)
     return GMXModel(backbone, ClassifierHead(num_features, num_classes), arcface_preprocess(),
                     cam_layer="backbone.bn2", arch=arch).eval()
 
@@ -137,6 +141,15 @@ def _card(name: str, desc: str) -> ModelCard:
                      paper="Deng et al., ArcFace, CVPR 2019; Duta et al., Improved residual "
                            "networks, ICPR 2020 (insightface iResNet)",
                      description=desc)
+
+
+@MODELS.register(name="iresnet18",
+                 card=_card("iresnet18", "insightface iResNet-18 (blocks 2-2-2-2), 512-d embedding + linear "
+                                         "head; width scales every stage (a CPU-sized GestaltMatcher-Arc)"))
+def iresnet18(num_classes: int = 204, num_features: int = 512, dropout: float = 0.0,
+              seed: int | None = 0, width: float = 1.0) -> GMXModel:
+    return build_iresnet("iresnet18", num_classes, num_features=num_features, dropout=dropout, seed=seed,
+                         width=width)
 
 
 @MODELS.register(name="iresnet50",

@@ -57,9 +57,34 @@ def _rank(v: Any) -> Any:
     return v.get("rank") if isinstance(v, Mapping) else v
 
 
+def validity_by_model(models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Per evaluator, its tau against each model's primary truth evaluator (with the CI and the
+    ``disagrees`` mark of :mod:`gmxai_eval.report.validity`), and whether the verdict holds on
+    every model: ``"agrees_on"`` / ``"disagrees_on"`` list the models (models without a truth are
+    left out), ``"stable"`` is True when it agrees on all of them or on none."""
+    out: dict[str, Any] = {}
+    for m, r in models.items():
+        val = r.get("validity") or {}
+        primary = val.get("primary")
+        if not primary:
+            continue
+        for e, v in (val.get("evaluators") or {}).items():
+            if v.get("is_truth"):
+                continue
+            t = (v.get("tau") or {}).get(primary) or {}
+            rec = out.setdefault(e, {"by_model": {}, "agrees_on": [], "disagrees_on": []})
+            rec["by_model"][m] = {"tau": t.get("tau"), "ci_low": t.get("ci_low"), "ci_high": t.get("ci_high"),
+                                  "n": t.get("n"), "truth": primary, "disagrees": v.get("disagrees")}
+            rec["disagrees_on" if v.get("disagrees") else "agrees_on"].append(m)
+    for rec in out.values():
+        rec["stable"] = not rec["agrees_on"] or not rec["disagrees_on"]
+    return out
+
+
 def comparison(models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The cross-model comparison of the per-model results documents ``{label: results}``:
-    ``{"overall": {model: {method: rank}}, "by_evaluator": {evaluator: ranking_agreement}}``."""
+    ``{"overall": {model: {method: rank}}, "by_evaluator": {evaluator: ranking_agreement},
+    "validity": validity_by_model}``."""
     overall = {m: {k: _rank(v) for k, v in r.get("rankings", {}).get("overall", {}).items()}
                for m, r in models.items()}
     evaluators = sorted({e for r in models.values() for e in r.get("rankings", {}).get("by_evaluator", {})})
@@ -68,7 +93,7 @@ def comparison(models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         ranks = {m: {k: _rank(v) for k, v in r["rankings"]["by_evaluator"][e].items()} for m, r in models.items()
                  if e in r.get("rankings", {}).get("by_evaluator", {})}
         by_ev[e] = ranking_agreement(ranks)
-    return {"overall": overall, "by_evaluator": by_ev}
+    return {"overall": overall, "by_evaluator": by_ev, "validity": validity_by_model(models)}
 
 
 def _fmt(v: Any) -> str:
@@ -92,6 +117,18 @@ def _rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]], list[list
     return labels, info, ranks, agree
 
 
+def _validity_rows(doc: Mapping[str, Any]) -> list[list[str]]:
+    labels = list(doc["models"])
+
+    def cell(v: Mapping[str, Any] | None) -> str:
+        if not v:
+            return "-"
+        mark = " (disagrees)" if v.get("disagrees") else ""
+        return f"{_fmt(v.get('tau'))} [{_fmt(v.get('ci_low'))}, {_fmt(v.get('ci_high'))}]{mark}"
+    return [[e, *[cell(r["by_model"].get(m)) for m in labels], "yes" if r["stable"] else "no"]
+            for e, r in (doc["comparison"].get("validity") or {}).items()]
+
+
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def cell(x: str) -> str:
         return html.escape(str(x), quote=False).replace("|", "\\|")
@@ -110,6 +147,10 @@ def models_markdown(doc: Mapping[str, Any]) -> str:
         _md_table(["method", *labels], ranks),
         "## Do the models agree? Kendall's tau-b between the method rankings of two models, per evaluator",
         _md_table(["evaluator", "mean tau", "pairs"], agree),
+        *(["## Validity per model: tau [95 % CI] against the model's counterfactual truth; stable = the "
+           "same verdict (agrees / disagrees) on every model",
+           _md_table(["evaluator", *list(doc["models"]), "stable"], _validity_rows(doc))]
+          if doc["comparison"].get("validity") else []),
         "Each model's full leaderboard, validity table and report are in its folder.",
     ]) + "\n"
 
@@ -128,4 +169,7 @@ def models_html(doc: Mapping[str, Any]) -> str:
             + "<h2>Overall rank of each method, per model</h2>" + table_html(["method", *labels], ranks)
             + "<h2>Kendall's tau-b between the method rankings of two models, per evaluator</h2>"
             + table_html(["evaluator", "mean tau", "pairs"], agree)
+            + ("<h2>Validity per model: tau [95 % CI] against each model's counterfactual truth</h2>"
+               + table_html(["evaluator", *labels, "stable"], _validity_rows(doc))
+               if doc["comparison"].get("validity") else "")
             + f"<h2>Each model's report</h2><ul>{links}</ul></body></html>")

@@ -1,0 +1,36 @@
+"""The several-model comparison reads results only: validity per model and its stability, and
+the Markdown / HTML pages escape what users name."""
+
+from __future__ import annotations
+
+from gmxai_eval.report.models import FORMAT, comparison, models_html, models_markdown, validity_by_model
+
+
+def _results(tau, disagrees, truth="cf"):
+    return {"rankings": {"overall": {"a": {"rank": 1}, "b": {"rank": 2}}, "by_evaluator": {"del": {"a": 1, "b": 2}}},
+            "validity": {"primary": truth, "evaluators": {
+                "del": {"tau": {truth: {"tau": tau, "ci_low": tau - 0.2, "ci_high": tau + 0.2, "n": 40}},
+                        "disagrees": disagrees, "is_truth": False},
+                truth: {"tau": {}, "is_truth": True, "disagrees": None}}}}
+
+
+def test_validity_by_model_marks_a_verdict_that_changes_with_the_model():
+    got = validity_by_model({"m1": _results(0.6, False), "m2": _results(0.1, True), "m3": {"validity": {}}})
+    assert set(got) == {"del"}  # the truth evaluator is not judged; m3 has no truth and is left out
+    rec = got["del"]
+    assert rec["agrees_on"] == ["m1"] and rec["disagrees_on"] == ["m2"] and rec["stable"] is False
+    assert rec["by_model"]["m1"]["tau"] == 0.6 and rec["by_model"]["m1"]["truth"] == "cf"
+    assert validity_by_model({"m1": _results(0.6, False), "m2": _results(0.5, False)})["del"]["stable"] is True
+
+
+def test_pages_show_every_model_and_escape_labels():
+    bad = "<img src=x onerror=alert(1)>"
+    models = {"m1": _results(0.6, False), bad: _results(0.1, True)}
+    doc = {"format": FORMAT, "run_id": "r", "models": {m: {"source": "registry", "model_hash": "h" * 16,
+                                                             "folder": f"models/{m}", "n_images": 40}
+                                                         for m in models},
+           "comparison": comparison(models)}
+    md, page = models_markdown(doc), models_html(doc)
+    for text in (md, page):
+        assert bad not in text and "m1" in text and "0.60 [0.40, 0.80]" in text
+    assert "&lt;img" in page and "(disagrees)" in md
