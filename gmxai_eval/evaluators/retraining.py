@@ -73,6 +73,7 @@ from gmxai_eval.functional.retraining import (IMPUTATIONS, area_between, impute,
 from gmxai_eval.functional.similarity import SIMILARITIES
 from gmxai_eval.methods.base import Explainer
 from gmxai_eval.methods.controls import RandomMap
+from gmxai_eval.models.checkpoint import load_state_dict_file
 from gmxai_eval.models.train import (ArrayDataset, RetrainRecipe, StackedTrainTask, TrainTask, _atomic_write,
                                      config_dict, read_result, run_stacked_task, run_train_task, weights_hash)
 from gmxai_eval.types import Degenerate, EvaluatorCard
@@ -697,9 +698,8 @@ class DataRandomisation(DatasetEvaluator):
             print(f"{self.name}: the permuted-label model reached training top-1 {o.value['train_top1']:.3f} "
                   f"< fit_threshold {c['fit_threshold']}: it has not memorised the training set (raise the "
                   f"recipe's epochs)", file=sys.stderr, flush=True)
-        rand = recipe.model_factory(seed=int(c["seed"]))
-        rand.load_state_dict(torch.load(Path(task.result_path).with_suffix(".pt"), weights_only=True))
-        rand.eval()
+        rand = load_state_dict_file(recipe.model_factory(seed=int(c["seed"])),
+                                    Path(task.result_path).with_suffix(".pt")).eval()
         model = job.reference_model
         x = torch.from_numpy(np.ascontiguousarray(data.x[ntr:])).float().div_(255)
         y = data.labels[ntr:]

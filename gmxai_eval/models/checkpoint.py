@@ -83,8 +83,13 @@ def read_checkpoint_card(path: str | os.PathLike) -> dict[str, Any]:
     return card
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The ``{name: tensor}`` state dict in ``path``, read with ``weights_only=True``.
+def read_state_dict(path: str | os.PathLike, *, strip_prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """The ``{name: tensor}`` state dict in ``path``, read with ``weights_only=True`` (no code
+    runs). The one reader of weights files: checkpoints, ``[model] state_dict`` files and released
+    GestaltMatcher weights all come through here.
+
+    A training script's ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped;
+    ``strip_prefix`` (e.g. ``"module."`` from DataParallel) is removed from every key that has it.
 
     Raises:
         CheckpointError: no file, not a PyTorch file, truncated, refused by weights-only loading
@@ -93,7 +98,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     pt = Path(path)
     if not pt.is_file():
-        raise CheckpointError("expected a checkpoint weights file, got no file", path=pt)
+        raise CheckpointError("expected a weights file (a state dict), got no file", path=pt)
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as e:  # zip / unpickling / storage errors come in many types
@@ -103,17 +108,21 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                                   "that pickles other objects; it was refused and not unpickled; "
                                   "re-save it as model.state_dict()", path=pt) from None
         reason = text.splitlines()[0] if text else ""
-        raise CheckpointError(f"expected a complete PyTorch checkpoint, got an unreadable file "
-                              f"({type(e).__name__}: {reason})", path=pt) from None
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
+        raise CheckpointError(f"expected a complete PyTorch checkpoint readable with weights_only=True, got an "
+                              f"unreadable file ({type(e).__name__}: {reason})", path=pt) from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
+            state = state[key]
+            break
     if not isinstance(state, Mapping):
-        raise CheckpointError(f"expected a state dict (parameter name -> tensor), got {type(state).__name__}",
+        raise CheckpointError(f"expected a state dict (parameter names -> tensors), got {type(state).__name__}",
                               path=pt)
     bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"expected a state dict (parameter name -> tensor), got non-tensor entries "
+        raise CheckpointError(f"expected a state dict (parameter names -> tensors), got non-tensor entries "
                               f"{bad[:5]}", path=pt)
+    if strip_prefix:
+        return {k[len(strip_prefix):] if k.startswith(strip_prefix) else k: v for k, v in state.items()}
     return dict(state)
 
 
@@ -128,26 +137,57 @@ def _arch_of(card: Mapping[str, Any], js: Path) -> tuple[str, dict[str, Any]]:
     return arch, dict(kwargs)
 
 
+def _few(keys: list[str], n: int = 8) -> str:
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def state_dict_mismatch(model: torch.nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True) -> str | None:
+    """``None`` when ``state`` loads into ``model`` (the same keys under ``strict``, the same
+    shapes), else what differs: missing and unexpected keys, shape mismatches and, where every
+    key carries one extra prefix, the ``strip_prefix`` that fixes it."""
+    want = model.state_dict()
+    missing = sorted(set(want) - set(state)) if strict else []
+    unexpected = sorted(set(state) - set(want)) if strict else []
+    shapes = [f"{k}: expected {tuple(want[k].shape)}, got {tuple(state[k].shape)}"
+              for k in sorted(set(want) & set(state)) if tuple(state[k].shape) != tuple(want[k].shape)]
+    if not (missing or unexpected or shapes):
+        return None
+    parts = [f"{what} [{_few(keys)}]" for what, keys in
+             (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if keys]
+    pre = {k.split(".", 1)[0] + "." for k in unexpected if "." in k}
+    hint = ""
+    if len(pre) == 1 and all(k.startswith(next(iter(pre))) for k in state):
+        hint = f" (every key starts with {next(iter(pre))!r}: pass strip_prefix={next(iter(pre))!r})"
+    return "; ".join(parts) + hint
+
+
+def load_state_dict_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, strict: bool = True,
+                         source: str | os.PathLike | None = None, what: str = "") -> torch.nn.Module:
+    """``model.load_state_dict(state)`` after one check, so that a mismatch is one
+    :class:`CheckpointError` naming ``source`` and listing what differs (:func:`state_dict_mismatch`)."""
+    msg = state_dict_mismatch(model, state, strict)
+    if msg is not None:
+        raise CheckpointError(f"expected the weights of {what or type(model).__name__}, got {msg}", path=source)
+    model.load_state_dict(state, strict=strict)
+    return model
+
+
+def load_state_dict_file(model: torch.nn.Module, path: str | os.PathLike, strict: bool = True, *,
+                         strip_prefix: str | None = None) -> torch.nn.Module:
+    """Load the weights file ``path`` into ``model`` (a whole model or a backbone):
+    :func:`read_state_dict` then :func:`load_state_dict_into`; every problem is a
+    :class:`CheckpointError` naming the file."""
+    return load_state_dict_into(model, read_state_dict(path, strip_prefix=strip_prefix), strict=strict, source=path)
+
+
 def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike,
                      arch: str = "") -> None:
     """:class:`CheckpointError` naming ``path`` unless ``state`` has exactly ``model``'s keys
-    with its shapes; the message lists missing and unexpected keys and shape mismatches."""
-    want = model.state_dict()
-    missing = sorted(set(want) - set(state))
-    unexpected = sorted(set(state) - set(want))
-    shapes = [f"{k} {tuple(state[k].shape)} != {tuple(want[k].shape)}" for k in sorted(set(want) & set(state))
-              if tuple(state[k].shape) != tuple(want[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:8]}" + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else ""))
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:8]}"
-                         + (f" (+{len(unexpected) - 8} more)" if len(unexpected) > 8 else ""))
-        if shapes:
-            parts.append(f"shape mismatches {shapes[:4]}" + (f" (+{len(shapes) - 4} more)" if len(shapes) > 4 else ""))
-        raise CheckpointError(f"expected the weights of architecture {arch or type(model).__name__!r}, "
-                              f"got {'; '.join(parts)}", path=path)
+    with its shapes (:func:`state_dict_mismatch`)."""
+    msg = state_dict_mismatch(model, state)
+    if msg is not None:
+        raise CheckpointError(f"expected the weights of architecture {arch or type(model).__name__!r}, got {msg}",
+                              path=path)
 
 
 def load_checkpoint(path: str | os.PathLike, **config: Any) -> tuple[GMXModel, dict[str, Any]]:

@@ -31,6 +31,7 @@ from torch import nn
 
 from gmxai_eval.errors import CheckpointError, ConfigError
 from gmxai_eval.models.base import MODELS
+from gmxai_eval.models.checkpoint import load_state_dict_file
 
 
 def _one_line(e: BaseException) -> str:
@@ -77,42 +78,6 @@ def import_factory(ref: str, base_dir: str | os.PathLike | None = None) -> Calla
         raise ConfigError(f"factory {ref!r}: expected a callable {attr!r} in {where!r}, got "
                           f"{'nothing' if fn is None else type(fn).__name__}")
     return fn
-
-
-def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load a state dict file into ``model`` (``weights_only=True``, ``strict=True``).
-
-    A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper (common in training scripts) is
-    unwrapped. Raises a :class:`CheckpointError` naming the file: unreadable, not a state dict, or keys
-    that do not match (missing and unexpected keys listed)."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError("expected a state-dict file, got no such file", path=p)
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, pickle refused by weights-only loading, ...
-        raise CheckpointError(f"expected a state dict loadable with weights_only=True, got {_one_line(e)}",
-                        path=p) from None
-    if isinstance(state, Mapping):
-        for key in ("state_dict", "model"):
-            if key in state and isinstance(state[key], Mapping) and len(state) <= 4:
-                state = state[key]
-                break
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"expected a state dict (names -> tensors), got {type(state).__name__}", path=p)
-    own = set(model.state_dict())
-    missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
-    if missing or unexpected:
-        def short(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-        raise CheckpointError(f"expected the state dict of {type(model).__name__}, got missing keys [{short(missing)}] "
-                        f"and unexpected keys [{short(unexpected)}]", path=p)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:  # same keys, other shapes
-        raise CheckpointError(f"expected tensors of {type(model).__name__}'s shapes, got {_one_line(e)}",
-                        path=p) from None
-    return model
 
 
 def load_user_model(factory: str | None = None, *, kwargs: Mapping[str, Any] | None = None,

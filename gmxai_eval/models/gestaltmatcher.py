@@ -33,13 +33,14 @@ Test-time augmentation (GestaltMatcher-Arc): horizontal flip x grayscale,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from gmxai_eval.errors import ConfigError, DataError, ModelStateError, ShapeError
+from gmxai_eval.errors import ConfigError, ModelStateError, ShapeError
 from gmxai_eval.models.base import MODELS, ClassifierHead, GMXModel, Preprocess
+from gmxai_eval.models.checkpoint import load_state_dict_file, load_state_dict_into, read_state_dict
 from gmxai_eval.models.iresnet import build_iresnet
 from gmxai_eval.types import ModelCard
 
@@ -197,83 +198,6 @@ def unshare_pooling(model: nn.Module) -> nn.Module:
 
 
 # -- loading -----------------------------------------------------------------------------------------
-def read_state_dict(path: str | Path, *, strip_prefix: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a state dict saved with ``torch.save`` (``weights_only=True``: no code runs).
-
-    A checkpoint dict holding the weights under ``"state_dict"`` or ``"model"`` is unwrapped;
-    ``strip_prefix`` (e.g. ``"module."`` from DataParallel) is removed from every key that has it.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("expected a state-dict file, got no file", path=p)
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DataError(f"expected a weights-only torch file (a state dict of tensors), got "
-                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-                        "(whole pickled modules, e.g. the onnx2torch GestaltMatcher-Arc files, are "
-                        "not loaded: they run arbitrary code)", path=p) from e
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise DataError(f"expected a mapping of names to tensors, got {type(obj).__name__}", path=p)
-    sd = dict(obj)
-    if strip_prefix:
-        sd = {k[len(strip_prefix):] if k.startswith(strip_prefix) else k: v for k, v in sd.items()}
-    return sd
-
-
-def _explain_mismatch(module: nn.Module, sd: Mapping[str, torch.Tensor], strict: bool,
-                      what: str) -> str | None:
-    own = module.state_dict()
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    shapes = [f"{k}: expected {tuple(own[k].shape)}, got {tuple(sd[k].shape)}"
-              for k in sorted(set(own) & set(sd)) if own[k].shape != sd[k].shape]
-    if not shapes and (not strict or not (missing or unexpected)):
-        return None
-
-    def few(keys: list[str]) -> str:
-        return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-
-    parts = []
-    if strict and missing:
-        parts.append(f"missing keys [{few(missing)}]")
-    if strict and unexpected:
-        parts.append(f"unexpected keys [{few(unexpected)}]")
-    if shapes:
-        parts.append(f"shape mismatches [{few(shapes)}]")
-    hint = ""
-    pre = {k.split(".", 1)[0] + "." for k in unexpected if "." in k}
-    if strict and len(pre) == 1 and all(k.startswith(next(iter(pre))) for k in sd):
-        hint = f" (every key starts with {next(iter(pre))!r}: pass strip_prefix={next(iter(pre))!r})"
-    return f"expected the state dict of {what}, got {'; '.join(parts)}{hint}"
-
-
-def load_state_dict_into(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *,
-                         strict: bool = True, source: str | Path | None = None) -> nn.Module:
-    """``module.load_state_dict`` with one clear :class:`ModelStateError` listing missing keys,
-    unexpected keys and shape mismatches (and a prefix hint)."""
-    msg = _explain_mismatch(module, state_dict, strict, type(module).__name__)
-    if msg is not None:
-        raise ModelStateError(f"{source}: {msg}" if source else msg)
-    module.load_state_dict(state_dict, strict=strict)
-    return module
-
-
-def load_state_dict_file(module: nn.Module, path: str | Path, strict: bool = True, *,
-                         strip_prefix: str | None = None) -> nn.Module:
-    """Load the weights file ``path`` into ``module`` (a whole model or a backbone).
-
-    Raises:
-        DataError: missing or unreadable file, not a state dict.
-        ModelStateError: key or shape mismatch (missing / unexpected keys listed).
-    """
-    return load_state_dict_into(module, read_state_dict(path, strip_prefix=strip_prefix),
-                                strict=strict, source=path)
-
-
 @torch.no_grad()
 def from_face_recog_net(net: FaceRecogNet, share_pool: bool = True) -> GMXModel:
     """Copy a released-format :class:`FaceRecogNet` into a ``gestaltmatcher_v1`` GMXModel."""

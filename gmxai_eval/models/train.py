@@ -574,6 +574,15 @@ def run_train_task(task: TrainTask) -> dict[str, Any]:
     return _score_and_store(task, model, train, test, time.perf_counter() - t0, hist["seconds"])
 
 
+def load_task_model(task: TrainTask) -> GMXModel:
+    """The stored weights of a finished :class:`TrainTask` in a fresh model of its recipe (eval
+    mode), read by the one weights reader (:func:`gmxai_eval.models.checkpoint.load_state_dict_file`)."""
+    from gmxai_eval.models.checkpoint import load_state_dict_file
+
+    model = task.recipe.model_factory(task.seed)
+    return load_state_dict_file(model, Path(task.result_path).with_suffix(".pt")).eval()
+
+
 @dataclass(frozen=True)
 class StackedTrainTask:
     """The repeats of one point (same data and recipe, one seed each) trained together as one
@@ -674,4 +683,4 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",
            "deterministic_cpu", "config_dict", "recalibrate_bn", "weights_hash", "ArrayDataset",
-           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "StackedTrainTask", "run_stacked_task", "read_result", "RetrainingJob", "dataset_job"]
+           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "load_task_model", "StackedTrainTask", "run_stacked_task", "read_result", "RetrainingJob", "dataset_job"]

@@ -343,13 +343,6 @@ def _write_array(path: Path, a: np.ndarray) -> str:
     return str(path)
 
 
-def _load_model(task: Any) -> torch.nn.Module:
-    model = task.recipe.model_factory(task.seed)
-    state = torch.load(Path(task.result_path).with_suffix(".pt"), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.eval()
-
-
 def _nanmean(v: torch.Tensor) -> float | None:
     v = v.double()
     v = v[torch.isfinite(v)]
@@ -381,7 +374,7 @@ def run_imbalance(spec: ImbalanceSpec, *, output: str | Path | None = None, run_
     from gmxai_eval.functional.localisation import relevance_mass_accuracy
     from gmxai_eval.functional.similarity import SIMILARITIES
     from gmxai_eval.methods.base import create_method
-    from gmxai_eval.models.train import TrainTask, run_train_task
+    from gmxai_eval.models.train import TrainTask, load_task_model, run_train_task
 
     t_start = time.perf_counter()
     out_root = Path(output if output is not None else spec.output)
@@ -445,7 +438,7 @@ def run_imbalance(spec: ImbalanceSpec, *, output: str | Path | None = None, run_
     maps: dict[tuple[str, int, int, str], torch.Tensor] = {}
     records: list[dict[str, Any]] = []
     for cond, r, task in tasks:
-        model = _load_model(task)
+        model = load_task_model(task)
         for li, c in enumerate(cond.classes):
             x = x_test[c]
             y = torch.full((x.shape[0],), li, dtype=torch.long)

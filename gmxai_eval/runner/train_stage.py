@@ -116,14 +116,6 @@ def make_task(entry: Mapping[str, Any], train: Any, test: Any, num_classes: int,
                      test_labels=yte, recipe=recipe, seed=cfg.seed, result_path=str(cache / f"{key}.json"))
 
 
-def load_trained(task: Any) -> torch.nn.Module:
-    """The weights of a finished :class:`TrainTask`, in a fresh model of its recipe (eval mode)."""
-    model = task.recipe.model_factory(task.seed)
-    state = torch.load(Path(task.result_path).with_suffix(".pt"), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.eval()
-
-
 def train_models(entries: Sequence[Mapping[str, Any]], train: Any, test: Any, num_classes: int,
                  cache_root: Path, executor: Any, device: str = "cpu") -> dict[str, TrainedModel]:
     """Train (or find in the cache) every ``source = "train"`` entry; ``{label: TrainedModel}``.
@@ -131,7 +123,7 @@ def train_models(entries: Sequence[Mapping[str, Any]], train: Any, test: Any, nu
     ``entries`` are model tables with a ``label`` (a one-model spec's ``[model]`` gets the label
     ``"model"``). Trainings go through ``executor`` in one batch, so a pool trains them in
     parallel."""
-    from gmxai_eval.models.train import run_train_task
+    from gmxai_eval.models.train import load_task_model, run_train_task
 
     todo = [e for e in entries if e.get("source") == "train"]
     if not todo:
@@ -140,5 +132,5 @@ def train_models(entries: Sequence[Mapping[str, Any]], train: Any, test: Any, nu
     tasks = [make_task(e, train, test, num_classes, cache, device) for e in todo]
     out = {}
     for e, task, res in zip(todo, tasks, executor.imap(run_train_task, tasks)):
-        out[e.get("label", "model")] = TrainedModel(load_trained(task), dict(res), task.key)
+        out[e.get("label", "model")] = TrainedModel(load_task_model(task), dict(res), task.key)
     return out

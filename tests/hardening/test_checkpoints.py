@@ -89,7 +89,7 @@ def test_wrong_architecture_lists_both_key_sets(ckpt):
     sd["head.extra"] = torch.zeros(1)
     del sd["head.fc.bias"]
     torch.save(sd, pt)
-    with pytest.raises(CheckpointError, match=r"missing keys \['head.fc.bias'\]; unexpected keys \['head.extra'\]"):
+    with pytest.raises(CheckpointError, match=r"missing keys \[head.fc.bias\]; unexpected keys \[head.extra\]"):
         load_checkpoint(pt)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from gmxai_eval.errors import DataError, ModelStateError, ShapeError
+from gmxai_eval.errors import CheckpointError, ModelStateError, ShapeError
 from gmxai_eval.models import MODELS, check_no_reused_modules
 from gmxai_eval.models.gestaltmatcher import (
     FaceRecogNet,
@@ -110,22 +110,22 @@ def test_loading_errors_list_keys(tmp_path: Path) -> None:
     sd = _randomised_net(7).state_dict()
     p = tmp_path / "w.pth"
     torch.save({"module." + k: v for k, v in sd.items()}, p)
-    with pytest.raises(ModelStateError, match="strip_prefix='module.'"):
+    with pytest.raises(CheckpointError, match="strip_prefix='module.'"):
         load_released(p)
     assert load_released(p, strip_prefix="module.").num_classes == 7
     partial = {k: v for k, v in sd.items() if k != "base.13.bias"}
     partial["extra.weight"] = torch.zeros(1)
     torch.save(partial, p)
-    with pytest.raises(ModelStateError) as e:
+    with pytest.raises(CheckpointError) as e:
         load_state_dict_file(FaceRecogNet(7), p)
     assert "missing keys [base.13.bias]" in str(e.value) and "unexpected keys [extra.weight]" in str(e.value)
     torch.save(sd, p)
-    with pytest.raises(ModelStateError, match=r"classifier.0.weight: expected \(5, 320\), got \(7, 320\)"):
+    with pytest.raises(CheckpointError, match=r"classifier.0.weight: expected \(5, 320\), got \(7, 320\)"):
         load_state_dict_file(FaceRecogNet(5), p)
     torch.save({"state_dict": sd}, p)  # a checkpoint dict is unwrapped
     assert isinstance(load_state_dict_file(FaceRecogNet(7), p), FaceRecogNet)
     torch.save(nn.Linear(2, 2), p)  # a whole pickled module is refused (weights_only)
-    with pytest.raises(DataError, match="weights-only"):
+    with pytest.raises(CheckpointError, match="weights-only"):
         load_state_dict_file(FaceRecogNet(7), p)
 
 

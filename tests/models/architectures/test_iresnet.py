@@ -10,7 +10,7 @@ from torch import nn
 
 from gmxai_eval.models import MODELS, check_no_reused_modules
 from gmxai_eval.models.gestaltmatcher import load_insightface, load_state_dict_file
-from gmxai_eval.errors import ModelStateError
+from gmxai_eval.errors import CheckpointError
 from gmxai_eval.models.base import ClassifierHead, GMXModel, Preprocess
 from gmxai_eval.models.iresnet import IResNet
 from gmxai_eval.types import ModelCard
@@ -126,7 +126,7 @@ def test_strict_roundtrip_through_torch_save(tmp_path: Path) -> None:
             assert torch.equal(m.embed(x), ref)
     finally:
         MODELS.unregister(name)
-    with pytest.raises(ModelStateError, match="layer2.1"):  # iResNet-50 lacks nothing, tiny lacks blocks
+    with pytest.raises(CheckpointError, match="layer2.1"):  # iResNet-50 lacks nothing, tiny lacks blocks
         load_state_dict_file(_tiny_backbone(), _save(tmp_path, IResNet((1, 1, 1, 1), 32, fc_scale=4)))
 
 
