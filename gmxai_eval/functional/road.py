@@ -396,11 +396,12 @@ def _dense(stencil: torch.Tensor) -> torch.Tensor:
 
 
 class _Multigrid:
-    """A symmetric V-cycle for the masked NLI operator (Galerkin coarse operators, weighted
-    Jacobi smoothing, a dense pseudo-inverse on the coarsest grid): a fixed symmetric positive
-    definite linear map, so it preconditions conjugate gradients."""
+    """A symmetric V-cycle for the masked NLI operator (Galerkin coarse operators, ``SWEEPS``
+    weighted Jacobi sweeps before and after the coarse correction, damped by at most ``OMEGA``
+    and so that they converge, a dense pseudo-inverse on the coarsest grid): a fixed symmetric
+    positive definite linear map, so it preconditions conjugate gradients."""
 
-    OMEGA, SWEEPS, COARSEST = 0.6, 2, 8
+    OMEGA, SWEEPS, COARSEST = 1.0, 1, 8
 
     def __init__(self, stencil: torch.Tensor, unk: torch.Tensor) -> None:
         self.k = _bilinear(stencil.dtype, stencil.device)
@@ -410,20 +411,24 @@ class _Multigrid:
             self.masks.append(None)
         self.inv_d = [torch.where(a[:, 4:5] > 0, 1.0 / torch.where(a[:, 4:5] > 0, a[:, 4:5], 1.0), 0.0)
                       for a in self.ops]
+        # damping per row: W = diag(omega_i / a_ii) with omega_i * sum_j |a_ij| / a_ii <= 1.8, so every
+        # Gershgorin disc of W A lies in (0, 1.8]: the smoother converges, the V-cycle is positive definite
+        gersh = [a.abs().sum(1, keepdim=True) * d for a, d in zip(self.ops, self.inv_d)]
+        self.omega = [torch.clamp(1.8 / g.clamp_min(1e-300), max=self.OMEGA) * d for g, d in zip(gersh, self.inv_d)]
         # coarsest: a pseudo-inverse (coarse basis functions of one fine unknown make it singular)
         lam, self.vec = torch.linalg.eigh(_dense(self.ops[-1]))
         big = lam > 1e-10 * lam.amax(-1, keepdim=True)
         self.inv_lam = torch.where(big, 1.0 / torch.where(big, lam, 1.0), 0.0)
 
     def __call__(self, r: torch.Tensor, level: int = 0) -> torch.Tensor:
-        a, inv_d = self.ops[level], self.inv_d[level]
+        a, inv_d = self.ops[level], self.omega[level]  # the damped inverse diagonal
         if level == len(self.ops) - 1:
             n, c, h, w = r.shape
             y = self.vec.transpose(1, 2) @ r.reshape(n, c, h * w).transpose(1, 2)
             return (self.vec @ (self.inv_lam.unsqueeze(-1) * y)).transpose(1, 2).reshape(r.shape)
-        z = self.OMEGA * inv_d * r
+        z = inv_d * r
         for _ in range(self.SWEEPS - 1):
-            z = z + self.OMEGA * inv_d * (r - _apply(a, z))
+            z = z + inv_d * (r - _apply(a, z))
         mask = self.masks[level]
         res = r - _apply(a, z)
         if mask is not None:
@@ -432,7 +437,7 @@ class _Multigrid:
         corr = _prolong(zc, self.k, tuple(r.shape[-2:]))  # type: ignore[arg-type]
         z = z + (corr * mask if mask is not None else corr)
         for _ in range(self.SWEEPS):
-            z = z + self.OMEGA * inv_d * (r - _apply(a, z))
+            z = z + inv_d * (r - _apply(a, z))
         return z
 
 
