@@ -463,7 +463,6 @@ def _cg(img: torch.Tensor, unk: torch.Tensor, tol: float, max_iter: int | None) 
     """Solve the NLI systems of ``img (N, C, H, W)`` with removal masks ``unk (N, 1, H, W)`` (0/1
     float, shared by the ``C`` channels; at least one kept pixel per row) -> ``img`` with the
     removed pixels filled in. Multigrid-preconditioned CG, one system per (row, channel)."""
-    _, _, h, w = img.shape
     dt = img.dtype
     keep = 1.0 - unk
     stencil = nli_stencil(unk)
