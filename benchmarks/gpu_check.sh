@@ -5,7 +5,9 @@
 #
 # 1. the CUDA tests of the suite (tests that skip without a GPU);
 # 2. CPU/GPU agreement: the quick preset (every method and evaluator it lists) runs on the CPU
-#    and on the GPU; every per-sample score must agree to float tolerance;
+#    and on the GPU; every per-sample score must agree to float tolerance; ROAD's imputation
+#    (multigrid CG on the GPU, banded Cholesky on the CPU) must agree to 1e-5 on 16 default
+#    images (benchmarks/road_devices.py, which also times it and ROAD's forward share per device);
 # 3. timings: the quick preset's stage times on both devices, then the default preset on the GPU.
 # Figures go to OUT_DIR/gpu_figures.md (and the raw runs under OUT_DIR/runs); copy them into
 # benchmarks/RESULTS.md with the date and the machine.
@@ -94,6 +96,17 @@ for k in t["cpu"]:
     print(f"| {k} | {c:.2f} | {g:.2f} | {c / g if g else float('nan'):.1f} |")
 sys.exit(1 if bad_rows or int(nan_mismatch.sum()) or len(failed) else 0)
 EOF
+
+echo "== 2b. ROAD imputation: cg on cuda against direct on cpu"
+{
+    echo -e "\n## ROAD imputation and forward share per device (benchmarks/road_devices.py)"
+    if python benchmarks/road_devices.py --devices cpu,cuda --images 16 > "$out/road_devices.log" 2>&1; then
+        grep -E "^\||^[0-9]+ images|^largest" "$out/road_devices.log"
+    else
+        echo "- FAILED (see road_devices.log)"; grep -E "^\||^largest" "$out/road_devices.log"
+        false
+    fi
+} >> "$fig" || status=1
 
 echo "== 3. default preset on cuda (timing)"
 start=$(date +%s)

@@ -191,14 +191,16 @@ def test_bench_road_default_112(benchmark):
     floor = _forward_floor(model, x, N * len(PCT))
     info: dict[str, float | str] = {"load_before": repr(os.getloadavg())}
     for mode in ("morf", "lerf"):
-        ev = create_evaluator(f"road_{mode}")
-        ours = _best(lambda: ev.evaluate(EvalBatch(model, x, y, {"saliency": maps}, ids)))
-        imputation = _best(lambda: road_images(x, maps, percentages=PCT, mode=mode, noise=0.01,
-                                               sample_ids=ids))
-        info.update({f"{mode}_ours_s": ours, f"{mode}_imputation_s": imputation,
-                     f"{mode}_forward_share": floor / ours})
-        print(f"\nROAD {mode} RGB ({N} images 3x112x112, default model): {ours:.3f} s, imputation "
-              f"{imputation:.3f} s; forward floor {floor:.3f} s = {100 * floor / ours:.0f}% of our wall time")
+        for solver in ("auto", "cg"):  # auto = direct on CPU; cg = the GPU path, timed on the CPU
+            ev = create_evaluator(f"road_{mode}", solver=solver)
+            ours = _best(lambda: ev.evaluate(EvalBatch(model, x, y, {"saliency": maps}, ids)),
+                         rounds=ROUNDS if solver == "auto" else 1)
+            imputation = _best(lambda: road_images(x, maps, percentages=PCT, mode=mode, noise=0.01, solver=solver,
+                                                   sample_ids=ids), rounds=ROUNDS if solver == "auto" else 1)
+            info.update({f"{mode}_{solver}_ours_s": ours, f"{mode}_{solver}_imputation_s": imputation,
+                         f"{mode}_{solver}_forward_share": floor / ours})
+            print(f"\nROAD {mode} RGB ({N} images 3x112x112, default model, solver {solver}): {ours:.3f} s, "
+                  f"imputation {imputation:.3f} s; forward floor {floor:.3f} s = {100 * floor / ours:.0f}% of our wall time")
 
     gray, xg = _Gray(model).eval(), x.mean(1, keepdim=True)
     with torch.no_grad():
@@ -217,15 +219,54 @@ def test_bench_road_default_112(benchmark):
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
 
+def _jacobi_cg(x: torch.Tensor, remove: torch.Tensor, tol: float = 1e-8) -> torch.Tensor:
+    """The CG solver before multigrid (main 26b5614), for the before/after row: Jacobi-preconditioned
+    CG on the same masked system, float64, convergence checked every 8 iterations."""
+    import torch.nn.functional as F
+
+    from gmxai_eval.functional.road import _kernel
+
+    b_, c, h, w = x.shape
+    img = x.double().reshape(b_ * c, 1, h, w)
+    unk = remove.double().repeat_interleave(c, 0).unsqueeze(1)
+    k = _kernel(torch.float64, x.device)
+    keep = 1.0 - unk
+    conv = lambda t: F.conv2d(t, k, padding=1)  # noqa: E731
+    d = conv(torch.ones(1, 1, h, w, dtype=torch.float64))
+    apply = lambda v: unk * (d * v - conv(v))  # noqa: E731
+    rhs = unk * conv(img * keep)
+    u = unk * ((img * keep).sum((2, 3), keepdim=True) / keep.sum((2, 3), keepdim=True).clamp_min(1))
+    r = rhs - apply(u)
+    z = r / d
+    p = z.clone()
+    rz = (r * z).sum((2, 3), keepdim=True)
+    bnorm = rhs.flatten(1).norm(dim=1).clamp_min(1e-300)
+    for it in range(10 * (h + w) + 201):
+        if it % 8 == 0 and bool((r.flatten(1).norm(dim=1) / bnorm <= tol).all()):
+            break
+        ap = apply(p)
+        pap = (p * ap).sum((2, 3), keepdim=True)
+        alpha = torch.where(pap > 0, rz / torch.where(pap > 0, pap, 1.0), 0.0)
+        u, r = u + alpha * p, r - alpha * ap
+        z = r / d
+        rz_new = (r * z).sum((2, 3), keepdim=True)
+        p = unk * (z + torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, 1.0), 0.0) * p)
+        rz = rz_new
+    return (img * keep + u).reshape(b_, c, h, w).to(x.dtype)
+
+
 def test_bench_road_solvers_default_112(benchmark):
     """The imputation alone (no forward pass) on 16 default test images at 3x112x112 with
-    Saliency maps, per exact solver: the banded Cholesky (``direct``, what ``auto`` picks on CPU)
-    and SuperLU with a minimum-degree ordering (``splu``), checked equal first (to the last bits
-    of the float32 images). The batched CG is left out: at 112x112 on a CPU it needs minutes
-    (hundreds of float64 convolution iterations over every system)."""
+    Saliency maps, per solver, side by side in this process (one torch and one BLAS thread):
+    the banded Cholesky (``direct``, what ``auto`` picks on CPU), SuperLU with a minimum-degree
+    ordering (``splu``) and the multigrid-preconditioned CG (``cg``, what ``auto`` picks on a
+    GPU), checked equal first (``splu`` to the last bits of the float32 images, ``cg`` to the
+    stated 1e-5). Then before/after for CG on 2 of the images (14 systems): the Jacobi-
+    preconditioned CG it replaced against the multigrid one and the banded Cholesky."""
     import os
 
-    from gmxai_eval.functional.road import road_images
+    from gmxai_eval.functional.road import road_images, road_masks
+    from gmxai_eval.functional.baselines import order_pixels
 
     _, x, _, maps, ids = _default_work(N)
     info: dict[str, float | str] = {"load_before": repr(os.getloadavg())}
@@ -236,10 +277,27 @@ def test_bench_road_solvers_default_112(benchmark):
 
         ref = imp("direct")
         torch.testing.assert_close(imp("splu"), ref, atol=1e-6, rtol=0)  # float32 images: last-bit differences
-        times = {s: _best(lambda s=s: imp(s), rounds=2) for s in ("direct", "splu")}
+        cg_err = float((imp("cg") - ref).abs().max())
+        assert cg_err <= 1e-5
+        times = {s: _best(lambda s=s: imp(s), rounds=2) for s in ("direct", "splu", "cg")}
         info.update({f"{mode}_{s}_s": t for s, t in times.items()})
+        info[f"{mode}_cg_max_abs_diff"] = cg_err
         print(f"\nNLI {mode} ({N} images x {len(PCT)} levels, 3x112x112): "
-              + ", ".join(f"{s} {t:.2f} s" for s, t in times.items()))
+              + ", ".join(f"{s} {t:.2f} s" for s, t in times.items()) + f"; cg - direct max |diff| {cg_err:.1e}")
+
+        # before / after for the CG solver, on 2 images (the Jacobi CG takes minutes on all 16)
+        rm = road_masks(order_pixels(maps[:2], "morf"), PCT, mode, (112, 112)).flatten(0, 1)
+        xs = x[:2].unsqueeze(1).expand(2, len(PCT), *x.shape[1:]).flatten(0, 1)
+        from gmxai_eval.functional.road import linear_impute
+
+        d2 = linear_impute(xs, rm, solver="direct")
+        t_old, old = best_of(lambda: _jacobi_cg(xs, rm), 1)
+        t_new, new = best_of(lambda: linear_impute(xs, rm, solver="cg"), 1)
+        t_dir = _best(lambda: linear_impute(xs, rm, solver="direct"), rounds=1)
+        info.update({f"{mode}_2img_jacobi_cg_s": t_old, f"{mode}_2img_mg_cg_s": t_new, f"{mode}_2img_direct_s": t_dir})
+        print(f"CG before/after, {mode}, 2 images x {len(PCT)} levels: Jacobi CG {t_old:.2f} s "
+              f"(max |diff| {float((old - d2).abs().max()):.1e}), multigrid CG {t_new:.2f} s "
+              f"(max |diff| {float((new - d2).abs().max()):.1e}), direct {t_dir:.2f} s")
     info["load_after"] = repr(os.getloadavg())
     benchmark.extra_info.update(info)
     print("load (1, 5, 15 min):", info["load_before"], "->", info["load_after"])

@@ -14,8 +14,14 @@ arg-max equals the target) or the softmax probability of the target (``output="p
 paper's tables average over levels; not a trapezoid over the uneven ``p`` grid).
 
 Config: ``percentages`` (default the paper's 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9), ``noise``
-(std of the imputation noise in pixel units, default 0.01), ``output``, ``solver``
-(``"auto"``: sparse direct on CPU, batched CG on GPU), ``cg_tol``, ``forward_batch`` (images per
+(std of the imputation noise in pixel units, default 0.01), ``output``, ``solver`` (how the
+imputation's linear system is solved; every choice solves the same system:
+``"direct"``, the banded Cholesky, exact; ``"splu"``, sparse LU, exact; ``"cg"``, batched
+multigrid-preconditioned conjugate gradients in float64 on the tensors' device, which agrees
+with ``"direct"`` to 1e-5 pixel units (1e-6 or better in the tests) at the default ``cg_tol``
+= 1e-8 relative residual; ``"auto"``, the default: ``"direct"`` on a CPU, where it is the
+faster, and ``"cg"`` on any other device; the conventions record it), ``cg_tol``,
+``forward_batch`` (images per
 forward pass; 32 suits CPUs, where small batches stay in cache; raise it on a GPU). Noise is drawn per (sample id, order, level) from ``rng_for(seed, ...)``, so results
 do not depend on batch size or order. Ties in the map are broken by pixel index. The
 metric's definition is :func:`gmxai_eval.functional.road.road`; this class validates and packs.
@@ -35,6 +41,11 @@ from gmxai_eval.types import Degenerate, EvaluatorCard
 
 _PAPER = ("Rong, Leemann, Nguyen, Fiedler, Ravikumar, Kasneci. A Consistent and Efficient Evaluation "
           "Strategy for Attribution Methods. ICML 2022")
+
+#: The solver convention recorded per evaluator (see the module docstring).
+_SOLVER_NOTE = {"auto": "auto: direct (banded Cholesky) on CPU, cg (multigrid-preconditioned, float64) elsewhere",
+                "direct": "direct (banded Cholesky)", "splu": "splu (sparse LU)",
+                "cg": "cg (multigrid-preconditioned conjugate gradients, float64)"}
 
 _DEFAULTS = {"percentages": PAPER_PERCENTAGES, "noise": 0.01, "output": "accuracy", "solver": "auto",
              "cg_tol": 1e-8, "forward_batch": 32}
@@ -64,7 +75,8 @@ class _ROAD(Evaluator):
         return {**super().conventions(), "order": self.mode, "imputation": "noisy_linear",
                 "space": "pixel [0,1], unclipped", "ordering_unit": "pixel (ties by index)",
                 "p_semantics": "fraction removed" if self.mode == "morf" else "fraction of most relevant kept",
-                "score": "mean of the curve over levels"}
+                "score": "mean of the curve over levels", "solver": _SOLVER_NOTE.get(self.config["solver"],
+                                                                                       self.config["solver"])}
 
     def perturbed(self, batch: EvalBatch, maps: torch.Tensor) -> torch.Tensor:
         """``(B, P, C, H, W)`` imputed images for ``maps (B, H, W)`` (:func:`road_images`)."""

@@ -14,8 +14,8 @@ are not clipped (as in the reference implementation).
 The system matrix ``L = D - W_UU`` is **symmetric** (``w_ij = w_ji`` depends only on the offset;
 the border renormalisation only changes the diagonal) and, as long as at least one pixel is kept,
 **positive definite**: every 8-connected component of removed pixels touches a kept pixel, so
-``L`` is an irreducibly diagonally dominant M-matrix. Hence plain (Jacobi-preconditioned)
-conjugate gradients on ``L`` itself converge; no normal equations are needed.
+``L`` is an irreducibly diagonally dominant M-matrix. Hence preconditioned conjugate gradients
+on ``L`` itself converge; no normal equations are needed.
 
 Three solvers, same system (checked against each other in the tests):
 
@@ -25,9 +25,16 @@ Three solvers, same system (checked against each other in the tests):
   image, all channels at once. CPU, exact; 2-5x faster than sparse LU on 64x64 images.
 * ``"splu"``: the same system as a sparse CSC matrix (:func:`nli_system`) and SuperLU
   (``scipy.sparse.linalg.splu``), the reference the others are tested against.
-* ``"cg"``: matrix-free, batched Jacobi-preconditioned CG in torch; ``L u`` is a masked 3x3
-  convolution, so every image, channel and removal level is solved in one batched iteration.
-  Runs wherever the tensors live (the GPU path).
+* ``"cg"``: batched conjugate gradients in torch, float64, preconditioned by a symmetric
+  multigrid V-cycle (:class:`_Multigrid`: Galerkin coarse grids with bilinear interpolation
+  restricted to the removed pixels, weighted Jacobi smoothing, a dense pseudo-inverse on the
+  coarsest grid of at most 8x8). ``L`` is applied on the whole grid as a 3x3 stencil
+  (:func:`nli_stencil`: ``L`` on removed pixels, the identity on kept ones, whose unknowns stay
+  0), so every image, channel and removal level is solved in one batched iteration, and
+  a system stops moving once its relative residual is below ``tol`` (its answer does not
+  depend on the batch). With ``tol = 1e-8`` it agrees with ``"direct"`` to 1e-6 or better in
+  pixel units (tested on edge-case masks; the stated tolerance is 1e-5). Runs wherever the
+  tensors live (the GPU path); on a CPU the banded Cholesky is faster.
 * ``"auto"``: ``"direct"`` on CPU tensors, ``"cg"`` otherwise.
 
 ``remove`` masks and the ROAD schedule:
@@ -300,66 +307,213 @@ def _solve_banded_all(x: torch.Tensor, remove: torch.Tensor, threads: int | None
 # --------------------------------------------------------------------------------------------
 # batched matrix-free conjugate gradients (any device)
 # --------------------------------------------------------------------------------------------
+#: Offsets of a 3x3 stencil, row-major; index 4 is the centre.
+_OFFSETS: tuple[tuple[int, int], ...] = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def _shift(v: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``out[..., i, j] = v[..., i + dy, j + dx]`` (zero outside the grid)."""
+    h, w = v.shape[-2:]
+    vp = F.pad(v, (1, 1, 1, 1))
+    return vp[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+
+
+def _apply(stencil: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``A v`` for a 3x3 stencil operator ``stencil (N, 9, H, W)`` (row ``i``: ``A[i, i + o]`` =
+    ``stencil[:, k, i]`` for offset ``o = _OFFSETS[k]``) on ``v (N, C, H, W)``."""
+    vp = F.pad(v, (1, 1, 1, 1))
+    h, w = v.shape[-2:]
+    out = stencil[:, 4:5] * v
+    for k, (dy, dx) in enumerate(_OFFSETS):
+        if k != 4:
+            out = out + stencil[:, k:k + 1] * vp[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+    return out
+
+
+def _bilinear(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    k1 = torch.tensor([0.5, 1.0, 0.5], dtype=dtype, device=device)
+    return torch.outer(k1, k1).view(1, 1, 3, 3)
+
+
+def _restrict(v: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Full weighting ``P^T v``: fine ``(N, C, H, W)`` -> coarse ``(N, C, (H + 1) // 2, (W + 1) // 2)``
+    (coarse point ``I`` sits on fine point ``2 I``)."""
+    n, c, h, w = v.shape
+    return F.conv2d(v.reshape(n * c, 1, h, w), k, stride=2, padding=1).view(n, c, (h + 1) // 2, (w + 1) // 2)
+
+
+def _prolong(v: torch.Tensor, k: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Bilinear interpolation ``P v`` (the exact adjoint of :func:`_restrict`) onto ``shape``."""
+    n, c, hc, wc = v.shape
+    h, w = shape
+    out = F.conv_transpose2d(v.reshape(n * c, 1, hc, wc), k, stride=2, padding=1,
+                             output_padding=(h - 2 * hc + 1, w - 2 * wc + 1))
+    return out.view(n, c, h, w)
+
+
+def _galerkin(stencil: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The coarse operator ``P'^T A P'`` (``P' = mask * P``) as a 3x3 stencil, by probing: with
+    bilinear ``P`` and a 3x3 ``A`` it has a 3x3 stencil, so 9 probe vectors (every third coarse
+    point in each direction) recover all of it exactly."""
+    n, _, h, w = stencil.shape
+    hc, wc = (h + 1) // 2, (w + 1) // 2
+    dt, dev = stencil.dtype, stencil.device
+    iy = torch.arange(hc, device=dev).view(-1, 1) % 3
+    ix = torch.arange(wc, device=dev).view(1, -1) % 3
+    colour = (3 * iy + ix).expand(hc, wc)
+    probes = torch.stack([(colour == c).to(dt) for c in range(9)]).unsqueeze(0).expand(n, 9, hc, wc)
+    fine = _prolong(probes, k, (h, w))
+    if mask is not None:
+        fine = fine * mask
+    y = _apply(stencil, fine)
+    if mask is not None:
+        y = y * mask
+    y = _restrict(y, k)  # (n, 9 probes, hc, wc)
+    out = torch.empty(n, 9, hc, wc, dtype=dt, device=dev)
+    for j, (dy, dx) in enumerate(_OFFSETS):
+        # A_c[I, I + o] is the response at I to the probe of the colour of I + o
+        cy = (torch.arange(hc, device=dev).view(-1, 1) + dy) % 3
+        cx = (torch.arange(wc, device=dev).view(1, -1) + dx) % 3
+        idx = (3 * cy + cx).expand(hc, wc)
+        val = y.gather(1, idx.expand(n, 1, hc, wc).contiguous())[:, 0]
+        out[:, j] = val * (_shift(torch.ones(1, 1, hc, wc, dtype=dt, device=dev), dy, dx)[0, 0])
+    return out
+
+
+def _dense(stencil: torch.Tensor) -> torch.Tensor:
+    """The stencil operator as dense matrices ``(N, m, m)``."""
+    n, _, h, w = stencil.shape
+    m = h * w
+    dev = stencil.device
+    a = torch.zeros(n, m, m, dtype=stencil.dtype, device=dev)
+    yy, xx = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
+    for k, (dy, dx) in enumerate(_OFFSETS):
+        ok = ((yy + dy >= 0) & (yy + dy < h) & (xx + dx >= 0) & (xx + dx < w)).flatten()
+        rows = torch.arange(m, device=dev)[ok]
+        cols = ((yy + dy) * w + xx + dx).flatten()[ok]
+        a[:, rows, cols] = stencil[:, k].reshape(n, m)[:, ok]
+    return 0.5 * (a + a.transpose(1, 2))  # symmetric to the last bit
+
+
+class _Multigrid:
+    """A symmetric V-cycle for the masked NLI operator (Galerkin coarse operators, ``SWEEPS``
+    weighted Jacobi sweeps before and after the coarse correction, damped by at most ``OMEGA``
+    and so that they converge, a dense pseudo-inverse on the coarsest grid): a fixed symmetric
+    positive definite linear map, so it preconditions conjugate gradients."""
+
+    OMEGA, SWEEPS, COARSEST = 1.0, 1, 8
+
+    def __init__(self, stencil: torch.Tensor, unk: torch.Tensor) -> None:
+        self.k = _bilinear(stencil.dtype, stencil.device)
+        self.ops, self.masks = [stencil], [unk]
+        while max(self.ops[-1].shape[-2:]) > self.COARSEST:
+            self.ops.append(_galerkin(self.ops[-1], self.k, self.masks[-1]))
+            self.masks.append(None)
+        self.inv_d = [torch.where(a[:, 4:5] > 0, 1.0 / torch.where(a[:, 4:5] > 0, a[:, 4:5], 1.0), 0.0)
+                      for a in self.ops]
+        # damping per row: W = diag(omega_i / a_ii) with omega_i * sum_j |a_ij| / a_ii <= 1.8, so every
+        # Gershgorin disc of W A lies in (0, 1.8]: the smoother converges, the V-cycle is positive definite
+        gersh = [a.abs().sum(1, keepdim=True) * d for a, d in zip(self.ops, self.inv_d)]
+        self.omega = [torch.clamp(1.8 / g.clamp_min(1e-300), max=self.OMEGA) * d for g, d in zip(gersh, self.inv_d)]
+        # coarsest: a pseudo-inverse (coarse basis functions of one fine unknown make it singular)
+        lam, self.vec = torch.linalg.eigh(_dense(self.ops[-1]))
+        big = lam > 1e-10 * lam.amax(-1, keepdim=True)
+        self.inv_lam = torch.where(big, 1.0 / torch.where(big, lam, 1.0), 0.0)
+
+    def __call__(self, r: torch.Tensor, level: int = 0) -> torch.Tensor:
+        a, inv_d = self.ops[level], self.omega[level]  # the damped inverse diagonal
+        if level == len(self.ops) - 1:
+            n, c, h, w = r.shape
+            y = self.vec.transpose(1, 2) @ r.reshape(n, c, h * w).transpose(1, 2)
+            return (self.vec @ (self.inv_lam.unsqueeze(-1) * y)).transpose(1, 2).reshape(r.shape)
+        z = inv_d * r
+        for _ in range(self.SWEEPS - 1):
+            z = z + inv_d * (r - _apply(a, z))
+        mask = self.masks[level]
+        res = r - _apply(a, z)
+        if mask is not None:
+            res = res * mask
+        zc = self(_restrict(res, self.k), level + 1)
+        corr = _prolong(zc, self.k, tuple(r.shape[-2:]))  # type: ignore[arg-type]
+        z = z + (corr * mask if mask is not None else corr)
+        for _ in range(self.SWEEPS):
+            z = z + inv_d * (r - _apply(a, z))
+        return z
+
+
+def nli_stencil(unk: torch.Tensor) -> torch.Tensor:
+    """The NLI system of removal masks ``unk (N, 1, H, W)`` (0/1 float) on the whole grid as a 3x3
+    stencil ``(N, 9, H, W)``: row ``i`` of a removed pixel is ``d_i`` on the centre and ``-w_ij`` to
+    each removed neighbour ``j`` (the module's ``L``); a kept pixel's row is the identity (its
+    unknown is 0, its value enters the right-hand side)."""
+    n, _, h, w = unk.shape
+    dt, dev = unk.dtype, unk.device
+    d = F.conv2d(torch.ones(1, 1, h, w, dtype=dt, device=dev), _kernel(dt, dev), padding=1)
+    out = torch.zeros(n, 9, h, w, dtype=dt, device=dev)
+    wts = {(dy, dx): wt for dy, dx, wt in NEIGHBOURS}
+    for k, (dy, dx) in enumerate(_OFFSETS):
+        if k == 4:
+            out[:, 4] = (unk * d + (1.0 - unk))[:, 0]
+        else:
+            out[:, k] = (-wts[(dy, dx)] * unk * _shift(unk, dy, dx))[:, 0]
+    return out
+
+
 def _cg(img: torch.Tensor, unk: torch.Tensor, tol: float, max_iter: int | None) -> torch.Tensor:
-    """Solve the NLI systems of ``img (N, 1, H, W)`` with unknowns ``unk (N, 1, H, W)`` (0/1 float,
-    at least one known pixel per row) -> ``img`` with the unknowns filled in."""
-    n_rows, _, h, w = img.shape
-    dt, dev = img.dtype, img.device
-    k = _kernel(dt, dev)
+    """Solve the NLI systems of ``img (N, C, H, W)`` with removal masks ``unk (N, 1, H, W)`` (0/1
+    float, shared by the ``C`` channels; at least one kept pixel per row) -> ``img`` with the
+    removed pixels filled in. Multigrid-preconditioned CG, one system per (row, channel)."""
+    dt = img.dtype
     keep = 1.0 - unk
-    conv = lambda t: F.conv2d(t, k, padding=1)  # noqa: E731
-    d = conv(torch.ones(1, 1, h, w, dtype=dt, device=dev))  # border renormalisation (the diagonal)
-    inv_d = 1.0 / d
-
-    def apply(v: torch.Tensor) -> torch.Tensor:
-        return unk * (d * v - conv(v))
-
-    rhs = unk * conv(img * keep)
-    # warm start: the mean of the kept pixels of each row
+    stencil = nli_stencil(unk)
+    mg = _Multigrid(stencil, unk)
+    rhs = unk * F.conv2d((img * keep).flatten(0, 1).unsqueeze(1), _kernel(dt, img.device), padding=1).view(img.shape)
+    # warm start: the mean of the kept pixels of each row and channel
     u = unk * ((img * keep).sum((2, 3), keepdim=True) / keep.sum((2, 3), keepdim=True).clamp_min(1))
-    r = rhs - apply(u)
-    z = inv_d * r
-    p = z.clone()
+    r = rhs - _apply(stencil, u)
+    z = unk * mg(r)  # the iteration stays on the removed pixels (exactly: rounding cannot leak)
+    p = z
     rz = (r * z).sum((2, 3), keepdim=True)
-    bnorm = rhs.flatten(1).norm(dim=1).clamp_min(torch.finfo(dt).tiny)
+    bnorm = rhs.flatten(2).norm(dim=2).clamp_min(torch.finfo(dt).tiny)
     tol = max(tol, 100 * torch.finfo(dt).eps)  # float32 cannot reach 1e-8: 1.2e-5 there
-    n_max = max_iter if max_iter is not None else 10 * (h + w) + 200
-    done = False
-    for it in range(n_max + 1):
-        if it % 8 == 0 or it == n_max:  # check every few iterations (a device sync)
-            rel = r.flatten(1).norm(dim=1) / bnorm
-            if bool((rel <= tol).all()):
-                done = True
-                break
-        if it == n_max:
-            break
-        ap = apply(p)
+    n_max = max_iter if max_iter is not None else 200  # 10-30 V-cycles at 112x112
+    rel = r.flatten(2).norm(dim=2) / bnorm
+    for _ in range(n_max):
+        if bool((rel <= tol).all()):
+            return img * keep + u
+        ap = _apply(stencil, p)
         pap = (p * ap).sum((2, 3), keepdim=True)
-        alpha = torch.where(pap > 0, rz / torch.where(pap > 0, pap, torch.ones_like(pap)), torch.zeros_like(pap))
+        # a converged system stops moving, so its answer does not depend on the others in the batch
+        active = (pap > 0) & (rel > tol).view(pap.shape)
+        alpha = torch.where(active, rz / torch.where(active, pap, 1.0), 0.0)
         u = u + alpha * p
         r = r - alpha * ap
-        z = inv_d * r
+        z = unk * mg(r)
         rz_new = (r * z).sum((2, 3), keepdim=True)
-        beta = torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, torch.ones_like(rz)), torch.zeros_like(rz))
-        p = unk * (z + beta * p)
+        beta = torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, 1.0), 0.0)
+        p = z + beta * p
         rz = rz_new
-    if not done:
-        raise ConvergenceError(f"NLI conjugate gradients did not converge: expected relative residual <= {tol} "
+        rel = r.flatten(2).norm(dim=2) / bnorm
+    if bool((rel <= tol).all()):
+        return img * keep + u
+    raise ConvergenceError(f"NLI conjugate gradients did not converge: expected relative residual <= {tol} "
                            f"within {n_max} iterations, got {float(rel.max()):.3g}")
-    return img * keep + u
 
 
 def _solve_cg(x: torch.Tensor, remove: torch.Tensor, *, tol: float = 1e-8, max_iter: int | None = None,
-              dtype: torch.dtype | None = None, **_: object) -> torch.Tensor:
-    """Jacobi-preconditioned CG on ``L u = b`` for all images and channels at once
-    (float64 on CPU, float32 elsewhere unless ``dtype``). Converged when ``||r|| <= tol * ||b||`` for
-    every system (per image and channel), with ``tol`` raised to ``100 * eps`` of the dtype
-    (1.2e-5 in float32); raises :class:`ConvergenceError` if it does not converge."""
-    b_, c, h, w = x.shape
-    dt = dtype or (torch.float64 if x.device.type == "cpu" else torch.float32)
-    img = x.detach().to(dt).reshape(b_ * c, 1, h, w)
-    unk = remove.to(dt).repeat_interleave(c, 0).unsqueeze(1)
-    return _cg(img, unk, tol, max_iter).reshape(b_, c, h, w).to(x.dtype)
+              dtype: torch.dtype | None = None, chunk: int = 32, **_: object) -> torch.Tensor:
+    """Multigrid-preconditioned CG on ``L u = b`` for all images and channels (float64 unless
+    ``dtype``), ``chunk`` images at a time (memory: about ``(9 + 8 C) H W`` numbers per image).
+    Converged when ``||r|| <= tol * ||b||`` for every system (per image and channel), with
+    ``tol`` raised to ``100 * eps`` of the dtype (1.2e-5 in float32); raises
+    :class:`ConvergenceError` if it does not converge."""
+    dt = dtype or torch.float64
+    out = []
+    for i in range(0, x.shape[0], chunk):
+        img = x[i:i + chunk].detach().to(dt)
+        unk = remove[i:i + chunk].to(dt).unsqueeze(1)
+        out.append(_cg(img, unk, tol, max_iter).to(x.dtype))
+    return torch.cat(out) if out else x.detach().clone()
 
 
 #: Solvers of the NLI system: ``(x, remove, **options) -> imputed x`` (noise-free).
