@@ -228,6 +228,8 @@ def test_default_source_uses_load_default_model_and_splits(tmp_path, toys, monke
                        "methods": [{"name": "toy_grad"}], "evaluators": [{"name": "toy_mass"}]})
     res = _run(spec, tmp_path)  # progress=False: the run's progress setting reaches data and training
     assert calls == [{"preset": "tiny", "progress": False}]
+    run_benchmark(spec, output=tmp_path / "auto", progress=None, verbose=False)  # auto: lines off a terminal
+    assert calls[-1] == {"preset": "tiny", "progress": True}
     assert sorted(res.table.sample_id) == [s.image_id for s in test_split[:4]]
     with pytest.raises(ConfigError, match="default data comes with the default model"):
         _run(spec.replace(model={"source": "registry", "arch": "toy_cnn"}), tmp_path)
