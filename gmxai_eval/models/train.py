@@ -472,6 +472,9 @@ class RetrainRecipe:
         return stable_hash(config_dict(self.config), dict(self.arch_kwargs), self.num_classes, self.gallery, *dev)
 
     def model_factory(self, seed: int = 0) -> GMXModel:
+        if self.config.arch not in MODELS:
+            raise ConfigError(f"expected the model's arch to be a registered architecture to retrain it from "
+                              f"scratch, got {self.config.arch!r}")
         return MODELS.create(self.config.arch, num_classes=self.num_classes, seed=seed, **dict(self.arch_kwargs))
 
     def __call__(self, model: Any, dataset: Any, seed: int) -> GMXModel:
@@ -662,10 +665,9 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
             raise ConfigError("expected training items (split 'train') in the dataset for retraining, got none")
         train = torch.utils.data.Subset(dataset, rows)
         test = list(samples)
-        arch = getattr(model, "arch", "")
-        if arch not in MODELS:
-            raise ConfigError(f"expected the model's arch to be a registered architecture, got {arch!r}")
-        cfg, kw = TrainConfig(arch=arch), {}
+        # a model of no registered architecture (the user's own) can be fine-tuned (the surrogate
+        # evaluators copy it) but not retrained from scratch: model_factory says so when asked
+        cfg, kw = TrainConfig(arch=str(getattr(model, "arch", "") or "")), {}
     recipe = RetrainRecipe(cfg, kw, num_classes, str(cache), device=spec.device, gallery=True)
     return RetrainingJob(train_data=train, test_data=test, model_factory=recipe.model_factory,
                       train_fn=recipe, explainers=dict(explainers), reference_model=model,
