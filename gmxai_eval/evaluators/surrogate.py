@@ -8,8 +8,10 @@ through the run's executor and stored under a content hash (reference weights, t
 grid, substrate, ``max_fraction``, ``epochs``, ``lr``, seed and the training recipe) in the
 retraining cache, so every evaluator below and every rerun share one fine-tuning.
 
-The maps are those of the **original** model (the methods explain it, on the first
-``test_images`` test images in class round-robin, target = its prediction or the label);
+The maps are those of the **original** model (the methods explain it, on the run's own images
+in run order with ``images = "run"``, the default, or on the first ``test_images`` images of the
+job's test data in class round-robin with ``images = "test"``; target = the model's prediction
+or the label);
 the surrogate only supplies in-distribution removal. How far it stays from the original is
 in every result's ``conventions["surrogate"]``: ``agreement`` (share of the scored images on
 which both predict the same class), ``surrogate_top1`` / ``reference_top1`` (macro top-1 on
@@ -27,6 +29,7 @@ them), training ``seconds`` and whether it was ``cached``.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +57,7 @@ _FFID = "Zheng et al., F-Fidelity: A Robust Framework for Faithfulness Evaluatio
 
 _DEFAULTS: dict[str, Any] = {
     "grid": 8, "substrate": "dataset_mean", "max_fraction": 1.0, "epochs": 2, "lr": 1e-3,
-    "train_images": 0, "test_images": 64, "classes": 0, "target": "predicted", "seed": 0, "cache": "",
+    "train_images": 0, "images": "run", "test_images": 64, "classes": 0, "target": "predicted", "seed": 0, "cache": "",
     "recipe": {}, "batch_size": 32, "max_batch": 128, "progress": True,
 }
 
@@ -80,6 +83,8 @@ class _SurrogateEvaluator(DatasetEvaluator):
         if c["substrate"] not in SURROGATE_SUBSTRATES:
             raise ConfigError(f"evaluator {self.name!r}: expected substrate in {SURROGATE_SUBSTRATES}, "
                               f"got {c['substrate']!r}")
+        if c["images"] not in ("run", "test"):
+            raise ConfigError(f"evaluator {self.name!r}: expected images 'run' or 'test', got {c['images']!r}")
         if c["target"] not in ("label", "predicted"):
             raise ConfigError(f"evaluator {self.name!r}: expected target 'label' or 'predicted', got {c['target']!r}")
         for k in ("grid", "epochs", "test_images"):
@@ -94,7 +99,11 @@ class _SurrogateEvaluator(DatasetEvaluator):
         root = Path(recipe.cache_dir)
         model = job.reference_model
         need_ev = any(getattr(e, "needs_masks", False) for e in job.explainers.values())
-        data = _prepare(job, int(c["train_images"]), int(c["test_images"]), need_ev, int(c["classes"]))
+        run_samples = list(getattr(job, "samples", ()) or ())
+        if c["images"] == "run" and run_samples:  # the run's own images, in run order
+            job = dataclasses.replace(job, test_data=run_samples)  # type: ignore[type-var]
+        n_test = 0 if c["images"] == "run" and run_samples else int(c["test_images"])
+        data = _prepare(job, int(c["train_images"]), n_test, need_ev, int(c["classes"]))
         ntr = data.n_train
         xtr = np.ascontiguousarray(data.x[:ntr])
         tkey = stable_hash(xtr.tobytes(), data.labels[:ntr], n=16)

@@ -620,6 +620,8 @@ class RetrainingJob:
         explainers: ``{method: Explainer}``.
         reference_model: the trained model whose maps define the rankings.
         seeds: the run's seeds.
+        samples: the run's selected samples in run order (evaluators that score the run's own
+            images, such as the surrogate evaluators, use them instead of ``test_data``).
     """
 
     train_data: Any
@@ -629,6 +631,7 @@ class RetrainingJob:
     explainers: Mapping[str, Any]
     reference_model: torch.nn.Module
     seeds: Sequence[int] = (0,)
+    samples: Sequence[Any] = ()  # the run's selected samples, in run order
 
 
 def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapping[str, Any],
@@ -671,7 +674,7 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
     recipe = RetrainRecipe(cfg, kw, num_classes, str(cache), device=spec.device, gallery=True)
     return RetrainingJob(train_data=train, test_data=test, model_factory=recipe.model_factory,
                       train_fn=recipe, explainers=dict(explainers), reference_model=model,
-                      seeds=tuple(spec.seeds))
+                      seeds=tuple(spec.seeds), samples=list(samples))
 
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",
