@@ -40,7 +40,7 @@ import torch
 
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.evaluators.base import DatasetEvaluator, DatasetJob, EvalResult, register_evaluator
-from gmxai_eval.evaluators.retraining import _prepare, _recipe, _run_jobs, _save_npy
+from gmxai_eval.evaluators.retraining import _method_key, _prepare, _recipe, _run_jobs, _save_npy
 from gmxai_eval.execution import Executor
 from gmxai_eval.functional.baselines import input_zero_of, make_baseline
 from gmxai_eval.functional.patches import (RELEVANCE, cumulative_patch_curve, patch_index, patch_truth_score,
@@ -72,6 +72,7 @@ class _Prepared:
     fill: torch.Tensor
     index: torch.Tensor
     info: dict[str, Any]
+    map_paths: dict[str, Path]
 
 
 class _SurrogateEvaluator(DatasetEvaluator):
@@ -93,7 +94,7 @@ class _SurrogateEvaluator(DatasetEvaluator):
         if not 0.0 < float(c["max_fraction"]) <= 1.0:
             raise ConfigError(f"evaluator {self.name!r}: expected max_fraction in (0, 1], got {c['max_fraction']!r}")
 
-    def _task(self, job: DatasetJob) -> tuple[SurrogateTask, Any]:
+    def _task(self, job: DatasetJob) -> tuple[SurrogateTask, Any, dict[str, Path]]:
         c = self.config
         recipe = _recipe(job, c["recipe"], c["cache"], from_scratch=False)
         root = Path(recipe.cache_dir)
@@ -109,23 +110,27 @@ class _SurrogateEvaluator(DatasetEvaluator):
         tkey = stable_hash(xtr.tobytes(), data.labels[:ntr], n=16)
         src = root / "data" / f"surrogate-src-{tkey}.npy"
         mean = tuple(float(v) for v in torch.from_numpy(xtr).float().div_(255).mean(dim=(0, 2, 3)))
-        key = stable_hash(weights_hash(model), tkey, "surrogate", c["grid"], c["substrate"], float(c["max_fraction"]),
+        mh = weights_hash(model)
+        key = stable_hash(mh, tkey, "surrogate", c["grid"], c["substrate"], float(c["max_fraction"]),
                           int(c["epochs"]), float(c["lr"]), int(c["seed"]), recipe.key())
         task = SurrogateTask(key, model, str(src), data.labels[:ntr], recipe, int(c["grid"]), c["substrate"],
                              float(c["max_fraction"]), int(c["epochs"]), float(c["lr"]), int(c["seed"]), mean,
                              str(root / "models" / f"surrogate-{key}.json"))
-        return task, data
+        # the original model's maps, shared by every surrogate evaluator of the run and by reruns
+        maps = {m: root / "data" / f"surrogate-maps-{stable_hash(mh, _method_key(ex), data.key, c['target'])}.npy"
+                for m, ex in job.explainers.items()}
+        return task, data, maps
 
     def referenced_files(self, job: DatasetJob) -> set[Path]:
-        """The cache files a run on ``job`` uses: the training array and the surrogate."""
-        task, _ = self._task(job)
+        """The cache files a run on ``job`` uses: the training array, the surrogate and the maps."""
+        task, _, maps = self._task(job)
         res = Path(task.result_path)
-        return {Path(task.train_path), res, res.with_suffix(".pt")}
+        return {Path(task.train_path), res, res.with_suffix(".pt"), *maps.values()}
 
     @torch.no_grad()
     def _prepare_run(self, job: DatasetJob, executor: Executor) -> _Prepared:
         c = self.config
-        task, data = self._task(job)
+        task, data, maps = self._task(job)
         ntr = data.n_train
         _save_npy(Path(task.train_path), np.ascontiguousarray(data.x[:ntr]))
         (o,) = _run_jobs(executor, run_surrogate_task, [task], f"{self.name} surrogate", bool(c["progress"]))
@@ -155,13 +160,16 @@ class _SurrogateEvaluator(DatasetEvaluator):
               f"(top-1 surrogate {info['surrogate_top1']:.3f}, model {info['reference_top1']:.3f})",
               file=sys.stderr, flush=True)
         ev = None if data.evidence is None else data.evidence[ntr:].to(dev)
-        return _Prepared(sur, x, target.to(dev), y, ev, fill, index, info)
+        return _Prepared(sur, x, target.to(dev), y, ev, fill, index, info, maps)
 
     def _maps(self, job: DatasetJob, p: _Prepared) -> dict[str, torch.Tensor]:
         """``{method: (N, H, W)}`` maps of the original model, in batches."""
         out = {}
         bs = int(self.config["batch_size"])
         for m, ex in job.explainers.items():
+            if p.map_paths[m].exists():
+                out[m] = torch.from_numpy(np.load(p.map_paths[m])).to(p.x.device)
+                continue
             parts = []
             for s in range(0, len(p.x), bs):
                 kw = {}
@@ -172,6 +180,7 @@ class _SurrogateEvaluator(DatasetEvaluator):
                 with torch.enable_grad():
                     parts.append(ex(job.reference_model, p.x[s:s + bs], p.target[s:s + bs], **kw).detach())  # type: ignore[call-arg]
             out[m] = torch.cat(parts)
+            _save_npy(p.map_paths[m], out[m].cpu().numpy())
         return out
 
     def conventions(self) -> dict[str, Any]:
