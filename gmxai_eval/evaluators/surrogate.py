@@ -11,7 +11,8 @@ retraining cache, so every evaluator below and every rerun share one fine-tuning
 The maps are those of the **original** model (the methods explain it, on the run's own images
 in run order with ``images = "run"``, the default, or on the first ``test_images`` images of the
 job's test data in class round-robin with ``images = "test"``; target = the model's prediction
-or the label);
+or the label). With ``images = "run"`` the runner stores the rows under the run's sample ids and
+subjects, so the validity table pairs them with the other evaluators image by image;
 the surrogate only supplies in-distribution removal. How far it stays from the original is
 in every result's ``conventions["surrogate"]``: ``agreement`` (share of the scored images on
 which both predict the same class), ``surrogate_top1`` / ``reference_top1`` (macro top-1 on
@@ -101,9 +102,12 @@ class _SurrogateEvaluator(DatasetEvaluator):
         model = job.reference_model
         need_ev = any(getattr(e, "needs_masks", False) for e in job.explainers.values())
         run_samples = list(getattr(job, "samples", ()) or ())
-        if c["images"] == "run" and run_samples:  # the run's own images, in run order
+        if c["images"] == "run":  # the run's own images, in run order
+            if not run_samples:
+                raise ConfigError(f"evaluator {self.name!r}: images = 'run' needs the run's samples in the dataset "
+                                  "job (job.samples), got none; use images = 'test'")
             job = dataclasses.replace(job, test_data=run_samples)  # type: ignore[type-var]
-        n_test = 0 if c["images"] == "run" and run_samples else int(c["test_images"])
+        n_test = 0 if c["images"] == "run" else int(c["test_images"])
         data = _prepare(job, int(c["train_images"]), n_test, need_ev, int(c["classes"]))
         ntr = data.n_train
         xtr = np.ascontiguousarray(data.x[:ntr])
@@ -120,6 +124,12 @@ class _SurrogateEvaluator(DatasetEvaluator):
         maps = {m: root / "data" / f"surrogate-maps-{stable_hash(mh, _method_key(ex), data.key, c['target'])}.npy"
                 for m, ex in job.explainers.items()}
         return task, data, maps
+
+    @property
+    def scores_run_images(self) -> bool:
+        """Whether the results' rows are the run's images in run order (the runner then stores
+        them under the run's sample ids and subjects, so they pair with the batch evaluators)."""
+        return self.config["images"] == "run"
 
     def referenced_files(self, job: DatasetJob) -> set[Path]:
         """The cache files a run on ``job`` uses: the training array, the surrogate and the maps."""

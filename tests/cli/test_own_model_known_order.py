@@ -92,5 +92,8 @@ def test_own_model_run_shows_patch_truth_and_the_known_order_column(project, cap
     assert set(ko["evaluators"]) == {"deletion", "patch_truth", "surrogate_morf"}
     for r in ko["evaluators"].values():
         assert r["n"] == 6 and (r["tau"] is None or -1.0 <= r["tau"] <= 1.0)
+    rows = [r for r in res["samples"] if r[1] == "patch_truth" and r[2] == "saliency@0"]
+    deletion_ids = [r[3] for r in res["samples"] if r[1] == "deletion" and r[2] == "saliency@0"]
+    assert [r[3] for r in rows] == deletion_ids  # the run's own images, under their ids
     table = (out / "r" / "validity.md").read_text()
     assert "known-order τ [95% CI]" in table and "patch_truth" in table

@@ -69,7 +69,7 @@ def toy(tmp_path_factory):
 
 
 def test_patch_truth_on_the_toy_surrogate_is_cached_and_ranks_the_oracle_above_random(toy):
-    cfg = dict(grid=4, epochs=2, lr=3e-3, substrate="black", test_images=12, target="label", progress=False)
+    cfg = dict(grid=4, epochs=2, lr=3e-3, substrate="black", images="test", test_images=12, target="label", progress=False)
     ev = EVALUATORS.create("patch_truth", **cfg)
     out = ev.run(toy, LocalExecutor())
     assert set(out) == {"saliency", "random", "oracle"}
@@ -89,7 +89,7 @@ def test_patch_truth_on_the_toy_surrogate_is_cached_and_ranks_the_oracle_above_r
 
 
 def test_surrogate_morf_and_lerf_share_the_surrogate_and_order_the_oracle(toy):
-    cfg = dict(grid=4, epochs=2, lr=3e-3, substrate="black", test_images=12, target="label", progress=False, steps=8)
+    cfg = dict(grid=4, epochs=2, lr=3e-3, substrate="black", images="test", test_images=12, target="label", progress=False, steps=8)
     morf = EVALUATORS.create("surrogate_morf", **cfg).run(toy, LocalExecutor())
     lerf = EVALUATORS.create("surrogate_lerf", **cfg).run(toy, LocalExecutor())
     assert morf["oracle"].curves.shape == (12, 9) and morf["oracle"].conventions["surrogate"]["cached"] is True
@@ -105,3 +105,8 @@ def test_surrogate_config_errors_are_typed():
         EVALUATORS.create("patch_truth", relevance="both")
     with pytest.raises(ConfigError, match="grid"):
         EVALUATORS.create("surrogate_morf", grid=0)
+
+
+def test_images_run_needs_the_runs_samples(toy):
+    with pytest.raises(ConfigError, match="images = 'run'"):
+        EVALUATORS.create("patch_truth", grid=4, progress=False).run(toy, LocalExecutor())
