@@ -18,6 +18,9 @@ in every result's ``conventions["surrogate"]``: ``agreement`` (share of the scor
 which both predict the same class), ``surrogate_top1`` / ``reference_top1`` (macro top-1 on
 them), training ``seconds`` and whether it was ``cached``.
 
+A method that needs the dataset's counterfactual renderer (``counterfactual_oracle``) cannot
+be explained from a dataset job: it gets NaN scores, named on stderr and in its conventions.
+
 * ``patch_truth`` (Hesse, Schaub-Meyer & Roth, NeurIPS 2024 D&B, in-domain single deletion):
   per image, the drop of the surrogate's target logit when one patch at a time is deleted is
   that patch's interventional importance; the score is the Spearman correlation between the
@@ -46,7 +49,7 @@ from gmxai_eval.execution import Executor
 from gmxai_eval.functional.baselines import input_zero_of, make_baseline
 from gmxai_eval.functional.patches import (RELEVANCE, cumulative_patch_curve, patch_index, patch_truth_score,
                                            single_patch_drops)
-from gmxai_eval.functional.perturbation import curve_auc
+from gmxai_eval.functional.perturbation import curve_auc, step_counts
 from gmxai_eval.models.surrogate import SURROGATE_SUBSTRATES, SurrogateTask, load_surrogate, run_surrogate_task
 from gmxai_eval.models.train import weights_hash
 from gmxai_eval.types import Degenerate, EvaluatorCard
@@ -172,11 +175,18 @@ class _SurrogateEvaluator(DatasetEvaluator):
         ev = None if data.evidence is None else data.evidence[ntr:].to(dev)
         return _Prepared(sur, x, target.to(dev), y, ev, fill, index, info, maps)
 
-    def _maps(self, job: DatasetJob, p: _Prepared) -> dict[str, torch.Tensor]:
-        """``{method: (N, H, W)}`` maps of the original model, in batches."""
-        out = {}
+    def _maps(self, job: DatasetJob, p: _Prepared) -> dict[str, torch.Tensor | None]:
+        """``{method: (N, H, W)}`` maps of the original model, in batches; ``None`` for a method
+        that needs per-sample inputs a dataset job does not carry (the counterfactual oracle):
+        it is not scored here (NaN scores, named on stderr and in the conventions)."""
+        out: dict[str, torch.Tensor | None] = {}
         bs = int(self.config["batch_size"])
         for m, ex in job.explainers.items():
+            if getattr(ex, "needs_samples", False):
+                print(f"{self.name}: method {m!r} needs the counterfactual renderer; not scored (NaN)",
+                      file=sys.stderr, flush=True)
+                out[m] = None
+                continue
             if p.map_paths[m].exists():
                 out[m] = torch.from_numpy(np.load(p.map_paths[m])).to(p.x.device)
                 continue
@@ -232,6 +242,11 @@ class PatchTruth(_SurrogateEvaluator):
                 "deleted on the surrogate", "score": f"Spearman, {c['relevance']} per-patch sums"}
         out = {}
         for m, a in self._maps(job, p).items():
+            if a is None:
+                nan = torch.full((len(p.x),), float("nan"), dtype=torch.float64)
+                out[m] = EvalResult(nan, extras={"spearman_signed": nan, "spearman_abs": nan},
+                                    conventions={**conv, "not_scored": "needs the counterfactual renderer"})
+                continue
             ex = {r: patch_truth_score(a.cpu(), drops, p.index, r) for r in RELEVANCE}
             out[m] = EvalResult(ex[c["relevance"]], extras={"spearman_signed": ex["signed"],
                                                             "spearman_abs": ex["abs"]}, conventions=dict(conv))
@@ -250,6 +265,11 @@ class _SurrogateCurve(_SurrogateEvaluator):
                 "auc": "rise", "steps": steps}
         out = {}
         for m, a in self._maps(job, p).items():
+            if a is None:
+                nan = torch.full((len(p.x), steps + 1), float("nan"), dtype=torch.float64)
+                out[m] = EvalResult(nan[:, 0], nan, step_counts(n_p, steps=steps).double() / n_p,
+                                    conventions={**conv, "not_scored": "needs the counterfactual renderer"})
+                continue
             curves, xs = [], None
             for s in range(0, len(p.x), 32):
                 cv, xs = cumulative_patch_curve(p.surrogate, p.x[s:s + 32], p.target[s:s + 32], a[s:s + 32],

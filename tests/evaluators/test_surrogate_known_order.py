@@ -110,3 +110,18 @@ def test_surrogate_config_errors_are_typed():
 def test_images_run_needs_the_runs_samples(toy):
     with pytest.raises(ConfigError, match="images = 'run'"):
         EVALUATORS.create("patch_truth", grid=4, progress=False).run(toy, LocalExecutor())
+
+
+def test_a_method_that_needs_the_counterfactual_renderer_gets_nan_not_an_error(toy, capsys):
+    import dataclasses
+
+    job = dataclasses.replace(toy, explainers={"saliency": METHODS.create("saliency"),
+                                               "cf": METHODS.create("counterfactual_oracle")})
+    cfg = dict(grid=4, epochs=2, lr=3e-3, substrate="black", images="test", test_images=12, target="label",
+               progress=False)
+    out = EVALUATORS.create("patch_truth", **cfg).run(job, LocalExecutor())
+    assert torch.isnan(out["cf"].scores).all() and out["cf"].conventions["not_scored"]
+    assert torch.isfinite(out["saliency"].scores).any()
+    morf = EVALUATORS.create("surrogate_morf", **cfg, steps=8).run(job, LocalExecutor())
+    assert morf["cf"].curves.shape == (12, 9) and torch.isnan(morf["cf"].scores).all()
+    assert "'cf' needs the counterfactual renderer" in capsys.readouterr().err
