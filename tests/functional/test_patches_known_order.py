@@ -142,3 +142,14 @@ def test_known_order_tau_matches_scipy_and_the_statistic_recovers_a_planted_orde
     assert 0.5 < res["ci_low"] <= res["ci_high"] <= 1.0
     flipped = known_order_statistic(vals, [[0, 1, 2, 3, 4]], [levels], higher_is_better=True, n_boot=200)
     assert flipped["tau"] == -1.0
+
+
+def test_the_kernels_doctests_pass():
+    import doctest
+
+    import gmxai_eval.functional.known_order as ko
+    import gmxai_eval.functional.patches as pt
+
+    for mod in (pt, ko):
+        res = doctest.testmod(mod)
+        assert res.attempted > 0 and res.failed == 0, mod.__name__
