@@ -73,6 +73,7 @@ from gmxai_eval.functional.retraining import (IMPUTATIONS, area_between, impute,
 from gmxai_eval.functional.similarity import SIMILARITIES
 from gmxai_eval.methods.base import Explainer
 from gmxai_eval.methods.controls import RandomMap
+from gmxai_eval.models.base import MODELS
 from gmxai_eval.models.checkpoint import load_state_dict_file
 from gmxai_eval.models.train import (ArrayDataset, RetrainRecipe, StackedTrainTask, TrainTask, _atomic_write,
                                      config_dict, read_result, run_stacked_task, run_train_task, weights_hash)
@@ -189,11 +190,14 @@ class _Layout:
     models: dict[tuple[str, float, int], str]
 
 
-def _recipe(job: DatasetJob, overrides: Mapping[str, Any], cache: str) -> RetrainRecipe:
+def _recipe(job: DatasetJob, overrides: Mapping[str, Any], cache: str, from_scratch: bool = True) -> RetrainRecipe:
     r = job.train_fn
     if not isinstance(r, RetrainRecipe):
         raise ConfigError(f"expected the job's train_fn to be a RetrainRecipe (models.train.dataset_job), "
                           f"got {type(r).__name__}")
+    if from_scratch and r.config.arch not in MODELS:  # the surrogate fine-tunes a copy and needs none
+        raise ConfigError(f"expected the model's arch to be a registered architecture to retrain it from "
+                          f"scratch, got {r.config.arch!r}")
     r = r.replace(**dict(overrides)) if overrides else r
     if cache:
         from dataclasses import replace

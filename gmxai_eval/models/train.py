@@ -472,6 +472,9 @@ class RetrainRecipe:
         return stable_hash(config_dict(self.config), dict(self.arch_kwargs), self.num_classes, self.gallery, *dev)
 
     def model_factory(self, seed: int = 0) -> GMXModel:
+        if self.config.arch not in MODELS:
+            raise ConfigError(f"expected the model's arch to be a registered architecture to retrain it from "
+                              f"scratch, got {self.config.arch!r}")
         return MODELS.create(self.config.arch, num_classes=self.num_classes, seed=seed, **dict(self.arch_kwargs))
 
     def __call__(self, model: Any, dataset: Any, seed: int) -> GMXModel:
@@ -626,6 +629,8 @@ class RetrainingJob:
         explainers: ``{method: Explainer}``.
         reference_model: the trained model whose maps define the rankings.
         seeds: the run's seeds.
+        samples: the run's selected samples in run order (evaluators that score the run's own
+            images, such as the surrogate evaluators, use them instead of ``test_data``).
     """
 
     train_data: Any
@@ -635,6 +640,7 @@ class RetrainingJob:
     explainers: Mapping[str, Any]
     reference_model: torch.nn.Module
     seeds: Sequence[int] = (0,)
+    samples: Sequence[Any] = ()  # the run's selected samples, in run order
 
 
 def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapping[str, Any],
@@ -671,14 +677,13 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
             raise ConfigError("expected training items (split 'train') in the dataset for retraining, got none")
         train = torch.utils.data.Subset(dataset, rows)
         test = list(samples)
-        arch = getattr(model, "arch", "")
-        if arch not in MODELS:
-            raise ConfigError(f"expected the model's arch to be a registered architecture, got {arch!r}")
-        cfg, kw = TrainConfig(arch=arch), {}
+        # a model of no registered architecture (the user's own) can be fine-tuned (the surrogate
+        # evaluators copy it) but not retrained from scratch: model_factory says so when asked
+        cfg, kw = TrainConfig(arch=str(getattr(model, "arch", "") or "")), {}
     recipe = RetrainRecipe(cfg, kw, num_classes, str(cache), device=spec.device, gallery=True)
     return RetrainingJob(train_data=train, test_data=test, model_factory=recipe.model_factory,
                       train_fn=recipe, explainers=dict(explainers), reference_model=model,
-                      seeds=tuple(spec.seeds))
+                      seeds=tuple(spec.seeds), samples=list(samples))
 
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",

@@ -38,6 +38,7 @@ import pandas as pd
 
 from gmxai_eval.functional.agreement import krippendorff_alpha
 from gmxai_eval.functional.paired import bootstrap_means
+from gmxai_eval.report.known_order import KNOWN_ORDER_HEADER, known_order_cell
 
 #: card category of the evaluators that define the truth.
 TRUTH_CATEGORY = "counterfactual"
@@ -241,12 +242,14 @@ def validity_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]
     truth_first = bool(val.get("truth_methods"))
     headers = ["evaluator"] + [f"τ vs {t} [95% CI]" for t in truth] + \
         ["α (ordinal)", "oracle rank"] + (["ranks truth first"] if truth_first else []) + ["marks"]
+    headers[1 + len(truth):1 + len(truth)] = [KNOWN_ORDER_HEADER] if val.get("known_order") else []
     rows = []
     for ev, r in (val.get("evaluators") or {}).items():
         row = [ev]
         for t in truth:
             v = (r.get("tau") or {}).get(t, {})
             row.append(f"{_fmt(v.get('tau'))} [{_fmt(v.get('ci_low'))}, {_fmt(v.get('ci_high'))}]")
+        row += [c for c in [known_order_cell(results, ev)] if c is not None]  # known-order column
         row.append(_fmt(r.get("alpha")))
         oranks = r.get("oracle_rank") or {}
         row.append(", ".join(f"{k} {v}" if len(oranks) > 1 else str(v) for k, v in oranks.items()) or "n/a")

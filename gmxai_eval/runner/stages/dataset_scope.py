@@ -68,12 +68,13 @@ def dataset_scope(ctx: RunContext) -> list[dict[str, Any]]:
             res = ev.run(job, ctx.executor)
             for m in todo:
                 r = res[m]
-                store.save(uk(e.label, m, dkey), [f"retrain-{i}" for i in range(len(r))], r)
+                own = getattr(ev, "scores_run_images", False) and len(r) == len(ctx.image_ids)  # rows = the run's images
+                store.save(uk(e.label, m, dkey), list(ctx.image_ids) if own else [f"retrain-{i}" for i in range(len(r))], r)
                 ctx.counts["units_run"] += 1
         else:
             ctx.counts["units_reused"] += len(ctx.spec.methods)
         for m in ctx.spec.methods:
             doc = store.load(*uk(e.label, m.label, dkey))
             record_conventions(ctx, e.label, doc)
-            rows += rows_from_unit(ctx.run_id, ctx.seeds[0], e.label, m.label, doc, {})
+            rows += rows_from_unit(ctx.run_id, ctx.seeds[0], e.label, m.label, doc, dict(zip(ctx.image_ids, ctx.subjects)))
     return rows

@@ -21,6 +21,7 @@ import torch
 import gmxai_eval
 from gmxai_eval.report import aggregate as agg
 from gmxai_eval.report.html import example_maps
+from gmxai_eval.report.known_order import known_order_section
 from gmxai_eval.report.render import report_data, write_outputs, write_report_data
 from gmxai_eval.runner.context import RunContext
 from gmxai_eval.runner.store import write_table
@@ -32,6 +33,10 @@ def summarise(ctx: RunContext) -> dict[str, Any]:
     summary = agg.summarise(table, {k: card_dict(v) for k, v in ctx.evaluator_cards.items()},
                             {k: card_dict(v) for k, v in ctx.method_cards.items()}, n_boot=spec.bootstrap,
                             seed=spec.seeds[0], curve_labels=ctx.curve_labels, conventions=ctx.conventions)
+    summary["validity"]["known_order"] = known_order_section(  # degraded copies: known-order validity
+        table, {k: card_dict(v) for k, v in ctx.evaluator_cards.items()},
+        {e.label: {"name": e.name, "config": jsonable(ctx.explainers[e.label].config)} for e in spec.methods},
+        n_boot=spec.bootstrap, seed=spec.seeds[0])
     return {
         "format": "gmxai_eval.results/1",
         "run_id": ctx.run_id,
