@@ -151,9 +151,10 @@ def run_surrogate_task(task: SurrogateTask) -> dict[str, Any]:
 
 def load_surrogate(task: SurrogateTask) -> torch.nn.Module:
     """The stored surrogate of ``task`` (a copy of ``task.model`` with the fine-tuned weights)."""
+    from gmxai_eval.models.checkpoint import load_state_dict_file
+
     model = copy.deepcopy(task.model).cpu()
-    model.load_state_dict(torch.load(Path(task.result_path).with_suffix(".pt"), weights_only=True))
-    return model.eval()
+    return load_state_dict_file(model, Path(task.result_path).with_suffix(".pt")).eval()
 
 
 __all__ = ["SURROGATE_SUBSTRATES", "SurrogateTask", "finetune_surrogate", "run_surrogate_task", "load_surrogate"]
