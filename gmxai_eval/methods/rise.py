@@ -49,10 +49,12 @@ def rise_masks(n: int, size: tuple[int, int], grid: int, p: float, seed: int,
     cells = (torch.rand((n, 1, grid, grid), generator=g) < p).float()
     shifts = torch.stack([torch.randint(0, cell[0], (n,), generator=g),
                           torch.randint(0, cell[1], (n,), generator=g)], 1)
-    big = F.interpolate(cells, size=up, mode="bilinear", align_corners=False)[:, 0]
-    rows = shifts[:, 0:1] + torch.arange(h).view(1, -1)                      # (n, H)
-    cols = shifts[:, 1:2] + torch.arange(w).view(1, -1)                      # (n, W)
-    out = big[torch.arange(n).view(-1, 1, 1), rows.unsqueeze(2), cols.unsqueeze(1)]
+    out = torch.empty(n, h, w)
+    for s in range(0, n, 256):   # 256 upsampled masks at a time bound the memory
+        big = F.interpolate(cells[s:s + 256], size=up, mode="bilinear", align_corners=False)[:, 0]
+        rows = shifts[s:s + 256, 0:1] + torch.arange(h).view(1, -1)            # (k, H)
+        cols = shifts[s:s + 256, 1:2] + torch.arange(w).view(1, -1)            # (k, W)
+        out[s:s + 256] = big[torch.arange(big.shape[0]).view(-1, 1, 1), rows.unsqueeze(2), cols.unsqueeze(1)]
     return out.to(device)
 
 

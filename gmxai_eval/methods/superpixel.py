@@ -220,7 +220,7 @@ class FeatureAblationMap(_SuperpixelExplainer):
 
     card = MethodCard(
         name="feature_ablation", family="perturbation", signed=True,
-        paper="Zeiler & Fergus, ECCV 2014 (occlusion); Captum FeatureAblation over superpixels",
+        paper="Kokhlikyan et al., Captum, arXiv 2020 (FeatureAblation), over superpixels",
         default_config={**_COMMON, "baseline": 0.0},
         description="score drop when one superpixel is replaced by a baseline")
 

@@ -78,7 +78,7 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.utils import stable_hash
 
 #: Packaged presets, ``gmxai-eval run --preset NAME``.
-PRESETS: tuple[str, ...] = ("default", "quick", "full", "shortcut", "roar-quick", "roar-paper")
+PRESETS: tuple[str, ...] = ("default", "quick", "full", "shortcut", "roar-quick", "roar-paper", "methods-truth")
 
 #: ``[run] select`` values (see :func:`gmxai_eval.runner.stages.load.select_samples`).
 SELECTIONS = ("first", "stratified", "per_subject")
