@@ -129,10 +129,8 @@ def test_lrp_composites_differ(toy_batch):
 
 
 def test_lrp_flat_first_layer_ignores_the_input_pattern():
-    """Flat rule on the first layer: the relevance of a pixel does not depend on its value, only
-    on what reaches its receptive field (a constant image and a noisy one with the same upper
-    relevance would differ under epsilon; a 1x1 first layer makes flat exactly uniform over
-    channels)."""
+    """Flat rule on a 1x1 first layer: every input channel of a pixel gets the same share of
+    that pixel's relevance, whatever the channel values (epsilon would weight them by w x)."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     model = GMXModel(net, ClassifierHead(4, 2), Preprocess((0.0,) * 3, (1.0,) * 3)).eval()
