@@ -16,6 +16,8 @@ evaluator          kernel                  direction   options (defaults)
 ``gaze_kl``        ``kl_div``              lower       ``preset`` (``"mit"`` | ``"pysaliency"``)
 ``gaze_ig``        ``information_gain``    higher      ``uniform_mix`` (0.01)
 ``gaze_emd``       ``emd``                 lower       ``bins`` (8)
+``gaze_iou``       ``iou_regions``         higher      ``preset`` (``"duong2024"``: cut 70/255 |
+                                                       ``"duong2024_110"``), ``cut`` (None)
 ================== ======================= =========== ==========================================
 
 Every one also takes ``transform`` (``"abs"`` default, ``"relu"``, ``"none"``: how a signed map
@@ -265,3 +267,21 @@ class GazeEmd(GazeEvaluator):
 
     def _score(self, smap: np.ndarray, gaze: ImageGaze, rng: np.random.Generator | None) -> float:
         return G.emd(smap, gaze.density, self.config["bins"])
+
+
+DUONG = "Duong et al., PLoS Genetics 2024 (clinicians' gaze vs model saliency); IoU as in cheXlocalize"
+
+
+@register_evaluator
+class GazeIou(GazeEvaluator):
+    """IoU of the thresholded map and the thresholded fixation density
+    (:func:`gmxai_eval.functional.gaze.iou_regions`), Duong et al.'s overlap measure. ``cut``
+    (a fraction of the min-max scaled maps) overrides the preset's."""
+
+    card = _card("iou", "IoU", True, DUONG,
+                 Degenerate("0", "0", "a constant map scales to zeros: the empty region, IoU 0"),
+                 preset="duong2024", cut=None)
+    metric, label, presets, distribution = "iou", "IoU", tuple(G.IOU_PRESETS), True
+
+    def _score(self, smap: np.ndarray, gaze: ImageGaze, rng: np.random.Generator | None) -> float:
+        return G.iou_regions(smap, gaze.density, self.config["preset"], self.config["cut"])

@@ -31,6 +31,15 @@ IG              information gain over the baseline (centre bias), bits per fixat
                 ``mean log2 p_S(fix) - log2 p_base(fix)``; ``p_S`` = S shifted to >= 0,
                 sum-normalised, mixed with a uniform map of weight ``uniform_mix`` (a saliency
                 map is not a probabilistic model; this is the simplest proper conversion).
+IoU             intersection over union of the two maps thresholded to binary regions (Duong et
+                al., PLoS Genetics 2024, after cheXlocalize): each map min-max scaled to
+                ``[0, 1]`` (their 8-bit grayscale heatmaps / 255), a pixel is in the region when
+                its value is ``> cut``; ``|A & B| / |A | B|``, an empty union scores 0 (their
+                ``calculate_iou(true_pos_only=False)``). Presets name the cut:
+                ``"duong2024"`` = 70/255 (the intensity cut-off of their analysis scripts,
+                ``pixcut70``), ``"duong2024_110"`` = 110/255 (their stricter setting); or pass
+                ``cut`` in ``[0, 1)`` explicitly. The published table's exact cut per comparison
+                is not stated in the paper: the preset is the scripts' setting.
 EMD             earth mover's distance between S and G after area-pooling both onto a grid whose
                 longer side has ``bins`` cells (mass-preserving, exact for every ``bins``),
                 shifted to >= 0 and sum-normalised; ground distance = Euclidean distance of cell
@@ -231,6 +240,36 @@ def kl_div(smap: np.ndarray, density: np.ndarray, preset: str = "mit") -> float:
         return float((q * np.log(MIT_EPS + q / (p + MIT_EPS))).sum())
     p, q = to_density(s, 1e-20), to_density(g, 1e-20)
     return float((q * (np.log(q) - np.log(p))).sum())
+
+
+#: IoU cut presets (fraction of the min-max scaled map; see the module table).
+IOU_PRESETS: dict[str, float] = {"duong2024": 70.0 / 255.0, "duong2024_110": 110.0 / 255.0}
+
+
+def iou_regions(smap: np.ndarray, density: np.ndarray, preset: str = "duong2024",
+                cut: float | None = None) -> float:
+    """IoU of the thresholded saliency map and the thresholded fixation density.
+
+    Both maps are min-max scaled (a constant map scales to zeros: the empty region), a pixel is
+    in a region when its value is ``> cut`` (``cut`` given, else the preset's); the score is
+    ``|A & B| / |A | B|`` and 0 when both regions are empty.
+
+    >>> s = np.array([[0.0, 1.0], [1.0, 0.0]])
+    >>> g = np.array([[0.0, 1.0], [1.0, 1.0]])
+    >>> round(iou_regions(s, g), 4)
+    0.6667
+    >>> iou_regions(np.ones((2, 2)), g)
+    0.0
+    """
+    if cut is None:
+        _preset("iou_regions", preset, tuple(IOU_PRESETS))
+        cut = IOU_PRESETS[preset]
+    if not 0.0 <= float(cut) < 1.0:
+        raise ConfigError(f"iou_regions: expected cut in [0, 1), got {cut!r}")
+    s, g = _check_pair(smap, density)
+    a, b = minmax(s) > cut, minmax(g) > cut
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 def information_gain(smap: np.ndarray, points: np.ndarray, baseline: np.ndarray,

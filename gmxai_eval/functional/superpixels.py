@@ -2,6 +2,8 @@
 
 * :func:`slic_segments`: SLIC superpixels of every image (scikit-image), labels ``0..S-1``.
 * :func:`segment_order`: segments sorted by mean relevance, most relevant first.
+* :func:`segment_mean_image`: every superpixel filled with its mean colour (LIME's
+  ``hide_color=None`` replacement).
 * :func:`irof_images`: the cumulatively perturbed images, built lazily in chunks.
 * :func:`irof_aoc`: area over the normalised curve, under two named rules.
 * :func:`irof`: the IROF metric itself (its one definition), over a ``forward`` callback.
@@ -49,6 +51,29 @@ def segment_means(maps: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     sums = torch.zeros(b, s_max, dtype=torch.float64, device=maps.device).scatter_add_(1, seg, maps.reshape(b, -1).double())
     cnt = torch.zeros(b, s_max, dtype=torch.float64, device=maps.device).scatter_add_(1, seg, torch.ones(seg.shape, dtype=torch.float64, device=maps.device))
     return torch.where(cnt > 0, sums / cnt.clamp_min(1), torch.full_like(sums, float("nan")))
+
+
+def segment_mean_image(x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """``x (B, C, H, W)`` with every pixel replaced by the per-channel mean of its superpixel
+    in ``segments (B, H, W)`` (the ``lime`` package's image replacement when
+    ``hide_color=None``).
+
+    >>> x = torch.tensor([[[[0., 2.], [4., 6.]]]])
+    >>> segment_mean_image(x, torch.tensor([[[0, 0], [1, 1]]]))
+    tensor([[[[1., 1.],
+              [5., 5.]]]])
+    """
+    if x.ndim != 4 or segments.shape != (x.shape[0], *x.shape[-2:]):
+        raise ShapeError(f"expected x (B, C, H, W) and segments (B, H, W), got {tuple(x.shape)} and "
+                         f"{tuple(segments.shape)}")
+    b, c = x.shape[:2]
+    seg = segments.reshape(b, 1, -1).to(x.device).expand(b, c, -1)
+    s_max = int(segments.max()) + 1
+    flat = x.reshape(b, c, -1)
+    sums = torch.zeros(b, c, s_max, dtype=x.dtype, device=x.device).scatter_add_(2, seg, flat)
+    cnt = torch.zeros(b, c, s_max, dtype=x.dtype, device=x.device).scatter_add_(2, seg, torch.ones_like(flat))
+    means = sums / cnt.clamp_min(1)
+    return means.gather(2, seg).view_as(x)
 
 
 def segment_order(maps: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -225,3 +225,33 @@ def captum_call(fn: Callable[..., Any], x: torch.Tensor, **kwargs: Any) -> torch
         for msg in _CAPTUM_NOISE:
             warnings.filterwarnings("ignore", message=f".*{msg}.*")
         return fn(x.detach().clone().requires_grad_(True), **kwargs)
+
+
+def image_seeds(x: torch.Tensor, seed: int, tag: str) -> list[int]:
+    """One integer seed per image, keyed on ``(seed, tag, content hash of the image)`` (the
+    integer form of :func:`sample_generators`, for libraries that draw from global RNGs)."""
+    return [int(g.initial_seed()) for g in sample_generators(x, seed, tag)]
+
+
+class seeded_global_rngs:
+    """Context manager: seed torch's CPU generator and NumPy's global generator with ``seed``
+    and restore both on exit, so a library that draws from the global RNGs (Captum's Lime,
+    KernelShap, ShapleyValueSampling, GradientShap) is deterministic without side effects."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def __enter__(self) -> "seeded_global_rngs":
+        import numpy as np
+
+        self._np_state = np.random.get_state()
+        self._torch_state = torch.random.get_rng_state()
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed % (2 ** 32))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import numpy as np
+
+        np.random.set_state(self._np_state)
+        torch.random.set_rng_state(self._torch_state)

@@ -81,8 +81,8 @@ from gmxai_eval.threads import parse_threads
 from gmxai_eval.utils import stable_hash
 
 #: Packaged presets, ``gmxai-eval run --preset NAME``.
-PRESETS: tuple[str, ...] = ("default", "quick", "full", "shortcut", "roar-quick", "roar-paper", "known-order",
-                           "architectures-cpu", "architectures-gpu")
+PRESETS: tuple[str, ...] = ("default", "quick", "full", "shortcut", "roar-quick", "roar-paper", "methods-truth",
+                           "known-order", "architectures-cpu", "architectures-gpu")
 
 #: ``[run] select`` values (see :func:`gmxai_eval.runner.stages.load.select_samples`).
 SELECTIONS = ("first", "stratified", "per_subject")

@@ -16,6 +16,10 @@ FAST = {
     "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3}, "vargrad": {"n_samples": 3},
     "integrated_gradients": {"n_steps": 6}, "occlusion": {"patch": 8, "stride": 4, "max_batch": 20},
     "score_cam": {"max_batch": 7},
+    "lime": {"n_samples": 40, "n_segments": 16}, "kernel_shap": {"n_samples": 40, "n_segments": 16},
+    "shapley_sampling": {"n_samples": 2, "n_segments": 16}, "feature_ablation": {"n_segments": 16},
+    "gradient_shap": {"n_samples": 4, "n_baselines": 3}, "deeplift_shap": {"n_baselines": 3},
+    "rise": {"n_masks": 100, "max_batch": 64},
 }
 B, H = 4, 32
 

@@ -15,7 +15,7 @@ from gmxai_eval.methods.similarity import CosineTarget, EmbeddingModel, Similari
 from gmxai_eval.methods.tta import TTAExplainer
 from gmxai_eval.models.base import GalleryHead
 
-CANNOT_COPE = ["deeplift", "guided_backprop", "deconvolution", "guided_grad_cam"]
+CANNOT_COPE = ["deeplift", "deeplift_shap", "guided_backprop", "deconvolution", "guided_grad_cam"]
 
 
 @pytest.fixture
@@ -31,6 +31,18 @@ def test_hook_unsafe_models_raise(name, bad, request, xt):
     x, t = xt
     with pytest.raises(ModelStateError, match="needs each used once"):
         create_method(name)(model, x, t)
+
+
+@pytest.mark.parametrize("name", ["lrp_epsilon", "lrp_epsilon_plus"])
+def test_lrp_copes_with_reused_and_inplace_modules_in_its_copy(name, reused_model, xt):
+    """LRP unshares a ReLU object registered under two names in its copy: the same map as the
+    same weights with two ReLU objects."""
+    x, t = xt
+    a = create_method(name)(reused_model, x, t)
+    separate = copy.deepcopy(reused_model)
+    separate.backbone.features[3] = nn.ReLU()
+    torch.testing.assert_close(a, create_method(name)(separate, x, t))
+    assert reused_model.backbone.features[1] is reused_model.backbone.features[3]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -72,7 +72,8 @@ def test_score_map_is_the_kernel():
         "gaze_auc_borji": G.auc_borji(s, pts, rng(), 100, 0.1),
         "gaze_sauc": G.auc_shuffled(s, pts, others, "pysaliency"), "gaze_cc": G.cc(s, dens),
         "gaze_sim": G.sim(s, dens, "mit"), "gaze_kl": G.kl_div(s, dens, "mit"),
-        "gaze_ig": G.information_gain(s, pts, base, 0.01), "gaze_emd": G.emd(s, dens, 8)}
+        "gaze_ig": G.information_gain(s, pts, base, 0.01), "gaze_emd": G.emd(s, dens, 8),
+        "gaze_iou": G.iou_regions(s, dens, "duong2024")}
     assert set(expected) == set(_gaze_evaluators())
     for name, value in expected.items():
         ev = EVALUATORS.create(name)
