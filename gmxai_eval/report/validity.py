@@ -130,6 +130,39 @@ def corrected_tau(tau: float, lo: float, hi: float, rel_e: Mapping[str, Any] | N
     return {"tau_corrected": c[0], "corrected_ci_low": c[1], "corrected_ci_high": c[2]}
 
 
+def _tau_against(ev: str, t: str, per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mapping[str, str]],
+                 methods: Sequence[str], sign: Mapping[str, float], boots: Mapping[str, np.ndarray] | None,
+                 signs: dict[str, tuple[np.ndarray, np.ndarray]], n_boot: int, seed: int) -> dict[str, Any]:
+    """τ of ``ev`` against the truth evaluator ``t`` on their common samples, with its bootstrap
+    CI (see :func:`validity_table`); ``_point``, ``_lo``, ``_hi`` are the unrounded values."""
+    tab = per[ev].reindex(columns=list(methods))
+    common = [s for s in tab.index if s in per[t].index]
+    a = sign[ev] * tab.loc[common].to_numpy(dtype=np.float64)
+    b = sign[t] * per[t].reindex(columns=list(methods)).loc[common].to_numpy(dtype=np.float64)
+    subj = [clusters.get(ev, {}).get(s) or clusters.get(t, {}).get(s) for s in common]
+    cl = subj if all(subj) and len(set(subj)) < len(subj) else None
+    point = kendall_tau_b_rows(np.nanmean(a, 0, keepdims=True) if len(a) else a[:1],
+                               np.nanmean(b, 0, keepdims=True) if len(b) else b[:1]) \
+        if len(common) else np.array([math.nan])
+    if len(common) >= 2:
+        same = (boots is not None and ev in boots and t in boots and list(tab.index) == common
+                and list(per[t].index) == common
+                and all(clusters.get(ev, {}).get(x) == clusters.get(t, {}).get(x) for x in common))
+        if same:
+            sa = signs.get(ev) or signs.setdefault(ev, _pair_signs(sign[ev] * boots[ev]))
+            sb = signs.get(t) or signs.setdefault(t, _pair_signs(sign[t] * boots[t]))
+            bt = _tau_from_signs(sa, sb)
+        else:
+            joint = bootstrap_means(np.concatenate([a, b], 1), cl, n_boot=n_boot, seed=seed)
+            bt = kendall_tau_b_rows(joint[:, : a.shape[1]], joint[:, a.shape[1]:])
+        bt = bt[np.isfinite(bt)]
+        lo, hi = (np.percentile(bt, [2.5, 97.5]) if len(bt) else (math.nan, math.nan))
+    else:
+        lo = hi = math.nan
+    return {"tau": _f(point[0]), "ci_low": _f(lo), "ci_high": _f(hi), "n": len(common),
+            "resampling_unit": "subject" if cl is not None else "image", "_point": point[0], "_lo": lo, "_hi": hi}
+
+
 def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mapping[str, str]],
                    evaluator_cards: Mapping[str, Mapping[str, Any]], methods: Sequence[str],
                    oracle_ranks: Mapping[str, Mapping[str, int]] | None = None, *,
@@ -183,32 +216,9 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
         alpha = krippendorff_alpha(ranks, "ordinal") if len(ranks) else math.nan
         taus: dict[str, Any] = {}
         for t in truth:
-            common = [s for s in tab.index if s in per[t].index]
-            a = sign[ev] * tab.loc[common].to_numpy(dtype=np.float64)
-            b = sign[t] * per[t].reindex(columns=list(methods)).loc[common].to_numpy(dtype=np.float64)
-            subj = [clusters.get(ev, {}).get(s) or clusters.get(t, {}).get(s) for s in common]
-            cl = subj if all(subj) and len(set(subj)) < len(subj) else None
-            point = kendall_tau_b_rows(np.nanmean(a, 0, keepdims=True) if len(a) else a[:1],
-                                       np.nanmean(b, 0, keepdims=True) if len(b) else b[:1]) \
-                if len(common) else np.array([math.nan])
-            if len(common) >= 2:
-                same = (boots is not None and ev in boots and t in boots and list(tab.index) == common
-                        and list(per[t].index) == common
-                        and all(clusters.get(ev, {}).get(x) == clusters.get(t, {}).get(x) for x in common))
-                if same:
-                    sa = signs.get(ev) or signs.setdefault(ev, _pair_signs(sign[ev] * boots[ev]))
-                    sb = signs.get(t) or signs.setdefault(t, _pair_signs(sign[t] * boots[t]))
-                    bt = _tau_from_signs(sa, sb)
-                else:
-                    joint = bootstrap_means(np.concatenate([a, b], 1), cl, n_boot=n_boot, seed=seed)
-                    bt = kendall_tau_b_rows(joint[:, : a.shape[1]], joint[:, a.shape[1]:])
-                bt = bt[np.isfinite(bt)]
-                lo, hi = (np.percentile(bt, [2.5, 97.5]) if len(bt) else (math.nan, math.nan))
-            else:
-                lo = hi = math.nan
-            taus[t] = {"tau": _f(point[0]), "ci_low": _f(lo), "ci_high": _f(hi), "n": len(common),
-                       "resampling_unit": "subject" if cl is not None else "image",
-                       **corrected_tau(point[0], lo, hi, (reliability or {}).get(ev), (reliability or {}).get(t))}
+            taus[t] = _tau_against(ev, t, per, clusters, methods, sign, boots, signs, n_boot, seed)
+            taus[t].update(corrected_tau(taus[t].pop("_point"), taus[t].pop("_lo"), taus[t].pop("_hi"),
+                                         (reliability or {}).get(ev), (reliability or {}).get(t)))
         disagrees = None
         if primary is not None and ev not in truth:
             tp = taus[primary]
