@@ -359,9 +359,10 @@ def verdict_text(data: Mapping[str, Any]) -> list[str]:
         out.append("Faithfulness: mean rank over those evaluators alone." if ag else
                    "Faithfulness: no evaluator agrees with the truth, so only the truth ranks faithfulness.")
     else:
+        basis = (v.get("basis") or "").replace(" (no truth in this run)", "")
         out.append("Faithfulness verdict: no counterfactual truth in this run, so no evaluator's validity is "
-                   "checked. Faithfulness ranks by " + (v.get("basis") or "") + ": "
-                   + (", ".join(v["evaluators"]) if v["evaluators"] else "none passes") + ".")
+                   "checked. The faithfulness column ranks by the " + basis + ": "
+                   + (", ".join(v["evaluators"]) if v["evaluators"] else "none passes, so there is none") + ".")
     if v.get("properties"):
         out.append("Other properties, each with its own rank and never averaged into faithfulness: "
                    + ", ".join(v["properties"]) + ". The overall rank (mean of all families) is in leaderboard.md.")

@@ -94,8 +94,8 @@ def verdict(records: Sequence[Mapping[str, Any]], rankings: Mapping[str, Any], v
     else:
         basis = [e for e in counted if cat.get(e) in FAITHFULNESS_CATEGORIES
                  and not (reliability.get(e) or {}).get("unreliable", True)]
-        out["basis"] = ("no truth in this run: faithfulness-category evaluators ("
-                        + ", ".join(FAITHFULNESS_CATEGORIES) + ") whose ranking reliability passes")
+        out["basis"] = ("faithfulness-category evaluators (" + ", ".join(FAITHFULNESS_CATEGORIES)
+                        + ") whose ranking reliability passes (no truth in this run)")
     out["faithfulness_evaluators"] = basis
     by_ev = rankings.get("by_evaluator") or {}
     out["faithfulness"] = mean_rank_table(by_ev, basis, list(ranked)) if basis else {}
