@@ -266,20 +266,29 @@ def spearman_brown(r: Any, k: float = 2.0) -> Any:
     return np.where(np.isfinite(out), np.maximum(out, -1.0), np.where(np.isnan(r), np.nan, -1.0))
 
 
-def _avg_ranks_rows(x: np.ndarray) -> np.ndarray:
+#: relative tolerance under which two means tie in :func:`spearman_rows` (means of identical
+#: scores summed in another order differ in the last bits; they must still tie)
+TIE_RTOL = 1e-12
+
+
+def _avg_ranks_rows(x: np.ndarray, rtol: float = TIE_RTOL) -> np.ndarray:
     """Average ranks (1 = smallest, ties share their mean rank) of every row of ``x (R, M)``
-    over its finite entries; NaN where ``x`` is not finite."""
+    over its finite entries, values within ``rtol`` (relative) tying; NaN where ``x`` is not
+    finite."""
     fin = np.isfinite(x)
     a, b = x[:, :, None], x[:, None, :]
     with np.errstate(invalid="ignore"):
-        less = ((b < a) & fin[:, None, :]).sum(2)
-        same = ((b == a) & fin[:, None, :]).sum(2)
+        tol = rtol * np.maximum(np.abs(a), np.abs(b))
+        tie = np.abs(b - a) <= tol
+        less = ((b < a) & ~tie & fin[:, None, :]).sum(2)
+        same = (tie & fin[:, None, :]).sum(2)
     return np.where(fin, 1.0 + less + (same - 1) / 2.0, np.nan)
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman's rho of every row pair of ``a, b (R, M)`` over the columns finite in both
-    (average ranks; NaN when fewer than 2 such columns or a row is constant there).
+    (average ranks, values within :data:`TIE_RTOL` tying; NaN when fewer than 2 such columns or
+    a row is constant there).
 
     >>> float(spearman_rows(np.array([[1., 2, 3, np.nan]]), np.array([[3., 2, 1, 0]]))[0])
     -1.0
