@@ -14,6 +14,15 @@ Vector statistics (1-D, NumPy, used by the report):
 * :func:`bootstrap_ci`: percentile bootstrap CI of the mean.
 * :func:`top_k_iou`: intersection over union of the top-``k`` elements of two sets of maps.
 
+Reliability of a ranking of means (NumPy, used by the report):
+
+* :func:`spearman_brown`: the Spearman-Brown step-up ``r_n = k r / (1 + (k - 1) r)``.
+* :func:`split_half_reliability`: split-half reliability of the method ranking of a score
+  matrix ``(N images, M methods)`` (random halves of the resampling units, Spearman's rho between
+  the two halves' mean rankings, stepped up to the full ``n``), with its split interval.
+* :func:`rank_stability`: each method's rank interval and the share of bootstrap draws in which
+  it keeps its rank.
+
 Constant inputs
 ---------------
 A correlation with a constant row (zero variance: a constant map, a flat curve) is undefined.
@@ -232,3 +241,201 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, *, n_boot: int = 1000, le
     means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1)
     a = (1 - level) / 2
     return float(v.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+
+# --------------------------------------------------------------------------------------------
+# reliability of a ranking of means (NumPy)
+# --------------------------------------------------------------------------------------------
+def spearman_brown(r: Any, k: float = 2.0) -> Any:
+    """Spearman-Brown step-up of a reliability ``r`` measured on ``1/k`` of the data to all of
+    it: ``k r / (1 + (k - 1) r)`` (``k = 2``: a split-half correlation to the full length).
+
+    A negative correlation has no reliability to step up; values below -1 are clipped to -1
+    (``r`` near -1 would diverge). NaN stays NaN.
+
+    >>> float(spearman_brown(0.5))
+    0.6666666666666666
+    >>> float(spearman_brown(1.0)), float(spearman_brown(0.0)), float(spearman_brown(-0.9))
+    (1.0, 0.0, -1.0)
+    """
+    r = np.asarray(r, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = k * r / (1.0 + (k - 1.0) * r)
+    out = np.where(np.isfinite(r) & (r <= -1.0 / (k - 1.0) + 1e-12), -1.0, out)
+    return np.where(np.isfinite(out), np.maximum(out, -1.0), np.where(np.isnan(r), np.nan, -1.0))
+
+
+#: relative tolerance under which two means tie in :func:`spearman_rows` (means of identical
+#: scores summed in another order differ in the last bits; they must still tie)
+TIE_RTOL = 1e-12
+
+
+def _avg_ranks_rows(x: np.ndarray, rtol: float = TIE_RTOL) -> np.ndarray:
+    """Average ranks (1 = smallest, ties share their mean rank) of every row of ``x (R, M)``
+    over its finite entries, values within ``rtol`` (relative) tying; NaN where ``x`` is not
+    finite."""
+    fin = np.isfinite(x)
+    a, b = x[:, :, None], x[:, None, :]
+    with np.errstate(invalid="ignore"):
+        tol = rtol * np.maximum(np.abs(a), np.abs(b))
+        tie = np.abs(b - a) <= tol
+        less = ((b < a) & ~tie & fin[:, None, :]).sum(2)
+        same = (tie & fin[:, None, :]).sum(2)
+    return np.where(fin, 1.0 + less + (same - 1) / 2.0, np.nan)
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rho of every row pair of ``a, b (R, M)`` over the columns finite in both
+    (average ranks, values within :data:`TIE_RTOL` tying; NaN when fewer than 2 such columns or
+    a row is constant there).
+
+    >>> float(spearman_rows(np.array([[1., 2, 3, np.nan]]), np.array([[3., 2, 1, 0]]))[0])
+    -1.0
+    """
+    a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+    if a.shape != b.shape:
+        raise ShapeError(f"expected two (R, M) arrays of one shape, got {a.shape} and {b.shape}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    ra, rb = _avg_ranks_rows(np.where(ok, a, np.nan)), _avg_ranks_rows(np.where(ok, b, np.nan))
+    n = ok.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ca = np.where(ok, ra - np.nansum(ra, 1, keepdims=True) / n[:, None], 0.0)
+        cb = np.where(ok, rb - np.nansum(rb, 1, keepdims=True) / n[:, None], 0.0)
+        den = np.sqrt((ca * ca).sum(1) * (cb * cb).sum(1))
+        return np.where((n >= 2) & (den > 0), (ca * cb).sum(1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _unit_sums(v: np.ndarray, units: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(sums, counts)`` ``(G, M)`` of the finite values of ``v (N, M)`` per unit; units are the
+    sorted distinct ids of ``units`` (compared as strings), rows in their order when ``None``."""
+    n = v.shape[0]
+    if units is None:
+        codes = np.arange(n)
+    else:
+        if len(units) != n:
+            raise ShapeError(f"expected {n} unit ids (one per row), got {len(units)}")
+        _, codes = np.unique(np.asarray([str(u) for u in units]), return_inverse=True)
+        codes = codes.reshape(-1)
+    g = int(codes.max()) + 1 if n else 0
+    fin = np.isfinite(v)
+    sums, cnts = np.zeros((g, v.shape[1])), np.zeros((g, v.shape[1]))
+    np.add.at(sums, codes, np.where(fin, v, 0.0))
+    np.add.at(cnts, codes, fin.astype(np.float64))
+    return sums, cnts
+
+
+def split_half_reliability(values: Any, units: Sequence[Any] | None = None, *, n_splits: int = 200,
+                           level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Split-half reliability of the ranking of methods by their mean score (the permutation
+    split-half estimate of Parsons, Kruijt & Fox, AMPPS 2019, applied to a ranking of means).
+
+    Definition: the ``G`` resampling units (images, or subjects: a unit brings all its images)
+    are split at random (``numpy.random.default_rng(seed)``, one permutation per split) into
+    halves of ``floor(G / 2)`` and ``G - floor(G / 2)`` units; each half ranks the methods by
+    their mean over its images (NaN dropped per method; a method without a finite value in a
+    half is left out of that split); ``rho_s`` is Spearman's rank correlation (average ranks)
+    between the two halves' means, stepped up to the full ``n`` by Spearman-Brown,
+    ``r_s = 2 rho_s / (1 + rho_s)`` (clipped below at -1). The **reliability** is the mean of
+    ``r_s`` over the ``n_splits`` splits (splits whose ``rho`` is undefined, e.g. a constant
+    half, are left out). The score direction does not matter (both halves flip alike).
+
+    **Interval**: the ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of ``r_s`` over the
+    splits (Parsons et al.'s split distribution): how much the estimate depends on which units
+    fall into which half. It is not a bootstrap interval over new samples of images (a
+    bootstrap resample repeats units, which lowers a split-half estimate: its percentiles
+    would sit below the estimate).
+
+    Args:
+        values: ``(N, M)`` scores of ``M`` methods on ``N`` images (NaN: missing).
+        units: ``N`` resampling-unit ids (image ids, or subjects); the splits are drawn over the
+            sorted distinct ids, so the result does not depend on the row order. ``None``: the
+            rows are the units, in their order.
+        n_splits, level, seed: as above.
+
+    Returns:
+        ``{"reliability", "ci_low", "ci_high", "rho_halves" (mean rho_s before the step-up),
+        "n_units", "n_methods", "n_splits", "n_valid_splits", "level"}``; NaN values when fewer
+        than 2 units or 2 methods with scores.
+
+    >>> v = np.add.outer(np.zeros(10), np.arange(5.0))   # a fixed method effect, no noise
+    >>> split_half_reliability(v)["reliability"]
+    1.0
+    """
+    if isinstance(n_splits, bool) or not isinstance(n_splits, int) or n_splits < 1:
+        raise ConfigError(f"expected n_splits as a positive int, got {n_splits!r}")
+    if not 0 < level < 1:
+        raise ConfigError(f"expected 0 < level < 1, got {level}")
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2:
+        raise ShapeError(f"expected scores of shape (N, M), got {tuple(v.shape)}")
+    sums, cnts = _unit_sums(v, units)
+    g = sums.shape[0]
+    out: dict[str, Any] = {"reliability": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                           "rho_halves": math.nan, "n_units": int(g), "n_methods": int((cnts.sum(0) > 0).sum()),
+                           "n_splits": n_splits, "n_valid_splits": 0, "level": level}
+    if g < 2 or out["n_methods"] < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    halves = np.zeros((n_splits, g), dtype=bool)
+    for s in range(n_splits):
+        halves[s, rng.permutation(g)[: g // 2]] = True
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a, b = halves.astype(np.float64), (~halves).astype(np.float64)
+        rho = spearman_rows((a @ sums) / (a @ cnts), (b @ sums) / (b @ cnts))
+    rho = rho[np.isfinite(rho)]
+    if not len(rho):
+        return out
+    r = spearman_brown(rho)
+    q = (1 - level) / 2 * 100
+    lo, hi = np.percentile(r, [q, 100 - q])
+    out.update(reliability=float(np.mean(r)), rho_halves=float(np.mean(rho)), ci_low=float(lo),
+               ci_high=float(hi), n_valid_splits=int(len(rho)))
+    return out
+
+
+def rank_min_rows(oriented: np.ndarray) -> np.ndarray:
+    """Row-wise "min" ranks of ``oriented (B, M)`` (1 = largest, ties share the best rank;
+    NaN: no rank, not counted for the others).
+
+    >>> rank_min_rows(np.array([[0.3, np.nan, 0.9, 0.9]])).tolist()
+    [[3.0, nan, 1.0, 1.0]]
+    """
+    x = np.atleast_2d(np.asarray(oriented, np.float64))
+    fin = np.isfinite(x)
+    key = np.where(fin, x, -np.inf)
+    ranks = 1.0 + (key[:, None, :] > key[:, :, None]).sum(2)
+    return np.where(fin, ranks, np.nan)
+
+
+def rank_stability(boot_oriented: Any, observed: Any, *, level: float = 0.95) -> dict[str, list[Any]]:
+    """How stable each method's rank is over bootstrap resamples.
+
+    Args:
+        boot_oriented: ``(B, M)`` resampled method means, oriented so that larger is better.
+        observed: ``(M,)`` the observed ranks ("min" ranks of the full-sample means; NaN: none).
+        level: the rank interval's coverage.
+
+    Returns:
+        ``{"interval": [[lo, hi] or None per method], "p_same": [share or None]}``: the rank's
+        percentile interval (observed ranks, ``inverted_cdf``) over the draws in which the method
+        has a rank, and the share of all draws in which its rank equals the observed one.
+
+    >>> r = rank_stability(np.array([[2., 1.], [2., 1.], [1., 2.]]), [1, 2])
+    >>> r["p_same"]
+    [0.6666666666666666, 0.6666666666666666]
+    """
+    b = np.atleast_2d(np.asarray(boot_oriented, np.float64))
+    obs = np.asarray(observed, np.float64).reshape(-1)
+    if b.shape[1] != len(obs):
+        raise ShapeError(f"expected {len(obs)} methods in the draws, got {b.shape}")
+    ranks = rank_min_rows(b)
+    a = (1 - level) / 2 * 100
+    iv: list[Any] = []
+    same: list[Any] = []
+    for j in range(len(obs)):
+        col = ranks[:, j][np.isfinite(ranks[:, j])]
+        ok = len(col) and math.isfinite(obs[j])
+        iv.append([int(q) for q in np.percentile(col, [a, 100 - a], method="inverted_cdf")] if ok else None)
+        same.append(float(np.mean(ranks[:, j] == obs[j])) if ok else None)
+    return {"interval": iv, "p_same": same}

@@ -76,7 +76,9 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;white-space:nowrap}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;white-space:normal;overflow-wrap:anywhere}
+table{max-width:100%}table.lb{table-layout:fixed;width:100%}
+.verdict{font-weight:500}
 th{background:#f3f3f3}.meta td:first-child{font-weight:600}
 .flag{color:#a40000}figure{display:inline-block;margin:.5em;vertical-align:top}
 figcaption{font-size:.8em;color:#555}pre{background:#f7f7f7;padding:.5em;font-size:.75em;overflow:auto}
@@ -110,6 +112,46 @@ def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str =
     head = "".join(f"<th>{e(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f'<table class="{e(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+#: evaluator columns per leaderboard block in report.html (a 1280-pixel page holds them)
+LEADERBOARD_COLUMNS = 5
+
+
+def leaderboard_blocks(results: Mapping[str, Any], per_block: int = LEADERBOARD_COLUMNS
+                       ) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The wide leaderboard cut into ``(title, headers, rows)`` blocks that fit a page: first
+    the method with its overall and family ranks, then each family's evaluators, at most
+    ``per_block`` columns a block; every block repeats the method column and keeps the rows
+    (methods by overall rank, reference rows, MDD, ranking reliability) in the same order."""
+    headers, rows = leaderboard_rows(results)
+    fams = list((results.get("rankings") or {}).get("families") or {})
+    n_lead = 2 + len(fams)
+    evs = list(results["agreement"]["evaluators"])
+    fam_of = {ev: f for f, fevs in (results["rankings"].get("families") or {}).items() for ev in fevs}
+    blocks: list[tuple[str, list[int]]] = []
+    lead = list(range(1, n_lead))
+    for i in range(0, len(lead), per_block + 2):
+        blocks.append(("ranks", lead[i:i + per_block + 2]))
+    for k in family_order(evs, fam_of):
+        f = fam_of.get(evs[k], "") or "other"
+        if blocks and blocks[-1][0] == f and len(blocks[-1][1]) < per_block:
+            blocks[-1][1].append(n_lead + k)
+        else:
+            blocks.append((f, [n_lead + k]))
+    return [(title, [headers[0]] + [headers[c] for c in cols], [[r[0]] + [r[c] for c in cols] for r in rows])
+            for title, cols in blocks]
+
+
+def leaderboard_html(results: Mapping[str, Any]) -> str:
+    """The leaderboard as blocks of at most :data:`LEADERBOARD_COLUMNS` evaluator columns (see
+    :func:`leaderboard_blocks`), each a fixed-layout table as wide as the page; escaped."""
+    out = []
+    for title, headers, rows in leaderboard_blocks(results):
+        label = "Overall and family ranks (the overall rank is not a faithfulness rank)" if title == "ranks" \
+            else f"Family {title}"
+        out.append(f"<h3>{e(label)}</h3>{table_html(headers, rows, 'leaderboard lb')}")
+    return "".join(out)
 
 
 def _img(png: bytes, caption: str) -> str:
@@ -193,9 +235,8 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
     parts.append("<h2>Run</h2>")
     parts.append(table_html(["field", "value"], meta, "meta"))
 
-    headers, rows = leaderboard_rows(results)
     parts.append("<h2>Leaderboard</h2>")
-    parts.append(f'<div class="scroll">{table_html(headers, rows, "leaderboard")}</div>')
+    parts.append(leaderboard_html(results))
     parts.append("".join(f"<p>{e(line)}</p>" for line in legend_lines(results)))
     flags = flags_text(results)
     if flags:

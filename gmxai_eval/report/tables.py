@@ -97,7 +97,8 @@ def evaluator_conventions(results: Mapping[str, Any], evaluator: str) -> dict[st
 
 def evaluator_marks(results: Mapping[str, Any], evaluator: str) -> str:
     """The header marks of ``evaluator``: :data:`MARK_DISAGREES` (disagrees with the
-    counterfactual truth), :data:`MARK_UNRELIABLE` (Krippendorff's α below the threshold),
+    counterfactual truth), :data:`MARK_UNRELIABLE` (the split-half reliability of its method
+    ranking below the threshold),
     :data:`MARK_ORACLE` (a non-oracle method beats the oracle), :data:`MARK_TRUTH` (the
     evaluator does not rank the counterfactual truth first)."""
     val = ((results.get("validity") or {}).get("evaluators") or {}).get(evaluator) or {}
@@ -178,7 +179,20 @@ def leaderboard_rows(results: Mapping[str, Any], *, latex: bool = False) -> tupl
             rel = st.get("mdd_relative")
             row.append(_fmt(st.get("mdd")) + (f" ({rel:.2f} of spread)" if rel is not None else ""))
         rows.append(row)
+    relia = results.get("ranking_reliability") or {}
+    if relia:
+        row = ["ranking reliability [split 95%] (n units)", ""] + [""] * len(families)
+        rows.append(row + [reliability_cell(relia.get(e)) for e in evaluators])
     return headers, rows
+
+
+def reliability_cell(rel: Mapping[str, Any] | None) -> str:
+    """``"0.93 [0.85, 0.98] (48 images)"``: split-half reliability of a ranking of means, its
+    split interval and its units; ``"n/a"`` without one."""
+    if not rel:
+        return "n/a"
+    return (f"{_fmt(rel.get('reliability'), 2)} [{_fmt(rel.get('ci_low'), 2)}, {_fmt(rel.get('ci_high'), 2)}] "
+            f"({rel.get('n_units')} {rel.get('unit', 'unit')}s)")
 
 
 def legend_lines(results: Mapping[str, Any]) -> list[str]:
@@ -199,6 +213,11 @@ def legend_lines(results: Mapping[str, Any]) -> list[str]:
         lines.append("MDD: the smallest true paired difference between two methods detected with the "
                      "stated power at this run's n (median over method pairs; share of the spread of "
                      "the method means).")
+    if results.get("ranking_reliability"):
+        lines.append("Ranking reliability: split-half reliability of the evaluator's ranking of the methods' "
+                     "means (unit: the ranking of means; 200 random halves of the resampling units, Spearman "
+                     "rho between the halves' rankings, Spearman-Brown step-up, mean over splits) [2.5 and "
+                     "97.5 percentiles over the splits] (n resampling units).")
     if results.get("oracle_flags"):
         refs = _reference_methods(results)
         truth = [m for m in refs if ((results.get("methods") or {}).get(m, {}).get("card") or {}).get("reference")
@@ -210,10 +229,15 @@ def legend_lines(results: Mapping[str, Any]) -> list[str]:
                         if truth else ""))
     if "validity" in results:
         val = results.get("validity") or {}
+        thr = val.get("threshold")
+        unrel = (f"{MARK_UNRELIABLE} its method ranking does not replicate (split-half reliability of the "
+                 f"ranking of means < {thr:g}, 200 random halves of the images, Spearman-Brown)"
+                 if results.get("ranking_reliability") and thr is not None else
+                 f"{MARK_UNRELIABLE} unreliable across images (Krippendorff's alpha per image; an older "
+                 "results.json)")
         lines.append(f"Marks: {MARK_DISAGREES} disagrees with the counterfactual truth "
                      f"({val.get('primary') or 'none in this run'}: Kendall tau CI includes 0 or tau < 0), "
-                     f"{MARK_UNRELIABLE} unreliable across images (Krippendorff's alpha < "
-                     f"{val.get('threshold', 0.667):g}), {MARK_ORACLE} a non-oracle method beats the "
+                     f"{unrel}, {MARK_ORACLE} a non-oracle method beats the "
                      "oracle" + (f", {MARK_TRUTH} does not rank the counterfactual truth "
                                  f"({', '.join(val['truth_methods'])}) first" if val.get("truth_methods") else "")
                      + ". See validity.md.")
@@ -221,11 +245,17 @@ def legend_lines(results: Mapping[str, Any]) -> list[str]:
 
 
 def flags_text(results: Mapping[str, Any]) -> list[str]:
-    """One line per evaluator on which a control beats a real method, then one per evaluator on
-    which a non-oracle method beats the oracle."""
+    """One line per evaluator whose control flag fires (a control in the top band or above the
+    median real method; an older results.json: a control beats a real method), then one per
+    evaluator on which a non-oracle method beats the oracle."""
     out = []
     for e, f in results.get("control_flags", {}).items():
-        if f["flag"]:
+        if not f["flag"]:
+            continue
+        if "controls" in f:
+            parts = "; ".join(control_reason(c, why) for c, why in f["controls"].items())
+            out.append(f"{e}: {parts}")
+        else:
             parts = "; ".join(f"{c} beats {', '.join(ms)}" for c, ms in f["beats"].items())
             out.append(f"{e}: control ranks above real methods ({parts})")
     for e, f in (results.get("oracle_flags") or {}).items():
@@ -234,6 +264,13 @@ def flags_text(results: Mapping[str, Any]) -> list[str]:
                               for o, ms in f.get("beaten_by", {}).items())
             out.append(f"{e}: the oracle is beaten ({parts})")
     return out
+
+
+def control_reason(control: str, why: Mapping[str, Any]) -> str:
+    """``"sobel (control) in the top band, above the median real method (rank 2, band 1)"``."""
+    parts = (["in the top band"] if why.get("top_band") else []) + \
+        (["above the median real method"] if why.get("above_median") else [])
+    return f"{control} (control) " + " and ".join(parts) + f" (rank {why.get('rank')}, band {why.get('band')})"
 
 
 def leaderboard_markdown(results: Mapping[str, Any]) -> str:

@@ -10,11 +10,24 @@ from the per-sample table, so it can be re-rendered from ``results.json`` alone)
   samples both scored. **CI**: percentile 95 % interval of tau over ``n_boot`` joint bootstrap
   resamples of those samples (subjects when a subject holds several images; the draws of
   :func:`gmxai_eval.functional.paired.bootstrap_means`, the same for both evaluators).
-* **Krippendorff's α** (ordinal), after Tomsett et al., "Sanity checks for saliency metrics",
-  AAAI 2020: images are the raters, methods the units, and an image's value for a method is
-  the method's rank on that image (average ranks for ties, larger oriented score = better; a
-  missing score is a missing rating). α near 1: every image ranks the methods alike; near 0:
-  the per-image rankings agree no better than chance.
+* **τ corrected for attenuation**: ``τ_c = τ / sqrt(r_E r_T)`` with ``r_E``, ``r_T`` the
+  split-half reliabilities of the two method rankings (``ranking_reliability``, unit: the
+  ranking of means); its interval corrects the endpoints of τ's bootstrap interval by the same
+  factor (Hunter & Schmidt, *Methods of Meta-Analysis*, 2004, ch. 3: the reliabilities are
+  treated as known), clipped to [-1, 1]. ``None`` when either reliability is not positive.
+  Spearman's correction is derived for Pearson correlations of scores with classical
+  measurement error; applying it to Kendall's τ of two rankings with Spearman-Brown
+  reliabilities of Spearman's ρ is an approximation: read ``τ_c`` as "what τ might be if both
+  rankings replicated perfectly", not as an exact estimate.
+* **Ranking reliability** (the ``unreliable`` mark): the evaluator's split-half reliability
+  (:func:`gmxai_eval.report.aggregate.ranking_reliability`) below its threshold.
+* **Krippendorff's α** (ordinal, a column, unit: the *single image*), after Tomsett et al.,
+  "Sanity checks for saliency metrics", AAAI 2020: images are the raters, methods the units,
+  and an image's value for a method is the method's rank on that image (average ranks for
+  ties, larger oriented score = better; a missing score is a missing rating). α near 1: every
+  image ranks the methods alike; near 0: one image's ranking does not predict another's. A
+  ranking of means over many images can be reliable with a low α (the per-image noise averages
+  out), so α does not set the mark.
 * **Oracle rank**: where the ``oracle`` method (the ground-truth mask) ranks (``1 +`` the
   number of non-oracle methods with a strictly better mean).
 
@@ -23,8 +36,8 @@ Marks (shown next to the evaluator in the leaderboard):
 * ``disagrees``: the τ CI against the primary truth evaluator (the first one in spec order)
   includes 0 or τ < 0. ``None`` (no mark) when the run has no truth evaluator, and for the
   truth evaluators themselves.
-* ``unreliable``: α below ``threshold`` (default 0.667, the lowest value Krippendorff,
-  *Content Analysis* 2004, §11.4, accepts for tentative conclusions).
+* ``unreliable``: the split-half reliability of the evaluator's ranking below its threshold
+  (default 0.8; see :data:`gmxai_eval.report.aggregate.RELIABILITY_THRESHOLD`).
 """
 
 from __future__ import annotations
@@ -42,7 +55,7 @@ from gmxai_eval.report.known_order import KNOWN_ORDER_HEADER, known_order_cell
 
 #: card category of the evaluators that define the truth.
 TRUTH_CATEGORY = "counterfactual"
-#: default α threshold (Krippendorff 2004: 0.667 lowest tolerable for tentative conclusions).
+#: Krippendorff 2004's lowest α for tentative conclusions (shown for reference; no mark uses it).
 ALPHA_THRESHOLD = 0.667
 
 
@@ -99,10 +112,63 @@ def _f(x: Any) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
+def corrected_tau(tau: float, lo: float, hi: float, rel_e: Mapping[str, Any] | None,
+                  rel_t: Mapping[str, Any] | None) -> dict[str, float | None]:
+    """``{"tau_corrected", "corrected_ci_low", "corrected_ci_high"}``: ``tau`` and its interval
+    divided by ``sqrt(r_E r_T)`` (both ranking reliabilities), clipped to [-1, 1]; ``None``
+    where a reliability is missing or not positive (see the module docstring).
+
+    >>> corrected_tau(0.45, 0.3, 0.6, {"reliability": 0.9}, {"reliability": 0.5})["tau_corrected"]
+    0.6708203932499369
+    """
+    r = [(x or {}).get("reliability") for x in (rel_e, rel_t)]
+    none = {"tau_corrected": None, "corrected_ci_low": None, "corrected_ci_high": None}
+    if any(v is None or not math.isfinite(float(v)) or float(v) <= 0 for v in r):
+        return none
+    k = math.sqrt(float(r[0]) * float(r[1]))
+    c = [None if v is None or not math.isfinite(float(v)) else max(-1.0, min(1.0, float(v) / k))
+         for v in (tau, lo, hi)]
+    return {"tau_corrected": c[0], "corrected_ci_low": c[1], "corrected_ci_high": c[2]}
+
+
+def _tau_against(ev: str, t: str, per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mapping[str, str]],
+                 methods: Sequence[str], sign: Mapping[str, float], boots: Mapping[str, np.ndarray] | None,
+                 signs: dict[str, tuple[np.ndarray, np.ndarray]], n_boot: int, seed: int) -> dict[str, Any]:
+    """τ of ``ev`` against the truth evaluator ``t`` on their common samples, with its bootstrap
+    CI (see :func:`validity_table`); ``_point``, ``_lo``, ``_hi`` are the unrounded values."""
+    tab = per[ev].reindex(columns=list(methods))
+    common = [s for s in tab.index if s in per[t].index]
+    a = sign[ev] * tab.loc[common].to_numpy(dtype=np.float64)
+    b = sign[t] * per[t].reindex(columns=list(methods)).loc[common].to_numpy(dtype=np.float64)
+    subj = [clusters.get(ev, {}).get(s) or clusters.get(t, {}).get(s) for s in common]
+    cl = subj if all(subj) and len(set(subj)) < len(subj) else None
+    point = kendall_tau_b_rows(np.nanmean(a, 0, keepdims=True) if len(a) else a[:1],
+                               np.nanmean(b, 0, keepdims=True) if len(b) else b[:1]) \
+        if len(common) else np.array([math.nan])
+    if len(common) >= 2:
+        same = (boots is not None and ev in boots and t in boots and list(tab.index) == common
+                and list(per[t].index) == common
+                and all(clusters.get(ev, {}).get(x) == clusters.get(t, {}).get(x) for x in common))
+        if same:
+            sa = signs.get(ev) or signs.setdefault(ev, _pair_signs(sign[ev] * boots[ev]))
+            sb = signs.get(t) or signs.setdefault(t, _pair_signs(sign[t] * boots[t]))
+            bt = _tau_from_signs(sa, sb)
+        else:
+            joint = bootstrap_means(np.concatenate([a, b], 1), cl, n_boot=n_boot, seed=seed)
+            bt = kendall_tau_b_rows(joint[:, : a.shape[1]], joint[:, a.shape[1]:])
+        bt = bt[np.isfinite(bt)]
+        lo, hi = (np.percentile(bt, [2.5, 97.5]) if len(bt) else (math.nan, math.nan))
+    else:
+        lo = hi = math.nan
+    return {"tau": _f(point[0]), "ci_low": _f(lo), "ci_high": _f(hi), "n": len(common),
+            "resampling_unit": "subject" if cl is not None else "image", "_point": point[0], "_lo": lo, "_hi": hi}
+
+
 def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mapping[str, str]],
                    evaluator_cards: Mapping[str, Mapping[str, Any]], methods: Sequence[str],
                    oracle_ranks: Mapping[str, Mapping[str, int]] | None = None, *,
-                   n_boot: int = 2000, seed: int = 0, threshold: float = ALPHA_THRESHOLD,
+                   n_boot: int = 2000, seed: int = 0,
+                   reliability: Mapping[str, Mapping[str, Any]] | None = None,
                    truth: Sequence[str] | None = None,
                    boots: Mapping[str, np.ndarray] | None = None,
                    truth_methods: Sequence[str] = ()) -> dict[str, Any]:
@@ -115,7 +181,9 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
         methods: the methods ranked (non-oracle, in order).
         oracle_ranks: ``{evaluator: {oracle label: rank}}``.
         n_boot, seed: bootstrap of the τ CI.
-        threshold: α below it marks an evaluator unreliable.
+        reliability: ``{evaluator: ranking_reliability record}`` (``reliability``, ``ci_low``,
+            ``ci_high``, ``unreliable``, ``threshold``, ``n_units``, ``unit``); sets the
+            ``unreliable`` mark and the corrected τ (without it: no mark, no correction).
         truth: the truth evaluators (default: every evaluator with category ``"counterfactual"``,
             in order; the first is the primary).
         boots: optional ``{evaluator: (n_boot, len(methods))}`` bootstrap means already drawn
@@ -127,10 +195,12 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
 
     Returns:
         ``{"truth", "primary", "threshold", "level", "evaluators": {ev: {"tau": {truth ev:
-        {"tau", "ci_low", "ci_high", "n"}}, "alpha", "n_images", "oracle_rank", "truth_rank",
-        "ranks_truth_first", "disagrees", "unreliable", "is_truth"}}, "truth_methods",
-        "description"}``; ``ranks_truth_first`` is ``None`` when no truth method has a score on
-        the evaluator.
+        {"tau", "ci_low", "ci_high", "n", "resampling_unit", "tau_corrected",
+        "corrected_ci_low", "corrected_ci_high"}}, "alpha", "n_images", "reliability",
+        "oracle_rank", "truth_rank", "ranks_truth_first", "disagrees", "unreliable",
+        "is_truth"}}, "truth_methods", "description"}``; ``ranks_truth_first`` is ``None`` when
+        no truth method has a score on the evaluator; ``threshold`` is the ranking-reliability
+        threshold.
     """
     evs = list(per)
     if truth is None:
@@ -147,31 +217,9 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
         alpha = krippendorff_alpha(ranks, "ordinal") if len(ranks) else math.nan
         taus: dict[str, Any] = {}
         for t in truth:
-            common = [s for s in tab.index if s in per[t].index]
-            a = sign[ev] * tab.loc[common].to_numpy(dtype=np.float64)
-            b = sign[t] * per[t].reindex(columns=list(methods)).loc[common].to_numpy(dtype=np.float64)
-            subj = [clusters.get(ev, {}).get(s) or clusters.get(t, {}).get(s) for s in common]
-            cl = subj if all(subj) and len(set(subj)) < len(subj) else None
-            point = kendall_tau_b_rows(np.nanmean(a, 0, keepdims=True) if len(a) else a[:1],
-                                       np.nanmean(b, 0, keepdims=True) if len(b) else b[:1]) \
-                if len(common) else np.array([math.nan])
-            if len(common) >= 2:
-                same = (boots is not None and ev in boots and t in boots and list(tab.index) == common
-                        and list(per[t].index) == common
-                        and all(clusters.get(ev, {}).get(x) == clusters.get(t, {}).get(x) for x in common))
-                if same:
-                    sa = signs.get(ev) or signs.setdefault(ev, _pair_signs(sign[ev] * boots[ev]))
-                    sb = signs.get(t) or signs.setdefault(t, _pair_signs(sign[t] * boots[t]))
-                    bt = _tau_from_signs(sa, sb)
-                else:
-                    joint = bootstrap_means(np.concatenate([a, b], 1), cl, n_boot=n_boot, seed=seed)
-                    bt = kendall_tau_b_rows(joint[:, : a.shape[1]], joint[:, a.shape[1]:])
-                bt = bt[np.isfinite(bt)]
-                lo, hi = (np.percentile(bt, [2.5, 97.5]) if len(bt) else (math.nan, math.nan))
-            else:
-                lo = hi = math.nan
-            taus[t] = {"tau": _f(point[0]), "ci_low": _f(lo), "ci_high": _f(hi), "n": len(common),
-                       "resampling_unit": "subject" if cl is not None else "image"}
+            taus[t] = _tau_against(ev, t, per, clusters, methods, sign, boots, signs, n_boot, seed)
+            taus[t].update(corrected_tau(taus[t].pop("_point"), taus[t].pop("_lo"), taus[t].pop("_hi"),
+                                         (reliability or {}).get(ev), (reliability or {}).get(t)))
         disagrees = None
         if primary is not None and ev not in truth:
             tp = taus[primary]
@@ -182,21 +230,33 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
                 disagrees = bool(tp["tau"] < 0 or lo_ is None or (lo_ <= 0 <= hi_))
         oranks = dict((oracle_ranks or {}).get(ev, {}))
         truth_rank = {m: int(oranks[m]) for m in truth_methods if m in oranks}
+        rel = dict((reliability or {}).get(ev) or {})
         out[ev] = {"tau": taus, "alpha": _f(alpha), "n_images": int(len(tab)),
+                   "reliability": {k: rel.get(k) for k in ("reliability", "ci_low", "ci_high", "n_units", "unit")}
+                   if rel else None,
                    "oracle_rank": oranks, "truth_rank": truth_rank,
                    "ranks_truth_first": all(r == 1 for r in truth_rank.values()) if truth_rank else None,
                    "disagrees": disagrees,
-                   "unreliable": bool(not math.isfinite(alpha) or alpha < threshold),
+                   "unreliable": bool(rel.get("unreliable")) if rel else None,
                    "is_truth": ev in truth}
-    return {"truth": list(truth), "primary": primary, "threshold": float(threshold),
+    threshold = next((float(r["threshold"]) for r in (reliability or {}).values() if "threshold" in r), None)
+    return {"truth": list(truth), "primary": primary, "threshold": threshold,
             "level": "ordinal", "methods": list(methods), "evaluators": out, "truth_methods": list(truth_methods),
             "description": "tau: Kendall tau-b between the evaluator's and the truth evaluator's method "
-                           "rankings (non-oracle methods), 95% percentile CI over a joint bootstrap of "
-                           "the common samples; alpha: Krippendorff's alpha (ordinal), images as raters "
-                           "ranking the methods (Tomsett et al., AAAI 2020); "
-                           + (f"disagrees: the CI against the primary truth ({primary}) includes 0 or "
+                           "rankings (unit: the ranking of means of the non-oracle methods; n: the "
+                           "samples both scored), 95% percentile CI over a joint bootstrap of those "
+                           "samples; tau_c: tau / sqrt(rel_E * rel_T), corrected for the attenuation by "
+                           "both rankings' split-half reliabilities, interval: tau's CI endpoints "
+                           "corrected alike (Hunter & Schmidt 2004), clipped to [-1, 1] (an approximation: "
+                           "Spearman's correction is derived for Pearson correlations); reliability: "
+                           "split-half reliability of the evaluator's ranking of means [2.5-97.5 "
+                           "percentiles over 200 splits], n = resampling units; alpha: Krippendorff's "
+                           "alpha (ordinal), unit: the single image (images as raters ranking the "
+                           "methods, Tomsett et al., AAAI 2020), n = images; it sets no mark; "
+                           + (f"disagrees: the tau CI against the primary truth ({primary}) includes 0 or "
                               "tau < 0; " if primary else "no truth evaluator in this run; ")
-                           + f"unreliable: alpha < {threshold:g}"
+                           + (f"unreliable: ranking reliability < {threshold:g}" if threshold is not None
+                              else "unreliable: not computed")
                            + (f"; ranks truth first: {', '.join(truth_methods)} (each trait's mask weighted by "
                               "its interventional importance) has rank 1 (no method strictly better)."
                               if truth_methods else ".")}
@@ -204,7 +264,9 @@ def validity_table(per: Mapping[str, pd.DataFrame], clusters: Mapping[str, Mappi
 
 # -- rendering ----------------------------------------------------------------------------------
 
-VALIDITY_COLUMNS = ("evaluator", "category", "truth", "tau", "tau_ci_low", "tau_ci_high", "alpha",
+VALIDITY_COLUMNS = ("evaluator", "category", "truth", "n", "tau", "tau_ci_low", "tau_ci_high", "tau_corrected",
+                    "corrected_ci_low", "corrected_ci_high", "reliability", "reliability_low",
+                    "reliability_high", "reliability_units", "reliability_unit", "alpha", "alpha_images",
                     "oracle_rank", "ranks_truth_first", "disagrees", "unreliable")
 
 
@@ -222,35 +284,58 @@ def validity_frame(results: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for ev, r in (val.get("evaluators") or {}).items():
         orank = "; ".join(f"{k} {v}" for k, v in (r.get("oracle_rank") or {}).items())
+        rel = r.get("reliability") or {}
         base = {"evaluator": ev, "category": cats.get(ev, ""), "alpha": r.get("alpha"),
+                "alpha_images": r.get("n_images"), "reliability": rel.get("reliability"),
+                "reliability_low": rel.get("ci_low"), "reliability_high": rel.get("ci_high"),
+                "reliability_units": rel.get("n_units"), "reliability_unit": rel.get("unit"),
                 "oracle_rank": orank, "ranks_truth_first": r.get("ranks_truth_first"),
                 "disagrees": r.get("disagrees"), "unreliable": r.get("unreliable")}
         taus = r.get("tau") or {}
         if not taus:
-            rows.append({**base, "truth": "", "tau": None, "tau_ci_low": None, "tau_ci_high": None})
+            rows.append({**base, "truth": ""})
         for t, v in taus.items():
-            rows.append({**base, "truth": t, "tau": v.get("tau"), "tau_ci_low": v.get("ci_low"),
-                         "tau_ci_high": v.get("ci_high")})
+            rows.append({**base, "truth": t, "n": v.get("n"), "tau": v.get("tau"), "tau_ci_low": v.get("ci_low"),
+                         "tau_ci_high": v.get("ci_high"), "tau_corrected": v.get("tau_corrected"),
+                         "corrected_ci_low": v.get("corrected_ci_low"),
+                         "corrected_ci_high": v.get("corrected_ci_high")})
     return pd.DataFrame(rows, columns=list(VALIDITY_COLUMNS))
 
 
 def validity_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """``(headers, rows)`` of the wide validity table (cells as unescaped strings): one τ column
-    per truth evaluator, then α, the oracle's rank and the marks."""
+    """``(headers, rows)`` of the wide validity table (cells as unescaped strings): per truth
+    evaluator the raw τ and the corrected τ_c with their intervals and n, then the ranking
+    reliability (unit: ranking of means), α (unit: image), the oracle's rank and the marks."""
     val = results.get("validity") or {}
     truth = list(val.get("truth") or [])
     truth_first = bool(val.get("truth_methods"))
-    headers = ["evaluator"] + [f"τ vs {t} [95% CI]" for t in truth] + \
-        ["α (ordinal)", "oracle rank"] + (["ranks truth first"] if truth_first else []) + ["marks"]
-    headers[1 + len(truth):1 + len(truth)] = [KNOWN_ORDER_HEADER] if val.get("known_order") else []
+    has_rel = any(r.get("reliability") for r in (val.get("evaluators") or {}).values())
+    headers = ["evaluator"]
+    for t in truth:
+        headers += [f"τ vs {t} [95% CI] (n)"] + ([f"τ_c vs {t} [CI]"] if has_rel else [])
+    headers += (["ranking reliability [split 95%] (n units)"] if has_rel else []) + \
+        ["α per image (n images)", "oracle rank"] + (["ranks truth first"] if truth_first else []) + ["marks"]
+    if val.get("known_order"):  # the known-order column right after the truth columns
+        at = 1 + len(truth) * (2 if has_rel else 1)
+        headers[at:at] = [KNOWN_ORDER_HEADER]
     rows = []
     for ev, r in (val.get("evaluators") or {}).items():
         row = [ev]
         for t in truth:
             v = (r.get("tau") or {}).get(t, {})
-            row.append(f"{_fmt(v.get('tau'))} [{_fmt(v.get('ci_low'))}, {_fmt(v.get('ci_high'))}]")
+            n = f" ({v['n']})" if v.get("n") is not None else ""
+            row.append(f"{_fmt(v.get('tau'), 2)} [{_fmt(v.get('ci_low'), 2)}, {_fmt(v.get('ci_high'), 2)}]{n}")
+            if has_rel:
+                row.append("n/a" if v.get("tau_corrected") is None else
+                           f"{_fmt(v.get('tau_corrected'), 2)} [{_fmt(v.get('corrected_ci_low'), 2)}, "
+                           f"{_fmt(v.get('corrected_ci_high'), 2)}]")
         row += [c for c in [known_order_cell(results, ev)] if c is not None]  # known-order column
-        row.append(_fmt(r.get("alpha")))
+        if has_rel:
+            rel = r.get("reliability") or {}
+            row.append(f"{_fmt(rel.get('reliability'), 2)} [{_fmt(rel.get('ci_low'), 2)}, "
+                       f"{_fmt(rel.get('ci_high'), 2)}] ({rel.get('n_units', 'n/a')} {rel.get('unit', '')}s)"
+                       if rel else "n/a")
+        row.append(f"{_fmt(r.get('alpha'), 2)} ({r.get('n_images', 'n/a')})")
         oranks = r.get("oracle_rank") or {}
         row.append(", ".join(f"{k} {v}" if len(oranks) > 1 else str(v) for k, v in oranks.items()) or "n/a")
         if truth_first:
@@ -317,5 +402,5 @@ def validity_html(results: Mapping[str, Any]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
     val = results["validity"]
     note = "" if val.get("truth") else "<p>No counterfactual (truth) evaluator in this run: τ is not available.</p>"
-    return (f'<h2>Metric validity</h2><table class="validity"><thead><tr>{head}</tr></thead>'
+    return (f'<h2>Metric validity</h2><table class="validity lb"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>{note}<p>{e(val.get('description', ''))}</p>")

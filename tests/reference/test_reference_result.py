@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from gmxai_eval.cli import main
+from gmxai_eval.report.summary import summary_data
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "results" / "reference"
@@ -42,9 +43,12 @@ def test_quick_preset_prints_a_compact_summary_with_the_paths_of_the_full_tables
     assert lines and all(len(line) <= 120 for line in lines), max(lines, key=len)
     assert not any(line.startswith("|") or line.lstrip().startswith("- ") for line in lines)
     got = json.loads((candidate / "results.json").read_text())
-    for m, r in got["rankings"]["overall"].items():  # every method with its overall rank and interval
-        row = next(line for line in lines if line.split()[:1] == [m]).replace(" (c)", "")
-        assert row.split()[1] == str(r["rank"]) and row.split()[2].startswith("["), row
+    data = summary_data(got)  # every method with its headline rank (the first column) and interval
+    lead = data["columns"][0]
+    for r in data["rows"]:
+        row = next(line for line in lines if line.split()[:1] == [r["method"]]).replace(" (c)", "")
+        cell = r["cells"][lead]
+        assert row.split()[1] == str(cell["rank"]) and row.split()[2].startswith("["), row
     assert any(line.startswith("Best per family:") for line in lines)
     assert any(line.startswith("Flags (evaluators)") for line in lines)
     listed = [Path(line.strip()) for line in lines if line.startswith("  ") and line.strip().startswith(str(candidate))]

@@ -113,11 +113,13 @@ def test_summarise_by_hand():
     boots = naive_bootstrap(per, ["p0", "p0", "p1", "p1"], 500, 0)
     assert agg[("e1", "m2")]["ci_low"] == pytest.approx(np.percentile(boots[:, 1], 2.5))
     assert agg[("e1", "m2")]["ci_high"] == pytest.approx(np.percentile(boots[:, 1], 97.5))
-    # control flags: rnd beats m2 on e1, beats m1 and m2 on e3, nothing on e2
+    # control flags: on e1 rnd (0.7) is above the median real method (0.63 between m1 0.75 and
+    # m2 0.51) and beats m2; on e3 it beats m1 and m2; on e2 it is last
     flags = out["control_flags"]
-    assert flags["e1"] == {"flag": True, "beats": {"rnd": ["m2"]}}
-    assert flags["e2"] == {"flag": False, "beats": {}}
-    assert flags["e3"]["beats"] == {"rnd": ["m1", "m2"]}
+    assert flags["e1"]["flag"] is True and flags["e1"]["beats"] == {"rnd": ["m2"]}
+    assert flags["e1"]["controls"]["rnd"]["above_median"] is True and flags["e1"]["controls"]["rnd"]["rank"] == 2
+    assert flags["e2"] == {"flag": False, "controls": {}, "beats": {}}
+    assert flags["e3"]["beats"] == {"rnd": ["m1", "m2"]} and flags["e3"]["controls"]["rnd"]["top_band"]
     # agreement: tau of oriented means per evaluator pair, against scipy
     o = {"e1": [0.75, np.mean([0.51, 0.41, 0.61, 0.51]), 0.7], "e2": [-0.15, -0.3, -0.85], "e3": [1.0, 2.0, 3.0]}
     tau = out["agreement"]["kendall_tau"]

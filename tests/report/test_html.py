@@ -162,9 +162,14 @@ LAYOUT = """(() => {
     const r = el.getBoundingClientRect();
     return r.right > vw + 1 && !el.closest('.scroll');
   }).map(el => el.tagName + '.' + el.className);
+  // every table, also inside a scroll container, fits the page (no horizontal scrolling)
+  const tables = [...document.querySelectorAll('table')].filter(t => t.getBoundingClientRect().right > vw + 1
+                                                                   || t.scrollWidth > t.clientWidth + 1)
+    .map(t => t.className + ':' + Math.round(t.getBoundingClientRect().right));
   const gaze = [...document.querySelectorAll('th')].map(t => t.textContent).filter(t => /[↑↓]$/.test(t));
   return {vw, scrollW: document.documentElement.scrollWidth, first: h2.length ? h2[0].id : null,
-          firstTop: h2.length ? h2[0].getBoundingClientRect().top : null, sized, wide, gaze,
+          firstTop: h2.length ? h2[0].getBoundingClientRect().top : null, sized, wide, gaze, tables,
+          leaderboard: document.querySelectorAll('table.leaderboard').length,
           check: document.getElementById('gmx-figcheck') &&
                  [document.getElementById('gmx-figcheck').dataset.total, document.getElementById('gmx-figcheck').dataset.ok]};
 })()"""
@@ -203,6 +208,8 @@ def test_browser_screenshot_summary_first_no_overflow_figures_sane(tmp_path, mon
     assert lay["first"] == "summary" and lay["firstTop"] < 200  # the summary opens the page
     assert lay["scrollW"] <= lay["vw"], lay["wide"][:10]      # no horizontal overflow at 1280 px
     assert lay["wide"] == []
+    assert lay["tables"] == []                                 # every table fits 1280 px, none scrolls
+    assert lay["leaderboard"] >= 40 // 5                       # 40 evaluators: blocks of <= 5 columns
     total, ok = map(int, lay["check"])
     assert total == ok == len(lay["sized"]) and total >= 40 + 2 + 4 + 1  # bars, curves, maps, agreement
     for im in lay["sized"]:

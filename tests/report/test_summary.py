@@ -98,7 +98,7 @@ def test_console_lines_are_short_and_carry_the_summary():
     assert blocks == 2
     # flag counts are the document's
     n_ctrl = sum(bool(v["flag"]) for v in d["control_flags"].values())
-    assert f"a control beats a real method on {n_ctrl}/40" in text
+    assert f"control (top band or above the median real method) on {n_ctrl}/40" in text
     assert lines[-2:] == ["  out/leaderboard.md", "  out/results.json"]
 
 
@@ -158,7 +158,7 @@ def test_oracle_place_and_flag_counts_follow_the_document():
     beaten = sum(bool(f["flag"]) for f in doc["oracle_flags"].values())
     assert beaten == 4 and s["flags"]["oracle_beaten"] == 4  # the dominant method beats it everywhere
     lines = summary_lines(s)
-    assert "Reference oracle: mean rank 2.00, would rank 2 of 7 (not ranked)" in lines
+    assert "Reference oracle: mean rank 2.00, would rank 2 of 7 overall (not ranked)" in lines
     assert any("° oracle beaten on 4/4" in line for line in lines)
 
 

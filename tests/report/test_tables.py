@@ -53,7 +53,7 @@ def test_latex_booktabs_and_escaping():
     body = lines[lines.index(r"\midrule") + 1: lines.index(r"\bottomrule")]
     header = lines[lines.index(r"\toprule") + 1]
     n_cols = header.count(" & ") + 1
-    assert all(row.count(" & ") + 1 == n_cols for row in body) and len(body) == 4  # 3 methods + MDD
+    assert all(row.count(" & ") + 1 == n_cols for row in body) and len(body) == 5  # 3 methods + MDD + reliability
     assert r"ev\_a $\uparrow$" in header and r"ev\_b $\downarrow$" in header
 
 
@@ -63,7 +63,7 @@ def test_markdown_github_table():
     assert set(table[1].replace("|", "").strip()) <= {"-", " "}
     # every row has as many cells as the header, also with a '|' inside a label (escaped)
     cells = lambda ln: ln.replace("\\|", "").count("|")  # noqa: E731
-    assert len({cells(ln) for ln in table}) == 1 and len(table) == 6  # header, rule, 3 methods, MDD
+    assert len({cells(ln) for ln in table}) == 1 and len(table) == 7  # header, rule, 3 methods, MDD, reliability
     assert "odd_name &amp; 50% {x}\\|y" in md
     assert table[2].startswith("| good ")  # best overall first
     assert "random (control)" in md
@@ -112,12 +112,12 @@ def test_headers_rows_and_flags_of_a_rich_run(tmp_path):
     assert h["flip"] == "flip ↑ (= del, counted once)"
     assert h["loc"].startswith("loc ↑°")  # the oracle scores last on loc
     assert [r[0] for r in rows] == ["good", "fair", "random (control)", "oracle (reference)",
-                                    "MDD (alpha 0.05, power 0.8)"]
+                                    "MDD (alpha 0.05, power 0.8)", "ranking reliability [split 95%] (n units)"]
     oracle = rows[3]
     assert oracle[1].startswith("ref") and oracle[-1].endswith("rank 4/4") and oracle[-2].endswith("rank 1/4")
     md = leaderboard_markdown(doc)
     assert "- del = flip" in md and "loc: the oracle is beaten (oracle (rank 4 of 4) is beaten by good, fair, random)" in md
-    assert "rule 'paired'" in md and "Krippendorff" in md
+    assert "rule 'paired'" in md and "split-half reliability of the ranking of means < 0.8" in md
     # CSV: the per-evaluator columns, and the reference flag
     back = pd.read_csv(io.StringIO(leaderboard_csv(doc)), keep_default_na=False)
     assert set(back[back.evaluator == "flip"]["alias_of"]) == {"del"}
@@ -132,7 +132,7 @@ def test_headers_rows_and_flags_of_a_rich_run(tmp_path):
 def test_old_results_document_still_renders():
     """A results.json written before the paired statistics (no statistics/validity/oracle keys)."""
     doc = results_doc()
-    for k in ("statistics", "validity", "oracle_flags", "ranking_conventions"):
+    for k in ("statistics", "validity", "oracle_flags", "ranking_conventions", "ranking_reliability", "verdict"):
         doc.pop(k)
     for k in ("reference", "aliases", "alias_of", "counted"):
         doc["rankings"].pop(k)
