@@ -21,6 +21,10 @@ Definitions:
   no truth, it is the same mean over the *faithfulness-category* evaluators
   (:data:`FAITHFULNESS_CATEGORIES`) whose ranking reliability passes its threshold, and
   ``basis`` says so. Where no evaluator qualifies, there is no faithfulness rank.
+* **Known order, without a truth**: where the run also holds degraded copies of methods (the
+  known-order test, :mod:`gmxai_eval.report.known_order`), the no-truth basis keeps only the
+  evaluators whose known-order tau interval lies above 0 (:func:`with_known_order`): an
+  evaluator that cannot tell a map from its randomised copies does not vote.
 * **Properties**: every other evaluator family (localisation, complexity, robustness, gaze,
   randomisation, ...) keeps its own family rank (``rankings.by_family``); none is averaged into
   the faithfulness rank.
@@ -111,3 +115,24 @@ def verdict(records: Sequence[Mapping[str, Any]], rankings: Mapping[str, Any], v
         "'min'; without a truth: over the faithfulness-category evaluators whose ranking reliability passes; "
         "other families are separate properties, never averaged into it")
     return out
+
+
+def with_known_order(out: dict[str, Any], known_order: Mapping[str, Any] | None,
+                     rankings: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict of a run without a truth, its basis narrowed to the evaluators that recover the
+    known order (known-order tau CI above 0); unchanged where the run has a truth or no
+    known-order section."""
+    if out.get("has_truth") or not known_order or not known_order.get("evaluators"):
+        return out
+    from gmxai_eval.report.aggregate import mean_rank_table
+
+    ko = known_order["evaluators"]
+    basis = [e for e in out.get("faithfulness_evaluators", [])
+             if (ko.get(e) or {}).get("ci_low") is not None and ko[e]["ci_low"] > 0]
+    ranked = list((rankings.get("overall") or {}))
+    return {**out, "faithfulness_evaluators": basis,
+            "faithfulness": mean_rank_table(rankings.get("by_evaluator") or {}, basis, ranked) if basis else {},
+            "basis": ("faithfulness-category evaluators (" + ", ".join(FAITHFULNESS_CATEGORIES)
+                      + ") whose ranking reliability passes and whose known-order tau interval lies above 0 "
+                      "(no truth in this run)"),
+            "known_order_excluded": sorted(set(out.get("faithfulness_evaluators", [])) - set(basis))}

@@ -22,6 +22,7 @@ import gmxai_eval
 from gmxai_eval.report import aggregate as agg
 from gmxai_eval.report.html import example_maps
 from gmxai_eval.report.known_order import known_order_section
+from gmxai_eval.report.verdict import with_known_order
 from gmxai_eval.report.render import report_data, write_outputs, write_report_data
 from gmxai_eval.runner.context import RunContext
 from gmxai_eval.runner.store import write_table
@@ -37,6 +38,9 @@ def summarise(ctx: RunContext) -> dict[str, Any]:
         table, {k: card_dict(v) for k, v in ctx.evaluator_cards.items()},
         {e.label: {"name": e.name, "config": jsonable(ctx.explainers[e.label].config)} for e in spec.methods},
         n_boot=spec.bootstrap, seed=spec.seeds[0])
+    if "verdict" in summary:  # without a truth, only evaluators that recover the known order vote
+        summary["verdict"] = with_known_order(summary["verdict"], summary["validity"]["known_order"],
+                                              summary["rankings"])
     return {
         "format": "gmxai_eval.results/1",
         "run_id": ctx.run_id,
