@@ -127,6 +127,12 @@ class _Counterfactual(Evaluator):
         return batch.shared(("cf_shapley", r.cache_key, self.config["output"]),
                             lambda: shapley_values(self.subset_score(batch), self.traits(batch)[2]))
 
+    def all_off(self, batch: EvalBatch) -> torch.Tensor:
+        """``(B,)`` class score of each image with every trait re-rendered away (shared memo)."""
+        valid = self.traits(batch)[2]
+        n = valid.sum(1).tolist()
+        return self.subset_score(batch)(list(range(len(n))), [frozenset(range(k)) for k in n])
+
     def random_keys(self, batch: EvalBatch, t: int, purpose: str = "random_order") -> torch.Tensor:
         """``(B, T)`` uniform draws keyed on ``(seed, purpose, sample_id)`` (random orders, tie-breaks)."""
         return torch.stack([torch.rand(t, generator=rng_for(batch.seed, "counterfactual", purpose, s),
@@ -226,16 +232,17 @@ class CounterfactualDeletion(_Counterfactual):
 
 @register_evaluator
 class CounterfactualShapley(_Counterfactual):
-    """Shapley overlap: how much of a map's positive mass lies on the planted traits in the
-    proportions the model uses them (higher is better, in ``[0, 1]``).
+    """Shapley overlap: how much of a map's positive mass lies where the class score comes
+    from, in the same proportions (higher is better, in ``[0, 1]``).
 
-    The truth is the traits' interventional Shapley values (every subset of an image's traits
-    re-rendered away, ``2^T`` renders shared by all methods); the map's positive mass is split
-    over the traits and *the rest of the image*, which the truth gives nothing (mass on pixels
-    the planted evidence does not touch is wasted). Score = histogram intersection of the two
-    share vectors (:func:`gmxai_eval.functional.counterfactual.shapley_overlap`). Unlike the
-    region rank it is graded and defined for one-trait images; NaN for images without traits,
-    with no trait of positive Shapley value, or for a map without positive mass.
+    The truth splits the class score exactly into the traits' interventional Shapley values
+    (every subset of an image's traits re-rendered away, ``2^T`` renders shared by all methods)
+    and *the rest of the image*: the score left with every trait off. The map's positive mass is
+    split over the same units (the rest = pixels in no trait); mass on a unit beyond its share of
+    the score is wasted. Score = histogram intersection of the two share vectors
+    (:func:`gmxai_eval.functional.counterfactual.shapley_overlap`). Unlike the region rank it is
+    graded and defined for one-trait images; NaN for images without traits or for a map without
+    positive mass.
 
     ``extras``: ``random`` (the overlap of a uniform map: each unit's share is its area share,
     the floor), ``trait_share`` (the map's share on the traits: 1 - the rest's share),
@@ -246,26 +253,28 @@ class CounterfactualShapley(_Counterfactual):
         default_config={"output": "probability", "max_batch": 32},
         needs=frozenset({"counterfactual"}),
         description="histogram intersection between the map's positive-mass shares over the planted "
-                    "traits plus the rest of the image and the traits' interventional Shapley shares "
-                    "(the rest gets none); NaN for images without a trait the model uses",
+                    "traits plus the rest of the image and the class score's split into the traits' "
+                    "interventional Shapley values plus the score with every trait off; NaN for images "
+                    "without traits",
         degenerate=Degenerate("nan", "finite", "a constant positive map scores the overlap of the units' "
-                              "area shares (the random extra); an all-zero map has no mass: NaN"))
+                              "area shares (the random extra); a map without positive mass: NaN",
+                              negative="nan"))
 
     def conventions(self) -> dict[str, Any]:
         return {**super().conventions(), "units": "each planted trait + the rest of the image",
-                "truth": f"positive part of the Shapley values of {self.config['output']}(x with traits S on), "
-                         "normalised; 0 on the rest", "score": "sum over units of min(map share, truth share)",
+                "truth": f"positive parts of the Shapley values of {self.config['output']}(x with traits S on) "
+                         "and of the score with every trait off (the rest), normalised", "score": "sum over units of min(map share, truth share)",
                 "no_trait": "NaN"}
 
     def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
         _, masks, valid = self.traits(batch)
-        phi = self.shapley(batch)
+        phi, rest = self.shapley(batch), self.all_off(batch)
         flat = torch.ones(masks.shape[0], *masks.shape[2:], dtype=torch.float64)
-        rand = shapley_overlap(unit_shares(flat, masks, valid), phi, valid)
+        rand = shapley_overlap(unit_shares(flat, masks, valid), phi, valid, rest)
         n = valid.sum(1)
         out = {}
         for m, a in batch.maps.items():
             shares = unit_shares(a.cpu(), masks, valid)
-            out[m] = EvalResult(shapley_overlap(shares, phi, valid),
+            out[m] = EvalResult(shapley_overlap(shares, phi, valid, rest),
                                 extras={"random": rand, "trait_share": 1 - shares[:, -1], "n_traits": n})
         return out

@@ -29,12 +29,14 @@ Definitions (Hesse et al., FunnyBirds, ICCV 2023, for the interventional idea):
   ``v(S) = s(x with only the traits S on)``, every other trait re-rendered off):
   ``phi_t = sum_{S without t} |S|! (n - |S| - 1)! / n! * (v(S + t) - v(S))``; the values sum to
   ``v(all) - v(none) = s(x) - s(x with every trait off)`` (efficiency) (:func:`shapley_values`);
-* Shapley overlap: the map's positive mass is split over ``n + 1`` units, the ``n`` traits and
-  *the rest of the image* (pixels in no trait); the truth puts the positive part of the Shapley
-  values on the traits and nothing on the rest (the rest carries no planted evidence, so mass
-  there is wasted); the score is the histogram intersection ``sum_u min(p_u, q_u)`` of the two
-  share vectors, in ``[0, 1]`` (1 = the map's mass is on the traits in the proportions the
-  model uses them) (:func:`unit_shares`, :func:`shapley_overlap`).
+* Shapley overlap: the class score splits exactly into the score the image keeps with every
+  trait re-rendered away (*the rest of the image*: ``v(none)``) and the traits' Shapley values,
+  ``s(x) = v(none) + sum_t phi_t``; the truth's shares are the positive parts of these ``n + 1``
+  terms, normalised; the map's shares are its positive mass on each trait and on the pixels in no
+  trait (mass on the rest beyond the rest's share of the score, or on a trait beyond its share,
+  is wasted); the score is the histogram intersection ``sum_u min(p_u, q_u)`` in ``[0, 1]``
+  (1 = the map's mass is where the score comes from, in the same proportions)
+  (:func:`unit_shares`, :func:`shapley_overlap`).
 """
 
 from __future__ import annotations
@@ -281,26 +283,29 @@ def unit_shares(maps: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor) ->
     return torch.where(total > 0, units / total.clamp(min=1e-300), torch.full_like(units, float("nan")))
 
 
-def shapley_overlap(shares: torch.Tensor, shapley: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def shapley_overlap(shares: torch.Tensor, shapley: torch.Tensor, valid: torch.Tensor,
+                    rest: torch.Tensor) -> torch.Tensor:
     """``(B,)`` float64 histogram intersection ``sum_u min(p_u, q_u)`` of the map's unit shares
-    ``p = shares (B, T + 1)`` (:func:`unit_shares`) and the truth's ``q``: the positive part of
-    ``shapley (B, T)`` normalised to sum 1 on the traits, 0 on the rest of the image. NaN for an
-    image without traits, without a positive Shapley value, or a map without positive mass.
+    ``p = shares (B, T + 1)`` (:func:`unit_shares`) and the truth's ``q``: the positive parts of
+    ``shapley (B, T)`` on the traits and of ``rest (B,)`` (the score with every trait off) on the
+    rest of the image, normalised to sum 1. NaN for an image without traits, without any positive
+    term, or a map without positive mass.
 
     >>> p = torch.tensor([[0.5, 0.2, 0.3]], dtype=torch.float64)  # two traits, then the rest
-    >>> q = torch.tensor([[0.3, 0.1]], dtype=torch.float64)  # truth shares 0.75, 0.25, 0
-    >>> [round(v, 6) for v in shapley_overlap(p, q, torch.tensor([[True, True]])).tolist()]
+    >>> q = torch.tensor([[0.3, 0.1]], dtype=torch.float64)  # with rest 0: truth shares 0.75, 0.25, 0
+    >>> v0 = torch.tensor([0.0], dtype=torch.float64)
+    >>> [round(v, 6) for v in shapley_overlap(p, q, torch.tensor([[True, True]]), v0).tolist()]
     [0.7]
     """
     valid = _check_valid(valid)
     b, t = valid.shape
-    if shares.shape != (b, t + 1) or shapley.shape != (b, t):
-        raise ShapeError(f"expected shares {(b, t + 1)} and shapley {(b, t)}, got {tuple(shares.shape)} and "
-                         f"{tuple(shapley.shape)}")
+    if shares.shape != (b, t + 1) or shapley.shape != (b, t) or rest.shape != (b,):
+        raise ShapeError(f"expected shares {(b, t + 1)}, shapley {(b, t)} and rest {(b,)}, got "
+                         f"{tuple(shares.shape)}, {tuple(shapley.shape)} and {tuple(rest.shape)}")
     q = torch.where(valid, shapley.to(torch.float64).clamp(min=0), torch.zeros(b, t, dtype=torch.float64))
-    q = torch.nan_to_num(q)
+    q = torch.cat([torch.nan_to_num(q), torch.nan_to_num(rest.to(torch.float64).clamp(min=0))[:, None]], 1)
     tot = q.sum(1, keepdim=True)
-    q = torch.cat([q / tot.clamp(min=1e-300), torch.zeros(b, 1, dtype=torch.float64)], 1)
+    q = q / tot.clamp(min=1e-300)
     p = torch.where(torch.cat([valid, torch.ones(b, 1, dtype=torch.bool)], 1), shares.to(torch.float64),
                     torch.zeros(b, t + 1, dtype=torch.float64))
     out = torch.minimum(p, q).sum(1)

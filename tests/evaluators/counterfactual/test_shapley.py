@@ -74,8 +74,25 @@ def test_overlap_analytic_on_the_block_world():
     assert out["rest"].scores[1].item() == pytest.approx(0.5)  # half the mass wasted on the rest
     assert out["rest"].extras["trait_share"][1].item() == pytest.approx(0.5)
     assert torch.isnan(out["zero"].scores).all()
-    # the uniform floor of s1: traits c (32 px), a (16 px), rest 16 px; truth shares 2/5, 3/5
+    # the uniform floor of s1: traits c (32 px), a (16 px), rest 16 px; truth shares 2/5, 3/5, 0
+    # (the block logit is 0 with every trait off, so the rest carries none of the score)
     assert out["truth"].extras["random"][1].item() == pytest.approx(min(0.5, 0.4) + min(0.25, 0.6))
+
+
+def test_the_rest_gets_the_score_left_with_every_trait_off():
+    """s(x) = v(none) + sum(phi): a map putting each unit's share of that split scores 1."""
+    masks = torch.zeros(1, 2, 4, 4, dtype=torch.bool)
+    masks[0, 0, :2] = True
+    masks[0, 1, 2:, :2] = True  # the rest: rows 2-3, columns 2-3 (4 px)
+    valid = torch.tensor([[True, True]])
+    phi, rest = torch.tensor([[0.3, 0.1]], dtype=torch.float64), torch.tensor([0.1], dtype=torch.float64)
+    m = torch.zeros(1, 4, 4)
+    m[0, :2] = 0.6 / 8
+    m[0, 2:, :2] = 0.2 / 4
+    m[0, 2:, 2:] = 0.2 / 4
+    assert shapley_overlap(unit_shares(m, masks, valid), phi, valid, rest).item() == pytest.approx(1.0)
+    m[0, 2:, 2:] = 0.0  # no mass on the rest: shares 0.75, 0.25, 0 against 0.6, 0.2, 0.2
+    assert shapley_overlap(unit_shares(m, masks, valid), phi, valid, rest).item() == pytest.approx(0.8)
 
 
 def test_overlap_invariant_to_map_scale_and_negative_values():
@@ -86,8 +103,9 @@ def test_overlap_invariant_to_map_scale_and_negative_values():
     masks[:, 1, 3:, :3] = True
     valid = torch.tensor([[True, True], [True, False]])
     phi = torch.tensor([[0.2, 0.5], [0.3, float("nan")]], dtype=torch.float64)
-    a = shapley_overlap(unit_shares(maps, masks, valid), phi, valid)
-    b = shapley_overlap(unit_shares(7.0 * maps.clamp(min=0) + maps.clamp(max=0) * 3, masks, valid), phi, valid)
+    rest = torch.tensor([0.1, 0.05], dtype=torch.float64)
+    a = shapley_overlap(unit_shares(maps, masks, valid), phi, valid, rest)
+    b = shapley_overlap(unit_shares(7.0 * maps.clamp(min=0) + maps.clamp(max=0) * 3, masks, valid), phi, valid, rest)
     assert a.tolist() == pytest.approx(b.tolist())
     assert unit_shares(maps, masks, valid).nansum(1).tolist() == pytest.approx([1.0, 1.0])
 
