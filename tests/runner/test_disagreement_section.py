@@ -60,3 +60,15 @@ def test_kernels():
     assert (y[:, :, :3, :3][0] == 0).all() and torch.equal(y[1][:, ~m[1]], x[1][:, ~m[1]])
     r = removal_masks(torch.arange(16.).view(1, 4, 4), 0.25)
     assert r.flatten().nonzero().flatten().tolist() == [12, 13, 14, 15]
+
+
+def test_accounting_sentence_reads_the_validity_marks():
+    from gmxai_eval.report.disagreement import accounting
+
+    data = {"evaluators": {"a": {"gap": 0.2}, "b": {"gap": 0.15}, "c": {"gap": 0.05}}}
+    marks = {"validity": {"evaluators": {"a": {"disagrees": True}, "b": {"disagrees": True}, "c": {"disagrees": False}}}}
+    assert "separates them" in accounting(marks, data)
+    marks["validity"]["evaluators"]["c"]["disagrees"] = False
+    data["evaluators"]["c"]["gap"] = 0.3
+    assert "does not separate" in accounting(marks, data)
+    assert "no validity table" in accounting({}, data)
