@@ -98,11 +98,16 @@ def _score(ctx: RunContext, x: torch.Tensor, t: torch.Tensor) -> tuple[np.ndarra
     return p, (logits.argmax(1).cpu() == t).numpy()
 
 
-def _leakage(ctx: RunContext, methods: list[str], absolute: bool) -> dict[str, Any]:
+def _leakage(ctx: RunContext, methods: list[str], absolute: bool,
+             memo: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
     t = ctx.target.cpu()  # type: ignore[union-attr]
     per, pooled_c, pooled_ch = {}, [], []
     for m in methods:
-        c, ch = leakage_accuracy(removal_masks(ctx.maps[m].cpu(), LEAK_FRACTION, absolute), t)
+        a = ctx.maps[m].cpu()
+        key = (m, absolute and bool((a < 0).any()))  # |map| orders a non-negative map alike
+        if key not in memo:
+            memo[key] = leakage_accuracy(removal_masks(a, LEAK_FRACTION, key[1]), t)
+        c, ch = memo[key]
         k, n = int(c.sum()), len(c)
         per[m] = {"accuracy": k / n, "ci": list(wilson(k, n)), "chance": float(ch.float().mean())}
         pooled_c.append(c)
@@ -127,6 +132,7 @@ def disagreement_data(ctx: RunContext) -> dict[str, Any]:
     clean_p, clean_k = probe["clean"]
     rr_p, rr_k = probe["rerender"]
     leak_cache: dict[bool, dict[str, Any]] = {}
+    leak_memo: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
     evs = {}
     for e in ctx.spec.evaluators:
         cfg = dict(ctx.evaluators[e.label].config)
@@ -138,7 +144,7 @@ def disagreement_data(ctx: RunContext) -> dict[str, Any]:
         hp, hk = _score(ctx, _removed(ctx, cfg, x, ids, probe["shift"]), probe["t"])
         absolute = bool(cfg.get("abs", False))
         if absolute not in leak_cache and len(ctx.image_ids) >= 10 and methods:
-            leak_cache[absolute] = _leakage(ctx, methods, absolute)
+            leak_cache[absolute] = _leakage(ctx, methods, absolute, leak_memo)
         gap = sp - rr_p
         evs[e.label] = {
             "substrate": sub, "n_images": len(ids),
