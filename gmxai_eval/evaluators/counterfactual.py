@@ -39,7 +39,10 @@ from gmxai_eval.functional.counterfactual import (
     normalised_auc,
     order_by,
     region_rank,
+    shapley_overlap,
+    shapley_values,
     trait_mass,
+    unit_shares,
 )
 from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import rng_for
@@ -116,6 +119,19 @@ class _Counterfactual(Evaluator):
         r = self._renderer(batch)
         return batch.shared(("cf_importance", r.cache_key, self.config["output"]),
                             lambda: interventional_importance(self.subset_score(batch), self.traits(batch)[2]))
+
+    def shapley(self, batch: EvalBatch) -> torch.Tensor:
+        """``(B, T)`` interventional Shapley values of the traits for the explained class (shared;
+        every subset of an image's traits is rendered once per batch)."""
+        r = self._renderer(batch)
+        return batch.shared(("cf_shapley", r.cache_key, self.config["output"]),
+                            lambda: shapley_values(self.subset_score(batch), self.traits(batch)[2]))
+
+    def all_off(self, batch: EvalBatch) -> torch.Tensor:
+        """``(B,)`` class score of each image with every trait re-rendered away (shared memo)."""
+        valid = self.traits(batch)[2]
+        n = valid.sum(1).tolist()
+        return self.subset_score(batch)(list(range(len(n))), [frozenset(range(k)) for k in n])
 
     def random_keys(self, batch: EvalBatch, t: int, purpose: str = "random_order") -> torch.Tensor:
         """``(B, T)`` uniform draws keyed on ``(seed, purpose, sample_id)`` (random orders, tie-breaks)."""
@@ -211,4 +227,54 @@ class CounterfactualDeletion(_Counterfactual):
         for m, a in batch.maps.items():
             mass = torch.nan_to_num(trait_mass(a.cpu(), masks, valid, self._part()))
             out[m] = EvalResult(auc(mass, ties), extras={"oracle": oracle, "random": rand, "n_traits": n})
+        return out
+
+
+@register_evaluator
+class CounterfactualShapley(_Counterfactual):
+    """Shapley overlap: how much of a map's positive mass lies where the class score comes
+    from, in the same proportions (higher is better, in ``[0, 1]``).
+
+    The truth splits the class score exactly into the traits' interventional Shapley values
+    (every subset of an image's traits re-rendered away, ``2^T`` renders shared by all methods)
+    and *the rest of the image*: the score left with every trait off. The map's positive mass is
+    split over the same units (the rest = pixels in no trait); mass on a unit beyond its share of
+    the score is wasted. Score = histogram intersection of the two share vectors
+    (:func:`gmxai_eval.functional.counterfactual.shapley_overlap`). Unlike the region rank it is
+    graded and defined for one-trait images; NaN for images without traits or for a map without
+    positive mass.
+
+    ``extras``: ``random`` (the overlap of a uniform map: each unit's share is its area share,
+    the floor), ``trait_share`` (the map's share on the traits: 1 - the rest's share),
+    ``n_traits``."""
+
+    card = EvaluatorCard(
+        name="counterfactual_shapley", category="counterfactual", higher_is_better=True, paper=_FUNNYBIRDS,
+        default_config={"output": "probability", "max_batch": 32},
+        needs=frozenset({"counterfactual"}),
+        description="histogram intersection between the map's positive-mass shares over the planted "
+                    "traits plus the rest of the image and the class score's split into the traits' "
+                    "interventional Shapley values plus the score with every trait off; NaN for images "
+                    "without traits",
+        degenerate=Degenerate("nan", "finite", "a constant positive map scores the overlap of the units' "
+                              "area shares (the random extra); a map without positive mass: NaN",
+                              negative="nan"))
+
+    def conventions(self) -> dict[str, Any]:
+        return {**super().conventions(), "units": "each planted trait + the rest of the image",
+                "truth": f"positive parts of the Shapley values of {self.config['output']}(x with traits S on) "
+                         "and of the score with every trait off (the rest), normalised", "score": "sum over units of min(map share, truth share)",
+                "no_trait": "NaN"}
+
+    def _evaluate_methods(self, batch: EvalBatch) -> dict[str, EvalResult]:
+        _, masks, valid = self.traits(batch)
+        phi, rest = self.shapley(batch), self.all_off(batch)
+        flat = torch.ones(masks.shape[0], *masks.shape[2:], dtype=torch.float64)
+        rand = shapley_overlap(unit_shares(flat, masks, valid), phi, valid, rest)
+        n = valid.sum(1)
+        out = {}
+        for m, a in batch.maps.items():
+            shares = unit_shares(a.cpu(), masks, valid)
+            out[m] = EvalResult(shapley_overlap(shares, phi, valid, rest),
+                                extras={"random": rand, "trait_share": 1 - shares[:, -1], "n_traits": n})
         return out

@@ -24,11 +24,24 @@ Definitions (Hesse et al., FunnyBirds, ICCV 2023, for the interventional idea):
   uses sooner) (:func:`deletion_curves`, :func:`normalised_auc`);
 * the importance map (the truth as a map): every trait's pixels carry its importance divided by
   its area, summed over traits, so a trait's signed mass is its importance (plus the share of
-  any trait that overlaps it) (:func:`importance_map`).
+  any trait that overlaps it) (:func:`importance_map`);
+* interventional Shapley value of trait ``t`` (Shapley 1953, over the game
+  ``v(S) = s(x with only the traits S on)``, every other trait re-rendered off):
+  ``phi_t = sum_{S without t} |S|! (n - |S| - 1)! / n! * (v(S + t) - v(S))``; the values sum to
+  ``v(all) - v(none) = s(x) - s(x with every trait off)`` (efficiency) (:func:`shapley_values`);
+* Shapley overlap: the class score splits exactly into the score the image keeps with every
+  trait re-rendered away (*the rest of the image*: ``v(none)``) and the traits' Shapley values,
+  ``s(x) = v(none) + sum_t phi_t``; the truth's shares are the positive parts of these ``n + 1``
+  terms, normalised; the map's shares are its positive mass on each trait and on the pixels in no
+  trait (mass on the rest beyond the rest's share of the score, or on a trait beyond its share,
+  is wasted); the score is the histogram intersection ``sum_u min(p_u, q_u)`` in ``[0, 1]``
+  (1 = the map's mass is where the score comes from, in the same proportions)
+  (:func:`unit_shares`, :func:`shapley_overlap`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -211,6 +224,95 @@ def importance_map(masks: torch.Tensor, valid: torch.Tensor, importance: torch.T
     return torch.einsum("bt,bthw->bhw", dens, m).to(torch.float32)
 
 
+def _subsets(n: int) -> list[frozenset]:
+    return [frozenset(j for j in range(n) if k >> j & 1) for k in range(1 << n)]
+
+
+def shapley_values(subset_score: SubsetScore, valid: torch.Tensor, max_traits: int = 12) -> torch.Tensor:
+    """``(B, T)`` float64 interventional Shapley values of each image's traits (see the module
+    docstring); NaN in padded slots. Queries every subset of an image's ``n`` traits (``2^n``
+    renders, shared with the other kernels through the memoised ``subset_score``).
+
+    >>> v = {frozenset(): 1.0, frozenset({0}): 0.7, frozenset({1}): 0.5, frozenset({0, 1}): 0.1}
+    >>> f = lambda rows, off: torch.tensor([v[o] for o in off], dtype=torch.float64)
+    >>> [round(v, 6) for v in shapley_values(f, torch.tensor([[True, True]]))[0].tolist()]
+    [0.35, 0.55]
+
+    Raises:
+        ConfigError: an image with more than ``max_traits`` traits (``2^n`` renders).
+    """
+    valid = _check_valid(valid)
+    b, t = valid.shape
+    ns = valid.sum(1).tolist()
+    if ns and max(ns) > max_traits:
+        raise ConfigError(f"expected at most max_traits = {max_traits} traits per image (2^n renders), got {max(ns)}")
+    rows, offs = [], []
+    for i, n in enumerate(ns):
+        for off in _subsets(n):
+            rows.append(i)
+            offs.append(off)
+    s = _query(subset_score, rows, offs)
+    out = torch.full((b, t), float("nan"), dtype=torch.float64)
+    at = 0
+    for i, n in enumerate(ns):
+        full = frozenset(range(n))
+        v = {full - off: float(s[at + k]) for k, off in enumerate(_subsets(n))}  # v(traits on)
+        at += 1 << n
+        for j in range(n):
+            phi = 0.0
+            for on, val in v.items():
+                if j in on:
+                    continue
+                k = len(on)
+                phi += math.factorial(k) * math.factorial(n - k - 1) / math.factorial(n) * (v[on | {j}] - val)
+            out[i, j] = phi
+    return out
+
+
+def unit_shares(maps: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``(B, T + 1)`` float64 shares of each map's positive mass on its traits (slots ``0..T-1``,
+    a pixel in two overlapping traits counts for each) and on the rest of the image (slot ``T``:
+    pixels in no valid trait); the shares of a row sum to 1; NaN in padded slots, and a row of
+    NaN for a map without positive mass."""
+    mass = trait_mass(maps, masks, valid, "positive")
+    a = maps.to(torch.float64).clamp(min=0).cpu()
+    union = (masks.cpu() & valid.cpu()[:, :, None, None]).any(1)
+    rest = (a * (~union).to(torch.float64)).sum((1, 2))
+    units = torch.cat([mass, rest[:, None]], 1)
+    total = torch.nan_to_num(units).sum(1, keepdim=True)
+    return torch.where(total > 0, units / total.clamp(min=1e-300), torch.full_like(units, float("nan")))
+
+
+def shapley_overlap(shares: torch.Tensor, shapley: torch.Tensor, valid: torch.Tensor,
+                    rest: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` float64 histogram intersection ``sum_u min(p_u, q_u)`` of the map's unit shares
+    ``p = shares (B, T + 1)`` (:func:`unit_shares`) and the truth's ``q``: the positive parts of
+    ``shapley (B, T)`` on the traits and of ``rest (B,)`` (the score with every trait off) on the
+    rest of the image, normalised to sum 1. NaN for an image without traits, without any positive
+    term, or a map without positive mass.
+
+    >>> p = torch.tensor([[0.5, 0.2, 0.3]], dtype=torch.float64)  # two traits, then the rest
+    >>> q = torch.tensor([[0.3, 0.1]], dtype=torch.float64)  # with rest 0: truth shares 0.75, 0.25, 0
+    >>> v0 = torch.tensor([0.0], dtype=torch.float64)
+    >>> [round(v, 6) for v in shapley_overlap(p, q, torch.tensor([[True, True]]), v0).tolist()]
+    [0.7]
+    """
+    valid = _check_valid(valid)
+    b, t = valid.shape
+    if shares.shape != (b, t + 1) or shapley.shape != (b, t) or rest.shape != (b,):
+        raise ShapeError(f"expected shares {(b, t + 1)}, shapley {(b, t)} and rest {(b,)}, got "
+                         f"{tuple(shares.shape)}, {tuple(shapley.shape)} and {tuple(rest.shape)}")
+    q = torch.where(valid, shapley.to(torch.float64).clamp(min=0), torch.zeros(b, t, dtype=torch.float64))
+    q = torch.cat([torch.nan_to_num(q), torch.nan_to_num(rest.to(torch.float64).clamp(min=0))[:, None]], 1)
+    tot = q.sum(1, keepdim=True)
+    q = q / tot.clamp(min=1e-300)
+    p = torch.where(torch.cat([valid, torch.ones(b, 1, dtype=torch.bool)], 1), shares.to(torch.float64),
+                    torch.zeros(b, t + 1, dtype=torch.float64))
+    out = torch.minimum(p, q).sum(1)
+    bad = (tot[:, 0] <= 0) | ~valid.any(1) | torch.isnan(p).any(1)
+    return torch.where(bad, torch.full_like(out, float("nan")), out)
+
+
 #: What a counterfactual renderer provides (``SyntheticFaces.counterfactual_renderer()``).
 RENDERER_API = ("cache_key", "traits", "trait_masks", "render")
 
@@ -239,5 +341,8 @@ __all__ = [
     "normalised_auc",
     "order_by",
     "region_rank",
+    "shapley_overlap",
+    "shapley_values",
     "trait_mass",
+    "unit_shares",
 ]

@@ -327,3 +327,4 @@ import gmxai_eval.report.views  # noqa: E402,F401  registers the "views" section
 from gmxai_eval.report import retraining as _retraining  # noqa: E402,F401  (registers the "retraining" section)
 from gmxai_eval.report import imbalance as _imbalance  # noqa: E402,F401  (registers the "imbalance" section)
 import gmxai_eval.report.sign_variants  # noqa: E402,F401  (registers the sign_variants section)
+import gmxai_eval.report.disagreement  # noqa: E402,F401  (registers the disagreement section)

@@ -103,6 +103,8 @@ class RunContext:
         seconds_per_method / seconds_per_evaluator: compute time spent in this run.
         table: the per-sample DataFrame; ``conventions`` / ``curve_labels`` per evaluator.
         reliability / sections: the results of those stages (JSON-able).
+        n_run: the run's images, the first ``n_run`` of the selection (the others, up to
+            ``[run] truth_images``, are scored by the truth evaluators only).
         power: the ``[run] power`` plan that chose ``n_images`` (:func:`gmxai_eval.runner.power.plan_n`),
             or ``None``; written to ``results.json`` under ``power``.
         threads: the :class:`~gmxai_eval.threads.ThreadPolicy` that sets torch's intra-op threads
@@ -151,6 +153,7 @@ class RunContext:
     sections: dict[str, Any] = field(default_factory=dict)
     dataset_job: Callable[..., Any] | None = None
     power: dict[str, Any] | None = None
+    n_run: int = 0
     threads: Any = None
 
     def apply_threads(self, at: str) -> None:

@@ -23,7 +23,7 @@ from gmxai_eval.execution import LocalExecutor
 from gmxai_eval.runner.context import RunContext, StageTimer
 from gmxai_eval.runner.spec import Spec
 from gmxai_eval.runner.stages.dataset_scope import default_dataset_job
-from gmxai_eval.runner.stages.load import load
+from gmxai_eval.runner.stages.load import drop_truth_images, load
 
 
 def _cache_root(spec: Spec, cache: str | Path | None) -> Path:
@@ -38,6 +38,7 @@ def referenced_retraining_files(spec: Spec, *, cache: str | Path | None = None,
     ctx = RunContext(spec=spec, timer=StageTimer(False), progress=False, out_root=Path(spec.output),
                      cache_root=root, run_id=spec.run_id, counts={})
     load(ctx, executor=LocalExecutor())  # nothing runs: no cluster is started to compute keys
+    drop_truth_images(ctx)  # dataset-scope evaluators see the run's images, as in a run
     out: set[Path] = set()
     evs = [e for e in spec.evaluators if ctx.evaluator_cards[e.label].scope == "dataset"]
     if not evs:

@@ -8,7 +8,9 @@ Stages (each has a progress bar and a line in the time summary), in
    (a second run computes only maps it has not seen: new method, new config, new image);
    methods with ``needs_masks`` (the ``oracle``) are bound to the images' evidence masks.
 3. ``evaluate``: one unit of work per (seed, evaluator, batch) covering the methods whose
-   result for that batch is not stored yet; units go through an
+   result for that batch is not stored yet (the truth evaluators also score the
+   ``[run] truth_images`` beyond the run's images; the context is narrowed to the run's
+   images afterwards); units go through an
    :class:`~gmxai_eval.execution.Executor` and each result is written as soon as it arrives,
    so a killed run resumes where it stopped. ``dataset_scope``: dataset-scope evaluators get
    ``run(job, executor)``.
@@ -43,7 +45,7 @@ from gmxai_eval.runner.spec import Spec
 from gmxai_eval.runner.stages.attribute import attribute
 from gmxai_eval.runner.stages.dataset_scope import dataset_scope, default_dataset_job
 from gmxai_eval.runner.stages.evaluate import EvalUnit, evaluate, execute_unit, needs_channel_mean
-from gmxai_eval.runner.stages.load import (counterfactual_renderer, gaze_fixations, load, load_dataset,
+from gmxai_eval.runner.stages.load import (counterfactual_renderer, drop_truth_images, gaze_fixations, load, load_dataset,
                                            load_default_bundle, load_model, select_samples)
 from gmxai_eval.runner.stages.reliability import reliability
 from gmxai_eval.runner.stages.sections import sections
@@ -187,6 +189,7 @@ def _run(ctx: RunContext, staged: StagedRun | None, *, model: nn.Module | None, 
         ctx.maps = attribute(ctx)
     with timer("evaluate"):
         rows = evaluate(ctx)
+        drop_truth_images(ctx)  # the truth evaluators' extra images end here
         rows = dataset_scope(ctx) + rows
         ctx.table = make_table(rows)
     if spec.reliability.enabled:

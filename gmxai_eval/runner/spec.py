@@ -5,6 +5,8 @@ Example (every key shown; only ``[[methods]]`` and ``[[evaluators]]`` are requir
     [run]
     name = "quick"            # run id prefix; the run folder is <output>/<name>-<spec hash>
     n_images = 16             # N images of the selected split (0 = all)
+    truth_images = 0          # > n_images: the counterfactual (truth) evaluators score the first
+                              # truth_images images of the same selection (0 = the run's images)
     select = "per_subject"    # "per_subject" (one image per subject, round-robin by class),
                               # "stratified" (round-robin by class) or "first" N in dataset order
     classes = []              # class names of the dataset to keep ([] = every class)
@@ -109,6 +111,7 @@ class RunSection:
     gpus_per_task: float = 1.0
     power: Mapping[str, Any] = field(default_factory=dict)
     threads: int | str = "auto"
+    truth_images: int = 0
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,7 @@ class Spec:
     gpus_per_task: float = RunSection.gpus_per_task
     power: Mapping[str, Any] = field(default_factory=dict)
     threads: int | str = RunSection.threads
+    truth_images: int = RunSection.truth_images
     dataset: Mapping[str, Any] = field(default_factory=lambda: {"name": "default", "split": "test",
                                                                  "config": {}})
     model: Mapping[str, Any] = field(default_factory=lambda: {"source": "default", "config": {}})
@@ -306,6 +310,8 @@ class Spec:
         run["classes"] = list(run["classes"])
         if not run["classes"]:
             run.pop("classes")  # absent = every class (keeps the hash of specs without it)
+        if not run["truth_images"]:
+            run.pop("truth_images")  # absent = the run's images (keeps the hash of specs without it)
         if run["gpus_per_task"] == RunSection.gpus_per_task:
             run.pop("gpus_per_task")  # where work runs, not what it computes
         if run["power"]:
@@ -454,6 +460,10 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
         kw["n_images"] = _typed(src, "run.n_images", run["n_images"], int, "an int >= 0")
         if kw["n_images"] < 0:
             raise ConfigError(f"{src}: expected run.n_images >= 0, got {kw['n_images']}")
+    if "truth_images" in run:
+        kw["truth_images"] = _typed(src, "run.truth_images", run["truth_images"], int, "an int >= 0")
+        if kw["truth_images"] < 0:
+            raise ConfigError(f"{src}: expected run.truth_images >= 0, got {kw['truth_images']}")
     if "seeds" in run:
         seeds = run["seeds"]
         if isinstance(seeds, int) and not isinstance(seeds, bool):

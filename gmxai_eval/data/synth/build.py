@@ -136,12 +136,17 @@ def _threads(n: int | None) -> Iterator[None]:
 def _prepare(cfg: SynthConfig) -> dict[str, Any]:
     """Patient-level draws (faces, phenotype shifts) and sticker flags, shared by all batches."""
     lay = _layout(cfg)
-    syn = define_syndromes(cfg.num_syndromes, cfg.syndrome_seed)
+    syn = define_syndromes(cfg.num_syndromes, cfg.syndrome_seed, cfg.traits)
     n_pat = len(lay["pat_label"])
     prng = np.random.default_rng([cfg.seed, 2])
     base = R.patient_params(prng, n_pat)
     expr = prng.uniform(*cfg.expressivity, n_pat)
     shifted = {k: v.clone() for k, v in base.items()}
+    keys = list(PHENOTYPES)
+    # per-patient, per-phenotype severity: its own stream, drawn only when asked for, so the
+    # draws (and images) of datasets with the default severity (1, 1) are unchanged
+    sev = (np.random.default_rng([cfg.seed, 5]).uniform(*cfg.severity, (n_pat, len(keys)))
+           if cfg.severity != (1.0, 1.0) else np.ones((n_pat, len(keys))))
     ev_regions = np.zeros((cfg.num_syndromes + 1, len(REGION_NAMES)), bool)
     for c, s in enumerate(syn, start=1):
         if cfg.shortcut and c == cfg.shortcut_class:
@@ -150,7 +155,8 @@ def _prepare(cfg: SynthConfig) -> dict[str, Any]:
         for key in s["phenotypes"]:
             ph = PHENOTYPES[key]
             sd = R.PATIENT_PARAMS[ph.param][1]
-            shifted[ph.param][m] += torch.as_tensor(ph.sign * cfg.effect * sd * expr[m.numpy()], dtype=torch.float32)
+            mult = expr[m.numpy()] * sev[m.numpy(), keys.index(key)]
+            shifted[ph.param][m] += torch.as_tensor(ph.sign * cfg.effect * sd * mult, dtype=torch.float32)
             for r in ph.regions:
                 ev_regions[c, REGION_NAMES.index(r)] = True
     srng = np.random.default_rng([cfg.seed, 3])
@@ -213,7 +219,7 @@ def _auto_workers(n: int) -> int:
 
 def make_card(cfg: SynthConfig, name: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """The dataset card (JSON-serialisable)."""
-    syn = define_syndromes(cfg.num_syndromes, cfg.syndrome_seed)
+    syn = define_syndromes(cfg.num_syndromes, cfg.syndrome_seed, cfg.traits)
     classes = [UNAFFECTED] + [s["name"] for s in syn]
     labels, splits = arrays["labels"], arrays["splits"]
     per_class = []

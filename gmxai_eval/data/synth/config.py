@@ -59,6 +59,8 @@ PHENOTYPES: dict[str, Phenotype] = {p.key: p for p in [
 ]}
 
 UNAFFECTED = "unaffected"
+#: Most phenotypes one syndrome can have (one per face parameter of the catalogue).
+MAX_TRAITS = len({p.param for p in PHENOTYPES.values()})
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,15 @@ class SynthConfig:
             ``num_images`` plus the differences). E.g. ``((12, 600),)`` turns the rarest syndrome
             of the default into a frequent one. Part of the cache key; left out of
             :meth:`to_json` when empty, so the cards of datasets without overrides are unchanged.
+        traits: ``(low, high)``: each syndrome has ``low..high`` phenotypes (planted traits), on
+            distinct face parameters (at most :data:`MAX_TRAITS`). More traits give the
+            counterfactual truth more to rank per face.
+        severity: ``(low, high)``: each patient's phenotypes get their own effect multiplier,
+            uniform in this range (on top of ``expressivity``), so the traits of one face differ
+            in strength and the model's use of them is graded. ``(1, 1)``: every trait of a
+            patient equally strong. ``traits`` and ``severity`` are part of the cache key and left
+            out of :meth:`to_json` at their defaults, so existing datasets (and their content
+            hashes and caches) are unchanged.
     """
 
     num_images: int = 6000
@@ -104,9 +115,22 @@ class SynthConfig:
     shortcut_noise_rate: float = 0.03
     syndrome_seed: int = 0
     class_size_overrides: tuple[tuple[int, int], ...] = ()
+    traits: tuple[int, int] = (2, 4)
+    severity: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         n = self.num_syndromes + 1
+        tr = tuple(self.traits) if isinstance(self.traits, (tuple, list)) else ()
+        if len(tr) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in tr) or \
+                not 1 <= tr[0] <= tr[1] <= MAX_TRAITS:
+            raise ConfigError(f"traits: expected (low, high) ints with 1 <= low <= high <= {MAX_TRAITS}, got {self.traits!r}")
+        lo, hi = tr
+        object.__setattr__(self, "traits", (int(lo), int(hi)))
+        sv = tuple(self.severity) if isinstance(self.severity, (tuple, list)) else ()
+        if len(sv) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sv) or \
+                not 0 < sv[0] <= sv[1]:
+            raise ConfigError(f"severity: expected (low, high) with 0 < low <= high, got {self.severity!r}")
+        object.__setattr__(self, "severity", (float(sv[0]), float(sv[1])))
         if self.num_syndromes < 1:
             raise ConfigError(f"expected num_syndromes >= 1, got {self.num_syndromes}")
         if self.num_images < 6 * n:
@@ -147,11 +171,17 @@ class SynthConfig:
         d = json.loads(json.dumps(asdict(self)))
         if not self.class_size_overrides:
             d.pop("class_size_overrides")  # keeps the cards (and cache keys) of older datasets
+        for k in ("traits", "severity"):
+            if tuple(d[k]) == tuple(getattr(SynthConfig, k)):
+                d.pop(k)  # likewise
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "SynthConfig":
         out = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        for k in ("traits", "severity"):
+            if k in out:
+                out[k] = tuple(out[k])
         if "class_size_overrides" in out:
             out["class_size_overrides"] = tuple(tuple(p) for p in out["class_size_overrides"])
         return cls(**out)
@@ -165,16 +195,17 @@ PRESETS: dict[str, SynthConfig] = {
 
 
 # --------------------------------------------------------------------------- syndromes
-def define_syndromes(num_syndromes: int, syndrome_seed: int = 0) -> list[dict[str, Any]]:
-    """Deterministic syndrome definitions: 2-4 phenotypes each, no two on one parameter,
-    no two syndromes with the same phenotype set."""
+def define_syndromes(num_syndromes: int, syndrome_seed: int = 0,
+                     traits: tuple[int, int] = (2, 4)) -> list[dict[str, Any]]:
+    """Deterministic syndrome definitions: ``traits[0]..traits[1]`` phenotypes each (2-4 by
+    default), no two on one parameter, no two syndromes with the same phenotype set."""
     rng = np.random.default_rng([syndrome_seed, 7919])
     keys = list(PHENOTYPES)
     seen: set[frozenset[str]] = set()
     out = []
     i = 0
     while len(out) < num_syndromes:
-        k = int(rng.integers(2, 5))
+        k = int(rng.integers(traits[0], traits[1] + 1))
         chosen: list[str] = []
         for j in rng.permutation(len(keys)):
             ph = PHENOTYPES[keys[j]]

@@ -80,7 +80,7 @@ class CounterfactualRenderer:
             except (OSError, ValueError, KeyError) as e:
                 raise DataError(f"expected images.npy and arrays.npz, got {type(e).__name__}: {e}",
                                 path=self.folder) from None
-            syn = define_syndromes(self.cfg.num_syndromes, self.cfg.syndrome_seed)
+            syn = define_syndromes(self.cfg.num_syndromes, self.cfg.syndrome_seed, self.cfg.traits)
             per_class: list[tuple[str, ...]] = [()]
             for c, s in enumerate(syn, start=1):
                 off = self.cfg.shortcut and c == self.cfg.shortcut_class

@@ -30,6 +30,7 @@ from gmxai_eval.runner.context import RunContext, bind_masks, progress_bar
 from gmxai_eval.runner.devices import call_halving
 from gmxai_eval.runner.map_store import RunMapStore
 from gmxai_eval.runner.stages.attribute import method_keys
+from gmxai_eval.runner.stages.load import scored_images
 from gmxai_eval.runner.store import rows_from_unit
 from gmxai_eval.utils import stable_hash
 
@@ -171,14 +172,15 @@ def evaluate(ctx: RunContext) -> list[dict[str, Any]]:
     cms = {e.label: ctx.channel_mean.tolist() if needs_channel_mean(ctx.evaluators[e.label]) else None  # type: ignore[union-attr]
            for e in ctx.spec.evaluators}
     batch_evs = [e for e in ctx.spec.evaluators if ctx.evaluator_cards[e.label].scope != "dataset"]
-    n_sel = len(ctx.image_ids)
+    n_sel, n_run = len(ctx.image_ids), ctx.n_run or len(ctx.image_ids)
+    scored = {e.label: scored_images(ctx, e.label, e.images) for e in batch_evs}
     # seed, batch, entry, methods, key, rows of the batch (None = all)
     plan: list[tuple[int, int, Any, tuple[str, ...], str, tuple[int, ...] | None]] = []
     done: list[tuple[int, str, str, str]] = []  # (seed, ev label, method, unit key)
     for seed in ctx.seeds:
         for bi, bkey in enumerate(batch_keys):  # batch-major: evaluators of a batch share its memo
             for e in batch_evs:
-                rows = limited_rows(ctx.batches[bi], e.images)
+                rows = limited_rows(ctx.batches[bi], scored[e.label] if scored[e.label] < n_sel else 0)
                 if rows == ():
                     continue
                 if rows is not None:  # a part of the batch: its own key (the images it scores)
@@ -234,7 +236,10 @@ def evaluate(ctx: RunContext) -> list[dict[str, Any]]:
         record_conventions(ctx, elab, doc)
         rows += rows_from_unit(ctx.run_id, seed, elab, mlab, doc, subjects)
     for e in batch_evs:  # an evaluator limited to the first k images says so in its conventions
-        if 0 < e.images < n_sel:
-            ctx.conventions[e.label] = {**ctx.conventions.get(e.label, {}),
-                                        "images": f"first {e.images} of {n_sel}"}
+        k = scored[e.label]
+        note = (f"first {k} of {n_run}" if k < n_run else
+                f"{k}: the run's {n_run} and {k - n_run} more of the same selection (run.truth_images)"
+                if k > n_run else "")
+        if note:
+            ctx.conventions[e.label] = {**ctx.conventions.get(e.label, {}), "images": note}
     return rows

@@ -4,7 +4,14 @@ Outputs (on the :class:`~gmxai_eval.runner.context.RunContext`): ``device``, ``m
 ``model_key``, ``dataset``, ``samples``, the collated ``images`` / ``labels`` / ``image_ids`` /
 ``subjects`` / ``masks`` / ``region_masks`` / ``region_names``, ``target``, ``image_keys``,
 ``batch_size`` / ``batches``, ``channel_mean``, ``explainers`` / ``evaluators`` and their cards,
-``executor``, ``batch_extra`` / ``extra_key`` and ``counterfactual``.
+``executor``, ``batch_extra`` / ``extra_key`` and ``counterfactual``, ``n_run``.
+
+With ``[run] truth_images = K > n_images`` (and a counterfactual renderer) the selection is
+extended to the first ``K`` images of the same order (the first ``n_images`` are the run's
+images, unchanged): the extra images are explained by every method and scored by the
+counterfactual (truth) evaluators only (:func:`scored_images`); batches never mix run and extra
+images, the channel mean and the gaze fixations are the run images', and
+:func:`drop_truth_images` narrows the context to the run's images after the evaluate stage.
 """
 
 from __future__ import annotations
@@ -284,13 +291,13 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
             dataset = load_dataset(spec.dataset, default_splits)
         classes = (class_indices(getattr(dataset, "classes", None) or [], spec.classes, spec.source)
                    if spec.classes else None)
-        samples = select_samples(dataset, spec.dataset.get("split", ""), spec.n_images, spec.select, classes)
+        samples = select_samples(dataset, spec.dataset.get("split", ""), _n_selected(spec), spec.select, classes)
     else:
         samples = list(samples)
         if spec.classes:
             keep = class_indices(getattr(dataset, "classes", None) or [], spec.classes, spec.source)
             samples = [s for s in samples if s.label in keep]
-        samples = samples[: spec.n_images or None]
+        samples = samples[: _n_selected(spec) or None]
     if model is None:
         model = load_model(spec.model, dataset)
     if model.training:
@@ -309,10 +316,12 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
     ctx.images, ctx.labels, ctx.image_ids = fb.images, fb.labels, list(fb.image_ids)
     ctx.subjects = list(fb.subjects or [""] * len(fb))
     ctx.masks, ctx.region_masks, ctx.region_names = fb.evidence, fb.region_masks, tuple(fb.region_names)
+    ctx.n_run = len(fb) if not spec.n_images else min(spec.n_images, len(fb))
     bs = spec.batch_size if isinstance(spec.batch_size, int) else auto_batch_size(ctx.model, fb.images,
                                                                                   ctx.device)
     ctx.batch_size = bs
-    ctx.batches = [torch.arange(i, min(i + bs, len(fb))) for i in range(0, len(fb), bs)]
+    ctx.batches = [torch.arange(i, min(i + bs, stop)) for start, stop in ((0, ctx.n_run), (ctx.n_run, len(fb)))
+                   for i in range(start, stop, bs)]
     if ctx.threads is not None and len(fb):  # the work's size: one forward of a typical chunk
         ctx.threads.device = str(ctx.device)
         ctx.threads.calibrate_with(forward_probe(ctx.model, fb.images[: device_chunk(ctx.device)].to(ctx.device)))
@@ -324,11 +333,53 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
         else:
             ctx.target = fb.labels.clone()
     ctx.image_keys = image_keys(fb.images, fb.image_ids, ctx.target)
-    ctx.channel_mean = fb.images.mean(dim=(0, 2, 3))
+    ctx.channel_mean = fb.images[:ctx.n_run].mean(dim=(0, 2, 3))
     if spec.gaze and batch_extra is None:
-        batch_extra = {"fixations": gaze_fixations(spec.gaze, ctx.samples, spec.seeds[0])}
+        batch_extra = {"fixations": gaze_fixations(spec.gaze, ctx.samples[:ctx.n_run], spec.seeds[0])}
     ctx.batch_extra = dict(batch_extra or {})
     ctx.extra_key = "" if not ctx.batch_extra else stable_hash(pickle.dumps(ctx.batch_extra, protocol=4))
     ctx.counterfactual, cf_key = counterfactual_renderer(dataset)
     if cf_key:
         ctx.extra_key = stable_hash(ctx.extra_key, "counterfactual", cf_key)
+    elif ctx.n_run < len(fb):
+        raise ConfigError(f"{spec.source}: run.truth_images = {spec.truth_images} needs a dataset with a "
+                          "counterfactual renderer (the truth evaluators score the extra images), got "
+                          f"{type(dataset).__name__} without one; remove run.truth_images")
+
+
+def _n_selected(spec: Any) -> int:
+    """Images to select: ``n_images``, or ``truth_images`` when that is larger (0 = all)."""
+    if not spec.n_images:
+        return 0
+    return max(spec.n_images, spec.truth_images)
+
+
+def is_truth_evaluator(card: Any) -> bool:
+    """Whether an evaluator scores the truth images: it needs the counterfactual renderer
+    (its card's ``needs``), so its cost per image is renders the methods share."""
+    return "counterfactual" in getattr(card, "needs", ())
+
+
+def scored_images(ctx: RunContext, label: str, images: int) -> int:
+    """How many of the first images of the selection evaluator ``label`` scores: every image for
+    a truth evaluator (:func:`is_truth_evaluator`), else its entry's ``images`` capped at the
+    run's ``n_run`` (``images = 0``: ``n_run``)."""
+    if is_truth_evaluator(ctx.evaluator_cards[label]):
+        return len(ctx.image_ids)
+    return min(images, ctx.n_run) if images else ctx.n_run
+
+
+def drop_truth_images(ctx: RunContext) -> None:
+    """Narrow the context to the run's first ``n_run`` images (after the evaluate stage: the
+    sections, the dataset-scope evaluators and the report see the run's images only)."""
+    n = ctx.n_run
+    if n >= len(ctx.image_ids):
+        return
+    for name in ("images", "labels", "target", "masks", "region_masks"):
+        t = getattr(ctx, name)
+        if t is not None:
+            setattr(ctx, name, t[:n])
+    ctx.samples = list(ctx.samples)[:n]
+    ctx.image_ids, ctx.subjects, ctx.image_keys = ctx.image_ids[:n], ctx.subjects[:n], ctx.image_keys[:n]
+    ctx.maps = {m: a[:n] for m, a in ctx.maps.items()}
+    ctx.batches = [ix for ix in ctx.batches if int(ix[0]) < n]

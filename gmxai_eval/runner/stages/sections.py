@@ -158,3 +158,4 @@ import gmxai_eval.runner.stages.views_section  # noqa: E402,F401  registers the 
 from gmxai_eval.runner.stages import retraining_section as _retraining_section  # noqa: E402,F401  (registers "retraining")
 from gmxai_eval.runner import imbalance as _imbalance  # noqa: E402,F401  (registers the "imbalance" section data)
 import gmxai_eval.runner.stages.sign_section  # noqa: E402,F401  (registers the sign_variants section)
+import gmxai_eval.runner.stages.disagreement_section  # noqa: E402,F401  (registers the disagreement section)
