@@ -24,4 +24,4 @@ from gmxai_eval.errors import (  # noqa: F401
     UnknownNameError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
