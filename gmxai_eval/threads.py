@@ -16,7 +16,7 @@ boundaries, between units of work):
   means one thread.
 * **the work**: a calibration callable (one forward pass of the job's model on a typical
   batch) is timed with one thread and with the free cores' count; more threads are kept only
-  when they are at least ``gain`` (default 15 %) faster. Small work stays on one thread even
+  when they are at least ``gain`` (default 5 %) faster. Small work stays on one thread even
   on an idle machine.
 
 A fixed count (``threads = N`` in a spec's ``[run]``, ``--threads N``) bypasses the policy;
@@ -43,7 +43,10 @@ import torch
 from gmxai_eval.errors import ConfigError
 
 #: More threads are kept only if the calibration ran at most ``1 - GAIN`` of one thread's time.
-GAIN = 0.15
+GAIN = 0.05
+#: A reading of other processes' load counts with this share of the previous one as its floor, so
+#: one quiet window under a steady load does not switch a run back to the collapsing count.
+MEMORY = 0.5
 #: Other processes' load below this many cores (daemons, a terminal) is not counted as a busy core.
 SLACK = 0.25
 #: A decision is re-taken at most this often (seconds); in between the last one stands.
@@ -223,6 +226,7 @@ class ThreadPolicy:
     _calibration: Callable[[], Any] | None = None
     _parallel_helps: bool | None = None
     _last: float = -float("inf")
+    _others: float = 0.0
 
     def __post_init__(self) -> None:
         self.setting = parse_threads(self.setting)
@@ -252,7 +256,8 @@ class ThreadPolicy:
             return int(self.setting)
         if torch.device(self.device).type != "cpu":
             return max(1, min(self.cores, torch.get_num_threads()))
-        others = self.meter.others()
+        others = max(self.meter.others(), MEMORY * self._others)  # a quiet window does not erase a load
+        self._others = others
         free = max(1, self.cores - math.ceil(others - SLACK))
         n = self._work_wants(free, at)
         self.decisions.append({"at": at, "others_busy": round(others, 2), "free": free, "threads": n})

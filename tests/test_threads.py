@@ -58,7 +58,7 @@ def test_free_cores_are_the_cores_less_the_others_load(others, free):
     assert p.choose() == free
 
 
-@pytest.mark.parametrize("t1, t2, expected", [(1.0, 0.5, 2), (1.0, 0.85, 2), (1.0, 0.9, 1), (1.0, 1.4, 1)])
+@pytest.mark.parametrize("t1, t2, expected", [(1.0, 0.5, 2), (1.0, 0.95, 2), (1.0, 0.97, 1), (1.0, 1.4, 1)])
 def test_idle_machine_keeps_more_threads_only_when_the_work_gains(t1, t2, expected):
     timer = stub_timer({1: t1, 2: t2})
     p = T.ThreadPolicy("auto", cores=2, meter=StubMeter(0.0), timer=timer)
@@ -135,3 +135,13 @@ def test_omp_num_threads_caps_the_policy(monkeypatch, env, expected):
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", env)
     assert T.default_cores() == (T.available_cores() if expected is None else expected)
+
+
+def test_one_quiet_window_does_not_erase_a_steady_load():
+    meter = StubMeter(2.0)
+    p = T.ThreadPolicy("auto", cores=2, meter=meter)
+    assert p.choose() == 1
+    meter.value = 0.0  # the competitors were descheduled for one window
+    assert p.choose() == 1  # half the last load (1.0 core) still counts
+    assert p.choose() == 1  # a quarter (0.5) still counts as a busy core
+    assert p.choose() == 2  # 0.25 is background noise: the load has gone
