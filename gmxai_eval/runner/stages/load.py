@@ -324,7 +324,9 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
                    for i in range(start, stop, bs)]
     if ctx.threads is not None and len(fb):  # the work's size: one forward of a typical chunk
         ctx.threads.device = str(ctx.device)
-        ctx.threads.calibrate_with(forward_probe(ctx.model, fb.images[: device_chunk(ctx.device)].to(ctx.device)))
+        chunk = device_chunk(ctx.device)  # evaluators forward chunks of this many images, even for a few images
+        probe = fb.images[:chunk].repeat(-(-chunk // min(chunk, len(fb))), 1, 1, 1)[:chunk]
+        ctx.threads.calibrate_with(forward_probe(ctx.model, probe.to(ctx.device)))
         ctx.threads.apply("load", force=True)
     with torch.no_grad():
         if spec.target == "predicted":
