@@ -56,6 +56,7 @@ def cases_from_run(results: dict[str, Any], n: int, methods: list[str], source: 
 
     from gmxai_eval.analysis.questionnaire import Case
     from gmxai_eval.methods import METHODS
+    from gmxai_eval.models.base import require_eval_mode
     from gmxai_eval.runner.cache import model_hash
     from gmxai_eval.runner.run import load_dataset, load_default_bundle, load_model, select_samples
     from gmxai_eval.runner.spec import parse_spec
@@ -73,6 +74,7 @@ def cases_from_run(results: dict[str, Any], n: int, methods: list[str], source: 
     else:
         dataset = load_dataset(spec.dataset, None)
         model = load_model(spec.model, dataset)
+    require_eval_mode(model, "the run's model", owner="questionnaire")
     if model_hash(model) != results.get("model_hash"):
         raise ConfigError(f"{source}: expected the run's model (hash {results.get('model_hash')}), got "
                           f"{model_hash(model)}: the model or its data changed since the run")

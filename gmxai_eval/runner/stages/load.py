@@ -22,7 +22,7 @@ from gmxai_eval.errors import ConfigError, DataError, ModelStateError
 from gmxai_eval.evaluators.base import EVALUATORS
 from gmxai_eval.execution import Executor
 from gmxai_eval.methods.base import METHODS
-from gmxai_eval.models.base import MODELS
+from gmxai_eval.models.base import MODELS, require_eval_mode
 from gmxai_eval.runner.cache import image_keys, model_hash
 from gmxai_eval.runner.context import RunContext
 from gmxai_eval.runner.devices import auto_batch_size, executor_for, resolve_device
@@ -288,8 +288,7 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
         samples = samples[: spec.n_images or None]
     if model is None:
         model = load_model(spec.model, dataset)
-    if model.training:
-        raise ModelStateError("expected the model in eval mode (model.eval()), got training mode")
+    require_eval_mode(model, "the run's model", owner="model")
     if samples:
         from gmxai_eval.models.factory import check_model_fits
 
