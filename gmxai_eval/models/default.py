@@ -86,9 +86,25 @@ class DefaultBundle:
     test: synth.SyntheticFaces
     gallery: synth.SyntheticFaces
 
+    #: the split views, by name (``[dataset] split`` of a run on the default data)
+    SPLITS = ("train", "val", "test", "gallery")
+
     @property
     def classes(self) -> list[str]:
         return self.dataset.classes
+
+    def view(self, split: str) -> synth.SyntheticFaces:
+        """The view of ``split`` (one of :attr:`SPLITS`; ``""`` = every split); another name
+        raises :class:`ConfigError` listing the valid ones."""
+        if not split:
+            return self.dataset
+        if split not in self.SPLITS:
+            from difflib import get_close_matches
+
+            close = get_close_matches(split, self.SPLITS, n=1)
+            raise ConfigError(f"expected dataset.split in {list(self.SPLITS)} (or '' for every split), got "
+                              f"{split!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        return getattr(self, split)
 
 
 def open_splits(folder: str | os.PathLike) -> DefaultBundle:
@@ -197,7 +213,7 @@ def sticker_removal(model: torch.nn.Module, bundle: DefaultBundle, cfg: synth.Sy
     """Does the model use the sticker? On the ``split`` photos of the shortcut class that carry
     a sticker: the mean probability of the shortcut class and the share of photos predicted as
     it, with the sticker and re-rendered without it (:func:`unstickered_images`)."""
-    view = getattr(bundle, split)
+    view = bundle.view(split)
     k = cfg.shortcut_class
     rows = [i for i in range(len(view)) if int(view.labels[i]) == k and bool(view.sticker_mask(i).any())]
     if not rows:

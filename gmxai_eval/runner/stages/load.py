@@ -123,7 +123,8 @@ def load_dataset(dataset_spec: Mapping[str, Any], default_splits: Any = None) ->
             raise ConfigError(f"expected no dataset.config for the default data (configure it in "
                               f"[model] config), got {dict(dataset_spec['config'])}")
         split = dataset_spec.get("split", "")
-        return getattr(default_splits, split) if split else default_splits.dataset
+        view = getattr(default_splits, "view", None)
+        return view(split) if callable(view) else (getattr(default_splits, split) if split else default_splits.dataset)
     cfg = dict(dataset_spec.get("config", {}))
     if "path" in dataset_spec:
         cfg["path"] = dataset_spec["path"]
@@ -213,6 +214,11 @@ def select_samples(dataset: Any, split: str, n_images: int, select: str = "first
         out.append(s)
         if n_images and len(out) >= n_images:
             break
+    if not out and split:
+        present = sorted({str(dataset[i].split) for i in range(len(dataset))})  # the error path only
+        if split not in present:
+            raise ConfigError(f"expected dataset.split in {present} (the dataset's splits) or '' for every "
+                              f"split, got {split!r}")
     if not out:
         raise DataError(f"expected at least one sample of split {split!r}"
                         f"{' and the selected classes' if classes is not None else ''}, got none "
