@@ -405,6 +405,17 @@ def markdown_cell(value: Any) -> str:
     return re.sub(r"[\r\n]+", " ", text).replace("|", "\\|")
 
 
+def markdown_text(value: Any) -> str:
+    """Text for a Markdown line outside a table (a title, a legend, a list item) that may carry
+    labels: HTML special characters escaped (``& < >``), line breaks turned into spaces, so a
+    label can neither inject markup nor start a block of its own.
+
+    >>> print(markdown_text('flag: <script>alert(1)</script>\\n# x'))
+    flag: &lt;script&gt;alert(1)&lt;/script&gt; # x
+    """
+    return re.sub(r"[\r\n]+", " ", html.escape(str(value), quote=False))
+
+
 def check_run_id(run_id: Any, what: str = "run id") -> str:
     """``run_id`` if it is a plain folder name, else :class:`OutputError` saying why (``what``
     names it: a run id, a dataset name)."""

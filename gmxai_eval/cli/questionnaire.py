@@ -133,7 +133,7 @@ def _make(args: argparse.Namespace) -> int:
 
 def _analyse(args: argparse.Namespace) -> int:
     from gmxai_eval.analysis.questionnaire import analyse
-    from gmxai_eval.utils import check_output_folder, write_atomic
+    from gmxai_eval.utils import check_output_folder, csv_safe_frame, write_atomic
 
     if args.out:
         check_output_folder(args.out)
@@ -142,7 +142,7 @@ def _analyse(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         write_atomic(out / "questionnaire.md", res.markdown())
-        write_atomic(out / "questionnaire.csv", res.per_method.to_csv())
-        write_atomic(out / "ratings.csv", res.ratings.to_csv(index=False))
+        write_atomic(out / "questionnaire.csv", csv_safe_frame(res.per_method).to_csv())
+        write_atomic(out / "ratings.csv", csv_safe_frame(res.ratings).to_csv(index=False))
         write_atomic(out / "questionnaire.html", "<!DOCTYPE html><meta charset='utf-8'>" + res.html())
     return 0
