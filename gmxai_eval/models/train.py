@@ -31,7 +31,7 @@ from gmxai_eval.errors import ConfigError, ModelStateError
 from gmxai_eval.models.base import MODELS, GMXModel
 from gmxai_eval.models.metrics import classifier_topk, gallery_topk
 from gmxai_eval.models.small import embed_dataset
-from gmxai_eval.utils import stable_hash
+from gmxai_eval.utils import stable_hash, torch_save_atomic
 
 
 @dataclass(frozen=True)
@@ -554,7 +554,7 @@ def _score_and_store(task: TrainTask, model: GMXModel, train: ArrayDataset, test
            "recipe": {"config": config_dict(cfg), "arch_kwargs": dict(task.recipe.arch_kwargs)}}
     res = Path(task.result_path)
     if task.save_weights:
-        _atomic_write(res.with_suffix(".pt"), lambda p: torch.save(model.state_dict(), p))
+        torch_save_atomic(model.state_dict(), res.with_suffix(".pt"), "the retraining cache")
     _atomic_write(res, lambda p: p.write_text(json.dumps(doc, indent=1)))  # written last: the marker
     return {**doc, "cached": False}
 
