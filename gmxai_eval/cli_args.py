@@ -10,7 +10,9 @@ prefixes the option (``argument --seed: expected an integer >= 0, got '-1'``)::
     p.add_argument("--run-id", type=run_id)
 
 :class:`ArgumentParser` prints a usage error as **one** line on stderr and exits with status 1,
-like every other bad input of the command line (see :func:`gmxai_eval.cli.main`).
+in the format of every other bad input of the command line (see :func:`gmxai_eval.cli.main`)::
+
+    gmxai-eval: error: ConfigError: argument --seed: expected an integer >= 0, got '-1' (see gmxai-eval data synth --help)
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ __all__ = [
 class ArgumentParser(argparse.ArgumentParser):
     """:class:`argparse.ArgumentParser` whose usage errors are one line and exit status 1.
 
-    Sub-parsers made with ``add_subparsers().add_parser`` are of this class too."""
+    A usage error (a bad option value, a missing or unknown argument) is a bad configuration
+    value: it reads ``<program>: error: ConfigError: <message> (see <command> --help)``, the
+    format of every typed error the commands print. Sub-parsers made with
+    ``add_subparsers().add_parser`` are of this class too."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        program = self.prog.split()[0] if self.prog.strip() else "gmxai-eval"
+        print(f"{program}: error: ConfigError: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(1)
 
 

@@ -206,6 +206,31 @@ def output_error(e: OSError, path: str | Path, doing: str) -> OutputError:
                        path=e.filename or path)
 
 
+def torch_save_atomic(obj: Any, path: str | Path, what: str = "the file") -> Path:
+    """``torch.save(obj)`` to ``path`` through :func:`atomic_path` (never half-written, no
+    temporary left behind); a failed write is an :class:`OutputError` naming ``path``.
+
+    torch's zip writer reports a write that fails (a full disk: ``ENOSPC``) not as an
+    ``OSError`` but as a ``RuntimeError`` (``[enforce fail at inline_container.cc] unexpected
+    pos ...``); both become an :class:`OutputError` ("no space left" when the disk holding
+    ``path`` has under 1 MiB free)."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except OSError as e:
+        raise output_error(e, path, f"write {what}") from e
+    except RuntimeError as e:
+        try:
+            full = shutil.disk_usage(path.parent).free < 2**20
+        except OSError:
+            full = False
+        why = "no space left" if full else "a failed write"
+        raise OutputError(f"expected to be able to write {what}, got {why} (torch.save: "
+                          f"{' '.join(str(e).split())[:200]})", path=path) from e
+    return path
+
+
 def check_output_folder(folder: str | Path) -> Path:
     """Check, creating nothing, that ``folder`` can be an output folder: :class:`OutputError`
     naming the path for a file in the way of it or of a parent, or a first existing ancestor
@@ -403,6 +428,17 @@ def markdown_cell(value: Any) -> str:
         return str(value)
     text = html.escape(str(value), quote=True)
     return re.sub(r"[\r\n]+", " ", text).replace("|", "\\|")
+
+
+def markdown_text(value: Any) -> str:
+    """Text for a Markdown line outside a table (a title, a legend, a list item) that may carry
+    labels: HTML special characters escaped (``& < >``), line breaks turned into spaces, so a
+    label can neither inject markup nor start a block of its own.
+
+    >>> print(markdown_text('flag: <script>alert(1)</script>\\n# x'))
+    flag: &lt;script&gt;alert(1)&lt;/script&gt; # x
+    """
+    return re.sub(r"[\r\n]+", " ", html.escape(str(value), quote=False))
 
 
 def check_run_id(run_id: Any, what: str = "run id") -> str:

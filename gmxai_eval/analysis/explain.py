@@ -31,6 +31,7 @@ from gmxai_eval.analysis.views import BACKGROUND, region_area, region_mass, regi
 from gmxai_eval.data.regions import ARCFACE_TEMPLATE_112
 from gmxai_eval.errors import DataError, ShapeError
 from gmxai_eval.methods.similarity import explain_pair
+from gmxai_eval.models.base import require_eval_mode
 
 #: Default landmark tolerance as a fraction of the image width.
 LANDMARK_TOLERANCE = 0.11
@@ -98,7 +99,7 @@ def explain_image(model: nn.Module, image: torch.Tensor, explainers: Mapping[str
 
     Args:
         model: eval-mode classifier ``(B, C, H, W) -> (B, K)`` logits (with ``embed`` for the
-            gallery matches).
+            gallery matches); a module in training mode is refused (:class:`~gmxai_eval.errors.ModelStateError`).
         image: ``(C, H, W)`` in ``[0, 1]``.
         explainers: ``{label: explainer}`` (``explainer(model, x, target) -> (B, H, W)``).
         classes: the ``K`` class names.
@@ -117,6 +118,7 @@ def explain_image(model: nn.Module, image: torch.Tensor, explainers: Mapping[str
         raise ShapeError(f"expected one image (C, H, W), got {tuple(image.shape)}")
     if not explainers:
         raise ShapeError("expected at least one method, got none")
+    require_eval_mode(model, owner="explain")
     x = image.unsqueeze(0).float()
     with torch.no_grad():
         logits = model(x)

@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from gmxai_eval.errors import ConfigError, DataError
-from gmxai_eval.utils import stable_hash
+from gmxai_eval.utils import markdown_cell, markdown_text, stable_hash
 
 FORM_FORMAT = "gmxai_eval.questionnaire.form/1"
 KEY_FORMAT = "gmxai_eval.questionnaire.key/1"
@@ -299,9 +299,14 @@ class Analysis:
                  f"{self.files['skipped']} skipped.",
                  f"Inter-rater agreement (Krippendorff's alpha, ordinal): "
                  f"{'n/a (fewer than 2 raters)' if self.alpha is None else f'{self.alpha:.3f}'}", ""]
-        lines.append(self.per_method.to_markdown(floatfmt=".3f") if len(self.per_method) else "(no ratings)")
+        # method labels, region names and file names come from the key and the answers: escaped
+        from pandas.api.types import is_numeric_dtype
+
+        pm = self.per_method.rename(index=markdown_cell, columns=markdown_cell)
+        pm = pm.apply(lambda c: c if is_numeric_dtype(c) else c.map(markdown_cell))
+        lines.append(pm.to_markdown(floatfmt=".3f") if len(pm) else "(no ratings)")
         if self.problems:
-            lines += ["", "Skipped files:"] + [f"- {p}" for p in self.problems]
+            lines += ["", "Skipped files:"] + [markdown_text(f"- {p}") for p in self.problems]
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:

@@ -59,6 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GMXError as e:
         print(f"gmxai-eval: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a full disk or no permission met where no stage typed it: still one line
+        from gmxai_eval.errors import OutputError
+        from gmxai_eval.utils import _OS_ERRORS
+
+        if e.errno not in _OS_ERRORS:
+            raise
+        err = OutputError(f"expected to be able to use its files, got {_OS_ERRORS[e.errno]} ({type(e).__name__})",
+                          path=e.filename)
+        print(f"gmxai-eval: error: OutputError: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -161,7 +161,7 @@ def _cmd_gaze(args: argparse.Namespace) -> int:
     from gmxai_eval.gaze.section import run_gaze
     from gmxai_eval.methods.base import METHODS
     from gmxai_eval.report.gaze import render_gaze_markdown
-    from gmxai_eval.utils import atomic_path, write_atomic
+    from gmxai_eval.utils import atomic_path, csv_safe_frame, markdown_cell, markdown_text, write_atomic
 
     from gmxai_eval.evaluators import EVALUATORS
     from gmxai_eval.functional.gaze import MAP_TRANSFORMS
@@ -196,23 +196,24 @@ def _cmd_gaze(args: argparse.Namespace) -> int:
                    batch_size=args.batch_size, duration_weighted=args.duration_weighted, n_boot=args.n_boot)
     out = Path(args.out)
     md = render_gaze_markdown(rep.data)  # type: ignore[arg-type]
-    md += f"\nFixations: {table.summary()}. Study: {study.name}{' (SIMULATED)' if study.simulated else ''}, " \
-          f"sigma = {study.sigma_deg:g} deg = {study.sigma_px:.2f} px. Map transform: {args.transform}; " \
-          f"target: {args.target}.\n"
+    # the study name, file names, ids and region names come from the user's files: escaped
+    md += "\n" + markdown_text(f"Fixations: {table.summary()}. Study: {study.name}"
+                               f"{' (SIMULATED)' if study.simulated else ''}, sigma = {study.sigma_deg:g} deg = "
+                               f"{study.sigma_px:.2f} px. Map transform: {args.transform}; target: {args.target}.") + "\n"
     if rep.aoi is not None:
         md += "\n**Areas of interest: share of dwell time vs share of positive attribution per region**\n\n"
-        md += rep.aoi.to_markdown(floatfmt=".3f") + "\n"
+        md += rep.aoi.rename(index=markdown_cell, columns=markdown_cell).to_markdown(floatfmt=".3f") + "\n"
     write_atomic(out / "gaze_table.md", md)
     with atomic_path(out / "gaze_table.csv") as tmp:
-        rep.table.to_csv(tmp)
+        csv_safe_frame(rep.table).to_csv(tmp)
     long = pd.concat([df.rename_axis("image_id").reset_index().melt("image_id", var_name="metric")
                       .assign(method=name) for name, df in rep.per_image.items()], ignore_index=True)
     long["simulated"] = study.simulated
     with atomic_path(out / "gaze_per_image.csv") as tmp:
-        long[["method", "image_id", "metric", "value", "simulated"]].to_csv(tmp, index=False)
+        csv_safe_frame(long[["method", "image_id", "metric", "value", "simulated"]]).to_csv(tmp, index=False)
     if rep.aoi is not None:
         with atomic_path(out / "gaze_aoi.csv") as tmp:
-            rep.aoi.assign(simulated=study.simulated).to_csv(tmp)
+            csv_safe_frame(rep.aoi.assign(simulated=study.simulated)).to_csv(tmp)
     print(md)
     return 0
 

@@ -56,6 +56,7 @@ def cases_from_run(results: dict[str, Any], n: int, methods: list[str], source: 
 
     from gmxai_eval.analysis.questionnaire import Case
     from gmxai_eval.methods import METHODS
+    from gmxai_eval.models.base import require_eval_mode
     from gmxai_eval.runner.cache import model_hash
     from gmxai_eval.runner.run import load_dataset, load_default_bundle, load_model, select_samples
     from gmxai_eval.runner.spec import parse_spec
@@ -73,6 +74,7 @@ def cases_from_run(results: dict[str, Any], n: int, methods: list[str], source: 
     else:
         dataset = load_dataset(spec.dataset, None)
         model = load_model(spec.model, dataset)
+    require_eval_mode(model, "the run's model", owner="questionnaire")
     if model_hash(model) != results.get("model_hash"):
         raise ConfigError(f"{source}: expected the run's model (hash {results.get('model_hash')}), got "
                           f"{model_hash(model)}: the model or its data changed since the run")
@@ -131,7 +133,7 @@ def _make(args: argparse.Namespace) -> int:
 
 def _analyse(args: argparse.Namespace) -> int:
     from gmxai_eval.analysis.questionnaire import analyse
-    from gmxai_eval.utils import check_output_folder, write_atomic
+    from gmxai_eval.utils import check_output_folder, csv_safe_frame, write_atomic
 
     if args.out:
         check_output_folder(args.out)
@@ -140,7 +142,7 @@ def _analyse(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         write_atomic(out / "questionnaire.md", res.markdown())
-        write_atomic(out / "questionnaire.csv", res.per_method.to_csv())
-        write_atomic(out / "ratings.csv", res.ratings.to_csv(index=False))
+        write_atomic(out / "questionnaire.csv", csv_safe_frame(res.per_method).to_csv())
+        write_atomic(out / "ratings.csv", csv_safe_frame(res.ratings).to_csv(index=False))
         write_atomic(out / "questionnaire.html", "<!DOCTYPE html><meta charset='utf-8'>" + res.html())
     return 0

@@ -25,7 +25,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=ca.positive_int, default=None)
     p.add_argument("--lr", type=ca.positive_float, default=None)
     p.add_argument("--seed", type=ca.non_negative_int, default=None)
-    p.add_argument("--threads", type=ca.positive_int, default=None)
+    p.add_argument("--threads", type=ca.positive_int, default=None,
+                   help="intra-op threads of the training: the recipe's fixed count (the weights depend on it; "
+                        "part of the checkpoint key), whatever the process's thread count (default 1)")
     p.add_argument("--out", default=None,
                    help="checkpoint path stem (default <data>/models/<arch>-<key>); checked before "
                         "training: an existing checkpoint there needs --overwrite")

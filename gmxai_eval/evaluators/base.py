@@ -62,9 +62,10 @@ CAST_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.flo
 
 @contextlib.contextmanager
 def eval_scope(model: nn.Module) -> Iterator[nn.Module]:
-    """Put *every* submodule of ``model`` in eval mode (a dropout or batch-norm left in training
-    mode inside an eval-mode parent included) and restore each module's own mode afterwards,
-    also when the body raises."""
+    """Restore each module's own training flag after the block, also when the body raises (an
+    evaluator that switches a module's mode cannot leak it). A model with a module in training
+    mode never gets here: :meth:`Evaluator.validate` refuses it (:func:`check_inputs`); the
+    block only keeps every module in eval mode while scoring."""
     modes = [(m, m.training) for m in model.modules()]
     try:
         for m, _ in modes:
@@ -314,9 +315,10 @@ class Evaluator:
 
         * ``x`` of another floating dtype (float64, float16, bfloat16) is cast to float32, as
           methods cast it; integer images raise :class:`ShapeError` (see :func:`check_inputs`).
-        * The model runs inside :func:`eval_scope`: every submodule is in eval mode while
-          scoring and gets its own mode back afterwards (a top-level model in training mode is
-          refused with :class:`ModelStateError`, as by methods).
+        * A model with any module in training mode (a dropout or batch-norm under an eval-mode
+          parent included) is refused with :class:`ModelStateError` naming the module, as by
+          methods (never silently switched to eval mode); the model runs inside
+          :func:`eval_scope`, which gives every module its own mode back afterwards.
         * The clean batch's logits must be finite: :class:`NonFiniteError` naming the model
           class and the sample ids otherwise (no score is produced from a broken model); skipped
           by evaluators that never run the model (``uses_model = False``).

@@ -73,7 +73,7 @@ from gmxai_eval.functional.retraining import (IMPUTATIONS, area_between, impute,
 from gmxai_eval.functional.similarity import SIMILARITIES
 from gmxai_eval.methods.base import Explainer
 from gmxai_eval.methods.controls import RandomMap
-from gmxai_eval.models.base import MODELS
+from gmxai_eval.models.base import MODELS, require_eval_mode
 from gmxai_eval.models.checkpoint import load_state_dict_file
 from gmxai_eval.models.train import (ArrayDataset, RetrainRecipe, StackedTrainTask, TrainTask, _atomic_write,
                                      config_dict, read_result, run_stacked_task, run_train_task, weights_hash)
@@ -336,11 +336,10 @@ class _Retraining(DatasetEvaluator):
     def _layout(self, job: DatasetJob) -> _Layout:
         """The cache files of this evaluator on ``job`` (keys only: nothing is trained)."""
         c = self.config
+        model = job.reference_model
+        require_eval_mode(model, "the reference model", owner=f"evaluator {self.name!r}")
         recipe = _recipe(job, c["recipe"], c["cache"])
         root = Path(recipe.cache_dir)
-        model = job.reference_model
-        if model.training:
-            raise ConfigError(f"evaluator {self.name!r}: expected the reference model in eval mode")
         explainers: dict[str, Explainer] = dict(job.explainers)
         explainers[_RANDOM] = RandomMap(seed=int(c["seed"]))
         need_ev = any(getattr(e, "needs_masks", False) for e in explainers.values())

@@ -25,6 +25,7 @@ from gmxai_eval.data.gaze.fixations import FixationTable
 from gmxai_eval.data.gaze.maps import ImageGaze, image_gaze_set
 from gmxai_eval.data.gaze.study import Study
 from gmxai_eval.errors import ConfigError, DataError, ShapeError
+from gmxai_eval.models.base import require_eval_mode
 from gmxai_eval.evaluators.gaze_reference import DEFAULT_METRICS, MetricConfig, gaze_section_data
 from gmxai_eval.report.gaze import gaze_aoi, gaze_per_image, gaze_table
 
@@ -65,6 +66,7 @@ def compute_maps(model: nn.Module, samples: Sequence[Sample], explainer: Callabl
     """
     if target not in ("predicted", "label"):
         raise ConfigError(f"expected target 'predicted' or 'label', got {target!r}")
+    require_eval_mode(model, owner="gaze")
     out: dict[str, np.ndarray] = {}
     device = next(iter(model.parameters()), torch.empty(0)).device
     for start in range(0, len(samples), batch_size):
@@ -95,7 +97,8 @@ def run_gaze(model: nn.Module, samples: Sequence[Sample], explainers: Mapping[st
     """Score every explainer's maps against fixations, with ceiling and floor rows.
 
     Args:
-        model: eval-mode model (pixel space -> logits); explainers reject training mode.
+        model: eval-mode model (pixel space -> logits); a module in training mode is refused
+            (:class:`~gmxai_eval.errors.ModelStateError` naming it).
         samples: the images (``Sample``); simulated gaze also needs ``landmarks`` / ``evidence``.
         explainers: ``{name: Explainer}`` (any callable ``(model, x, target) -> (B, H, W)``).
         fixations, study: a validated fixation table and its study; both ``None`` simulates
@@ -107,6 +110,7 @@ def run_gaze(model: nn.Module, samples: Sequence[Sample], explainers: Mapping[st
     """
     if (fixations is None) != (study is None):
         raise ConfigError("expected both fixations and study, or neither (to simulate gaze)")
+    require_eval_mode(model, owner="gaze")
     if fixations is None:
         from gmxai_eval.data.gaze.simulate import simulate_study
 

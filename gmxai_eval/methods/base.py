@@ -26,7 +26,8 @@ from typing import Any, Callable, ClassVar, Literal, Union
 import torch
 from torch import nn
 
-from gmxai_eval.errors import ConfigError, ModelStateError, NonFiniteError, ShapeError
+from gmxai_eval.errors import ConfigError, NonFiniteError, ShapeError
+from gmxai_eval.models.base import require_eval_mode
 from gmxai_eval.registry import Registry
 from gmxai_eval.types import MethodCard
 from gmxai_eval.utils import merge_config, preserved_model_state
@@ -94,7 +95,9 @@ def _select_target(target: Target, index: torch.Tensor) -> Target:
 
 
 def check_inputs(model: nn.Module, x: torch.Tensor, owner: str = "explainer") -> None:
-    """Shared validation: 4-D float finite ``x``, model in eval mode."""
+    """Shared validation: 4-D float finite ``x``, every module of the model in eval mode (a
+    dropout or batch-norm left in training mode under an eval-mode parent is refused with a
+    :class:`~gmxai_eval.errors.ModelStateError` naming it: its maps would change from call to call)."""
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ShapeError(f"{owner}: expected x of shape (B, C, H, W), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -102,8 +105,7 @@ def check_inputs(model: nn.Module, x: torch.Tensor, owner: str = "explainer") ->
         raise ShapeError(f"{owner}: expected floating-point x, got {x.dtype}")
     if not torch.isfinite(x).all():
         raise NonFiniteError(f"{owner}: expected finite x, got NaN/inf values")
-    if model.training:
-        raise ModelStateError(f"{owner}: expected the model in eval mode (model.eval()), got training mode")
+    require_eval_mode(model, owner=owner)
 
 
 class Explainer:

@@ -200,11 +200,18 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = t
 
 
-def require_eval_mode(model: nn.Module, what: str = "the model") -> None:
-    """:class:`ModelStateError` naming the modules in training mode, if any."""
+def require_eval_mode(model: nn.Module, what: str = "the model", owner: str = "") -> None:
+    """:class:`ModelStateError` naming the modules in training mode, if any (``owner``: who
+    refuses, the message's prefix).
+
+    The one rule of every entry point that explains or scores a model (methods, evaluators,
+    the runner, ``explain``, gaze scoring, the questionnaire): a module in training mode makes
+    dropout draw new masks and batch-norm use batch statistics, so two identical calls give
+    different maps and scores; it is refused, never silently switched to eval mode."""
     names = training_modules(model)
     if names:
         shown = [n or "<root>" for n in names[:6]]
-        raise ModelStateError(f"expected every module of {what} in eval mode (call model.eval() or use "
+        raise ModelStateError(f"{owner + ': ' if owner else ''}expected every module of {what} in eval mode "
+                              "(call model.eval() or use "
                               f"gmxai_eval.models.base.eval_mode), got training mode at {shown}"
                               + (f" (+{len(names) - 6} more)" if len(names) > 6 else ""))

@@ -23,7 +23,7 @@ import torch
 
 from gmxai_eval.errors import CheckpointError, ConfigError, DataError, GMXError, OutputError
 from gmxai_eval.models.base import MODELS, GMXModel
-from gmxai_eval.utils import atomic_path, check_output_folder, write_atomic
+from gmxai_eval.utils import check_output_folder, output_error, torch_save_atomic, write_atomic
 
 CHECKPOINT_VERSION = 1
 
@@ -60,10 +60,13 @@ def save_checkpoint(model: GMXModel, path: str | os.PathLike, card: dict[str, An
     if missing:
         raise DataError(f"expected card keys arch and arch_kwargs, got no {sorted(missing)}")
     pt, js = _paths(path)
-    with atomic_path(pt) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    # a full disk or no permission: OutputError naming the file (never half-written)
+    torch_save_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, pt, "the checkpoint")
     full = {"checkpoint_version": CHECKPOINT_VERSION, **card}
-    write_atomic(js, json.dumps(full, indent=1, sort_keys=True, default=str))
+    try:
+        write_atomic(js, json.dumps(full, indent=1, sort_keys=True, default=str))
+    except OSError as e:
+        raise output_error(e, js, "write the checkpoint card") from e
     return pt
 
 

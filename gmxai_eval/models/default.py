@@ -6,15 +6,17 @@ cached under the data root (argument, else ``$GMXAI_DATA``, else ``./datasets``)
     <root>/synthetic_faces/            the data (see gmxai_eval.data.synth)
     <root>/synthetic_faces/models/gmx_small-<key>.{pt,json}   the checkpoint and its card
 
-The checkpoint is reused when its card names the same dataset content hash and training
-config; otherwise it is retrained. Presets:
+The checkpoint is reused when its card names the same dataset content hash, training config
+and training platform (the key of its path holds all three: :func:`~gmxai_eval.models.train.recipe_key_dict`);
+otherwise it is retrained. Each preset trains with a fixed intra-op thread count (part of its
+recipe, whatever the process's thread count: the weights depend on it). Presets:
 
-* ``"default"``: 6,000 images, 12 syndromes + unaffected, 8 epochs on one thread (about
+* ``"default"``: 6,000 images, 12 syndromes + unaffected, 8 epochs on 2 threads (about
   2-3 min of training on a shared 2-core machine; about 1-2 min to generate the data).
-* ``"tiny"``: 240 images, 3 syndromes + unaffected, 2 epochs, for end-to-end tests (about 5 s
-  from nothing, 0.05 s cached). Its model is at chance level (too few images and steps to
+* ``"tiny"``: 240 images, 3 syndromes + unaffected, 2 epochs on 1 thread, for end-to-end tests
+  (about 5 s from nothing, 0.05 s cached). Its model is at chance level (too few images and steps to
   learn the phenotypes): use it to exercise plumbing, never to draw conclusions.
-* ``"shortcut"``: :data:`SHORTCUT_DATA` (1,200 images, 3 syndromes + unaffected, a corner
+* ``"shortcut"``: 2 threads, :data:`SHORTCUT_DATA` (1,200 images, 3 syndromes + unaffected, a corner
   sticker on 90 % of class 1's photos and 3 % of the others; class 1 has no phenotype) for the
   ``shortcut`` benchmark preset. After training, :func:`sticker_removal` re-renders the
   stickered class-1 test photos without the sticker and records in the card (key
@@ -40,7 +42,8 @@ from gmxai_eval.errors import ConfigError
 from gmxai_eval.models.base import GMXModel
 from gmxai_eval.models.checkpoint import load_checkpoint, read_checkpoint_card, save_checkpoint
 from gmxai_eval.models.small import CARD as SMALL_CARD
-from gmxai_eval.models.train import TrainConfig, config_dict, evaluate, recipe_key_dict, train_model
+from gmxai_eval.models.train import (TrainConfig, config_dict, evaluate, recipe_key_dict, train_model,
+                                     training_platform)
 from gmxai_eval.utils import stable_hash
 
 
@@ -60,12 +63,15 @@ SHORTCUT_DATA = synth.SynthConfig(num_images=1200, num_syndromes=3, imbalance=1.
                                   shortcut=True, shortcut_class=1)
 
 PRESETS: dict[str, DefaultPreset] = {
-    # threads=0: the process's torch threads (the weights are the same for any count)
-    "default": DefaultPreset("default", TrainConfig(threads=0)),
-    "tiny": DefaultPreset("tiny", TrainConfig(epochs=2, batch_size=32, threads=0)),
+    # threads: the recipe's fixed intra-op count (the weights depend on it). 2 for the full-size
+    # presets: what their checkpoints were trained with on 2-core machines (the process's count
+    # before the count was fixed), so those checkpoints stay bitwise the same; 1 for tiny: what
+    # the test suite (one thread per worker) trained it with, and the cheapest
+    "default": DefaultPreset("default", TrainConfig(threads=2)),
+    "tiny": DefaultPreset("tiny", TrainConfig(epochs=2, batch_size=32, threads=1)),
     # 30 epochs of 16 images (1,350 steps): with 6-16 epochs of 32 the model had not yet picked
     # up the sticker (removing it changed p(class 1) by < 0.03)
-    "shortcut": DefaultPreset(SHORTCUT_DATA, TrainConfig(epochs=30, batch_size=16, bn_images=1024, threads=0)),
+    "shortcut": DefaultPreset(SHORTCUT_DATA, TrainConfig(epochs=30, batch_size=16, bn_images=1024, threads=2)),
 }
 
 
@@ -86,9 +92,25 @@ class DefaultBundle:
     test: synth.SyntheticFaces
     gallery: synth.SyntheticFaces
 
+    #: the split views, by name (``[dataset] split`` of a run on the default data)
+    SPLITS = ("train", "val", "test", "gallery")
+
     @property
     def classes(self) -> list[str]:
         return self.dataset.classes
+
+    def view(self, split: str) -> synth.SyntheticFaces:
+        """The view of ``split`` (one of :attr:`SPLITS`; ``""`` = every split); another name
+        raises :class:`ConfigError` listing the valid ones."""
+        if not split:
+            return self.dataset
+        if split not in self.SPLITS:
+            from difflib import get_close_matches
+
+            close = get_close_matches(split, self.SPLITS, n=1)
+            raise ConfigError(f"expected dataset.split in {list(self.SPLITS)} (or '' for every split), got "
+                              f"{split!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        return getattr(self, split)
 
 
 def open_splits(folder: str | os.PathLike) -> DefaultBundle:
@@ -128,6 +150,7 @@ def _card(b: DefaultBundle, cfg: TrainConfig, hist: dict[str, Any], metrics: dic
         "dataset": {"name": b.dataset.card["name"], "content_hash": b.dataset.card["content_hash"],
                     "generator_version": b.dataset.card["generator_version"]},
         "train_config": config_dict(cfg),
+        "platform": training_platform(),
         "history": {k: v for k, v in hist.items() if k != "arch_kwargs"},
         "metrics": metrics,
         "metrics_note": "macro over classes on the patient-disjoint test split; gallery_* = "
@@ -172,7 +195,8 @@ def load_default(root: str | os.PathLike | None = None, progress: bool = True,
     if not retrain and path.with_suffix(".json").exists() and path.with_suffix(".pt").exists():
         card = read_checkpoint_card(path)
         if (card.get("dataset", {}).get("content_hash") == ds.card["content_hash"]
-                and recipe_key_dict(card.get("train_config") or {}) == recipe_key_dict(p.train)):
+                and recipe_key_dict(card.get("train_config") or {}) == recipe_key_dict(p.train)
+                and card.get("platform") == training_platform()):
             model, card = load_checkpoint(path)
             bundle = open_splits(ds.folder)
             if _is_shortcut(p) and "sticker_removal" not in card:  # a checkpoint saved without the check
@@ -208,7 +232,7 @@ def sticker_removal(model: torch.nn.Module, bundle: DefaultBundle, cfg: synth.Sy
     """Does the model use the sticker? On the ``split`` photos of the shortcut class that carry
     a sticker: the mean probability of the shortcut class and the share of photos predicted as
     it, with the sticker and re-rendered without it (:func:`unstickered_images`)."""
-    view = getattr(bundle, split)
+    view = bundle.view(split)
     k = cfg.shortcut_class
     rows = [i for i in range(len(view)) if int(view.labels[i]) == k and bool(view.sticker_mask(i).any())]
     if not rows:

@@ -6,9 +6,14 @@ be ignored; full inverse-frequency weights (``n_c^-1``) overfit the smallest cla
 dataset this small, and the square root is the usual compromise.
 
 Determinism: a run seeds torch, draws batch order and flips from one ``torch.Generator``,
-fixes the number of intra-op threads and turns on ``torch.use_deterministic_algorithms`` (all
-restored afterwards), so the same seed gives bitwise the same weights on the same machine and
-torch build.
+fixes the number of intra-op threads to the recipe's count (:attr:`TrainConfig.threads`, never
+the process's count, which a thread policy may choose from the machine's load) and turns on
+``torch.use_deterministic_algorithms`` (all restored afterwards), so the same recipe gives
+bitwise the same weights on the same CPU kind and torch build. CPU reductions split their work
+by the thread count, so the count is part of the recipe: 1 and 2 threads train different
+weights (the tiny preset's differ; ``tests/hardening/test_thread_independence.py``), and the
+checkpoint key (:func:`recipe_key_dict`) holds it, with the torch build and the CPU's vector
+instruction set (:func:`training_platform`), so no two trainings that can differ share a path.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from gmxai_eval.errors import ConfigError, ModelStateError
 from gmxai_eval.models.base import MODELS, GMXModel
 from gmxai_eval.models.metrics import classifier_topk, gallery_topk
 from gmxai_eval.models.small import embed_dataset
-from gmxai_eval.utils import stable_hash
+from gmxai_eval.utils import stable_hash, torch_save_atomic
 
 
 @dataclass(frozen=True)
@@ -48,11 +53,10 @@ class TrainConfig:
         balance: class-weight exponent (loss weight ``n_c^-balance``; 0 = plain CE).
         flip: random horizontal flips.
         seed: seeds initialisation, batch order and augmentation.
-        threads: intra-op threads during training (default 1; 0 = the process's torch thread
-            count). With ``deterministic`` CPU kernels the weights do not depend on it: the
-            default model trained with 1 and with 2 threads is bitwise the same (2026-12-01,
-            151 s vs 92 s on 2 cores; ``tests/models/training/test_train_threads.py`` checks a short
-            training), so checkpoint keys leave it out (:func:`recipe_key_dict`).
+        threads: intra-op threads during training, ``>= 1`` (default 1): a fixed part of the
+            recipe, independent of the process's thread count. The weights depend on it (CPU
+            reductions split their work by it), so checkpoint keys hold it
+            (:func:`recipe_key_dict`).
         deterministic: ``torch.use_deterministic_algorithms(True)`` during training.
         bn_images: training images used to recompute BatchNorm statistics after training
             (:func:`recalibrate_bn`; 0 keeps the running averages).
@@ -76,21 +80,26 @@ class TrainConfig:
             raise ConfigError(f"expected epochs >= 1 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
         if self.lr <= 0:
             raise ConfigError(f"expected lr > 0, got {self.lr}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ConfigError(f"expected threads >= 1 (the recipe's fixed intra-op thread count: the weights "
+                              f"depend on it), got {self.threads!r}")
 
 
 @contextlib.contextmanager
 def deterministic_cpu(threads: int, deterministic: bool = True, device: str | torch.device = "cpu"
                       ) -> Iterator[None]:
-    """Fix intra-op threads (``threads = 0`` keeps the process's count) and deterministic
-    algorithms inside the block; restore after.
+    """Fix intra-op threads to ``threads`` (``>= 1``, whatever the process's count is) and
+    deterministic algorithms inside the block; restore after.
 
     On a CUDA ``device`` deterministic algorithms need cuBLAS's fixed workspace
     (``CUBLAS_WORKSPACE_CONFIG``, set here when absent; it takes effect in a process that has
     not used cuBLAS yet, as an executor's worker) and ops without a deterministic CUDA kernel
     warn instead of raising: GPU trainings are reproducible to float tolerance, CPU ones bitwise."""
+    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
+        raise ConfigError(f"expected a fixed intra-op thread count >= 1, got {threads!r}")
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(int(threads) if int(threads) > 0 else old_threads)
+    torch.set_num_threads(int(threads))
     if torch.device(device).type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(deterministic, warn_only=True)
@@ -369,12 +378,19 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
     return asdict(cfg)
 
 
+def training_platform() -> dict[str, str]:
+    """What besides the recipe changes CPU-trained weights: the torch build and the vector
+    instruction set its CPU kernels use (``torch.backends.cpu.get_cpu_capability()``, e.g.
+    ``"AVX512"`` or ``"AVX2"``: the kernels round differently)."""
+    return {"torch": torch.__version__, "cpu_capability": str(torch.backends.cpu.get_cpu_capability())}
+
+
 def recipe_key_dict(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
-    """What identifies a recipe's weights: its :func:`config_dict` with the thread count fixed
-    at 1 (the value every earlier checkpoint was keyed with), since on CPU with deterministic
-    kernels the thread count does not change the weights."""
+    """What identifies a CPU training's weights: every field of its :func:`config_dict` (the
+    fixed thread count included: the weights depend on it) and :func:`training_platform`.
+    Two trainings that can give different weights never share a key (or a checkpoint path)."""
     d = dict(cfg) if isinstance(cfg, dict) else config_dict(cfg)
-    return {**d, "threads": 1} if "threads" in d else d
+    return {**d, "platform": training_platform()}
 
 
 
@@ -466,10 +482,10 @@ class RetrainRecipe:
         return replace(self, config=replace(self.config, **cfg), arch_kwargs={**self.arch_kwargs, **kw})
 
     def key(self) -> str:
-        # a CUDA training differs from the CPU one by float rounding: its results get their own
-        # keys (CPU keys are unchanged)
+        # every field of the recipe (the fixed thread count too) and the platform; a CUDA training
+        # differs from the CPU one by float rounding: its results get their own keys
         dev = () if torch.device(self.device).type == "cpu" else (torch.device(self.device).type,)
-        return stable_hash(config_dict(self.config), dict(self.arch_kwargs), self.num_classes, self.gallery, *dev)
+        return stable_hash(recipe_key_dict(self.config), dict(self.arch_kwargs), self.num_classes, self.gallery, *dev)
 
     def model_factory(self, seed: int = 0) -> GMXModel:
         if self.config.arch not in MODELS:
@@ -557,7 +573,7 @@ def _score_and_store(task: TrainTask, model: GMXModel, train: ArrayDataset, test
            "recipe": {"config": config_dict(cfg), "arch_kwargs": dict(task.recipe.arch_kwargs)}}
     res = Path(task.result_path)
     if task.save_weights:
-        _atomic_write(res.with_suffix(".pt"), lambda p: torch.save(model.state_dict(), p))
+        torch_save_atomic(model.state_dict(), res.with_suffix(".pt"), "the retraining cache")
     _atomic_write(res, lambda p: p.write_text(json.dumps(doc, indent=1)))  # written last: the marker
     return {**doc, "cached": False}
 
@@ -687,5 +703,5 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
 
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",
-           "deterministic_cpu", "config_dict", "recalibrate_bn", "weights_hash", "ArrayDataset",
+           "deterministic_cpu", "config_dict", "recipe_key_dict", "training_platform", "recalibrate_bn", "weights_hash", "ArrayDataset",
            "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "load_task_model", "StackedTrainTask", "run_stacked_task", "read_result", "RetrainingJob", "dataset_job"]

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from gmxai_eval.errors import DataError
+from gmxai_eval.utils import markdown_cell, markdown_text
 
 e = html.escape
 _REQUIRED = ("metrics", "rows", "ceiling_row", "caption", "level", "simulated")
@@ -116,8 +117,9 @@ def render_gaze_markdown(data: Mapping[str, Any], digits: int = 3) -> str:
     """The summary as Markdown: ``mean [lo, hi] (frac)`` per metric, with the caption."""
     _check(data)
     head, body = _cells(data, digits)
-    lines = [f"**{data['caption']}**", "", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    lines = [f"**{markdown_text(data['caption'])}**", "", "| " + " | ".join(markdown_cell(h) for h in head) + " |",
+             "|" + "|".join(["---"] * len(head)) + "|"]
+    lines += ["| " + " | ".join(markdown_cell(c) for c in cells) + " |" for cells in body]  # labels escaped
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import pandas as pd
 from tabulate import tabulate
 
-from gmxai_eval.utils import csv_safe_frame, markdown_cell
+from gmxai_eval.utils import csv_safe_frame, markdown_cell, markdown_text
 from gmxai_eval.utils import write_atomic
 
 CSV_COLUMNS = ("evaluator", "method", "category", "higher_is_better", "control", "mean", "ci_low",
@@ -280,14 +280,15 @@ def leaderboard_markdown(results: Mapping[str, Any]) -> str:
     headers, rows = [markdown_cell(h) for h in headers], [[markdown_cell(c) for c in r] for r in rows]
     text = [f"# Leaderboard: {markdown_cell(results.get('run_id', ''))}", "",
             tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
-    text += legend_lines(results)
+    # every line outside the table may carry labels too (legend, aliases, flags): escaped alike
+    text += [markdown_text(line) for line in legend_lines(results)]
     aliases = (results.get("rankings") or {}).get("aliases") or {}
     if aliases:
         text += ["", "**Identical evaluators** (same per-sample scores under this run's settings, counted once)",
-                 ""] + [f"- {c} = {', '.join(a)}" for c, a in aliases.items()]
+                 ""] + [markdown_text(f"- {c} = {', '.join(a)}") for c, a in aliases.items()]
     flags = flags_text(results)
     if flags:
-        text += ["", "**Flags**", ""] + [f"- {f}" for f in flags]
+        text += ["", "**Flags**", ""] + [markdown_text(f"- {f}") for f in flags]
     return "\n".join(text) + "\n"
 
 
@@ -296,8 +297,9 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
 
 
 def tex_escape(s: str) -> str:
-    """Escape LaTeX special characters of a text cell."""
-    return "".join(_TEX.get(c, c) for c in str(s))
+    """Escape LaTeX special characters of a text cell; line breaks become spaces (a blank line
+    would end the paragraph inside a ``tabular``)."""
+    return "".join(_TEX.get(c, c) for c in " ".join(str(s).splitlines()))
 
 
 def leaderboard_latex(results: Mapping[str, Any]) -> str:

@@ -356,12 +356,13 @@ def validity_markdown(results: Mapping[str, Any]) -> str:
 
     headers, rows = validity_rows(results)
     from gmxai_eval.utils import markdown_cell as pipe  # HTML and '|' escaped: labels come from specs
+    from gmxai_eval.utils import markdown_text
 
     val = results.get("validity") or {}
     text = [f"# Metric validity: {pipe(results.get('run_id', ''))}", "",
             tabulate([[pipe(c) for c in r] for r in rows], headers=[pipe(h) for h in headers],
                      tablefmt="github", disable_numparse=True), "",
-            val.get("description", "")]
+            markdown_text(val.get("description", ""))]  # names truth methods / evaluators
     if not val.get("truth"):
         text += ["", "No counterfactual (truth) evaluator in this run: τ is not available."]
     return "\n".join(text) + "\n"

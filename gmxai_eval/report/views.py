@@ -24,7 +24,7 @@ import torch
 
 from gmxai_eval.errors import DataError
 from gmxai_eval.report.figures import _figure, _png, _t, data_uri
-from gmxai_eval.utils import csv_safe_frame, markdown_cell, write_atomic
+from gmxai_eval.utils import csv_safe_frame, markdown_cell, markdown_text, write_atomic
 
 MASS_CMAP = "viridis"
 SPREAD_CMAP = "cividis"
@@ -200,7 +200,7 @@ def table_entry(name: str, title: str, caption: str, df: Any) -> dict[str, Any]:
     head = "| " + " | ".join(markdown_cell(c) for c in compact.columns) + " |"
     sep = "|" + "---|" * len(compact.columns)
     body = ["| " + " | ".join(markdown_cell(_fmt(v)) for v in r) + " |" for r in rows]
-    md = "\n".join([f"# {title}", "", caption, "", head, sep, *body, ""])
+    md = "\n".join([f"# {markdown_text(title)}", "", markdown_text(caption), "", head, sep, *body, ""])
     return {"file": name, "title": title, "caption": caption, "columns": [str(c) for c in compact.columns],
             "rows": rows, "csv": csv, "md": md}
 

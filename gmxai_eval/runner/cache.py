@@ -35,7 +35,7 @@ from torch import nn
 
 from gmxai_eval.errors import ResumeError, StaleCacheWarning
 from gmxai_eval.evaluators.base import EvalResult
-from gmxai_eval.utils import atomic_path, stable_hash, write_atomic
+from gmxai_eval.utils import output_error, stable_hash, torch_save_atomic, write_atomic
 
 #: Bump when the stored layout or the meaning of cached values changes.
 CACHE_VERSION = 2
@@ -187,8 +187,7 @@ class MapCache:
         key, code = self.key(method, method_key), code_stamp()
         doc = {"format": MAPS_FORMAT, "key": key, "code": code, "maps": table,
                "checksum": maps_checksum(key, code, table)}
-        with atomic_path(self.path(method, method_key)) as tmp:
-            torch.save(doc, tmp)
+        torch_save_atomic(doc, self.path(method, method_key), "the map cache")  # a full disk: OutputError
 
 
 # -------------------------------------------------------------------------------------------
@@ -343,7 +342,10 @@ class UnitStore:
         }
         doc = json.loads(json.dumps(doc, allow_nan=False))  # the checksum is over what is read back
         doc["checksum"] = unit_checksum(doc)
-        write_atomic(p, json.dumps(doc, allow_nan=False))
+        try:
+            write_atomic(p, json.dumps(doc, allow_nan=False))
+        except OSError as e:  # a full disk, no permission: named, never a traceback
+            raise output_error(e, p, "write the unit cache") from e
         self._checked.pop(p, None)
 
     def _read(self, key: Sequence[str], p: Path, sample_ids: Sequence[str] | None = None) -> dict[str, Any]:

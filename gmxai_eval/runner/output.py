@@ -120,7 +120,9 @@ class StagedRun:
         if not self.committed:
             self.discard()
         if isinstance(e, OSError) and not isinstance(e, OutputError) and e.errno in _OS_ERRORS:
-            raise output_error(e, self.path, "write the run outputs") from e
+            # named by the run folder: the staging folder is gone (an error from a write call
+            # carries no file name of its own)
+            raise output_error(e, self.final, "write the run outputs") from e
 
 
 def prepare_run_dir(out_root: str | Path, run_id: str, spec_hash: str, overwrite: bool = False, *,

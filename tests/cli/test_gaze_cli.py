@@ -73,3 +73,23 @@ def test_cli_rejects_a_bad_fixation_file_naming_row_and_column(tmp_path, npz, ca
     assert "DataError" in err and "row 3" in err and "column 'x'" in err
     assert main(args[:-2] + ["--on-invalid", "drop", "--out", str(tmp_path / "o")]) == 0
     assert "out_of_bounds: 1" in capsys.readouterr().out  # the drop counts are output, not an error
+
+
+def test_cli_rejects_an_absurd_study_geometry_naming_the_key(tmp_path, npz, capsys):
+    """``distance_cm = 1e300`` was an out-of-memory ``ValueError`` traceback in the density
+    filter; it is a one-line ``DataError`` naming the key (each key's range:
+    ``tests/hardening/test_gaze_ranges.py``)."""
+    import json
+
+    sim = tmp_path / "sim"
+    main(["gaze-simulate", "--images", str(npz), "--out", str(sim), "--observers", "2"])
+    study = json.loads((sim / "study.json").read_text())
+    (sim / "far.json").write_text(json.dumps({**study, "distance_cm": 1e300}))
+    capsys.readouterr()
+    rc = main(["gaze", "--fixations", str(sim / "fixations.csv"), "--study", str(sim / "far.json"),
+               "--images", str(npz), "--methods", "saliency", "--model", "toy_cnn", "--metrics", "nss",
+               "--n-boot", "10", "--out", str(tmp_path / "o")])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith("gmxai-eval: error: DataError: ") and "far.json" in err[0] and "'distance_cm'" in err[0]
+    assert not (tmp_path / "o").exists()

@@ -176,7 +176,6 @@ def test_card_declares_direction_and_defaults(name):
 @pytest.mark.parametrize("name", BATCH_NAMES)
 def test_scores_shape_determinism_and_model_untouched(name):
     model = Dropped()
-    model.inner.backbone[1].train()  # a dropout left in training mode inside an eval-mode model
     before = _state(model)
     r1 = _run(name, **_inputs(model))
     assert _state(model) == before  # modes, hooks, requires_grad and .grad as they were
@@ -184,15 +183,18 @@ def test_scores_shape_determinism_and_model_untouched(name):
     assert r1.scores.shape == (B,) and r1.scores.dtype == torch.float64
     assert not torch.isinf(r1.scores).any()
     torch.testing.assert_close(r1.scores, r2.scores, rtol=0, atol=0, equal_nan=True)
-    # the evaluator ran the model in eval mode: same scores as with the dropout in eval mode
-    model.eval()
-    torch.testing.assert_close(_run(name, **_inputs(model)).scores, r1.scores, rtol=0, atol=0, equal_nan=True)
+    # a dropout left in training mode inside the eval-mode model: refused, naming the module
+    # (never silently scored in eval mode), and the model is left as it was
+    model.inner.backbone[1].train()
+    before = _state(model)
+    with pytest.raises(ModelStateError, match=r"inner\.backbone\.1"):
+        _run(name, **_inputs(model))
+    assert _state(model) == before
 
 
 @pytest.mark.parametrize("name", BATCH_NAMES)
 def test_model_state_restored_after_an_error(name):
     model = Dropped()
-    model.inner.backbone[1].train()
     before = _state(model)
 
     class Boom(RuntimeError):

@@ -1,6 +1,7 @@
 """The command-line contract: every command, run with a table of malformed inputs, exits with
-status 1, prints exactly one line on stderr that names the offending file / row / key / option,
-prints no traceback, and leaves no output folder behind.
+status 1, prints exactly one line on stderr in one format (``gmxai-eval: error: <Type>: ...``,
+option errors included) that names the offending file / row / key / option, prints no traceback,
+and leaves no output folder behind.
 
 Oracle: the offending name is known from how each case was built. The cases run in-process
 through ``gmxai_eval.cli.main`` (any exception that escapes fails the test: that would be a
@@ -9,6 +10,7 @@ traceback); a few run through ``python -m gmxai_eval`` to check the real entry p
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,9 @@ from PIL import Image
 from gmxai_eval.cli import main
 
 NOT_UTF8 = b"caf\xe9,\xff\xfe\n"
+
+#: The one format of an error line: the program, ``error:``, the error's type, the message.
+ERROR_LINE = re.compile(r"^gmxai-eval: error: [A-Z][A-Za-z]*Error: \S")
 
 
 def _files(root: Path) -> dict[str, Path]:
@@ -238,6 +243,8 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
             problems.append(f"exit status {rc}")
         if len(lines) != 1:
             problems.append(f"{len(lines)} stderr lines")
+        elif not ERROR_LINE.match(lines[0]):
+            problems.append("not in the format 'gmxai-eval: error: <Type>: ...'")
         if "Traceback" in cap.err or "Traceback" in cap.out:
             problems.append("traceback")
         if name not in cap.err:
@@ -256,6 +263,8 @@ def test_every_malformed_input_is_one_typed_line_with_status_1(tmp_path, capsys,
     (["run", "--batch-size", "0"], "--batch-size"),
     (["compare", "nope-a.json", "nope-b.json"], "nope-a.json"),
     (["data", "check", "nope.csv"], "nope.csv"),
+    (["data", "synth", "--name", "../x"], "--name"),
+    (["train", "--lr", "nan"], "--lr"),
 ])
 def test_the_installed_entry_point_keeps_the_contract(tmp_path, argv, name):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -263,4 +272,5 @@ def test_the_installed_entry_point_keeps_the_contract(tmp_path, argv, name):
                        env=env, timeout=120)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 1 and len(lines) == 1 and name in lines[0] and "Traceback" not in p.stderr, p.stderr
+    assert ERROR_LINE.match(lines[0]), lines[0]
     assert os.listdir(tmp_path) == []

@@ -35,11 +35,12 @@ def _data(simulated: bool = True) -> dict:
 
 
 def test_markdown_is_the_gaze_table_format_with_directions():
+    """Method labels are escaped like every Markdown cell (no HTML from a label)."""
     md = render_gaze_markdown(_data())
     assert md == (
         "**Gaze overlap (SIMULATED observers): caption**\n\n"
         "| method | NSS ↑ | KL ↓ | n |\n|---|---|---|---|\n"
-        "| <script>m</script> | 1.000 [0.500, 1.500] (0.50) | 2.000 [1.750, 2.250] (0.25) | 2 |\n"
+        "| &lt;script&gt;m&lt;/script&gt; | 1.000 [0.500, 1.500] (0.50) | 2.000 [1.750, 2.250] (0.25) | 2 |\n"
         "| human ceiling (LOO) (simulated gaze) | 2.000 [1.500, 2.500] | 0.500 [0.250, 0.750] | 2 |\n"
         "| centre bias floor | n/a | 4.000 [3.750, 4.250] (0.12) | 1 |\n")
 

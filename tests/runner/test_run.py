@@ -246,8 +246,12 @@ def test_stratified_selection_round_robins_over_classes():
     assert [s.label for s in strat] == [0, 1, 2, 3, 0, 1]
     from gmxai_eval.errors import DataError
 
-    with pytest.raises(DataError, match="split 'train'"):
+    # a split the dataset does not carry: a configuration error listing the splits it has
+    with pytest.raises(ConfigError, match=r"\['test'\].*got 'train'"):
         select_samples(samples, "train", 0, "first")
+    # a split it carries, emptied by the class filter: a data error
+    with pytest.raises(DataError, match="split 'test' and the selected classes"):
+        select_samples(samples, "test", 0, "first", classes={7})
 
 
 def test_reliability_stage_is_opt_in(tmp_path, toys):

@@ -5,8 +5,10 @@ Columns (CSV header or Parquet schema)::
     observer_id, image_id, x, y, onset_ms, duration_ms   [, trial, eye, valid]
 
 * ``x, y``: 0-based image pixels, origin top-left; the fixated pixel is ``(floor(y), floor(x))``
-  (the pysaliency convention), so valid coordinates satisfy ``0 <= x < W`` and ``0 <= y < H``.
-* ``onset_ms`` (>= 0) and ``duration_ms`` (>= 0), milliseconds.
+  (the pysaliency convention), so valid coordinates satisfy ``0 <= x < W`` and ``0 <= y < H``
+  (``W``, ``H``: the image's size when known, else :data:`MAX_COORD`).
+* ``onset_ms`` in ``[0, MAX_ONSET_MS]`` (one day) and ``duration_ms`` in
+  ``[0, MAX_DURATION_MS]`` (one hour), milliseconds.
 * ``trial`` (free text), ``eye`` (free text, e.g. ``L`` / ``R``) are kept as they are;
   ``valid`` (``1/0``, ``true/false``) marks rows the recording software rejected: rows with
   ``valid`` false are always excluded and counted under ``"marked_invalid"``.
@@ -17,7 +19,8 @@ without quoted line breaks, data row ``r`` is on line ``r + 1``).
 Invalid rows (``on_invalid="raise"``, the default) raise :class:`~gmxai_eval.errors.DataError`
 naming the file, row and column. With ``on_invalid="drop"`` they are removed and counted per
 reason in :attr:`FixationTable.dropped` (reasons: ``missing_value``, ``non_numeric``,
-``non_finite``, ``negative_onset``, ``negative_duration``, ``unknown_image``, ``out_of_bounds``);
+``non_finite``, ``negative_onset``, ``negative_duration``, ``onset_out_of_range``,
+``duration_out_of_range``, ``unknown_image``, ``out_of_bounds``);
 nothing is dropped silently: :meth:`FixationTable.summary` reports the counts and the ``gaze``
 command prints them. Missing columns and malformed CSV always raise.
 """
@@ -42,7 +45,14 @@ OPTIONAL_COLUMNS: tuple[str, ...] = ("trial", "eye", "valid")
 NUMERIC_COLUMNS: tuple[str, ...] = ("x", "y", "onset_ms", "duration_ms")
 #: Reasons a row can be invalid, in the order they are checked.
 DROP_REASONS: tuple[str, ...] = ("missing_value", "non_numeric", "non_finite", "negative_onset",
-                                 "negative_duration", "unknown_image", "out_of_bounds")
+                                 "negative_duration", "onset_out_of_range", "duration_out_of_range",
+                                 "unknown_image", "out_of_bounds")
+#: Upper ends of the numeric columns: a coordinate (image pixels; for an image of unknown
+#: size, the largest image side a study may declare), an onset (one day of recording) and a
+#: fixation duration (one hour), in ms. Larger values are recording or export errors.
+MAX_COORD = 65536.0
+MAX_ONSET_MS = 86_400_000.0
+MAX_DURATION_MS = 3_600_000.0
 OnInvalid = Literal["raise", "drop"]
 ImageSizes = Mapping[str, tuple[int, int]] | tuple[int, int] | None
 
@@ -200,17 +210,18 @@ def validate_fixations(df: pd.DataFrame, *, known_images: Iterable[str] | None =
     flag("non_finite", non_fin)
     flag("negative_onset", {"onset_ms": num["onset_ms"] < 0})
     flag("negative_duration", {"duration_ms": num["duration_ms"] < 0})
+    flag("onset_out_of_range", {"onset_ms": num["onset_ms"] > MAX_ONSET_MS})
+    flag("duration_out_of_range", {"duration_ms": num["duration_ms"] > MAX_DURATION_MS})
     ids = text["image_id"].to_numpy(dtype=object) if text["image_id"] is not None else df["image_id"].astype(str).to_numpy()
     obs = (text["observer_id"].to_numpy(dtype=object) if text["observer_id"] is not None
            else df["observer_id"].astype(str).to_numpy())
     if known_images is not None:
         known = set(map(str, known_images))
         flag("unknown_image", {"image_id": ~pd.Series(ids).isin(known).to_numpy()})
-    if image_sizes is not None:
-        h, w = _sizes_for(ids, image_sizes)
-        x, y = num["x"], num["y"]
-        with np.errstate(invalid="ignore"):
-            flag("out_of_bounds", {"x": (x < 0) | (x >= w), "y": (y < 0) | (y >= h)})
+    h, w = _sizes_for(ids, image_sizes)
+    x, y = num["x"], num["y"]
+    with np.errstate(invalid="ignore"):
+        flag("out_of_bounds", {"x": (x < 0) | (x >= w), "y": (y < 0) | (y >= h)})
 
     if on_invalid == "raise" and bad:
         # the first invalid row of the file; on that row, the first reason in DROP_REASONS
@@ -253,12 +264,15 @@ def validate_fixations(df: pd.DataFrame, *, known_images: Iterable[str] | None =
 
 
 def _sizes_for(ids: np.ndarray, image_sizes: ImageSizes) -> tuple[np.ndarray, np.ndarray]:
+    """``(H, W)`` per row: the image's size, or :data:`MAX_COORD` where it is not known."""
+    if image_sizes is None:
+        return np.full(len(ids), MAX_COORD), np.full(len(ids), MAX_COORD)
     if isinstance(image_sizes, tuple):
         return np.full(len(ids), float(image_sizes[0])), np.full(len(ids), float(image_sizes[1]))
     s = pd.Series(ids, dtype=object)
-    # ids without a known size are not bounds-checked (unknown ids are flagged separately)
-    h = s.map({k: float(v[0]) for k, v in image_sizes.items()}).astype(np.float64).fillna(np.inf)  # type: ignore[union-attr]
-    w = s.map({k: float(v[1]) for k, v in image_sizes.items()}).astype(np.float64).fillna(np.inf)  # type: ignore[union-attr]
+    # ids without a known size are checked against MAX_COORD (unknown ids are flagged separately)
+    h = s.map({k: float(v[0]) for k, v in image_sizes.items()}).astype(np.float64).fillna(MAX_COORD)  # type: ignore[union-attr]
+    w = s.map({k: float(v[1]) for k, v in image_sizes.items()}).astype(np.float64).fillna(MAX_COORD)  # type: ignore[union-attr]
     return h.to_numpy(), w.to_numpy()
 
 
@@ -273,12 +287,16 @@ def _describe(reason: str, df: pd.DataFrame, col: str, i: int, num: dict[str, np
         return f"expected a finite number, got {raw!r}"
     if reason in ("negative_onset", "negative_duration"):
         return f"expected a non-negative time in ms, got {num[col][i]!r}"
+    if reason in ("onset_out_of_range", "duration_out_of_range"):
+        top = MAX_ONSET_MS if reason == "onset_out_of_range" else MAX_DURATION_MS
+        return f"expected a time in [0, {top:.0f}] ms, got {num[col][i]!r}"
     if reason == "unknown_image":
         return f"expected an image id of the dataset, got unknown id {ids[i]!r}"
     h, w = _sizes_for(ids[i:i + 1], image_sizes)
     lim = w[0] if col == "x" else h[0]
-    return (f"expected 0 <= {col} < {lim:g} (image {ids[i]!r} is {h[0]:g}x{w[0]:g} H x W), "
-            f"got {num[col][i]!r}")
+    size = (f"image {ids[i]!r} is {h[0]:g}x{w[0]:g} H x W" if lim != MAX_COORD or isinstance(image_sizes, tuple)
+            else "the largest image side; the image's size is not known")
+    return f"expected 0 <= {col} < {lim:g} ({size}), got {num[col][i]!r}"
 
 
 def write_fixations(data: pd.DataFrame | FixationTable, path: str | Path) -> Path:

@@ -19,6 +19,11 @@ Fixation coordinates are always in *image* pixels (0-based, origin top-left), so
 visual angle is ``2 d tan(0.5 deg) * px_per_cm / image_scale`` image pixels, with ``px_per_cm``
 the mean of the horizontal and vertical screen resolutions (square pixels are assumed; a
 difference above 5 % is rejected).
+
+Every number is range-checked (:data:`RANGES`; a value outside raises
+:class:`~gmxai_eval.errors.DataError` naming the key), and so is the density sigma the geometry
+gives (at most :data:`MAX_SIGMA_PX` image pixels): an absurd geometry is a bad file, not an
+out-of-memory error in the density filter.
 """
 
 from __future__ import annotations
@@ -38,6 +43,21 @@ from gmxai_eval.errors import DataError
 from gmxai_eval.utils import write_atomic
 
 _REQUIRED = ("screen_px", "screen_cm", "distance_cm")
+
+#: ``key: (low, high)``: the accepted range of each number of a study file (both ends
+#: included). Wide enough for any real set-up (a phone to a wall projection, a 16k screen, a
+#: 100 m viewing distance), narrow enough that the pixel geometry stays finite and small.
+RANGES: dict[str, tuple[float, float]] = {
+    "screen_px": (1, 65536),        # pixels per screen side
+    "screen_cm": (1.0, 10000.0),    # 1 cm to 100 m per screen side
+    "distance_cm": (1.0, 10000.0),  # 1 cm to 100 m
+    "image_scale": (1e-3, 1e3),     # screen pixels per image pixel
+    "sigma_deg": (1e-3, 45.0),      # degrees of visual angle
+    "image_size": (1, 65536),       # image pixels per side
+}
+#: The largest density sigma (image pixels) a study's geometry may give: the Gaussian filter's
+#: kernel spans 8 sigma, so a larger one only costs memory and time on any real image.
+MAX_SIGMA_PX = 10000.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +145,11 @@ class Study:
                     sigma_deg=_positive(d.get("sigma_deg", 1.0), "sigma_deg", path),
                     image_size=size, simulated=sim, name=str(d.get("name", "study")),
                     description=str(d.get("description", "")))
+        if not study.sigma_px <= MAX_SIGMA_PX:
+            raise DataError(f"expected a geometry whose density sigma is at most {MAX_SIGMA_PX:g} image pixels, "
+                            f"got {study.sigma_px:.4g} (sigma_deg {study.sigma_deg:g} at distance_cm "
+                            f"{study.distance_cm:g}, {study.px_per_cm:.4g} screen px/cm, image_scale "
+                            f"{study.image_scale:g})", path=path, column="sigma_deg")
         rx = study.screen_px[0] / study.screen_cm[0]
         ry = study.screen_px[1] / study.screen_cm[1]
         if abs(rx - ry) > 0.05 * max(rx, ry):
@@ -135,13 +160,16 @@ class Study:
 
 
 def _positive(v: Any, key: str, path: str | Path | None, kind: type = float) -> Any:
+    """``v`` as ``kind`` if it is a finite number in ``RANGES[key]`` (positive without a range)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
         raise DataError(f"expected a positive finite number, got {v!r}", path=path, column=key)
     if kind is int:
         if int(v) != v:
             raise DataError(f"expected a positive integer, got {v!r}", path=path, column=key)
-        return int(v)
-    return float(v)
+    lo, hi = RANGES.get(key, (0.0, math.inf))
+    if not lo <= v <= hi:
+        raise DataError(f"expected a number in [{lo:g}, {hi:g}], got {v!r}", path=path, column=key)
+    return int(v) if kind is int else float(v)
 
 
 def load_study(path: str | Path) -> Study:

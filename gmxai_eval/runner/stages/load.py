@@ -29,7 +29,7 @@ from gmxai_eval.errors import ConfigError, DataError, ModelStateError
 from gmxai_eval.evaluators.base import EVALUATORS
 from gmxai_eval.execution import Executor
 from gmxai_eval.methods.base import METHODS
-from gmxai_eval.models.base import MODELS
+from gmxai_eval.models.base import MODELS, require_eval_mode
 from gmxai_eval.runner.cache import image_keys, model_hash
 from gmxai_eval.runner.context import RunContext
 from gmxai_eval.runner.devices import auto_batch_size, executor_for, resolve_device
@@ -135,7 +135,8 @@ def load_dataset(dataset_spec: Mapping[str, Any], default_splits: Any = None) ->
             raise ConfigError(f"expected no dataset.config for the default data (configure it in "
                               f"[model] config), got {dict(dataset_spec['config'])}")
         split = dataset_spec.get("split", "")
-        return getattr(default_splits, split) if split else default_splits.dataset
+        view = getattr(default_splits, "view", None)
+        return view(split) if callable(view) else (getattr(default_splits, split) if split else default_splits.dataset)
     cfg = dict(dataset_spec.get("config", {}))
     if "path" in dataset_spec:
         cfg["path"] = dataset_spec["path"]
@@ -225,6 +226,11 @@ def select_samples(dataset: Any, split: str, n_images: int, select: str = "first
         out.append(s)
         if n_images and len(out) >= n_images:
             break
+    if not out and split:
+        present = sorted({str(dataset[i].split) for i in range(len(dataset))})  # the error path only
+        if split not in present:
+            raise ConfigError(f"expected dataset.split in {present} (the dataset's splits) or '' for every "
+                              f"split, got {split!r}")
     if not out:
         raise DataError(f"expected at least one sample of split {split!r}"
                         f"{' and the selected classes' if classes is not None else ''}, got none "
@@ -300,8 +306,7 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
         samples = samples[: _n_selected(spec) or None]
     if model is None:
         model = load_model(spec.model, dataset)
-    if model.training:
-        raise ModelStateError("expected the model in eval mode (model.eval()), got training mode")
+    require_eval_mode(model, "the run's model", owner="model")
     if samples:
         from gmxai_eval.models.factory import check_model_fits
 

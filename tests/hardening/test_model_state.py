@@ -1,0 +1,132 @@
+"""One rule for stochastic models: a dropout (or batch-norm) left in training mode inside an
+eval-mode parent makes two identical calls give different maps and scores, so every entry point
+that explains or scores a model refuses it with a ``ModelStateError`` naming the module (never a
+silent switch to eval mode, which would hide the caller's bug). Evaluators are covered by
+``tests/evaluators/test_contract.py`` (every registered batch evaluator)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from runner_report_toys import toy_faces, toy_spec
+from torch import nn
+
+from gmxai_eval.errors import ModelStateError
+from gmxai_eval.methods import create_method, list_methods
+from gmxai_eval.models import MODELS
+from gmxai_eval.models.base import training_modules
+
+#: the name of the offending module, as every refusal must give it
+WHERE = r"head\.0"
+
+
+def stochastic_model() -> nn.Module:
+    """``toy_cnn`` (eval mode) whose head starts with a dropout left in training mode."""
+    m = MODELS.create("toy_cnn", num_classes=4, seed=0)
+    m.head = nn.Sequential(nn.Dropout(0.5), m.head)
+    m.eval()
+    m.head[0].train()
+    assert not m.training and training_modules(m) == ["head.0"]
+    return m
+
+
+class HalvesRenderer:
+    """A counterfactual provider for methods that need one (traits: the left and right halves)."""
+
+    cache_key = "model-state-halves-v1"
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def traits(self, sid):
+        return ("left", "right")
+
+    def trait_masks(self, sid):
+        m = torch.zeros(2, *self.x.shape[-2:], dtype=torch.bool)
+        m[0, :, : self.x.shape[-1] // 2] = True
+        m[1, :, self.x.shape[-1] // 2:] = True
+        return m
+
+    def render(self, ids, off):
+        return torch.stack([self.x[int(s)] for s in ids])
+
+
+def _modes(m: nn.Module) -> list[bool]:
+    return [x.training for x in m.modules()]
+
+
+def test_the_case_matters_two_identical_forward_passes_differ():
+    """The oracle for refusing: with the dropout active the same input gives other logits."""
+    m, x = stochastic_model(), torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    a = m(x)
+    assert not torch.equal(a, m(x))
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_method_refuses_naming_the_module(name):
+    m = stochastic_model()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 1])
+    e = create_method(name)
+    kw: dict = {}
+    if getattr(e, "needs_masks", False):
+        kw["masks"] = torch.ones(2, 32, 32, dtype=torch.bool)
+    if getattr(e, "needs_samples", False):
+        kw.update(samples=["0", "1"], renderer=HalvesRenderer(x))
+    before = _modes(m)
+    with pytest.raises(ModelStateError, match=WHERE):
+        e(m, x, target, **kw)
+    assert _modes(m) == before
+
+
+def test_runner_refuses_naming_the_module(tmp_path, toys):
+    from gmxai_eval.runner.run import run_benchmark
+
+    with pytest.raises(ModelStateError, match=WHERE):
+        run_benchmark(toy_spec(), model=stochastic_model(), output=tmp_path / "out", cache=tmp_path / "c",
+                      run_id="r", progress=False, verbose=False)
+    assert not (tmp_path / "out" / "r" / "results.json").exists()
+
+
+def test_explain_refuses_naming_the_module():
+    from gmxai_eval.analysis.explain import explain_image
+
+    with pytest.raises(ModelStateError, match=WHERE):
+        explain_image(stochastic_model(), torch.rand(3, 32, 32), {"saliency": create_method("saliency")},
+                      ["a", "b", "c", "d"])
+
+
+def test_gaze_refuses_naming_the_module():
+    from gmxai_eval.gaze.section import compute_maps, run_gaze
+
+    samples = list(toy_faces(4))
+    ex = {"saliency": create_method("saliency")}
+    with pytest.raises(ModelStateError, match=WHERE):
+        run_gaze(stochastic_model(), samples, ex, n_observers=2, n_boot=10)
+    with pytest.raises(ModelStateError, match=WHERE):
+        compute_maps(stochastic_model(), samples, ex["saliency"])
+
+
+def test_questionnaire_refuses_naming_the_module(monkeypatch, toys):
+    """``questionnaire make`` rebuilds the run's model; a loader that hands back a model whose
+    ``eval()`` leaves a dropout active (an MC-dropout model) is refused before any map."""
+    import gmxai_eval.runner.run as run_mod
+    from gmxai_eval.cli.questionnaire import cases_from_run
+
+    monkeypatch.setattr(run_mod, "load_model", lambda spec, dataset=None: stochastic_model())
+    results = {"spec": toy_spec().to_dict(), "methods": {"saliency": {"name": "saliency"}},
+               "model_hash": "x", "samples": []}
+    with pytest.raises(ModelStateError, match=WHERE):
+        cases_from_run(results, 2, ["saliency"])
+
+
+def test_retraining_refuses_a_stochastic_reference_model(tmp_path):
+    from gmxai_eval.evaluators import EVALUATORS
+    from gmxai_eval.evaluators.base import DatasetJob
+
+    ev = EVALUATORS.create("roar", cache=str(tmp_path))
+    job = DatasetJob(train_data=[], test_data=[], model_factory=None, train_fn=None,
+                     explainers={}, reference_model=stochastic_model())
+    with pytest.raises(ModelStateError, match=WHERE):
+        ev._layout(job)
