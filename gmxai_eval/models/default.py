@@ -29,10 +29,11 @@ patient-disjoint test split), 143 s of training.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -192,24 +193,57 @@ def load_default(root: str | os.PathLike | None = None, progress: bool = True,
     ds = synth.load(p.data, root=root, progress=progress,
                     cache_name=f"synthetic_faces_{preset}" if isinstance(p.data, synth.SynthConfig) else None)
     path = _ckpt_path(ds.folder, p.train, ds.card)
-    if not retrain and path.with_suffix(".json").exists() and path.with_suffix(".pt").exists():
-        card = read_checkpoint_card(path)
-        if (card.get("dataset", {}).get("content_hash") == ds.card["content_hash"]
-                and recipe_key_dict(card.get("train_config") or {}) == recipe_key_dict(p.train)
-                and card.get("platform") == training_platform()):
-            model, card = load_checkpoint(path)
-            bundle = open_splits(ds.folder)
-            if _is_shortcut(p) and "sticker_removal" not in card:  # a checkpoint saved without the check
-                card["sticker_removal"] = sticker_removal(model, bundle, p.data)  # type: ignore[arg-type]
-                save_checkpoint(model, path, {k: v for k, v in card.items() if k != "checkpoint_version"})
-            card["path"] = str(path.with_suffix(".pt"))
-            return model, bundle, card
-    model, card = train_on(ds.folder, p.train, progress=progress, out=path)
+    if not retrain:
+        found = _cached(path, ds, p)
+        if found is not None:
+            return found
+    with _training_lock(path):  # one process trains; another waiting here then loads its checkpoint
+        found = None if retrain else _cached(path, ds, p)
+        if found is not None:
+            return found
+        model, card = train_on(ds.folder, p.train, progress=progress, out=path)
     bundle = open_splits(ds.folder)
     if _is_shortcut(p):
         card["sticker_removal"] = sticker_removal(model, bundle, p.data)
         save_checkpoint(model, path, {k: v for k, v in card.items() if k != "path"})
     return model, bundle, card
+
+
+def _cached(path: Path, ds: Any, p: DefaultPreset) -> tuple[GMXModel, DefaultBundle, dict[str, Any]] | None:
+    """The checkpoint at ``path`` when it was trained by this recipe on this data and platform."""
+    if not (path.with_suffix(".json").exists() and path.with_suffix(".pt").exists()):
+        return None
+    card = read_checkpoint_card(path)
+    if not (card.get("dataset", {}).get("content_hash") == ds.card["content_hash"]
+            and recipe_key_dict(card.get("train_config") or {}) == recipe_key_dict(p.train)
+            and card.get("platform") == training_platform()):
+        return None
+    model, card = load_checkpoint(path)
+    bundle = open_splits(ds.folder)
+    if _is_shortcut(p) and "sticker_removal" not in card:  # a checkpoint saved without the check
+        card["sticker_removal"] = sticker_removal(model, bundle, p.data)  # type: ignore[arg-type]
+        save_checkpoint(model, path, {k: v for k, v in card.items() if k != "checkpoint_version"})
+    card["path"] = str(path.with_suffix(".pt"))
+    return model, bundle, card
+
+
+@contextlib.contextmanager
+def _training_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``<checkpoint>.lock`` while a default model trains: processes that
+    need the same checkpoint at once (test workers, parallel runs) train it once instead of
+    each training it on the recipe's threads side by side. Without ``fcntl`` it does nothing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _is_shortcut(p: DefaultPreset) -> bool:
