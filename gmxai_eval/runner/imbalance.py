@@ -52,7 +52,6 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import os
 import time
 try:
     import tomllib
@@ -69,6 +68,7 @@ import torch
 from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.utils import stable_hash, write_atomic
 from gmxai_eval.runner.output import prepare_run_dir
+from gmxai_eval.runner.train_stage import write_array as _write_array
 
 #: Packaged imbalance presets (``gmxai_eval/specs/<name>.toml``).
 PRESETS: tuple[str, ...] = ("imbalance-quick", "imbalance-full")
@@ -331,16 +331,6 @@ def _recipe(spec: ImbalanceSpec, num_classes: int, cache: Path) -> Any:
     cfg = TrainConfig(**{k: v for k, v in r.items() if k in cfg_keys})
     kw = {k: v for k, v in r.items() if k not in cfg_keys}
     return RetrainRecipe(cfg, kw, num_classes, str(cache), device="cpu", gallery=False)
-
-
-def _write_array(path: Path, a: np.ndarray) -> str:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(a))
-        tmp.replace(path)
-    return str(path)
 
 
 def _nanmean(v: torch.Tensor) -> float | None:

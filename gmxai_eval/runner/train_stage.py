@@ -78,7 +78,8 @@ class TrainedModel:
     key: str
 
 
-def _write_array(path: Path, a: np.ndarray) -> str:
+def write_array(path: Path, a: np.ndarray) -> str:
+    """Save ``a`` to ``path`` (``.npy``) unless it exists, atomically; returns the path as text."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -111,8 +112,8 @@ def make_task(entry: Mapping[str, Any], train: Any, test: Any, num_classes: int,
     xte, yte = _arrays(test, "test")
     dtr, dte = stable_hash(xtr.tobytes(), ytr), stable_hash(xte.tobytes(), yte)
     key = stable_hash("train-stage/1", recipe.key(), dtr, dte, cfg.seed)
-    return TrainTask(key=key, train_path=_write_array(cache / "data" / f"{dtr}.npy", xtr),
-                     test_path=_write_array(cache / "data" / f"{dte}.npy", xte), train_labels=ytr,
+    return TrainTask(key=key, train_path=write_array(cache / "data" / f"{dtr}.npy", xtr),
+                     test_path=write_array(cache / "data" / f"{dte}.npy", xte), train_labels=ytr,
                      test_labels=yte, recipe=recipe, seed=cfg.seed, result_path=str(cache / f"{key}.json"))
 
 
