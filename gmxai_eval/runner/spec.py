@@ -441,15 +441,8 @@ def _entries(source: str, kind: str, raw: Any) -> tuple[Entry, ...]:
     return tuple(out)
 
 
-def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
-    """Validate a spec dict (as read from TOML) and return a :class:`Spec`.
-
-    Raises:
-        ConfigError: unknown key (named, with the file), wrong type, missing section.
-    """
-    src = str(source)
-    _check_keys("top level", data, _TOP_KEYS, src)
-    run = dict(data.get("run", {}))
+def _run_table(src: str, run: dict[str, Any]) -> dict[str, Any]:
+    """The validated ``[run]`` table as :class:`Spec` keywords."""
     _check_keys("run", run, _RUN_KEYS, src)
     kw: dict[str, Any] = {}
     if "name" in run:
@@ -524,6 +517,19 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
             kw[k] = _typed(src, f"run.{k}", run[k], int, f"an int >= {lo}")
             if kw[k] < lo:
                 raise ConfigError(f"{src}: expected run.{k} >= {lo}, got {kw[k]}")
+
+    return kw
+
+
+def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
+    """Validate a spec dict (as read from TOML) and return a :class:`Spec`.
+
+    Raises:
+        ConfigError: unknown key (named, with the file), wrong type, missing section.
+    """
+    src = str(source)
+    _check_keys("top level", data, _TOP_KEYS, src)
+    kw: dict[str, Any] = _run_table(src, dict(data.get("run", {})))
 
     if "dataset" in data:
         ds = dict(data["dataset"])
