@@ -30,7 +30,7 @@ def test_deletion_default_substrate_is_rise_zero_in_normalised_space(toy_model, 
     a = create_evaluator("deletion", steps=4)(toy_model, x, target, maps["m"], sample_ids=ids)
     b = create_evaluator("deletion", steps=4, baseline="black")(toy_model, x, target, maps["m"], sample_ids=ids)
     torch.testing.assert_close(a.scores, b.scores)
-    toy_model.preprocess = Preprocess()  # mean 0.5
+    toy_model.preprocess = Preprocess().eval()  # mean 0.5
     c = create_evaluator("deletion", steps=4)(toy_model, x, target, maps["m"], sample_ids=ids)
     d = create_evaluator("deletion", steps=4, baseline=0.5)(toy_model, x, target, maps["m"], sample_ids=ids)
     torch.testing.assert_close(c.scores, d.scores)

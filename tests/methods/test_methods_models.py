@@ -40,7 +40,7 @@ def test_lrp_copes_with_reused_and_inplace_modules_in_its_copy(name, reused_mode
     x, t = xt
     a = create_method(name)(reused_model, x, t)
     separate = copy.deepcopy(reused_model)
-    separate.backbone.features[3] = nn.ReLU()
+    separate.backbone.features[3] = nn.ReLU().eval()
     torch.testing.assert_close(a, create_method(name)(separate, x, t))
     assert reused_model.backbone.features[1] is reused_model.backbone.features[3]
 
@@ -51,7 +51,7 @@ def test_shared_pool_is_fine_for_relu_only_methods(shared_pool_model, xt):
     a twin with separate pools; DeepLIFT hooks pooling too and refuses the model."""
     x, t = xt
     twin = copy.deepcopy(shared_pool_model)
-    twin.backbone.features[5] = nn.MaxPool2d(2)
+    twin.backbone.features[5] = nn.MaxPool2d(2).eval()
     for name in ("guided_backprop", "deconvolution", "guided_grad_cam"):
         e = create_method(name)
         torch.testing.assert_close(e(shared_pool_model, x, t), e(twin, x, t))
@@ -64,7 +64,7 @@ def test_gradient_methods_cope_with_reused_modules(reused_model, xt):
     """Plain gradients are unaffected by module reuse: same maps as a twin with separate ReLUs."""
     x, t = xt
     twin = copy.deepcopy(reused_model)
-    twin.backbone.features[3] = nn.ReLU()      # break the sharing, same weights
+    twin.backbone.features[3] = nn.ReLU().eval()  # break the sharing, same weights
     configs = {"saliency": {}, "integrated_gradients": {"n_steps": 8}, "fullgrad": {}, "occlusion": {},
                "grad_cam": {"layer": "backbone.features.2"}}
     for name, kw in configs.items():

@@ -117,7 +117,7 @@ def test_headers_rows_and_flags_of_a_rich_run(tmp_path):
     assert oracle[1].startswith("ref") and oracle[-1].endswith("rank 4/4") and oracle[-2].endswith("rank 1/4")
     md = leaderboard_markdown(doc)
     assert "- del = flip" in md and "loc: the oracle is beaten (oracle (rank 4 of 4) is beaten by good, fair, random)" in md
-    assert "rule 'paired'" in md and "split-half reliability of the ranking of means < 0.8" in md
+    assert "rule 'paired'" in md and "split-half reliability of the ranking of means &lt; 0.8" in md
     # CSV: the per-evaluator columns, and the reference flag
     back = pd.read_csv(io.StringIO(leaderboard_csv(doc)), keep_default_na=False)
     assert set(back[back.evaluator == "flip"]["alias_of"]) == {"del"}
