@@ -8,6 +8,20 @@ import torch
 from gmxai_eval.models import MODELS
 
 
+def pytest_sessionstart(session):
+    """Under ``pytest -n N`` over the whole suite, the controller builds the embedded default's
+    data and models before the workers start: trained inside a worker, they shared the cores with
+    the other workers' tests for minutes (the suite's longest serial stretch). Nothing to do when
+    they are cached; a run of chosen test paths, or one without workers, builds them on demand."""
+    cfg = session.config
+    chosen = cfg.args_source == pytest.Config.ArgsSource.ARGS  # test paths named on the command line
+    if hasattr(cfg, "workerinput") or not getattr(cfg.option, "numprocesses", None) or chosen:
+        return
+    from gmxai_eval.models.default import load_default
+    for preset in ("default", "shortcut"):
+        load_default(progress=False, preset=preset)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread_per_worker():
     """The suite runs as ``pytest -n 2`` on 2 cores: one intra-op thread per worker avoids
