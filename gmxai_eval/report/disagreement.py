@@ -75,7 +75,10 @@ def render_disagreement(results: Mapping[str, Any], data: Mapping[str, Any]) -> 
            "re-rendered). Leakage: the class predicted from each real method's removal masks alone "
            "(top 20 % of pixels in the evaluator's order, 5-fold logistic regression, pooled over methods; "
            "methods leaking = Wilson interval above the majority guess). "
-           f"{e(accounting(results, data))}</p>")
+           f"{e(accounting(results, data))}"
+           + (f" No gap is defined for {e(', '.join(data['without_substrate']))}: "
+              "they remove no pixels by a substrate." if data.get("without_substrate") else "")
+           + "</p>")
     return title, cap + f'<div class="scroll">{table_html(cols, rows)}</div>'
 
 

@@ -233,7 +233,9 @@ def _verdict_block(results: Mapping[str, Any]) -> dict[str, Any]:
     return {"has_truth": bool(ver.get("has_truth")), "truth_evaluator": ver.get("truth_evaluator"),
             "truth_reliability": truth.get("reliability") or {}, "basis": ver.get("basis", ""),
             "evaluators": list(ver.get("faithfulness_evaluators") or []),
-            "agreeing": [a for a in agreement if a.get("agrees")], "n_candidates": len(agreement),
+            "agreeing": [a for a in agreement if a.get("agrees") and a.get("votes", True)],
+            "n_candidates": sum(bool(a.get("votes", True)) for a in agreement),
+            "also_agree": list(ver.get("also_agree") or []),
             "properties": list(ver.get("properties") or {}), "definition": ver.get("definition", "")}
 
 
@@ -352,12 +354,16 @@ def verdict_text(data: Mapping[str, Any]) -> list[str]:
                    f"{_f2(rel.get('ci_high'))}] over {rel.get('n_units')} {rel.get('unit', 'unit')}s"
                    + (f" (below {rel.get('threshold'):g}: {MARK_UNRELIABLE})" if rel.get("unreliable") else "") + ".")
         ag = v.get("agreeing") or []
-        out.append(f"Evaluators that agree with the truth ({len(ag)} of {v['n_candidates']}: corrected tau "
-                   "interval above 0 and the truth in their top band): "
+        out.append(f"Faithfulness evaluators (perturbation, retraining) that agree with the truth ({len(ag)} of "
+                   f"{v['n_candidates']}: corrected tau interval above 0 and the truth in their top band): "
                    + (", ".join(f"{a['evaluator']} (tau_c {_f2(a.get('tau_corrected'))} [{_f2(a.get('corrected_ci_low'))}, "
                                 f"{_f2(a.get('corrected_ci_high'))}])" for a in ag) if ag else "none") + ".")
         out.append("Faithfulness: mean rank over those evaluators alone." if ag else
-                   "Faithfulness: no evaluator agrees with the truth, so only the truth ranks faithfulness.")
+                   "Faithfulness: no faithfulness evaluator agrees with the truth on this model, so the truth "
+                   "ranking is the verdict.")
+        if v.get("also_agree"):
+            out.append("Also agree with the truth but measure other properties (never averaged into faithfulness): "
+                       + ", ".join(v["also_agree"]) + ".")
     else:
         basis = (v.get("basis") or "").replace(" (no truth in this run)", "")
         out.append("Faithfulness verdict: no counterfactual truth in this run, so no evaluator's validity is "

@@ -16,8 +16,15 @@ Definitions:
   run has the truth as a method (``counterfactual_oracle``), that method is in the evaluator's
   top band (band 1: no ranked method is significantly better than the truth's own map). Truth
   evaluators, aliases of a counted evaluator and evaluators without a τ are not candidates.
-* **The faithfulness rank**: each method's mean over the agreeing evaluators of its
-  per-evaluator rank (aliases counted once, no rank left out), ranked "min". Where the run has
+* **Who votes**: only evaluators of the faithfulness categories (:data:`FAITHFULNESS_CATEGORIES`:
+  perturbation and retraining, the ones that measure the model's response to the map) can vote.
+  An evaluator of another family (localisation, complexity, robustness, gaze, randomisation)
+  whose ranking happens to agree with the truth is listed under ``also_agree`` and never
+  averaged into faithfulness: agreeing with the truth on one model does not make sparseness a
+  measure of faithfulness.
+* **The faithfulness rank**: each method's mean over the agreeing faithfulness evaluators of its
+  per-evaluator rank (aliases counted once, no rank left out), ranked "min". Where none agrees,
+  there is no faithfulness rank and the truth ranking is the verdict. Where the run has
   no truth, it is the same mean over the *faithfulness-category* evaluators
   (:data:`FAITHFULNESS_CATEGORIES`) whose ranking reliability passes its threshold, and
   ``basis`` says so. Where no evaluator qualifies, there is no faithfulness rank.
@@ -91,10 +98,12 @@ def verdict(records: Sequence[Mapping[str, Any]], rankings: Mapping[str, Any], v
         for e in cands:
             bands = [rec[(e, t)].get("band") for t in truth_methods if (e, t) in rec]
             band = max(bands) if bands and all(b is not None for b in bands) else None
-            agreement.append(_agreement(e, val.get(e) or {}, primary, band, bool(truth_methods)))
+            a = _agreement(e, val.get(e) or {}, primary, band, bool(truth_methods))
+            agreement.append({**a, "category": cat.get(e), "votes": cat.get(e) in FAITHFULNESS_CATEGORIES})
         out["agreement"] = agreement
-        basis = [a["evaluator"] for a in agreement if a["agrees"]]
-        out["basis"] = "agree with the truth"
+        basis = [a["evaluator"] for a in agreement if a["agrees"] and a["votes"]]
+        out["also_agree"] = [a["evaluator"] for a in agreement if a["agrees"] and not a["votes"]]
+        out["basis"] = "faithfulness-category evaluators (" + ", ".join(FAITHFULNESS_CATEGORIES) + ") that agree with the truth"
     else:
         basis = [e for e in counted if cat.get(e) in FAITHFULNESS_CATEGORIES
                  and not (reliability.get(e) or {}).get("unreliable", True)]
@@ -111,7 +120,8 @@ def verdict(records: Sequence[Mapping[str, Any]], rankings: Mapping[str, Any], v
     out["definition"] = (
         "agrees with the truth: the corrected tau interval against the primary truth evaluator is above 0 and, "
         "where the run has the truth as a method, that method is in the evaluator's top band (band 1); "
-        "faithfulness rank: mean of the per-evaluator ranks over the agreeing evaluators (aliases once), ranked "
+        "only faithfulness-category evaluators (" + ", ".join(FAITHFULNESS_CATEGORIES) + ") vote; "
+        "faithfulness rank: mean of the per-evaluator ranks over the agreeing ones (aliases once), ranked "
         "'min'; without a truth: over the faithfulness-category evaluators whose ranking reliability passes; "
         "other families are separate properties, never averaged into it")
     return out

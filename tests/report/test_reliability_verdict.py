@@ -211,3 +211,20 @@ def test_an_older_results_document_without_verdict_or_reliability_still_summaris
     lines = summary_lines(data)
     assert any("older results.json" in line for line in lines) and all(len(line) <= 120 for line in lines)
     assert "Krippendorff" not in leaderboard_markdown(doc) or "older results.json" in leaderboard_markdown(doc)
+
+
+def test_an_agreeing_evaluator_of_another_family_never_votes(tmp_path):
+    """The same scores with ``agree`` filed as localisation: it still agrees with the truth but
+    is listed under ``also_agree``, and the faithfulness rank is over perturbation evaluators only."""
+    folder = tmp_path / "run"
+    write_table(make_table(), folder)
+    cards = {**CARDS, "agree": {"higher_is_better": True, "category": "localisation"}}
+    doc = summarise(read_table(folder / "samples.csv"), cards, MCARDS, n_boot=200, seed=0)
+    ver = doc["verdict"]
+    a = {x["evaluator"]: x for x in ver["agreement"]}
+    assert a["agree"]["agrees"] and not a["agree"]["votes"] and a["weak"]["votes"]
+    assert "agree" in ver["also_agree"] and "agree" not in ver["faithfulness_evaluators"]
+    assert all(a[e]["category"] in ("perturbation", "retraining") for e in ver["faithfulness_evaluators"])
+    doc.update(run_id="t", n_images=40, seeds=[0], methods={m: {"card": c} for m, c in MCARDS.items()})
+    text = " ".join(summary_lines(summary_data(doc)))
+    assert "Also agree with the truth but measure other properties" in text

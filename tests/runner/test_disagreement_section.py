@@ -18,12 +18,13 @@ def test_gap_is_zero_when_the_substrate_is_the_rerendering(tmp_path, toys):
     # the toy renderer greys a switched-off trait to 0.3: a 0.3 substrate removes it identically
     evs = [{"name": "deletion", "label": "same", "config": {"baseline": 0.3, "steps": 4}},
            {"name": "deletion", "label": "black", "config": {"baseline": 0.0, "steps": 4}},
-           "toy_mass"]
+           "toy_mass", {"name": "infidelity", "config": {"n_perturb_samples": 2}}]
     spec = toy_spec(methods=["toy_grad", "toy_random"], evaluators=evs, n_dataset=16, n_images=16)
     spec = spec.replace(sections=("disagreement",))
     res = run_benchmark(spec, output=tmp_path / "o", progress=False, verbose=False, dataset=cf_faces(16))
     d = res.results["sections"]["disagreement"]
     assert d["available"] and set(d["evaluators"]) == {"same", "black"}  # toy_mass has no substrate
+    assert d["without_substrate"] == ["infidelity"]  # a perturbation evaluator without one is named
     same, black = d["evaluators"]["same"], d["evaluators"]["black"]
     assert same["gap"] == pytest.approx(0.0, abs=1e-6)
     assert same["p_substrate"] == pytest.approx(same["p_rerendered"], abs=1e-6)
@@ -32,7 +33,7 @@ def test_gap_is_zero_when_the_substrate_is_the_rerendering(tmp_path, toys):
     assert black["gap_ci"][0] <= black["gap"] <= black["gap_ci"][1]
     assert same["leakage"]["n_images"] == 16 and set(same["leakage"]["per_method"]) == {"toy_grad"}  # controls left out
     title, html = SECTIONS.get("disagreement")(res.results, d)
-    assert "same" in html and "black" in html and title
+    assert "same" in html and "black" in html and title and "No gap is defined for infidelity" in html
 
 
 def test_leakage_finds_planted_class_information():

@@ -138,7 +138,7 @@ def disagreement_data(ctx: RunContext) -> dict[str, Any]:
         cfg = dict(ctx.evaluators[e.label].config)
         sub = substrate(cfg)
         if sub is None:
-            continue
+            continue  # listed by without_substrate
         x, ids = probe["x"], probe["ids"]
         sp, sk = _score(ctx, _removed(ctx, cfg, x, ids, probe["union"]), probe["t"])
         hp, hk = _score(ctx, _removed(ctx, cfg, x, ids, probe["shift"]), probe["t"])
@@ -154,7 +154,15 @@ def disagreement_data(ctx: RunContext) -> dict[str, Any]:
             "gap": float(gap.mean()), "gap_ci": _boot_mean(gap, ctx.seeds[0]),
             "truth_effect_reproduced": float((clean_p - sp).mean() / max((clean_p - rr_p).mean(), 1e-12)),
             "leakage": leak_cache.get(absolute)}
-    return {"available": True, "evaluators": evs, "methods": methods, "n_affected": len(probe["ids"])}
+    return {"available": True, "evaluators": evs, "methods": methods, "n_affected": len(probe["ids"]),
+            "without_substrate": without_substrate(ctx)}
+
+
+def without_substrate(ctx: RunContext) -> list[str]:
+    """The run's perturbation evaluators that remove no pixels by a substrate (e.g. infidelity,
+    which subtracts noise): no gap is defined for them."""
+    return [e.label for e in ctx.spec.evaluators if substrate(dict(ctx.evaluators[e.label].config)) is None
+            and getattr(ctx.evaluator_cards.get(e.label), "category", None) == "perturbation"]
 
 
 SECTION_DATA.register(disagreement_data, name="disagreement")
