@@ -145,7 +145,8 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
     rid = run_id or spec.run_id
     policy = ThreadPolicy(spec.threads if threads is None else threads, device=spec.device)
 
-    def run_one(one: Spec, *, model: nn.Module | None, dataset: Any, staged: Any, run_id: str) -> RunResult:
+    def run_one(one: Spec, *, model: nn.Module | None, dataset: Any, staged: Any, run_id: str,
+                executor: Executor | None = executor) -> RunResult:
         ctx = RunContext(
             spec=one, timer=StageTimer(progress, on_start=lambda stage: policy.apply(stage, force=True)),
             progress=progress, threads=policy, out_root=out_root, cache_root=cache_root, run_id=run_id,
@@ -170,8 +171,8 @@ def _run_models(spec: Spec, run_one: Callable[..., RunResult], staged: StagedRun
     """A ``[[models]]`` spec: every model through :func:`run_one` (:mod:`gmxai_eval.runner.models`)."""
     ex = executor if executor is not None else executor_for(spec)
     try:
-        table, doc, per = run_models(spec, lambda one, **kw: run_one(one, run_id=one.run_id, **kw), staged=staged,
-                                     cache_root=cache_root, executor=ex, run_id=run_id)
+        table, doc, per = run_models(spec, lambda one, **kw: run_one(one, run_id=one.run_id, executor=ex, **kw),
+                                     staged=staged, cache_root=cache_root, executor=ex, run_id=run_id)
     finally:
         if executor is None and hasattr(ex, "close"):
             ex.close()
