@@ -1,26 +1,25 @@
 """Class-imbalance experiment: pure functions over its per-model scores.
 
-The experiment (:mod:`gmxai_eval.runner.imbalance`) trains models on different class choices
-and class sizes of the same data and scores every model's maps on the same test images. It
-hands this module one *record* per (condition, repeat, class, method, metric)::
+The experiment (a ``[[models]]`` spec with the ``imbalance`` section,
+:mod:`gmxai_eval.runner.stages.imbalance_section`) trains models on different class choices
+and class sizes of the same data and scores every model's maps on the same test images. The
+section hands this module one *record* per (condition, repeat, class, method, metric)::
 
     {"condition": "top_k", "repeat": 0, "class": "synthetic_syndrome_03", "method": "grad_cam",
      "metric": "localisation", "train_size": 60, "value": 0.41}
 
 ``value`` is the mean over the class's test images; ``train_size`` is the number of training
-images of that class in that condition. Metrics: ``localisation`` (relevance mass on the
-planted evidence), ``deletion`` (lower is better) and one entry per map similarity to the
-class's reference model (``spearman_abs``, ``ssim``, ``topk_iou``, ...).
+images of that class in that condition. Metrics: the run's evaluators (e.g. ``localisation``,
+relevance mass on the planted evidence, and ``deletion``, lower is better) and one entry per map
+similarity to the class's reference model (``spearman_abs``, ``ssim``, ``topk_iou``).
 
 Everything here is a pure function of records: :func:`summarise` (mean and percentile
 bootstrap CI over repeats per point), :func:`size_trends` (Spearman correlation of a
-metric with the class's training size, per method), :func:`to_markdown` and :func:`to_csv`.
+metric with the class's training size, per method) and :func:`table_rows`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from typing import Any, Mapping, Sequence
 
@@ -31,9 +30,6 @@ from gmxai_eval.functional.stats import bootstrap_ci, spearman
 
 #: The keys every record has.
 RECORD_KEYS = ("condition", "repeat", "class", "method", "metric", "train_size", "value")
-
-#: Columns of the summary table (:func:`summarise`), in order.
-SUMMARY_COLUMNS = ("method", "metric", "class", "condition", "train_size", "n_repeats", "mean", "ci_low", "ci_high")
 
 
 def check_records(records: Sequence[Mapping[str, Any]]) -> None:
@@ -111,42 +107,4 @@ def table_rows(summary: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[li
     return headers, rows
 
 
-def _md_cell(s: str) -> str:
-    return s.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def to_markdown(summary: Sequence[Mapping[str, Any]], trends: Sequence[Mapping[str, Any]] = (),
-                title: str = "Class-imbalance experiment") -> str:
-    """The summary table and the size trends as Markdown (cells escaped)."""
-    headers, rows = table_rows(summary)
-    lines = [f"# {_md_cell(title)}", ""]
-    if trends:
-        lines += ["## Score against training size (Spearman rho over class x condition points)", "",
-                  "| method | metric | rho | points |", "|---|---|---|---|"]
-        lines += [f"| {_md_cell(str(t['method']))} | {_md_cell(str(t['metric']))} | {_fmt(t['rho'])} | {t['points']} |"
-                  for t in trends]
-        lines.append("")
-    lines += ["## Scores per class and condition (mean over repeats, percentile bootstrap CI)", "",
-              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _csv_cell(v: Any) -> Any:
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + v  # never a formula in a spreadsheet
-    return v
-
-
-def to_csv(summary: Sequence[Mapping[str, Any]]) -> str:
-    """The summary rows as CSV (:data:`SUMMARY_COLUMNS`; text cells neutralised against formulas)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(SUMMARY_COLUMNS)
-    for r in summary:
-        w.writerow([_csv_cell(r[k]) for k in SUMMARY_COLUMNS])
-    return buf.getvalue()
-
-
-__all__ = ["RECORD_KEYS", "SUMMARY_COLUMNS", "check_records", "summarise", "size_trends", "table_rows",
-           "to_markdown", "to_csv"]
+__all__ = ["RECORD_KEYS", "check_records", "summarise", "size_trends", "table_rows"]

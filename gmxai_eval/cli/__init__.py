@@ -25,13 +25,12 @@ COMMAND_MODULES = (
     "gmxai_eval.cli.questionnaire",  # questionnaire make|analyse
     "gmxai_eval.cli.explain",   # explain
     "gmxai_eval.cli.cache",     # cache prune
-    "gmxai_eval.cli.imbalance",  # imbalance
 )
 
 #: Commands that render data or run models without a policy of their own: they start on the
 #: thread policy's count for the machine's current load (``run`` and ``explain`` also weigh the
 #: model's cost; ``train`` uses its recipe's fixed count, see :mod:`gmxai_eval.threads`).
-MACHINE_POLICY_COMMANDS = ("data", "gaze", "gaze-simulate", "imbalance", "questionnaire")
+MACHINE_POLICY_COMMANDS = ("data", "gaze", "gaze-simulate", "questionnaire")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,11 @@
 """The ``imbalance`` report section: score against class training size per method (a PNG
 figure) and the summary table of the class-imbalance experiment.
 
-The section's data is the ``section`` entry of ``imbalance.json``
-(:func:`gmxai_eval.runner.imbalance.section_data`): ``{"title", "metrics", "methods",
-"summary" (rows of :func:`gmxai_eval.analysis.imbalance.summarise`), "trends", "costs"}``.
-The renderer only formats it; nothing here runs a model.
+The section's data is ``results["sections"]["imbalance"]`` of a ``[[models]]`` run
+(:func:`gmxai_eval.runner.stages.imbalance_section.imbalance_section_data`): ``{"title",
+"metrics", "methods", "conditions", "reference", "summary" (rows of
+:func:`gmxai_eval.analysis.imbalance.summarise`), "trends", "table", "costs"}``. The renderer
+only formats it; nothing here runs a model.
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ def render_imbalance_section(data: Mapping[str, Any]) -> str:
     e = html.escape
     parts = [_img(size_figure(data), "mean score over repeats against the class's training images, "
                                       "95% bootstrap CI over repeats; one line per method")]
+    conds = data.get("conditions") or []
+    if conds:
+        parts.append(table_html(["condition", "models", "training images per class"],
+                                [[c["name"], ", ".join(c["models"]), ", ".join(f"{k}: {v}" for k, v in
+                                                                              c["train_sizes"].items())]
+                                 for c in conds], "imbalance-conditions"))
+    ref = data.get("reference") or {}
+    if ref:
+        parts.append("<p>" + e("Reference condition per class (the most training images of the class): "
+                               + ", ".join(f"{k}: {v}" for k, v in ref.items())) + "</p>")
     trends = data.get("trends") or []
     if trends:
         parts.append("<p>Spearman rho between the class's training images and the score "
@@ -103,18 +114,3 @@ def _register() -> None:
 
 _register()
 
-
-def render_page(run_id: str, data: Mapping[str, Any], meta: Sequence[tuple[str, Any]] = ()) -> str:
-    """A self-contained ``report.html`` of an imbalance run: a meta table and the section
-    (the same renderer a benchmark report uses for ``[report] sections = ["imbalance"]``),
-    with the page's figure check (``#gmx-figcheck``)."""
-    from gmxai_eval.report.html import _CHECK, _CSS, table_html
-
-    e = html.escape
-    title, fragment = imbalance_section({}, data)
-    body = (f"<h1>gmxai_eval imbalance report: {e(run_id)}</h1>"
-            + table_html(["field", "value"], [(k, v) for k, v in meta], "meta")
-            + f"<h2>{e(title)}</h2>{fragment}")
-    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>gmxai_eval imbalance {e(run_id)}</title><style>{_CSS}</style></head>"
-            f"<body>{body}{_CHECK}</body></html>")

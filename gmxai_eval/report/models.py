@@ -156,8 +156,10 @@ def models_markdown(doc: Mapping[str, Any]) -> str:
 
 
 def models_html(doc: Mapping[str, Any]) -> str:
-    """``report.html`` of a several-model run (self-contained; links to each model's report)."""
-    from gmxai_eval.report.html import _CSS, table_html
+    """``report.html`` of a several-model run (self-contained; links to each model's report), with
+    the sections that compare the models (``doc["sections"]``, renderers of
+    :data:`gmxai_eval.report.html.SECTIONS`)."""
+    from gmxai_eval.report.html import _CHECK, _CSS, SECTIONS, table_html
 
     labels, info, ranks, agree = _rows(doc)
     links = "".join(f'<li><a href="{html.escape(d.get("folder", ""))}/report.html">{html.escape(m)}</a></li>'
@@ -172,4 +174,6 @@ def models_html(doc: Mapping[str, Any]) -> str:
             + ("<h2>Validity per model: tau [95 % CI] against each model's counterfactual truth</h2>"
                + table_html(["evaluator", *labels, "stable"], _validity_rows(doc))
                if doc["comparison"].get("validity") else "")
-            + f"<h2>Each model's report</h2><ul>{links}</ul></body></html>")
+            + "".join(f"<h2>{html.escape(t)}</h2>{frag}" for t, frag in
+                      (SECTIONS.get(n)(doc, d) for n, d in (doc.get("sections") or {}).items()))
+            + f"<h2>Each model's report</h2><ul>{links}</ul>{_CHECK}</body></html>")

@@ -175,6 +175,30 @@ class RunContext:
         return names[k] if 0 <= k < len(names) else str(k)
 
 
+@dataclass
+class ModelsContext:
+    """What the sections that compare the models of a ``[[models]]`` run read (registered with
+    ``axis = "models"``, see :mod:`gmxai_eval.runner.stages.sections`): the run's results only.
+
+    Attributes:
+        spec: the several-model spec.
+        results: ``{label: results document}`` of every model (its ``models/<label>/results.json``).
+        tables: ``{label: per-sample DataFrame}`` (``samples.csv`` rows).
+        trained: ``{label: training result}`` of the ``source = "train"`` models (top-1,
+            ``classes``, ``train_sizes``, ``train_patients``, ``seconds``, ``cached``).
+        maps: ``{label: RunMapStore}``: each model's cached maps
+            (:meth:`~gmxai_eval.runner.map_store.RunMapStore.maps`).
+        sample_classes: ``{sample id: class name}`` of the run's images (the same for every model).
+    """
+
+    spec: Spec
+    results: dict[str, Any]
+    tables: dict[str, Any]
+    trained: dict[str, Any]
+    maps: dict[str, Any]
+    sample_classes: dict[str, str]
+
+
 def bind_masks(explainers: Mapping[str, Any], masks: torch.Tensor | None,
                sample_ids: Sequence[str] | None = None, counterfactual: Any = None) -> dict[str, Any]:
     """``{label: explainer}`` with every explainer that declares ``needs_masks`` (the oracle)

@@ -6,7 +6,8 @@ the model hash (the folder), the method name and config hash, the image key
 (``"<id>|<image hash>|<target>"``), plus the evaluator's key of what else the map depends on
 (randomised layers, seed, target rule, noise settings) folded into the file's method key. So a
 unit that is recomputed (a new similarity, another MPRT evaluator over the same states, a
-resumed run) re-explains nothing it has explained before.
+resumed run) re-explains nothing it has explained before. :meth:`RunMapStore.maps` reads the
+run's own attribution maps back (the sections that compare the models of a run).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from gmxai_eval.errors import ConfigError
+from gmxai_eval.errors import ConfigError, DataError
 from gmxai_eval.runner.cache import MapCache
 from gmxai_eval.utils import stable_hash
 
@@ -36,22 +37,38 @@ class RunMapStore:
         self.methods = dict(methods)
         self.image_keys = dict(image_keys)
 
-    def _where(self, method: str, key: str, sample_ids: Sequence[str]) -> tuple[str, str, list[str]]:
+    def _where(self, method: str, sample_ids: Sequence[str]) -> tuple[str, str, list[str]]:
         if method not in self.methods:
             raise ConfigError(f"expected a method of the run {sorted(self.methods)}, got {method!r}")
         missing = [s for s in sample_ids if s not in self.image_keys]
         if missing:
             raise ConfigError(f"expected sample ids of the run, got unknown {missing[:4]}")
         name, mk = self.methods[method]
-        return name, stable_hash(mk, "reexplained", key), [self.image_keys[s] for s in sample_ids]
+        return name, mk, [self.image_keys[s] for s in sample_ids]
 
     def load(self, method: str, key: str, sample_ids: Sequence[str]) -> torch.Tensor | None:
-        name, mk, keys = self._where(method, key, sample_ids)
-        found, missing = self.cache.get(name, mk, keys)
+        name, mk, keys = self._where(method, sample_ids)
+        found, missing = self.cache.get(name, stable_hash(mk, "reexplained", key), keys)
         if missing:
             return None
         return torch.stack([found[k] for k in keys])
 
     def save(self, method: str, key: str, sample_ids: Sequence[str], maps: torch.Tensor) -> None:
-        name, mk, keys = self._where(method, key, sample_ids)
-        self.cache.put(name, mk, keys, maps)
+        name, mk, keys = self._where(method, sample_ids)
+        self.cache.put(name, stable_hash(mk, "reexplained", key), keys, maps)
+
+    def maps(self, method: str, sample_ids: Sequence[str]) -> torch.Tensor:
+        """The run's own maps of ``method`` (its attribution stage) for ``sample_ids``: ``(n, H, W)``.
+
+        The file is read afresh (nothing is kept in memory).
+
+        Raises:
+            DataError: a map is not in the cache (naming the method and the first missing ids).
+            ResumeError: the cache file is unreadable or fails its check.
+        """
+        name, mk, keys = self._where(method, sample_ids)
+        table = self.cache.read(name, mk)
+        missing = [sid for sid, k in zip(sample_ids, keys) if k not in table]
+        if missing:
+            raise DataError(f"expected the run's cached maps of {method!r}, got none for {missing[:4]}")
+        return torch.stack([table[k] for k in keys])

@@ -23,7 +23,9 @@ run resumes). The run folder then gets:
 * ``results.json`` (``gmxai_eval.results-models/1``): per model its source, hash, run id,
   folder, training result and rankings, and the comparison of
   :func:`gmxai_eval.report.models.comparison` (overall ranks per model, Kendall's tau-b between
-  the models' method rankings per evaluator);
+  the models' method rankings per evaluator), and ``sections``: the data of the ``[report] sections`` that compare the models (registered
+  with ``axis = "models"``, e.g. ``imbalance``), computed from every model's results, per-sample
+  scores and cached maps (:class:`~gmxai_eval.runner.context.ModelsContext`) after the last model;
 * ``leaderboard.md`` and ``report.html`` rendered from it (:mod:`gmxai_eval.report.models`).
 
 The whole folder is staged and moved into place at the end, like a one-model run.
@@ -40,7 +42,7 @@ import pandas as pd
 from gmxai_eval.report import models as report_models
 from gmxai_eval.report.tables import write_results_json
 from gmxai_eval.runner.spec import Spec
-from gmxai_eval.runner.train_stage import TrainedModel, train_models
+from gmxai_eval.runner.train_stage import DATA_KEY, TrainData, TrainedModel, dataset_arrays, train_models
 from gmxai_eval.utils import write_atomic
 
 
@@ -54,37 +56,43 @@ class SubFolder:
         return self.path
 
 
-def training_data(spec: Spec, entry: dict[str, Any]) -> tuple[Any, Any, Any, int]:
-    """``(train split, run split view, dataset for the run, number of classes)`` that a
-    ``source = "train"`` model of ``spec`` is trained and scored on."""
+def training_data(spec: Spec, preset: str) -> tuple[TrainData, Any]:
+    """The images ``source = "train"`` models of ``spec`` are trained and scored on, and the
+    dataset the run scores: with ``[dataset] name = "default"`` the default data of ``preset``
+    (its train split; the run's split), otherwise the run's dataset (the items whose ``split`` is
+    ``"train"``; the run's split)."""
     from gmxai_eval.models.default import default_data
     from gmxai_eval.runner.stages.load import load_dataset
 
     split = spec.dataset.get("split", "")
     if spec.dataset["name"] == "default":
-        bundle = default_data(entry.get("train", {}).get("data", "default"), progress=False)
-        view = getattr(bundle, split) if split else bundle.dataset
-        return bundle.train, view, view, len(bundle.classes)
-    import torch.utils.data as tud
-
+        bundle = default_data(preset, progress=False)
+        view = bundle.view(split)
+        xtr, ytr, subjects = dataset_arrays(bundle.train, "training")
+        xte, yte, _ = dataset_arrays(view, "test")
+        return TrainData(xtr, ytr, subjects, xte, yte, tuple(bundle.classes)), view
     ds = load_dataset(spec.dataset)
-    rows = [i for i in range(len(ds)) if getattr(ds[i], "split", "") == "train"]
-    test = [i for i in range(len(ds)) if not split or getattr(ds[i], "split", "") == split]
-    classes = getattr(ds, "classes", None) or []
-    return tud.Subset(ds, rows), tud.Subset(ds, test), ds, len(classes)
+    splits = ds.splits if hasattr(ds, "splits") else [getattr(ds[i], "split", "") for i in range(len(ds))]
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    test = [i for i, s in enumerate(splits) if not split or s == split]
+    xtr, ytr, subjects = dataset_arrays(ds, "training", train)
+    xte, yte, _ = dataset_arrays(ds, "test", test)
+    return TrainData(xtr, ytr, subjects, xte, yte, tuple(getattr(ds, "classes", None) or [])), ds
 
 
 def train_stage(spec: Spec, cache_root: Path, executor: Any) -> dict[str, tuple[TrainedModel, Any]]:
-    """Train the spec's ``source = "train"`` models; ``{label: (TrainedModel, run dataset)}``."""
+    """Train the spec's ``source = "train"`` models in one batch through ``executor``;
+    ``{label: (TrainedModel, run dataset)}``."""
     entries = [dict(m) for m in spec.models] or [{**dict(spec.model), "label": "model"}]
-    out = {}
-    for e in entries:
-        if e.get("source") != "train":
-            continue
-        train, test, dataset, k = training_data(spec, e)
-        trained = train_models([e], train, test, k, cache_root, executor, spec.device)
-        out[e["label"]] = (trained[e["label"]], dataset)
-    return out
+    todo = [e for e in entries if e.get("source") == "train"]
+    data: dict[str, tuple[TrainData, Any]] = {}
+    for e in todo:
+        preset = e["train"].get(DATA_KEY, "default")
+        if preset not in data:
+            data[preset] = training_data(spec, preset)
+    jobs = [(e["label"], e, data[e["train"].get(DATA_KEY, "default")][0]) for e in todo]
+    trained = train_models(jobs, cache_root, executor, spec.device)
+    return {e["label"]: (trained[e["label"]], data[e["train"].get(DATA_KEY, "default")][1]) for e in todo}
 
 
 def combined_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -103,8 +111,8 @@ def results_document(spec: Spec, run_id: str, per_model: dict[str, Any],
         models[m["label"]] = {
             "source": m.get("source", ""), "model_hash": r.get("model_hash", ""), "run_id": r.get("run_id", ""),
             "folder": f"models/{m['label']}", "n_images": r.get("n_images"),
-            "trained": None if t is None else {k: t[0].result.get(k) for k in ("top1", "train_top1", "seconds",
-                                                                                "cached", "key")},
+            "trained": None if t is None else {k: t[0].result.get(k) for k in (
+                "top1", "train_top1", "seconds", "cached", "key", "classes", "train_sizes", "train_patients")},
             "rankings": r.get("rankings", {})}
     doc = {"format": report_models.FORMAT, "run_id": run_id, "spec": spec.to_dict(), "spec_hash": spec.hash(),
            "models": models}
@@ -115,7 +123,13 @@ def results_document(spec: Spec, run_id: str, per_model: dict[str, Any],
 def run_models(spec: Spec, run_one: Callable[..., Any], *, staged: Any, cache_root: Path, executor: Any,
                run_id: str, **kw: Any) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """Every model of ``spec``: ``run_one(model_spec, model=..., dataset=..., folder=...)`` runs the
-    one-model stages; returns ``(combined table, results document, {label: one-model result})``."""
+    one-model stages (with the spec's per-model sections); then the sections that compare the
+    models (``axis = "models"``) read every model's results. Returns ``(combined table, results
+    document, {label: one-model result})``."""
+    from gmxai_eval.runner.context import ModelsContext
+    from gmxai_eval.runner.stages.sections import model_axis, models_sections
+
+    axis = model_axis(spec.sections)
     trained = train_stage(spec, cache_root, executor)
     per_model = {}
     for m in spec.models:
@@ -124,9 +138,18 @@ def run_models(spec: Spec, run_one: Callable[..., Any], *, staged: Any, cache_ro
         if folder is not None:
             folder.path.mkdir(parents=True, exist_ok=True)
         model, dataset = (trained[label][0].model, trained[label][1]) if label in trained else (None, None)
-        per_model[label] = run_one(spec.for_model(label), model=model, dataset=dataset, staged=folder, **kw)
+        one = spec.for_model(label)
+        if axis:
+            one = one.replace(sections=[s for s in one.sections if s not in axis])
+        per_model[label] = run_one(one, model=model, dataset=dataset, staged=folder, **kw)
     table = combined_table({k: v.table for k, v in per_model.items()})
     doc = results_document(spec, run_id, per_model, trained)
+    if axis:
+        first = next(iter(per_model.values()))
+        doc["sections"] = models_sections(ModelsContext(
+            spec, {k: v.results for k, v in per_model.items()}, {k: v.table for k, v in per_model.items()},
+            {k: dict(t[0].result) for k, t in trained.items()}, {k: v.maps for k, v in per_model.items()},
+            dict(first.sample_classes)), axis)
     if staged is not None:
         from gmxai_eval.runner.store import write_table
 

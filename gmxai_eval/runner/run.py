@@ -42,13 +42,14 @@ from gmxai_eval.runner.context import RunContext, StageTimer
 from gmxai_eval.runner.output import StagedRun, prepare_run_dir
 from gmxai_eval.runner.devices import auto_batch_size, call_halving, is_oom, resolve_device
 from gmxai_eval.runner.spec import Spec
-from gmxai_eval.runner.stages.attribute import attribute
+from gmxai_eval.runner.map_store import RunMapStore
+from gmxai_eval.runner.stages.attribute import attribute, method_keys
 from gmxai_eval.runner.stages.dataset_scope import dataset_scope, default_dataset_job
 from gmxai_eval.runner.stages.evaluate import EvalUnit, evaluate, execute_unit, needs_channel_mean
 from gmxai_eval.runner.stages.load import (counterfactual_renderer, drop_truth_images, gaze_fixations, load, load_dataset,
                                            load_default_bundle, load_model, select_samples)
 from gmxai_eval.runner.stages.reliability import reliability
-from gmxai_eval.runner.stages.sections import sections
+from gmxai_eval.runner.stages.sections import check_sections, sections
 from gmxai_eval.runner.stages.write import environment, summarise
 from gmxai_eval.runner.stages.write import write as write_run
 from gmxai_eval.report import models as report_models
@@ -74,6 +75,9 @@ class RunResult:
         results: the ``results.json`` document.
         counts: ``attributed`` {method: images explained now}, ``units_run``, ``units_reused``.
         timings: seconds per stage.
+        maps: the run's cached maps (:class:`~gmxai_eval.runner.map_store.RunMapStore`; of a
+            ``[[models]]`` run ``{label: RunMapStore}``); sample_classes: ``{sample id: class
+            name}`` of the run's images.
     """
 
     run_dir: Path | None
@@ -83,6 +87,8 @@ class RunResult:
     counts: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     leaderboard: str = ""
+    maps: Any = None
+    sample_classes: dict[str, str] = field(default_factory=dict)
 
 
 def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = None,
@@ -132,12 +138,15 @@ def run_benchmark(spec: Spec, *, model: nn.Module | None = None, dataset: Any = 
 
         power = plan_n(spec.power, spec.source)
         spec = spec.replace(n_images=power["n"])
+    if spec.sections:
+        check_sections(spec.sections, models_axis=bool(spec.models))  # before any training or work
     out_root = Path(output if output is not None else spec.output)
     cache_root = Path(cache if cache is not None else (spec.cache or out_root / ".cache"))
     rid = run_id or spec.run_id
     policy = ThreadPolicy(spec.threads if threads is None else threads, device=spec.device)
 
-    def run_one(one: Spec, *, model: nn.Module | None, dataset: Any, staged: Any, run_id: str) -> RunResult:
+    def run_one(one: Spec, *, model: nn.Module | None, dataset: Any, staged: Any, run_id: str,
+                executor: Executor | None = executor) -> RunResult:
         ctx = RunContext(
             spec=one, timer=StageTimer(progress, on_start=lambda stage: policy.apply(stage, force=True)),
             progress=progress, threads=policy, out_root=out_root, cache_root=cache_root, run_id=run_id,
@@ -162,8 +171,8 @@ def _run_models(spec: Spec, run_one: Callable[..., RunResult], staged: StagedRun
     """A ``[[models]]`` spec: every model through :func:`run_one` (:mod:`gmxai_eval.runner.models`)."""
     ex = executor if executor is not None else executor_for(spec)
     try:
-        table, doc, per = run_models(spec, lambda one, **kw: run_one(one, run_id=one.run_id, **kw), staged=staged,
-                                     cache_root=cache_root, executor=ex, run_id=run_id)
+        table, doc, per = run_models(spec, lambda one, **kw: run_one(one, run_id=one.run_id, executor=ex, **kw),
+                                     staged=staged, cache_root=cache_root, executor=ex, run_id=run_id)
     finally:
         if executor is None and hasattr(ex, "close"):
             ex.close()
@@ -175,7 +184,8 @@ def _run_models(spec: Spec, run_one: Callable[..., RunResult], staged: StagedRun
             print(f"results: {run_dir}")
     counts = {label: r.counts for label, r in per.items()}
     timings = {f"{label}/{k}": v for label, r in per.items() for k, v in r.timings.items()}
-    return RunResult(run_dir, spec, table, doc, counts, timings, board)
+    return RunResult(run_dir, spec, table, doc, counts, timings, board, {label: r.maps for label, r in per.items()},
+                     next(iter(per.values())).sample_classes)
 
 
 def _run(ctx: RunContext, staged: StagedRun | None, *, model: nn.Module | None, dataset: Any,
@@ -227,4 +237,8 @@ def _run(ctx: RunContext, staged: StagedRun | None, *, model: nn.Module | None, 
                 print(line.rstrip(","))
         if run_dir is not None:
             print(f"results: {run_dir}")
-    return RunResult(run_dir, spec, ctx.table, results, ctx.counts, dict(timer.seconds), board)
+    keys = method_keys(ctx)
+    store = RunMapStore(ctx.cache_root, ctx.model_key, {e.label: (e.name, keys[e.label]) for e in spec.methods},
+                        dict(zip(ctx.image_ids, ctx.image_keys)))
+    classes = {sid: ctx.class_name(int(y)) for sid, y in zip(ctx.image_ids, ctx.labels.tolist())}  # type: ignore[union-attr]
+    return RunResult(run_dir, spec, ctx.table, results, ctx.counts, dict(timer.seconds), board, store, classes)

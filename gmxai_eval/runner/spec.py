@@ -84,7 +84,7 @@ from gmxai_eval.utils import stable_hash
 
 #: Packaged presets, ``gmxai-eval run --preset NAME``.
 PRESETS: tuple[str, ...] = ("default", "quick", "full", "shortcut", "roar-quick", "roar-paper", "methods-truth",
-                           "known-order", "architectures-cpu", "architectures-gpu")
+                           "known-order", "architectures-cpu", "architectures-gpu", "imbalance-quick", "imbalance-full")
 
 #: ``[run] select`` values (see :func:`gmxai_eval.runner.stages.load.select_samples`).
 SELECTIONS = ("first", "stratified", "per_subject")
@@ -130,7 +130,8 @@ class ModelSection:
     "factory" (``factory = "pkg.module:function"`` or ``"file.py:function"``, called with
     ``config``, then an optional ``state_dict`` file) | "torchscript" (``torchscript`` file) |
     "train" (``train = { arch = ..., epochs = ..., ... }``: trained by the run's ``train`` stage on
-    the training split of the run's dataset, see :mod:`gmxai_eval.runner.train_stage`).
+    the training split of the run's dataset, or the part of it that ``classes``, ``patients``,
+    ``max_per_class``, ``balanced`` choose; see :mod:`gmxai_eval.runner.train_stage`).
 
     Several models: ``[[models]]`` tables, each these keys plus a ``label``; every stage then
     runs per model (see :mod:`gmxai_eval.runner.models`)."""

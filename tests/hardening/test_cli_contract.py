@@ -96,8 +96,8 @@ def cases(f: dict[str, Path], out: Path) -> list[tuple[str, list[str], str]]:
         ("run: ray address port out of range", ["run", "--executor", "ray", "--address", "nohost:99999", *o],
          "--address"),
         ("run: ray address without a port", ["run", "--executor", "ray", "--address", "nohost", *o], "--address"),
-        ("imbalance: ray address port out of range",
-         ["imbalance", "--preset", "imbalance-quick", "--address", "host:0", *o], "--address"),
+        ("run: imbalance preset, ray address port out of range",
+         ["run", "--preset", "imbalance-quick", "--address", "host:0", *o], "--address"),
         ("run: method config value of the wrong type", ["run", s(f["spec_method_cfg_type.toml"]), *o], "n_steps"),
         # compare
         ("compare: no baseline", ["compare", s(out / "nope.json"), s(f["res_ok.json"])], "nope.json"),

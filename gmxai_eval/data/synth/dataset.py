@@ -80,10 +80,19 @@ class SyntheticFaces(torch.utils.data.Dataset):
     def subjects(self) -> list[str]:
         return [f"p{p:05d}" for p in self._a["patients"][self.indices]]
 
+    @property
+    def splits(self) -> list[str]:
+        """The split name of every item of this view."""
+        return [SPLITS[c] for c in self._a["splits"][self.indices]]
+
+    def uint8_images(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """Images of this view (or ``rows`` of it) as stored: ``(n, 3, H, W)`` uint8, in memory."""
+        idx = self.indices if rows is None else self.indices[rows]
+        return np.ascontiguousarray(self._images[idx])
+
     def images(self, rows: np.ndarray | slice | None = None) -> torch.Tensor:
         """Images of this view (or ``rows`` of it) as ``(n, 3, H, W)`` float32 in [0, 1]."""
-        idx = self.indices if rows is None else self.indices[rows]
-        return torch.from_numpy(np.ascontiguousarray(self._images[idx])).float().div_(255)
+        return torch.from_numpy(self.uint8_images(rows)).float().div_(255)
 
     def sticker_mask(self, i: int) -> torch.Tensor:
         """``(H, W)`` bool: the shortcut sticker of item ``i`` (all False without one)."""

@@ -4,6 +4,11 @@ A section is two registered functions with the same name: a *computation* here,
 ``SECTION_DATA.register(fn, name=...)`` with ``fn(ctx: RunContext) -> JSON-able data`` (it
 reads the run's cached ``maps``; it never recomputes them), and a *renderer* in
 :data:`gmxai_eval.report.html.SECTIONS` that turns ``results["sections"][name]`` into HTML.
+
+A computation registered with the attribute ``axis = "models"`` compares the models of a
+``[[models]]`` run: it gets a :class:`~gmxai_eval.runner.context.ModelsContext` (every model's
+results, per-sample scores and cached maps) once, after the last model
+(:func:`models_sections`), and its data goes into the run's ``results.json``.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gmxai_eval.errors import ShapeError
+from gmxai_eval.errors import ConfigError, ShapeError
 from gmxai_eval.registry import Registry
-from gmxai_eval.runner.context import RunContext
+from gmxai_eval.runner.context import ModelsContext, RunContext
 
 #: Section computations: ``fn(ctx: RunContext) -> JSON-able data`` (stored in
 #: ``results["sections"][name]``).
@@ -29,13 +34,27 @@ SECTION_DATA: Registry = Registry("report section", entry_point_group="gmxai_eva
 SECTION_FORMAT = "gmxai_eval.section/1"
 
 
-def check_sections(names: Sequence[str]) -> None:
-    """Every name has a computation and a renderer (raises ``UnknownNameError`` otherwise)."""
+def check_sections(names: Sequence[str], models_axis: bool = False) -> None:
+    """Every name has a computation and a renderer (raises ``UnknownNameError`` otherwise); a
+    section that compares models needs a ``[[models]]`` spec (``models_axis``; ``ConfigError``)."""
     from gmxai_eval.report.html import SECTIONS
 
     for name in names:
-        SECTION_DATA.get(name)
+        if getattr(SECTION_DATA.get(name), "axis", "") == "models" and not models_axis:
+            raise ConfigError(f"expected report section {name!r} in a spec with [[models]] (it compares the "
+                              f"models of a run), got a one-model spec")
         SECTIONS.get(name)
+
+
+def model_axis(names: Sequence[str]) -> tuple[str, ...]:
+    """The sections of ``names`` that compare the models of a run (``axis = "models"``)."""
+    return tuple(n for n in names if getattr(SECTION_DATA.get(n), "axis", "") == "models")
+
+
+def models_sections(mctx: ModelsContext, names: Sequence[str]) -> dict[str, Any]:
+    """``{name: data}`` of the model-axis sections ``names`` (JSON round-tripped; not cached: they
+    read cached results only)."""
+    return {n: json.loads(json.dumps(SECTION_DATA.get(n)(mctx), default=str)) for n in names}
 
 
 def section_key(ctx: RunContext, name: str, fn: Callable[[RunContext], Any]) -> str:
@@ -156,6 +175,6 @@ SECTION_DATA.register(gaze_section_data, name="gaze")
 
 import gmxai_eval.runner.stages.views_section  # noqa: E402,F401  registers the "views" section
 from gmxai_eval.runner.stages import retraining_section as _retraining_section  # noqa: E402,F401  (registers "retraining")
-from gmxai_eval.runner import imbalance as _imbalance  # noqa: E402,F401  (registers the "imbalance" section data)
+import gmxai_eval.runner.stages.imbalance_section  # noqa: E402,F401  (registers the imbalance section)
 import gmxai_eval.runner.stages.sign_section  # noqa: E402,F401  (registers the sign_variants section)
 import gmxai_eval.runner.stages.disagreement_section  # noqa: E402,F401  (registers the disagreement section)
