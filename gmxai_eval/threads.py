@@ -11,7 +11,8 @@ boundaries, between units of work):
 * **the machine**: the free cores, ``cores - ceil(others - 0.25)``: the cores this process may
   use (affinity, and the cgroup CPU quota where one is set) less the cores other processes kept
   busy since the last decision, rounded up once above a quarter of a core (Linux
-  ``/proc/stat`` over the CPUs of this process's affinity, less this process's own CPU time;
+  ``/proc/stat`` over the CPUs of this process's affinity, less this process's own CPU time,
+  and less the time of niced processes where they yield to this one, see :func:`_niced_yield`;
   elsewhere the one-minute load average less this process's share). No free core besides one
   means one thread.
 * **the work**: a calibration callable (one forward pass of the job's model on a typical
@@ -100,12 +101,31 @@ def _affinity() -> set[int] | None:
         return None
 
 
-def _busy_jiffies(cpus: set[int] | None) -> tuple[int, int] | None:
-    """``(busy, total)`` jiffies summed over ``cpus`` (all when ``None``), from ``/proc/stat``."""
+def _niced_yield() -> bool:
+    """Whether the time of niced processes (``/proc/stat``'s ``nice`` column) leaves the cores to
+    this process: it runs at niceness 0 and the kernel does not group processes by session
+    (``sched_autogroup_enabled`` 0), so a niced process gets CPU only when this one is not
+    runnable. With autogroup on, niceness is weighed inside a session only, and niced processes
+    of another session compete as equals."""
     try:
-        lines = open("/proc/stat").read().splitlines()
+        if os.getpriority(os.PRIO_PROCESS, 0) != 0:
+            return False
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return f.read().strip() == "0"
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
+def _busy_jiffies(cpus: set[int] | None, stat: str = "/proc/stat",
+                  skip_nice: bool | None = None) -> tuple[int, int] | None:
+    """``(busy, total)`` jiffies summed over ``cpus`` (all when ``None``), from ``/proc/stat``;
+    the ``nice`` column counts as idle when niced processes yield to this one
+    (``skip_nice``; default :func:`_niced_yield`)."""
+    try:
+        lines = open(stat).read().splitlines()
     except OSError:
         return None
+    skip_nice = _niced_yield() if skip_nice is None else skip_nice
     busy = total = 0
     for line in lines:
         name, *vals = line.split()
@@ -115,7 +135,7 @@ def _busy_jiffies(cpus: set[int] | None) -> tuple[int, int] | None:
             continue
         v = [int(x) for x in vals[:8]]
         v += [0] * (8 - len(v))
-        idle = v[3] + v[4]  # idle + iowait
+        idle = v[3] + v[4] + (v[1] if skip_nice else 0)  # idle + iowait (+ yielding niced time)
         total += sum(v)
         busy += sum(v) - idle
     return (busy, total) if total else None

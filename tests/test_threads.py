@@ -145,3 +145,14 @@ def test_one_quiet_window_does_not_erase_a_steady_load():
     assert p.choose() == 1  # half the last load (1.0 core) still counts
     assert p.choose() == 1  # a quarter (0.5) still counts as a busy core
     assert p.choose() == 2  # 0.25 is background noise: the load has gone
+
+
+def test_niced_time_counts_as_idle_only_where_niced_processes_yield(tmp_path):
+    # columns: user nice system idle iowait irq softirq steal; cpu1 is outside the affinity
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  30 40 6 200 4 0 0 0\ncpu0 10 20 3 100 2 0 0 0\ncpu1 20 20 3 100 2 0 0 0\n")
+    assert T._busy_jiffies({0}, str(stat), skip_nice=False) == (33, 135)
+    assert T._busy_jiffies({0}, str(stat), skip_nice=True) == (13, 135)
+    assert T._busy_jiffies(None, str(stat), skip_nice=True) == (36, 280)
+    assert T._busy_jiffies(None, str(tmp_path / "missing")) is None
+    assert isinstance(T._niced_yield(), bool)
