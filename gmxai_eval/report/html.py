@@ -208,6 +208,68 @@ def _curve_axes(category: str, per_method: Mapping[str, Any]) -> tuple[str, str]
     return ("fraction" if frac else "step", "score")
 
 
+def _score_figures(results: Mapping[str, Any]) -> list[str]:
+    """One bar chart (mean and CI per method) per evaluator."""
+    aggs = results.get("aggregates", [])
+    evs = results.get("agreement", {}).get("evaluators", [])
+    if not evs:
+        return []
+    parts = ["<h2>Scores per evaluator</h2>"]
+    for ev in evs:
+        recs = sorted([r for r in aggs if r["evaluator"] == ev], key=lambda r: rank_key(r["rank"]))
+        png = figures.bar_ci([r["method"] for r in recs], [r["mean"] for r in recs],
+                             [r["ci_low"] for r in recs], [r["ci_high"] for r in recs],
+                             f"{ev} ({'higher' if recs and recs[0]['higher_is_better'] else 'lower'} is better)")
+        parts.append(_img(png, f"{ev}: mean and 95% CI per method"))
+    return parts
+
+
+def _example_maps(examples: Mapping[str, Any]) -> list[str]:
+    """The example-maps figures (as stored by :func:`example_maps`) and their rows."""
+    import base64
+
+    pngs = list(examples.get("pngs") or ([examples["png"]] if examples.get("png") else []))
+    if not pngs:
+        return []
+    groups = examples.get("methods") or [[] for _ in pngs]
+    parts = ["<h2>Example maps</h2>",
+             "<p>Signed maps, symmetric colour scale per map (red positive, blue negative)"
+             + (f"; {len(pngs)} figures of at most {MAPS_PER_FIGURE} methods" if len(pngs) > 1 else "") + ".</p>"]
+    for k, (b64, ms) in enumerate(zip(pngs, groups)):
+        cap = f"methods {k * MAPS_PER_FIGURE + 1}-{k * MAPS_PER_FIGURE + len(ms)}: " + ", ".join(map(str, ms)) \
+            if ms else "example maps"
+        parts.append(f'<div class="maps">{_img(base64.b64decode(b64), cap)}</div>')
+    parts.append(table_html(["row", "image id", "label", "explained class"],
+                            [[i + 1, *r] for i, r in enumerate(examples.get("rows", []))]))
+    return parts
+
+
+def _curve_and_agreement_figures(results: Mapping[str, Any]) -> list[str]:
+    """The mean curves per evaluator and the Kendall-tau heatmap between evaluators."""
+    parts: list[str] = []
+    curves = results.get("curves", {})
+    if curves:
+        parts.append("<h2>Curves</h2>")
+        cats = {r["evaluator"]: r["category"] for r in results.get("aggregates", [])}
+        for ev, per_method in curves.items():
+            kind = _CURVE_TITLES.get(cats.get(ev, ""), "curve")
+            xl, yl = _curve_axes(cats.get(ev, ""), per_method)
+            parts.append(_img(figures.curves_figure(per_method, f"{ev}: {kind}", xl, yl),
+                              f"{ev}: mean {kind} ± 1 sd (band clipped to the observed range)"))
+    evs = results.get("agreement", {}).get("evaluators", [])
+    if len(evs) > 1:
+        parts.append("<h2>Metric agreement</h2>")
+        fam_of = {ev: f for f, fevs in (results.get("rankings", {}).get("families") or {}).items() for ev in fevs}
+        order = family_order(evs, fam_of)
+        tau = results["agreement"]["kendall_tau"]
+        parts.append(_img(figures.heatmap([[tau[i][j] for j in order] for i in order], [evs[i] for i in order],
+                                          "Kendall τ between evaluators' method rankings",
+                                          groups=[fam_of.get(evs[i], "") or "other" for i in order]),
+                          "Kendall tau-b of direction-oriented method means, evaluators grouped by family"
+                          + ("" if len(evs) <= 12 else " (values in results.json: agreement.kendall_tau)")))
+    return parts
+
+
 def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
                   examples: Mapping[str, Any] | None = None,
                   extra_sections: Sequence[tuple[str, str]] = ()) -> str:
@@ -247,53 +309,9 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
 
         parts.append(validity_html(results))  # its own <h2>, table and legend
 
-    aggs = results.get("aggregates", [])
-    evs = results.get("agreement", {}).get("evaluators", [])
-    if evs:
-        parts.append("<h2>Scores per evaluator</h2>")
-        for ev in evs:
-            recs = sorted([r for r in aggs if r["evaluator"] == ev], key=lambda r: rank_key(r["rank"]))
-            png = figures.bar_ci([r["method"] for r in recs], [r["mean"] for r in recs],
-                                 [r["ci_low"] for r in recs], [r["ci_high"] for r in recs],
-                                 f"{ev} ({'higher' if recs and recs[0]['higher_is_better'] else 'lower'} is better)")
-            parts.append(_img(png, f"{ev}: mean and 95% CI per method"))
-
-    pngs = list((examples or {}).get("pngs") or ([examples["png"]] if (examples or {}).get("png") else []))
-    if pngs:
-        import base64
-
-        groups = (examples or {}).get("methods") or [[] for _ in pngs]
-        parts.append("<h2>Example maps</h2>")
-        parts.append("<p>Signed maps, symmetric colour scale per map (red positive, blue negative)"
-                     + (f"; {len(pngs)} figures of at most {MAPS_PER_FIGURE} methods" if len(pngs) > 1 else "")
-                     + ".</p>")
-        for k, (b64, ms) in enumerate(zip(pngs, groups)):
-            cap = f"methods {k * MAPS_PER_FIGURE + 1}-{k * MAPS_PER_FIGURE + len(ms)}: " + ", ".join(map(str, ms)) \
-                if ms else "example maps"
-            parts.append(f'<div class="maps">{_img(base64.b64decode(b64), cap)}</div>')
-        parts.append(table_html(["row", "image id", "label", "explained class"],
-                                [[i + 1, *r] for i, r in enumerate(examples.get("rows", []))]))
-
-    curves = results.get("curves", {})
-    if curves:
-        parts.append("<h2>Curves</h2>")
-        cats = {r["evaluator"]: r["category"] for r in aggs}
-        for ev, per_method in curves.items():
-            kind = _CURVE_TITLES.get(cats.get(ev, ""), "curve")
-            xl, yl = _curve_axes(cats.get(ev, ""), per_method)
-            parts.append(_img(figures.curves_figure(per_method, f"{ev}: {kind}", xl, yl),
-                              f"{ev}: mean {kind} ± 1 sd (band clipped to the observed range)"))
-
-    if len(evs) > 1:
-        parts.append("<h2>Metric agreement</h2>")
-        fam_of = {ev: f for f, fevs in (results.get("rankings", {}).get("families") or {}).items() for ev in fevs}
-        order = family_order(evs, fam_of)
-        tau = results["agreement"]["kendall_tau"]
-        parts.append(_img(figures.heatmap([[tau[i][j] for j in order] for i in order], [evs[i] for i in order],
-                                          "Kendall τ between evaluators' method rankings",
-                                          groups=[fam_of.get(evs[i], "") or "other" for i in order]),
-                          "Kendall tau-b of direction-oriented method means, evaluators grouped by family"
-                          + ("" if len(evs) <= 12 else " (values in results.json: agreement.kendall_tau)")))
+    parts += _score_figures(results)
+    parts += _example_maps(examples or {})
+    parts += _curve_and_agreement_figures(results)
 
     rel = results.get("reliability")
     if rel:
