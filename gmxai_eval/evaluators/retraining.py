@@ -193,7 +193,7 @@ class _Layout:
 def _recipe(job: DatasetJob, overrides: Mapping[str, Any], cache: str, from_scratch: bool = True) -> RetrainRecipe:
     r = job.train_fn
     if not isinstance(r, RetrainRecipe):
-        raise ConfigError(f"expected the job's train_fn to be a RetrainRecipe (models.train.dataset_job), "
+        raise ConfigError(f"expected the job's train_fn to be a RetrainRecipe (the runner's default_dataset_job), "
                           f"got {type(r).__name__}")
     if from_scratch and r.config.arch not in MODELS:  # the surrogate fine-tunes a copy and needs none
         raise ConfigError(f"expected the model's arch to be a registered architecture to retrain it from "

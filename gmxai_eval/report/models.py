@@ -157,7 +157,7 @@ def models_markdown(doc: Mapping[str, Any]) -> str:
 
 def models_html(doc: Mapping[str, Any]) -> str:
     """``report.html`` of a several-model run (self-contained; links to each model's report)."""
-    from gmxai_eval.report.html import _CSS, table_html
+    from gmxai_eval.report.fragments import PAGE_CSS as _CSS, table_html
 
     labels, info, ranks, agree = _rows(doc)
     links = "".join(f'<li><a href="{html.escape(d.get("folder", ""))}/report.html">{html.escape(m)}</a></li>'

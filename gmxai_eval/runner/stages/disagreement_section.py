@@ -118,6 +118,7 @@ def _leakage(ctx: RunContext, methods: list[str], absolute: bool,
             "above_chance": [m for m, d in per.items() if d["ci"][0] > d["chance"]]}
 
 
+@SECTION_DATA.register(name="disagreement")
 def disagreement_data(ctx: RunContext) -> dict[str, Any]:
     """The ``disagreement`` section (see the module docstring)."""
     from gmxai_eval.report.aggregate import is_oracle
@@ -155,6 +156,3 @@ def disagreement_data(ctx: RunContext) -> dict[str, Any]:
             "truth_effect_reproduced": float((clean_p - sp).mean() / max((clean_p - rr_p).mean(), 1e-12)),
             "leakage": leak_cache.get(absolute)}
     return {"available": True, "evaluators": evs, "methods": methods, "n_affected": len(probe["ids"])}
-
-
-SECTION_DATA.register(disagreement_data, name="disagreement")

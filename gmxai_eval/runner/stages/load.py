@@ -34,6 +34,8 @@ from gmxai_eval.runner.cache import image_keys, model_hash
 from gmxai_eval.runner.context import RunContext
 from gmxai_eval.runner.devices import auto_batch_size, executor_for, resolve_device
 from gmxai_eval.runner.spec import SELECTIONS
+from gmxai_eval.runner.stages import builtin_sections  # noqa: F401  (registers the section computations)
+from gmxai_eval.runner.stages.sections import check_sections
 from gmxai_eval.threads import forward_probe
 from gmxai_eval.utils import device_chunk, stable_hash
 
@@ -284,8 +286,6 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
     ctx.explainers = {e.label: METHODS.create(e.name, **dict(e.config)) for e in spec.methods}
     ctx.executor = executor if executor is not None else executor_for(spec)
     if spec.sections:
-        from gmxai_eval.runner.stages.sections import check_sections
-
         check_sections(spec.sections)  # an unknown section fails before any work
     default_splits = None
     if spec.model.get("source") == "default" and (
