@@ -42,8 +42,9 @@ def check_sections(names: Sequence[str]) -> None:
 def section_key(ctx: RunContext, name: str, fn: Callable[[RunContext], Any]) -> str:
     """The cache key of section ``name``: everything a section may read from the run (the
     computation's code, the model, the images and explained targets, every method's name and
-    config, the seeds, the evidence / region masks and landmarks, the per-sample scores) and the
-    package's code stamp."""
+    config, the seeds, the evidence / region masks and landmarks, the per-sample scores, the
+    content of the evaluators' extra inputs such as the gaze fixations, the evaluators' configs
+    and the ``[gaze]`` table) and the package's code stamp."""
     from gmxai_eval.runner.cache import code_stamp
     from gmxai_eval.runner.stages.attribute import method_keys
     from gmxai_eval.utils import stable_hash
@@ -55,7 +56,8 @@ def section_key(ctx: RunContext, name: str, fn: Callable[[RunContext], Any]) -> 
     return stable_hash(code_stamp(), name, f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}",
                        ctx.model_key, ctx.image_keys, sorted(method_keys(ctx).items()), list(ctx.seeds),
                        list(ctx.region_names), *(t for t in (ctx.masks, ctx.region_masks) if t is not None),
-                       *(t for t in landmarks if t is not None), table or b"", n=24)
+                       *(t for t in landmarks if t is not None), table or b"", ctx.extra_key,
+                       [(e.label, e.name, dict(e.config)) for e in ctx.spec.evaluators], dict(ctx.spec.gaze), n=24)
 
 
 def _cache_path(ctx: RunContext, name: str, key: str) -> Path:
