@@ -441,6 +441,20 @@ def markdown_text(value: Any) -> str:
     return re.sub(r"[\r\n]+", " ", html.escape(str(value), quote=False))
 
 
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex_escape(s: Any) -> str:
+    """Escape LaTeX special characters of a text cell; line breaks become spaces (a blank line
+    would end the paragraph inside a ``tabular``).
+
+    >>> print(tex_escape("a_b & 50%\\nnext"))
+    a\\_b \\& 50\\% next
+    """
+    return "".join(_TEX.get(c, c) for c in " ".join(str(s).splitlines()))
+
+
 def check_run_id(run_id: Any, what: str = "run id") -> str:
     """``run_id`` if it is a plain folder name, else :class:`OutputError` saying why (``what``
     names it: a run id, a dataset name)."""

@@ -2,10 +2,15 @@
 
 ``gaze``: read and validate a fixation file and its study file, load the images (a synthetic
 dataset folder, a CSV manifest, ``synthetic[:preset]`` or a ``.npz`` with ``images (N, C, H, W)``
-and ``image_ids``), load the model (``default``, a checkpoint ``.pt``/``.json``, or a registered
-architecture name, untrained), compute every method's maps and write, atomically, into
-``--out``: ``gaze_table.md``, ``gaze_table.csv`` (methods + human ceiling + centre-bias floor),
-``gaze_per_image.csv`` (long format) and, with region masks, ``gaze_aoi.csv``.
+and ``image_ids``; the images with fixations are scored), then run the benchmark runner on a
+spec it builds (:func:`gaze_spec`: the methods, one ``gaze_<metric>`` evaluator per metric, the
+``[gaze]`` table with the two files, the ``gaze`` section; the model ``default``, a checkpoint
+``.pt``/``.json``, or a registered architecture name, untrained). The run folder is
+``<out>/gaze`` (``results.json``, the leaderboard of the gaze evaluators) with its map cache and
+unit store in ``<out>/.cache``, so a rerun reuses every map and score. From the run's section it
+writes, atomically, into ``--out``: ``gaze_table.md``, ``gaze_table.csv`` (methods + human
+ceiling + centre-bias floor), ``gaze_per_image.csv`` (long format) and, with region masks,
+``gaze_aoi.csv``.
 
 ``gaze-simulate``: write simulated clinician gaze (``fixations.csv`` + ``study.json`` with
 ``"simulated": true``) for images that have landmarks.
@@ -16,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -119,27 +124,17 @@ def _load_npz(p: Path, limit: int | None) -> tuple[list[Sample], list[str]]:
     return samples, classes
 
 
-def load_model(spec: str, num_classes: int, seed: int = 0) -> torch.nn.Module:
-    """``default`` / ``default:<preset>`` (the embedded default model, trained or reused on first
-    use), a checkpoint path (``.pt`` / ``.json``), or a registered architecture (untrained)."""
-    if spec == "default" or spec.startswith("default:"):
-        try:
-            from gmxai_eval.models.default import load_default
-        except ModuleNotFoundError as e:
-            raise ConfigError(f"the default model is not available ({e}); pass --model CHECKPOINT") from e
-        preset = spec.split(":", 1)[1] if ":" in spec else "default"
-        model = load_default(preset=preset, progress=False)[0]
-    elif spec.endswith((".pt", ".json")):
-        from gmxai_eval.models.checkpoint import load_checkpoint
-
-        model = load_checkpoint(spec)[0]
-    else:
-        from gmxai_eval.models import MODELS
-
-        print(f"gmxai-eval gaze: note: {spec!r} is an architecture name; its weights are untrained "
-              f"(seed {seed})", file=sys.stderr)
-        model = MODELS.create(spec, num_classes=num_classes, seed=seed)
-    return model.eval()
+def model_table(model: str, num_classes: int, seed: int = 0) -> dict[str, Any]:
+    """The ``[model]`` table of ``--model``: ``default`` / ``default:<preset>`` (the embedded
+    default model), a checkpoint path (``.pt`` / ``.json``) or a registered architecture
+    (untrained, ``num_classes`` outputs, weights drawn with ``seed``)."""
+    if model == "default" or model.startswith("default:"):
+        return {"source": "default", "config": {"preset": model.split(":", 1)[1]} if ":" in model else {}}
+    if model.endswith((".pt", ".json")):
+        return {"source": "checkpoint", "checkpoint": str(Path(model).resolve())}
+    print(f"gmxai-eval gaze: note: {model!r} is an architecture name; its weights are untrained "
+          f"(seed {seed})", file=sys.stderr)
+    return {"source": "registry", "arch": model, "config": {"num_classes": num_classes, "seed": seed}}
 
 
 def _presets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -152,70 +147,106 @@ def _presets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _cmd_gaze(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from gmxai_eval.data.gaze.fixations import read_fixations
-    from gmxai_eval.data.gaze.study import load_study
+def gaze_spec(args: argparse.Namespace, n_images: int, num_classes: int) -> Any:
+    """The runner spec of a ``gmxai-eval gaze`` command: every method, one ``gaze_<metric>``
+    evaluator per metric (its ``--preset``, the ``--transform``), the ``[gaze]`` table with the
+    fixation and study files, the ``gaze`` section; run ``gaze`` under ``--out``."""
     from gmxai_eval.evaluators.gaze_reference import DEFAULT_METRICS
-    from gmxai_eval.gaze.section import run_gaze
-    from gmxai_eval.methods.base import METHODS
-    from gmxai_eval.report.gaze import render_gaze_markdown
-    from gmxai_eval.utils import atomic_path, csv_safe_frame, markdown_cell, markdown_text, write_atomic
+    from gmxai_eval.runner.spec import parse_spec
 
+    options = _presets(args.preset)
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else DEFAULT_METRICS
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise ConfigError(f"expected at least one method in --methods, got {args.methods!r}")
+    unused = sorted(set(options) - set(metrics))
+    if unused:
+        raise ConfigError(f"expected --preset only for the scored metrics {list(metrics)}, got {unused}")
+    data = {
+        "run": {"name": "gaze", "n_images": n_images, "seeds": [args.seed], "target": args.target,
+                "batch_size": args.batch_size, "bootstrap": max(args.n_boot, 100), "select": "first", "html": False,
+                "examples": 0, "output": str(Path(args.out).resolve())},
+        "model": model_table(args.model, num_classes, args.seed),
+        "methods": [{"name": m} for m in methods],
+        "evaluators": [{"name": f"gaze_{m}", "config": {**options.get(m, {}), "transform": args.transform}}
+                       for m in metrics],
+        "gaze": {"fixations": str(Path(args.fixations).resolve()), "study": str(Path(args.study).resolve()),
+                 "on_invalid": args.on_invalid, "duration_weighted": bool(args.duration_weighted),
+                 "n_boot": args.n_boot},
+        "report": {"sections": ["gaze"]},
+    }
+    return parse_spec(data, source="gmxai-eval gaze")
+
+
+def _cmd_gaze(args: argparse.Namespace) -> int:
+    from gmxai_eval.data.gaze.fixations import read_fixations
     from gmxai_eval.evaluators import EVALUATORS
     from gmxai_eval.functional.gaze import MAP_TRANSFORMS
+    from gmxai_eval.methods.base import METHODS
+    from gmxai_eval.runner.run import run_benchmark
     from gmxai_eval.utils import check_output_folder
 
     # every option first (one typed line, nothing loaded, nothing written), then the files
-    metric_config = _presets(args.preset)
-    metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else DEFAULT_METRICS
-    for m in [*metrics, *metric_config]:
-        EVALUATORS.get(f"gaze_{m}")  # unknown metric: with close matches
+    for m in [*(args.metrics.split(",") if args.metrics else ()), *_presets(args.preset)]:
+        if m.strip():
+            EVALUATORS.get(f"gaze_{m.strip()}")  # unknown metric: with close matches
     MAP_TRANSFORMS.get(args.transform)
-    explainers = {m.strip(): METHODS.create(m.strip()) for m in args.methods.split(",") if m.strip()}
-    if not explainers:
-        raise ConfigError(f"expected at least one method in --methods, got {args.methods!r}")
+    for m in args.methods.split(","):
+        if m.strip():
+            METHODS.get(m.strip())
     if not (args.model == "default" or args.model.startswith("default:") or args.model.endswith((".pt", ".json"))):
         from gmxai_eval.models import MODELS
 
         MODELS.get(args.model)
     check_output_folder(args.out)
-    study = load_study(args.study)
+    from gmxai_eval.data.gaze.study import load_study
+
+    study = load_study(args.study)  # a bad study file fails before the images are loaded
     samples, classes = load_images(args.images, args.split)
     sizes = {s.image_id: (int(s.image.shape[-2]), int(s.image.shape[-1])) for s in samples}
     table = read_fixations(args.fixations, known_images=sizes, image_sizes=sizes, on_invalid=args.on_invalid)
     print(f"gmxai-eval gaze: {table.summary()}")  # stdout: stderr keeps one line per error
     with_fix = set(table.image_ids)
     samples = [s for s in samples if s.image_id in with_fix]
-    if args.limit is not None:
-        samples = samples[: args.limit]
-    model = load_model(args.model, len(classes), args.seed)
-    rep = run_gaze(model, samples, explainers, fixations=table, study=study, seed=args.seed, metrics=metrics,
-                   metric_config=metric_config, transform=args.transform, target=args.target,
-                   batch_size=args.batch_size, duration_weighted=args.duration_weighted, n_boot=args.n_boot)
-    out = Path(args.out)
-    md = render_gaze_markdown(rep.data)  # type: ignore[arg-type]
+    spec = gaze_spec(args, args.limit or 0, len(classes))
+    # the run folder <out>/gaze and the map cache / unit store <out>/.cache: a rerun reuses both
+    res = run_benchmark(spec, samples=samples, run_id="gaze", progress=False, verbose=False, overwrite=True)
+    write_gaze_files(res.results["sections"]["gaze"], Path(args.out), study, args.transform, args.target,
+                     table.summary())
+    return 0
+
+
+def write_gaze_files(data: Mapping[str, Any], out: Path, study: Any, transform: str, target: str,
+                     fixations_summary: str) -> None:
+    """``gaze_table.md`` / ``.csv``, ``gaze_per_image.csv`` and (with region masks)
+    ``gaze_aoi.csv`` in ``out`` from the run's ``gaze`` section data, atomically; prints the
+    Markdown table."""
+    import pandas as pd
+
+    from gmxai_eval.report.gaze import gaze_aoi, gaze_per_image, gaze_table, render_gaze_markdown
+    from gmxai_eval.utils import atomic_path, csv_safe_frame, markdown_cell, markdown_text, write_atomic
+
+    table, per_image, aoi = gaze_table(data), gaze_per_image(data), gaze_aoi(data)
+    md = render_gaze_markdown(data)
     # the study name, file names, ids and region names come from the user's files: escaped
-    md += "\n" + markdown_text(f"Fixations: {table.summary()}. Study: {study.name}"
+    md += "\n" + markdown_text(f"Fixations: {fixations_summary}. Study: {study.name}"
                                f"{' (SIMULATED)' if study.simulated else ''}, sigma = {study.sigma_deg:g} deg = "
-                               f"{study.sigma_px:.2f} px. Map transform: {args.transform}; target: {args.target}.") + "\n"
-    if rep.aoi is not None:
+                               f"{study.sigma_px:.2f} px. Map transform: {transform}; target: {target}.") + "\n"
+    if aoi is not None:
         md += "\n**Areas of interest: share of dwell time vs share of positive attribution per region**\n\n"
-        md += rep.aoi.rename(index=markdown_cell, columns=markdown_cell).to_markdown(floatfmt=".3f") + "\n"
+        md += aoi.rename(index=markdown_cell, columns=markdown_cell).to_markdown(floatfmt=".3f") + "\n"
     write_atomic(out / "gaze_table.md", md)
     with atomic_path(out / "gaze_table.csv") as tmp:
-        csv_safe_frame(rep.table).to_csv(tmp)
+        csv_safe_frame(table).to_csv(tmp)
     long = pd.concat([df.rename_axis("image_id").reset_index().melt("image_id", var_name="metric")
-                      .assign(method=name) for name, df in rep.per_image.items()], ignore_index=True)
+                      .assign(method=name) for name, df in per_image.items()], ignore_index=True)
     long["simulated"] = study.simulated
     with atomic_path(out / "gaze_per_image.csv") as tmp:
         csv_safe_frame(long[["method", "image_id", "metric", "value", "simulated"]]).to_csv(tmp, index=False)
-    if rep.aoi is not None:
+    if aoi is not None:
         with atomic_path(out / "gaze_aoi.csv") as tmp:
-            csv_safe_frame(rep.aoi.assign(simulated=study.simulated)).to_csv(tmp)
+            csv_safe_frame(aoi.assign(simulated=study.simulated)).to_csv(tmp)
     print(md)
-    return 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:

@@ -45,9 +45,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     a.set_defaults(func=_analyse)
 
 
-def cases_from_run(results: dict[str, Any], n: int, methods: list[str], source: str = "results") -> tuple[list[Any], str]:
-    """Rebuild a finished run's model and images and compute the chosen methods' maps for its
-    first ``n`` images -> ``(cases, model description)``.
+def cases_from_run(results: dict[str, Any], n: int, methods: list[str], source: str = "results",
+                   cache: str | Path | None = None) -> tuple[list[Any], str]:
+    """Rebuild a finished run's model and images and take the chosen methods' maps of its first
+    ``n`` images from the run's map cache (``cache``: its folder; a map that is not there, or no
+    ``cache``, is computed) -> ``(cases, model description)``.
 
     Raises:
         ConfigError: unknown method labels, or a model that is not the run's (hash differs).
@@ -57,7 +59,7 @@ def cases_from_run(results: dict[str, Any], n: int, methods: list[str], source: 
     from gmxai_eval.analysis.questionnaire import Case
     from gmxai_eval.methods import METHODS
     from gmxai_eval.models.base import require_eval_mode
-    from gmxai_eval.runner.cache import model_hash
+    from gmxai_eval.runner.cache import MapCache, entry_hash, image_keys, model_hash
     from gmxai_eval.runner.run import load_dataset, load_default_bundle, load_model, select_samples
     from gmxai_eval.runner.spec import parse_spec
 
@@ -88,14 +90,23 @@ def cases_from_run(results: dict[str, Any], n: int, methods: list[str], source: 
     with torch.no_grad():
         prob = torch.softmax(model(x), 1)
     pred = prob.argmax(1)
+    # the run cached every map under (model, method name + config + class, image + explained class)
+    store = None if cache is None else MapCache(cache, model_hash(model))
+    keys = image_keys(x, [s.image_id for s in samples], pred)
     maps = {}
     for lab in methods:
-        ex = METHODS.create(known[lab]["name"], **known[lab].get("config", {}))
-        if getattr(ex, "needs_masks", False):
-            ev = torch.stack([s.evidence if s.evidence is not None else torch.zeros(x.shape[-2:], dtype=torch.bool)
-                              for s in samples])
-            ex = ex.with_masks(ev)
-        maps[lab] = ex(model, x, pred)
+        name = known[lab]["name"]
+        ex = METHODS.create(name, **known[lab].get("config", {}))
+        found, missing = ({}, list(range(len(samples)))) if store is None else \
+            store.get(name, entry_hash(name, ex.config, type(ex)), keys)
+        if missing:
+            ix = torch.tensor(missing, dtype=torch.long)
+            if getattr(ex, "needs_masks", False):
+                ev = torch.stack([samples[i].evidence if samples[i].evidence is not None
+                                  else torch.zeros(x.shape[-2:], dtype=torch.bool) for i in missing])
+                ex = ex.with_masks(ev)
+            found.update(zip([keys[i] for i in missing], ex(model, x[ix], pred[ix]).detach()))
+        maps[lab] = torch.stack([found[k] for k in keys])
     name = lambda k: classes[k] if 0 <= k < len(classes) else str(k)  # noqa: E731
     cases = [Case(case_id=s.image_id, image=s.image.numpy(), predicted=name(int(pred[i])),
                   score=float(prob[i, pred[i]]), maps={m: maps[m][i].numpy() for m in methods},
@@ -120,7 +131,9 @@ def _make(args: argparse.Namespace) -> int:
     if not methods:
         raise ConfigError("--methods: expected at least one method label, got none")
     out = check_output_folder(args.out)  # a file in the way of it or a parent: OutputError, before any work
-    cases, model_name = cases_from_run(results, args.cases, methods, source=str(src))
+    spec_cache = (results.get("spec") or {}).get("run", {}).get("cache") if isinstance(results.get("spec"), dict) else None
+    cache = Path(spec_cache) if spec_cache else src.resolve().parent.parent / ".cache"  # <output>/.cache
+    cases, model_name = cases_from_run(results, args.cases, methods, source=str(src), cache=cache)
     page, key = build_form(cases, methods, seed=args.seed, title=args.title, top_k=args.top_k,
                            model_name=model_name)
     key["results"] = str(src)

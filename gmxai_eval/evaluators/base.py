@@ -403,6 +403,8 @@ class DatasetJob:
         explainers: ``{method: Explainer}``.
         reference_model: the trained model whose maps define the rankings.
         seeds: independent retraining seeds.
+        samples: the run's selected samples in run order (evaluators that score the run's own
+            images, such as the surrogate evaluators, use them instead of ``test_data``).
     """
 
     train_data: Any
@@ -412,6 +414,7 @@ class DatasetJob:
     explainers: Mapping[str, Explainer]
     reference_model: nn.Module
     seeds: Sequence[int] = (0, 1, 2, 3, 4)
+    samples: Sequence[Any] = ()
 
 
 class DatasetEvaluator(Evaluator):

@@ -193,7 +193,7 @@ class _Layout:
 def _recipe(job: DatasetJob, overrides: Mapping[str, Any], cache: str, from_scratch: bool = True) -> RetrainRecipe:
     r = job.train_fn
     if not isinstance(r, RetrainRecipe):
-        raise ConfigError(f"expected the job's train_fn to be a RetrainRecipe (models.train.dataset_job), "
+        raise ConfigError(f"expected the job's train_fn to be a RetrainRecipe (the runner's default_dataset_job), "
                           f"got {type(r).__name__}")
     if from_scratch and r.config.arch not in MODELS:  # the surrogate fine-tunes a copy and needs none
         raise ConfigError(f"expected the model's arch to be a registered architecture to retrain it from "
@@ -375,63 +375,85 @@ class _Retraining(DatasetEvaluator):
         return out
 
     def run(self, job: DatasetJob, executor: Executor) -> dict[str, EvalResult]:
-        c = self.config
-        show = bool(c["progress"])
         lay = self._layout(job)
-        recipe, root, explainers, data, mh = lay.recipe, lay.root, lay.explainers, lay.data, lay.mh
         model = job.reference_model
-        n, _, h, w = data.x.shape
-        ntr = data.n_train
-        src = lay.src
-        _save_npy(src, data.x)
-        mean = tuple(float(v) for v in torch.from_numpy(data.x[:ntr]).float().div_(255).mean(dim=(0, 2, 3)))
-        seeds = self.seeds()
+        _save_npy(lay.src, lay.data.x)
+        failures: list[dict[str, Any]] = []
+        orders = self._masked_datasets(model, lay, executor, failures)
+        leakage = self._leakage(lay, orders)
+        plan = self._plan(lay)
+        results, trainings = self._train(plan, executor, failures)
+        road = self._road(model, lay.data, lay.masked, failures) if self.config["road"] else {}
+        for fl in failures:
+            print(f"{self.name}: FAILED {fl['job']} after {fl['attempts']} attempt(s): {fl['error']}",
+                  file=sys.stderr, flush=True)
+        return self._assemble(job, lay, plan, results, trainings, leakage, road, failures)
 
-        # 1. rankings and masked datasets (content-addressed; only what is missing is built)
-        masked, leak_path = lay.masked, lay.leakage
+    def _masked_datasets(self, model: torch.nn.Module, lay: _Layout, executor: Executor,
+                         failures: list[dict[str, Any]]) -> dict[str, Path]:
+        """Step 1: the rankings and masked datasets that are missing (content-addressed). Returns
+        the ranking files of the methods that had something to build (the leakage step reads them);
+        a failed mask job is added to ``failures``."""
+        c, data = self.config, lay.data
+        mean = tuple(float(v) for v in torch.from_numpy(data.x[:data.n_train]).float().div_(255).mean(dim=(0, 2, 3)))
         orders: dict[str, Path] = {}
-        for m, ex in explainers.items():
-            if all(masked[(m, f)].exists() and leak_path[(m, f)].exists() for f in self.fractions):
+        for m, ex in lay.explainers.items():
+            if all(lay.masked[(m, f)].exists() and lay.leakage[(m, f)].exists() for f in self.fractions):
                 continue
             op = lay.orders[m]
             if not op.exists():
                 _save_npy(op, _orders(model, ex, data, c["target"], int(c["seed"]), int(c["batch_size"])))
             orders[m] = op
-        mask_tasks = [MaskTask(str(src), str(orders[m]), str(masked[(m, f)]), f, self.mode, c["imputation"], mean,
-                               tuple(data.ids), int(c["seed"]), float(c["noise"]))
-                      for (m, f) in masked if not masked[(m, f)].exists()]
-        failures: list[dict[str, Any]] = []
-        for o in _run_jobs(executor, run_mask_task, mask_tasks, f"{self.name} masks", show):
+        tasks = [MaskTask(str(lay.src), str(orders[m]), str(p), f, self.mode, c["imputation"], mean,
+                          tuple(data.ids), int(c["seed"]), float(c["noise"]))
+                 for (m, f), p in lay.masked.items() if not p.exists()]
+        for o in _run_jobs(executor, run_mask_task, tasks, f"{self.name} masks", bool(c["progress"])):
             if not o.ok:
-                t = mask_tasks[o.index]
-                failures.append({"job": f"mask {Path(t.out).name}", "error": o.error, "attempts": o.attempts})
+                failures.append({"job": f"mask {Path(tasks[o.index].out).name}", "error": o.error,
+                                 "attempts": o.attempts})
+        return orders
 
-        # 2. leakage diagnostic (class from the removal masks alone)
+    def _leakage(self, lay: _Layout, orders: Mapping[str, Path]) -> dict[tuple[str, float], float]:
+        """Step 2: the leakage diagnostic per (method, fraction): the class predicted from the
+        removal masks alone (read from the cache, computed where missing; NaN where neither)."""
+        data, ntr = lay.data, lay.data.n_train
+        h, w = data.x.shape[2:]
         leakage: dict[tuple[str, float], float] = {}
-        for (m, f), lp in leak_path.items():
+        for (m, f), lp in lay.leakage.items():
             doc = _read_json(lp)
             if doc is None and m in orders:
                 order = torch.from_numpy(np.load(orders[m]).astype(np.int64))
                 rem = removal_masks(order, f, self.mode, (h, w))
                 val = mask_leakage(rem[:ntr], data.labels[:ntr], rem[ntr:], data.labels[ntr:],
-                                   recipe.num_classes, seed=int(c["seed"]))
+                                   lay.recipe.num_classes, seed=int(self.config["seed"]))
                 doc = {"leakage": val}
                 _atomic_write(lp, lambda p, d=doc: p.write_text(_dumps(d)))
             leakage[(m, f)] = float("nan") if doc is None else float(doc["leakage"])
+        return leakage
 
-        # 3. trainings: fraction 0 (shared by every method) and every (method, fraction, repeat)
-        plan: list[tuple[str, float, int, TrainTask]] = []
+    def _plan(self, lay: _Layout) -> list[tuple[str, float, int, TrainTask]]:
+        """Step 3a: every training as ``(method, fraction, repeat, task)``: fraction 0 (method
+        ``""``, shared by every method) and every (method, fraction, repeat)."""
+        data, ntr, n = lay.data, lay.data.n_train, len(lay.data.labels)
         ytr, yte = data.labels[:ntr], data.labels[ntr:]
-        for r, sd in enumerate(seeds):
-            k = lay.models[("", 0.0, r)]
-            plan.append(("", 0.0, r, TrainTask(k, str(src), str(src), ytr, yte, recipe, sd,
-                                               str(root / "models" / f"{k}.json"),
-                                               train_rows=(0, ntr), test_rows=(ntr, n))))
-            for (m, f), mp in masked.items():
+        sources = {("", 0.0): lay.src, **lay.masked}
+        plan: list[tuple[str, float, int, TrainTask]] = []
+        for r, sd in enumerate(self.seeds()):
+            for (m, f), path in sources.items():
                 k = lay.models[(m, f, r)]
-                plan.append((m, f, r, TrainTask(k, str(mp), str(mp), ytr, yte, recipe, sd,
-                                                str(root / "models" / f"{k}.json"),
+                plan.append((m, f, r, TrainTask(k, str(path), str(path), ytr, yte, lay.recipe, sd,
+                                                str(lay.root / "models" / f"{k}.json"),
                                                 train_rows=(0, ntr), test_rows=(ntr, n))))
+        return plan
+
+    def _train(self, plan: Sequence[tuple[str, float, int, TrainTask]], executor: Executor,
+               failures: list[dict[str, Any]]) -> tuple[dict[int, dict[str, Any]], dict[str, int]]:
+        """Step 3b: run the trainings that have no result yet (once per distinct key; stacked per
+        point with ``stack_repeats``) and read the others. Returns the results by plan row and
+        the counts ``total / run / reused / failed``; failed or unrunnable trainings are added
+        to ``failures``."""
+        c = self.config
+        show = bool(c["progress"])
         first: dict[str, int] = {}  # the same training may serve two labels (e.g. random twice)
         for i, p in enumerate(plan):
             first.setdefault(p[3].key, i)
@@ -443,18 +465,21 @@ class _Retraining(DatasetEvaluator):
                 got = read_result(p[3].result_path)
                 if got is not None:
                     results[i] = got
-        def failed(i: int, o: JobOutcome) -> None:
+
+        def label(i: int) -> str:
             m, f, r, _ = plan[i]
-            failures.append({"job": f"train {m or 'unmodified'} t={f} repeat={r}", "error": o.error,
-                             "attempts": o.attempts})
+            return f"train {m or 'unmodified'} t={f} repeat={r}"
+
+        def failed(i: int, o: JobOutcome) -> None:
+            failures.append({"job": label(i), "error": o.error, "attempts": o.attempts})
 
         if c["stack_repeats"]:  # the repeats of a point as one stacked ensemble per job
             groups: dict[tuple[str, float], list[int]] = {}
             for i in todo:
                 groups.setdefault((plan[i][0], plan[i][1]), []).append(i)
             glist = list(groups.values())
-            for o in _run_jobs(executor, run_stacked_task, [StackedTrainTask(tuple(plan[i][3] for i in g))
-                                                            for g in glist], f"{self.name} stacked trainings", show):
+            tasks = [StackedTrainTask(tuple(plan[i][3] for i in g)) for g in glist]
+            for o in _run_jobs(executor, run_stacked_task, tasks, f"{self.name} stacked trainings", show):
                 for j, i in enumerate(glist[o.index]):
                     if o.ok:
                         results[i] = o.value[j]
@@ -469,22 +494,22 @@ class _Retraining(DatasetEvaluator):
         for i, p in enumerate(plan):
             if i not in results and first[p[3].key] in results:
                 results[i] = results[first[p[3].key]]
-        for i, p in enumerate(plan):
-            if i not in results and not any(fl["job"].startswith(f"train {p[0] or 'unmodified'} t={p[1]} "
-                                                                   f"repeat={p[2]}") for fl in failures):
-                failures.append({"job": f"train {p[0] or 'unmodified'} t={p[1]} repeat={p[2]}",
-                                 "error": "not run: its masked dataset is missing", "attempts": 0})
+        for i in range(len(plan)):
+            if i not in results and not any(fl["job"] == label(i) for fl in failures):
+                failures.append({"job": label(i), "error": "not run: its masked dataset is missing", "attempts": 0})
+        n_unique = len(first)
+        trainings = {"total": n_unique, "run": sum(1 for i in todo if i in results and not results[i].get("cached")),
+                     "reused": n_unique - len(todo),
+                     "failed": len({p[3].key for i, p in enumerate(plan) if i not in results})}
+        return results, trainings
 
-        # 4. ROAD on the same imputed test images (reference model, no retraining)
-        road = {}
-        if c["road"]:
-            road = self._road(model, data, masked, failures)
-        for fl in failures:
-            print(f"{self.name}: FAILED {fl['job']} after {fl['attempts']} attempt(s): {fl['error']}",
-                  file=sys.stderr, flush=True)
-
-        # 5. assemble
-        R, T = len(seeds), len(self.fractions) + 1
+    def _assemble(self, job: DatasetJob, lay: _Layout, plan: Sequence[tuple[str, float, int, TrainTask]],
+                  results: Mapping[int, Mapping[str, Any]], trainings: Mapping[str, int],
+                  leakage: Mapping[tuple[str, float], float], road: Mapping[str, list[float]],
+                  failures: list[dict[str, Any]]) -> dict[str, EvalResult]:
+        """Step 5: the per-method results: accuracy curves ``(R, T)``, areas against the random
+        control, ROAD areas and their rank agreement, leakage and timing extras."""
+        R, T = len(self.seeds()), len(self.fractions) + 1
         xs = torch.tensor((0.0, *self.fractions), dtype=torch.float64)
         idx = {(p[0], p[1], p[2]): i for i, p in enumerate(plan)}
 
@@ -497,23 +522,20 @@ class _Retraining(DatasetEvaluator):
                         g[r, j] = float(res[field])
             return g
 
-        acc = {m: grid(m, "top1") for m in explainers}
+        acc = {m: grid(m, "top1") for m in lay.explainers}
         sign = 1.0 if self.mode == "roar" else -1.0
-        area = {m: sign * area_between(acc[m], acc[_RANDOM], xs) for m in explainers}
+        area = {m: sign * area_between(acc[m], acc[_RANDOM], xs) for m in lay.explainers}
         road_area = {m: sign * float(torch.trapezoid(torch.tensor(road[_RANDOM]) - torch.tensor(road[m]), xs))
-                     for m in explainers if m in road and _RANDOM in road}
-        methods = [m for m in job.explainers]
+                     for m in lay.explainers if m in road and _RANDOM in road}
+        methods = list(job.explainers)
         tau = _kendall([float(area[m].nanmean()) for m in methods], [road_area.get(m, float("nan")) for m in methods])
-        n_run = sum(1 for i in todo if i in results and not results[i].get("cached"))
-        n_unique = len(first)
-        conv = {**self.conventions(), "fractions": list(self.fractions), "repeat_seeds": seeds, "n_train": ntr, "n_test": n - ntr,
+        ntr, recipe = lay.data.n_train, lay.recipe
+        conv = {**self.conventions(), "fractions": list(self.fractions), "repeat_seeds": self.seeds(),
+                "n_train": ntr, "n_test": len(lay.data.labels) - ntr,
                 "recipe": {"config": config_dict(recipe.config), "arch_kwargs": dict(recipe.arch_kwargs)},
-                "reference_model": mh, "trainings": {"total": n_unique, "run": n_run,
-                                                     "reused": n_unique - len(todo),
-                                                     "failed": len({p[3].key for i, p in enumerate(plan)
-                                                                    if i not in results})},
+                "reference_model": lay.mh, "trainings": dict(trainings),
                 "failures": failures, "random_control_accuracy": acc[_RANDOM].tolist(),
-                "leakage_chance": 1.0 / len(data.labels[:ntr].unique()),
+                "leakage_chance": 1.0 / len(lay.data.labels[:ntr].unique()),
                 "rank_agreement": {"methods": methods, "roar_area": [float(area[m].nanmean()) for m in methods],
                                    "road_area": [road_area.get(m) for m in methods], "kendall_tau": tau}}
         out: dict[str, EvalResult] = {}

@@ -1,4 +1,4 @@
-"""Eye-tracking overlap: the ``gaze`` commands, plus deprecation aliases of the former package.
+"""Eye-tracking overlap: deprecation aliases of the former package.
 
 The gaze code lives in the layers like every other metric:
 
@@ -12,10 +12,10 @@ The gaze code lives in the layers like every other metric:
   :func:`~gmxai_eval.evaluators.gaze_reference.gaze_section_data` from given maps);
 * report: :mod:`gmxai_eval.report.gaze` (:func:`~gmxai_eval.report.gaze.render_gaze_section`).
 
-What stays here: :mod:`.cli` (``gmxai-eval gaze``, ``gmxai-eval gaze-simulate``) and, until the
-runner computes the section's maps in its own stages, :mod:`.section` (computes each method's
-maps once and hands them to ``gaze_section_data``). The old names (``gmxai_eval.gaze.ImageGaze``,
-``gmxai_eval.gaze.fixations.read_fixations``, ...) still resolve, with a DeprecationWarning.
+The ``gmxai-eval gaze`` command (:mod:`gmxai_eval.cli.gaze`) runs the benchmark runner with
+the ``gaze_*`` evaluators, a ``[gaze]`` table and the runner's ``gaze`` section. What stays
+here are the old names (``gmxai_eval.gaze.ImageGaze``,
+``gmxai_eval.gaze.fixations.read_fixations``, ...): they still resolve, with a DeprecationWarning.
 """
 
 from __future__ import annotations

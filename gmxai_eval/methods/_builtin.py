@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
-import gmxai_eval.methods as _pkg
+# the package by name and folder, not by importing it (the package imports this module)
+_PACKAGE = __name__.rpartition(".")[0]
 
-for _info in sorted(pkgutil.iter_modules(_pkg.__path__), key=lambda i: i.name):
+for _info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda i: i.name):
     if not _info.name.startswith("_") and _info.name not in ("base", "cli"):
-        importlib.import_module(f"{_pkg.__name__}.{_info.name}")
+        importlib.import_module(f"{_PACKAGE}.{_info.name}")

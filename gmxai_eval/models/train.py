@@ -453,8 +453,8 @@ def to_uint8(dataset: Any) -> tuple[np.ndarray, torch.Tensor]:
 @dataclass(frozen=True)
 class RetrainRecipe:
     """How a retraining benchmark trains "the same architecture from scratch with the same
-    recipe" (picklable; it is the ``train_fn`` of the :class:`DatasetJob` built by
-    :func:`dataset_job`).
+    recipe" (picklable; it is the ``train_fn`` of the ``DatasetJob`` the runner builds:
+    :func:`gmxai_eval.runner.stages.dataset_scope.default_dataset_job`).
 
     Attributes:
         config: the training config (its ``seed`` is replaced by each repeat's seed).
@@ -632,76 +632,6 @@ def run_stacked_task(stack: StackedTrainTask) -> list[dict[str, Any]]:
     return out
 
 
-@dataclass
-class RetrainingJob:
-    """What a dataset-scope evaluator receives: the fields of
-    :class:`gmxai_eval.evaluators.base.DatasetJob` (same names and meaning), defined here so
-    that models need not import evaluators (the layers run evaluators > models).
-
-    Attributes:
-        train_data / test_data: datasets of :class:`~gmxai_eval.data.base.Sample`.
-        model_factory: ``() -> nn.Module`` a fresh, untrained model.
-        train_fn: a :class:`RetrainRecipe` (``(model, dataset, seed) -> model``).
-        explainers: ``{method: Explainer}``.
-        reference_model: the trained model whose maps define the rankings.
-        seeds: the run's seeds.
-        samples: the run's selected samples in run order (evaluators that score the run's own
-            images, such as the surrogate evaluators, use them instead of ``test_data``).
-    """
-
-    train_data: Any
-    test_data: Any
-    model_factory: Any
-    train_fn: Any
-    explainers: Mapping[str, Any]
-    reference_model: torch.nn.Module
-    seeds: Sequence[int] = (0,)
-    samples: Sequence[Any] = ()  # the run's selected samples, in run order
-
-
-def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapping[str, Any],
-                dataset: Any, spec: Any) -> RetrainingJob:
-    """The :class:`RetrainingJob` (a ``DatasetJob``) of a run (the runner calls this
-    through ``default_dataset_job``).
-
-    * Embedded default model (``[model] source = "default"``): train / test data are the
-      default data's ``train`` and ``test`` splits, the recipe is the preset's
-      :class:`TrainConfig` and the architecture keywords from the checkpoint card.
-    * Otherwise: the dataset's ``train`` split (items with ``split == "train"``) and the run's
-      ``samples`` as test data; recipe = :class:`TrainConfig` with the model's ``arch`` (an
-      evaluator's ``recipe`` config can override any field).
-
-    ``seeds`` are ``spec.seeds`` (evaluators choose their own number of repeats); the cache
-    folder is ``<spec.cache or <spec.output>/.cache>/retraining``.
-    """
-    cache = Path(spec.cache or Path(spec.output) / ".cache") / "retraining"
-    num_classes = int(getattr(model, "num_classes", 0) or len(getattr(dataset, "classes", []) or []))
-    if num_classes < 2:
-        raise ConfigError(f"expected a model with num_classes >= 2 for retraining, got {num_classes}")
-    mcfg = dict(spec.model.get("config", {})) if spec.model.get("source") == "default" else {}
-    if spec.model.get("source") == "default":
-        from gmxai_eval.models import default as dflt
-
-        preset = dflt.PRESETS[mcfg.get("preset", "default")]
-        _, splits, card = dflt.load_default(**{**mcfg, "progress": False})
-        train, test = splits.train, splits.test
-        cfg, kw = preset.train, {k: v for k, v in card.get("arch_kwargs", {}).items()
-                                 if k not in ("num_classes", "seed")}
-    else:
-        rows = [i for i in range(len(dataset)) if getattr(dataset[i], "split", "") == "train"]
-        if not rows:
-            raise ConfigError("expected training items (split 'train') in the dataset for retraining, got none")
-        train = torch.utils.data.Subset(dataset, rows)
-        test = list(samples)
-        # a model of no registered architecture (the user's own) can be fine-tuned (the surrogate
-        # evaluators copy it) but not retrained from scratch: model_factory says so when asked
-        cfg, kw = TrainConfig(arch=str(getattr(model, "arch", "") or "")), {}
-    recipe = RetrainRecipe(cfg, kw, num_classes, str(cache), device=spec.device, gallery=True)
-    return RetrainingJob(train_data=train, test_data=test, model_factory=recipe.model_factory,
-                      train_fn=recipe, explainers=dict(explainers), reference_model=model,
-                      seeds=tuple(spec.seeds), samples=list(samples))
-
-
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",
            "deterministic_cpu", "config_dict", "recipe_key_dict", "training_platform", "recalibrate_bn", "weights_hash", "ArrayDataset",
-           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "load_task_model", "StackedTrainTask", "run_stacked_task", "read_result", "RetrainingJob", "dataset_job"]
+           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "load_task_model", "StackedTrainTask", "run_stacked_task", "read_result"]

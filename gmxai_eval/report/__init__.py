@@ -19,7 +19,7 @@ _EXPORTS = {
     "validity_markdown": "validity", "required_n": "power",
     "leaderboard_markdown": "tables", "leaderboard_latex": "tables", "leaderboard_csv": "tables",
     "write_tables": "tables", "write_results_json": "tables",
-    "render_report": "html", "SECTIONS": "html", "frame_html": "html", "table_section": "html",
+    "render_report": "html", "SECTIONS": "html", "frame_html": "fragments", "table_section": "fragments",
     "example_maps": "html", "compare_results": "compare", "load_results": "compare", "Comparison": "compare",
     "render_reliability": "reliability", "write_outputs": "render", "read_run": "render",
 }

@@ -87,8 +87,9 @@ from gmxai_eval.functional.paired import (bootstrap_means, difference_sd, holm,
                                           minimal_detectable_difference, paired_bootstrap_test,
                                           paired_rank_bands)
 from gmxai_eval.functional.stats import rank_stability, split_half_reliability
+from gmxai_eval.report.ranks import as_rank, mean_of_ranks, mean_rank_table, rank_min
 
-__all__ = ["bootstrap_means", "rank_min", "rank_bands", "kendall_tau_b", "summarise", "is_oracle", "is_truth",
+__all__ = ["bootstrap_means", "rank_min", "mean_rank_table", "rank_bands", "kendall_tau_b", "summarise", "is_oracle", "is_truth",
            "ranking_conventions", "find_aliases", "BAND_RULES"]
 
 BandRule = Literal["paired", "ci_overlap"]
@@ -108,17 +109,6 @@ BAND_RULES = ("paired", "ci_overlap")
 ALIAS_RTOL, ALIAS_ATOL = 1e-6, 1e-9
 
 
-def rank_min(oriented: Sequence[float]) -> np.ndarray:
-    """Ranks (1 = largest) of ``oriented`` ``(M,)`` values with "min" tie handling.
-
-    A non-finite value (NaN: no score) gets **no rank**: NaN in the ``(M,)`` float output, and it
-    is not counted in the ranks of the others (``[0.3, nan, 0.9]`` -> ``[2, nan, 1]``).
-    """
-    a = np.asarray(oriented, dtype=np.float64).reshape(-1)
-    fin = np.isfinite(a)
-    return np.array([1.0 + float(np.sum(a[fin] > x)) if ok else np.nan for x, ok in zip(a, fin)])
-
-
 def rank_bands(lo: Sequence[float], hi: Sequence[float], higher_is_better: bool) -> np.ndarray:
     """Band of each method ``(M,)``: 1 + number of methods whose CI is entirely better than its CI;
     NaN (no band) for a method whose CI is not finite (no score)."""
@@ -131,11 +121,6 @@ def rank_bands(lo: Sequence[float], hi: Sequence[float], higher_is_better: bool)
         better = lo_ > hi_[i] if higher_is_better else hi_ < lo_[i]  # NaN compares False
         out.append(1.0 + float(np.sum(better)))
     return np.array(out, dtype=np.float64)
-
-
-def _i(x: Any) -> int | None:
-    """A rank or band as an int, ``None`` for no rank (NaN)."""
-    return None if x is None or not math.isfinite(float(x)) else int(x)
 
 
 
@@ -418,7 +403,7 @@ def _records(st: EvaluatorStats, lay: Layout, method_cards: Mapping[str, Mapping
             "evaluator": st.name, "method": m, "mean": _f(st.means[j]), "ci_low": _f(st.lo[j]),
             "ci_high": _f(st.hi[j]), "std": _f(np.nanstd(col)) if np.isfinite(col).any() else None,
             "n": int(np.isfinite(col).sum()), "n_nan": int((~np.isfinite(col)).sum()),
-            "rank": _i(st.ranks[j]), "band": _i(st.bands[j]), "higher_is_better": st.hib,
+            "rank": as_rank(st.ranks[j]), "band": as_rank(st.bands[j]), "higher_is_better": st.hib,
             "category": st.category, "control": bool(method_cards[m].get("control", False)),
             "reference": m in lay.oracles, "resampling_unit": st.unit,
             "rank_ci_low": iv[0] if iv else None, "rank_ci_high": iv[1] if iv else None,
@@ -427,23 +412,9 @@ def _records(st: EvaluatorStats, lay: Layout, method_cards: Mapping[str, Mapping
     return out
 
 
-def _mean_of(vals: Sequence[float | int | None]) -> tuple[float | None, int]:
-    got = [float(v) for v in vals if v is not None]  # no rank: left out of the mean
-    return (float(np.mean(got)) if got else None), len(got)
-
-
-def mean_rank_table(by_ev: Mapping[str, Mapping[str, int | None]], evaluators: Sequence[str],
-                    methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``{method: {"mean_rank", "rank", "n", "of"}}``: each method's mean over ``evaluators`` of
-    its per-evaluator ranks (no rank: left out, ``n`` of ``of`` counted), ranked "min"."""
-    mr = {m: (*_mean_of([by_ev[e][m] for e in evaluators]), len(evaluators)) for m in methods}
-    r = rank_min([-mr[m][0] if mr[m][0] is not None else np.nan for m in methods])
-    return {m: {"mean_rank": mr[m][0], "rank": _i(k), "n": mr[m][1], "of": mr[m][2]} for m, k in zip(methods, r)}
-
-
 def _rankings(stats: Mapping[str, EvaluatorStats], lay: Layout) -> dict[str, Any]:
     """``rankings``: per evaluator, family and overall ranks, aliases and the reference rows."""
-    by_ev = {ev: {m: _i(r) for m, r in zip(lay.methods, st.ranks)} for ev, st in stats.items()}
+    by_ev = {ev: {m: as_rank(r) for m, r in zip(lay.methods, st.ranks)} for ev, st in stats.items()}
     alias_of = find_aliases({e: st.per for e, st in stats.items()}, {e: st.hib for e, st in stats.items()})
     aliases: dict[str, list[str]] = {}
     for a, c in alias_of.items():
@@ -457,9 +428,9 @@ def _rankings(stats: Mapping[str, EvaluatorStats], lay: Layout) -> dict[str, Any
     by_family = {f: mean_rank_table(by_ev, evs, lay.ranked) for f, evs in counted_fam.items()}
     fam_ranks = {f: {m: r["mean_rank"] for m, r in t.items()} for f, t in by_family.items()}
     overall = mean_rank_table(fam_ranks, list(counted_fam), lay.ranked) if counted_fam else {}
-    fo = {f: {o: _mean_of([by_ev[e][o] for e in evs])[0] for o in lay.oracles} for f, evs in counted_fam.items()}
+    fo = {f: {o: mean_of_ranks([by_ev[e][o] for e in evs])[0] for o in lay.oracles} for f, evs in counted_fam.items()}
     reference = {o: {"by_family": {f: fo[f][o] for f in counted_fam if fo[f][o] is not None},
-                     "mean_rank": _mean_of([fo[f][o] for f in counted_fam])[0]} for o in lay.oracles}
+                     "mean_rank": mean_of_ranks([fo[f][o] for f in counted_fam])[0]} for o in lay.oracles}
     return {"by_evaluator": by_ev, "by_family": by_family, "overall": overall, "families": families,
             "counted": counted, "aliases": aliases, "alias_of": alias_of, "reference": reference}
 
@@ -482,8 +453,8 @@ def control_flags(stats: Mapping[str, EvaluatorStats], lay: Layout) -> dict[str,
             top = bool(np.isfinite(band[c]) and band[c] == 1)
             above = bool(np.isfinite(om[c]) and math.isfinite(med) and om[c] > med)
             if top or above:
-                why[c] = {"top_band": top, "above_median": above, "rank": _i(st.ranks[lay.methods.index(c)]),
-                          "band": _i(band[c])}
+                why[c] = {"top_band": top, "above_median": above, "rank": as_rank(st.ranks[lay.methods.index(c)]),
+                          "band": as_rank(band[c])}
         out[ev] = {"flag": bool(why), "controls": why, "beats": {c: v for c, v in beats.items() if v}}
     return out
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from gmxai_eval.report.html import SECTIONS, e, table_html
+from gmxai_eval.report.fragments import SECTIONS, e, table_html
 from gmxai_eval.report.tables import MARK_DISAGREES
 
 
@@ -46,6 +46,7 @@ def accounting(results: Mapping[str, Any], data: Mapping[str, Any]) -> str:
             f"not (mean gap {gr:.2f}): {verdict}.")
 
 
+@SECTIONS.register(name="disagreement")
 def render_disagreement(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str]:
     """``(title, HTML)`` of the section."""
     title = "Why evaluators disagree with the truth"
@@ -81,5 +82,3 @@ def render_disagreement(results: Mapping[str, Any], data: Mapping[str, Any]) -> 
            + "</p>")
     return title, cap + f'<div class="scroll">{table_html(cols, rows)}</div>'
 
-
-SECTIONS.register(render_disagreement, name="disagreement")

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from gmxai_eval.errors import DataError
+from gmxai_eval.report.fragments import SECTIONS
 from gmxai_eval.utils import markdown_cell, markdown_text
 
 e = html.escape
@@ -153,3 +154,9 @@ def render_gaze_section(data: Mapping[str, Any], digits: int = 3) -> str:
             note += f" Fixations: {data['fixations']}."
         parts.append(f"<p>{e(note)}</p>")
     return "\n".join(parts)
+
+
+@SECTIONS.register(name="gaze")
+def gaze_section(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str]:
+    """Renderer of the ``gaze`` section (methods vs the human ceiling and the floor)."""
+    return str(data.get("title", "Gaze")), render_gaze_section(data)

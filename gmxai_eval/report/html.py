@@ -10,108 +10,20 @@ A tiny inline script writes ``<div id="gmx-figcheck" data-total=N data-ok=K>`` a
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from gmxai_eval.errors import DataError
-from gmxai_eval.registry import Registry
+# the section modules register their renderers in SECTIONS when imported
+from gmxai_eval.report import disagreement, gaze, imbalance, retraining, sign_variants, views  # noqa: F401
 from gmxai_eval.report import figures
+from gmxai_eval.report.fragments import (FIGURE_CHECK, PAGE_CSS, SECTIONS, e, figure_html,  # noqa: F401
+                                         frame_html, table_html, table_section)
+from gmxai_eval.report.reliability import render_reliability
+from gmxai_eval.report.summary import FILES, summary_data, summary_html
 from gmxai_eval.report.tables import flags_text, leaderboard_rows, legend_lines, rank_key
+from gmxai_eval.report.validity import validity_html
 from gmxai_eval.utils import write_atomic
-
-
-#: Report sections, one renderer per name: ``SECTIONS.register(fn, name="gaze")`` with
-#: ``fn(results: Mapping, data: Mapping) -> (title, trusted HTML)``, where ``data`` is
-#: ``results["sections"][name]``, computed by the runner's ``sections`` stage (a spec's
-#: ``[report] sections = [...]``). A renderer only formats: it never runs a model.
-SECTIONS: Registry = Registry("report section", entry_point_group="gmxai_eval.sections")
-
-
-def table_section(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str]:
-    """Renderer of a table section stored as ``{"title", "caption", "index", "columns",
-    "rows"}`` (rows: lists of cells, ``None`` for a missing value); every cell is escaped."""
-    for key in ("title", "columns", "rows"):
-        if key not in data:
-            raise DataError(f"expected a table section with keys title, columns, rows, got {sorted(data)}",
-                            column=key)
-    rows = [[_cell(v) for v in r] for r in data["rows"]]
-    cap = f"<p>{e(str(data['caption']))}</p>" if data.get("caption") else ""
-    return str(data["title"]), cap + f'<div class="scroll">{table_html(list(map(str, data["columns"])), rows)}</div>'
-
-
-def gaze_section(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str]:
-    """Renderer of the ``gaze`` section (methods vs the human ceiling and the floor)."""
-    from gmxai_eval.report.gaze import render_gaze_section
-
-    return str(data.get("title", "Gaze")), render_gaze_section(data)
-
-
-SECTIONS.register(gaze_section, name="gaze")
-
-
-def _cell(v: Any, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    return str(v)
-
-
-def frame_html(df: Any, caption: str | None = None, digits: int = 4) -> str:
-    """An escaped HTML table of a DataFrame (index as the first column), with a caption."""
-    import pandas as pd
-
-    index_name = df.index.name or ""
-    rows = [[_cell(i, digits), *(_cell(v, digits) for v in r)] for i, r in zip(df.index, df.itertuples(index=False))] \
-        if not isinstance(df.index, pd.RangeIndex) else [[_cell(v, digits) for v in r] for r in df.itertuples(index=False)]
-    headers = ([index_name] if not isinstance(df.index, pd.RangeIndex) else []) + [str(c) for c in df.columns]
-    cap = f"<p>{e(caption)}</p>" if caption else ""
-    return cap + f'<div class="scroll">{table_html(headers, rows)}</div>'
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1200px;color:#222;padding:0 1em}
-h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;white-space:normal;overflow-wrap:anywhere}
-table{max-width:100%}table.lb{table-layout:fixed;width:100%}
-.verdict{font-weight:500}
-th{background:#f3f3f3}.meta td:first-child{font-weight:600}
-.flag{color:#a40000}figure{display:inline-block;margin:.5em;vertical-align:top}
-figcaption{font-size:.8em;color:#555}pre{background:#f7f7f7;padding:.5em;font-size:.75em;overflow:auto}
-img{max-width:100%;height:auto}.scroll{overflow-x:auto}
-.maps img{max-height:900px}
-.summary td:first-child,.summary th:first-child{position:sticky;left:0;background:#fff}
-.summary th:first-child{background:#f3f3f3}
-"""
-
-_CHECK = """
-<script>
-window.addEventListener('load', function () {
-  var imgs = document.querySelectorAll('img');
-  var ok = 0;
-  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
-  var d = document.createElement('div');
-  d.id = 'gmx-figcheck';
-  d.setAttribute('data-total', String(imgs.length));
-  d.setAttribute('data-ok', String(ok));
-  d.style.display = 'none';
-  document.body.appendChild(d);
-});
-</script>
-"""
-
-e = html.escape
-
-
-def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
-    """An HTML table; every header and cell is escaped."""
-    head = "".join(f"<th>{e(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="{e(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 #: evaluator columns per leaderboard block in report.html (a 1280-pixel page holds them)
@@ -152,11 +64,6 @@ def leaderboard_html(results: Mapping[str, Any]) -> str:
             else f"Family {title}"
         out.append(f"<h3>{e(label)}</h3>{table_html(headers, rows, 'leaderboard lb')}")
     return "".join(out)
-
-
-def _img(png: bytes, caption: str) -> str:
-    return (f'<figure><img alt="{e(caption)}" src="{figures.data_uri(png)}">'
-            f"<figcaption>{e(caption)}</figcaption></figure>")
 
 
 _CURVE_TITLES = {"perturbation": "perturbation curve", "randomisation": "randomisation cascade",
@@ -208,6 +115,68 @@ def _curve_axes(category: str, per_method: Mapping[str, Any]) -> tuple[str, str]
     return ("fraction" if frac else "step", "score")
 
 
+def _score_figures(results: Mapping[str, Any]) -> list[str]:
+    """One bar chart (mean and CI per method) per evaluator."""
+    aggs = results.get("aggregates", [])
+    evs = results.get("agreement", {}).get("evaluators", [])
+    if not evs:
+        return []
+    parts = ["<h2>Scores per evaluator</h2>"]
+    for ev in evs:
+        recs = sorted([r for r in aggs if r["evaluator"] == ev], key=lambda r: rank_key(r["rank"]))
+        png = figures.bar_ci([r["method"] for r in recs], [r["mean"] for r in recs],
+                             [r["ci_low"] for r in recs], [r["ci_high"] for r in recs],
+                             f"{ev} ({'higher' if recs and recs[0]['higher_is_better'] else 'lower'} is better)")
+        parts.append(figure_html(png, f"{ev}: mean and 95% CI per method"))
+    return parts
+
+
+def _example_maps(examples: Mapping[str, Any]) -> list[str]:
+    """The example-maps figures (as stored by :func:`example_maps`) and their rows."""
+    import base64
+
+    pngs = list(examples.get("pngs") or ([examples["png"]] if examples.get("png") else []))
+    if not pngs:
+        return []
+    groups = examples.get("methods") or [[] for _ in pngs]
+    parts = ["<h2>Example maps</h2>",
+             "<p>Signed maps, symmetric colour scale per map (red positive, blue negative)"
+             + (f"; {len(pngs)} figures of at most {MAPS_PER_FIGURE} methods" if len(pngs) > 1 else "") + ".</p>"]
+    for k, (b64, ms) in enumerate(zip(pngs, groups)):
+        cap = f"methods {k * MAPS_PER_FIGURE + 1}-{k * MAPS_PER_FIGURE + len(ms)}: " + ", ".join(map(str, ms)) \
+            if ms else "example maps"
+        parts.append(f'<div class="maps">{figure_html(base64.b64decode(b64), cap)}</div>')
+    parts.append(table_html(["row", "image id", "label", "explained class"],
+                            [[i + 1, *r] for i, r in enumerate(examples.get("rows", []))]))
+    return parts
+
+
+def _curve_and_agreement_figures(results: Mapping[str, Any]) -> list[str]:
+    """The mean curves per evaluator and the Kendall-tau heatmap between evaluators."""
+    parts: list[str] = []
+    curves = results.get("curves", {})
+    if curves:
+        parts.append("<h2>Curves</h2>")
+        cats = {r["evaluator"]: r["category"] for r in results.get("aggregates", [])}
+        for ev, per_method in curves.items():
+            kind = _CURVE_TITLES.get(cats.get(ev, ""), "curve")
+            xl, yl = _curve_axes(cats.get(ev, ""), per_method)
+            parts.append(figure_html(figures.curves_figure(per_method, f"{ev}: {kind}", xl, yl),
+                              f"{ev}: mean {kind} ± 1 sd (band clipped to the observed range)"))
+    evs = results.get("agreement", {}).get("evaluators", [])
+    if len(evs) > 1:
+        parts.append("<h2>Metric agreement</h2>")
+        fam_of = {ev: f for f, fevs in (results.get("rankings", {}).get("families") or {}).items() for ev in fevs}
+        order = family_order(evs, fam_of)
+        tau = results["agreement"]["kendall_tau"]
+        parts.append(figure_html(figures.heatmap([[tau[i][j] for j in order] for i in order], [evs[i] for i in order],
+                                          "Kendall τ between evaluators' method rankings",
+                                          groups=[fam_of.get(evs[i], "") or "other" for i in order]),
+                          "Kendall tau-b of direction-oriented method means, evaluators grouped by family"
+                          + ("" if len(evs) <= 12 else " (values in results.json: agreement.kendall_tau)")))
+    return parts
+
+
 def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
                   examples: Mapping[str, Any] | None = None,
                   extra_sections: Sequence[tuple[str, str]] = ()) -> str:
@@ -227,8 +196,6 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
             ("model hash", results.get("model_hash", "")), ("git revision", env.get("git_revision")),
             ("versions", ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()))]
     if results.get("rankings", {}).get("overall"):
-        from gmxai_eval.report.summary import FILES, summary_data, summary_html
-
         parts.append('<h2 id="summary">Summary</h2>')
         parts.append(summary_html(summary_data(results, [n for n in FILES if n != "validity.md"
                                                          or results.get("validity")])))
@@ -243,62 +210,14 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
         parts.append("<h3>Control and oracle flags</h3><ul>"
                      + "".join(f'<li class="flag">{e(f)}</li>' for f in flags) + "</ul>")
     if results.get("validity"):
-        from gmxai_eval.report.validity import validity_html
-
         parts.append(validity_html(results))  # its own <h2>, table and legend
 
-    aggs = results.get("aggregates", [])
-    evs = results.get("agreement", {}).get("evaluators", [])
-    if evs:
-        parts.append("<h2>Scores per evaluator</h2>")
-        for ev in evs:
-            recs = sorted([r for r in aggs if r["evaluator"] == ev], key=lambda r: rank_key(r["rank"]))
-            png = figures.bar_ci([r["method"] for r in recs], [r["mean"] for r in recs],
-                                 [r["ci_low"] for r in recs], [r["ci_high"] for r in recs],
-                                 f"{ev} ({'higher' if recs and recs[0]['higher_is_better'] else 'lower'} is better)")
-            parts.append(_img(png, f"{ev}: mean and 95% CI per method"))
-
-    pngs = list((examples or {}).get("pngs") or ([examples["png"]] if (examples or {}).get("png") else []))
-    if pngs:
-        import base64
-
-        groups = (examples or {}).get("methods") or [[] for _ in pngs]
-        parts.append("<h2>Example maps</h2>")
-        parts.append("<p>Signed maps, symmetric colour scale per map (red positive, blue negative)"
-                     + (f"; {len(pngs)} figures of at most {MAPS_PER_FIGURE} methods" if len(pngs) > 1 else "")
-                     + ".</p>")
-        for k, (b64, ms) in enumerate(zip(pngs, groups)):
-            cap = f"methods {k * MAPS_PER_FIGURE + 1}-{k * MAPS_PER_FIGURE + len(ms)}: " + ", ".join(map(str, ms)) \
-                if ms else "example maps"
-            parts.append(f'<div class="maps">{_img(base64.b64decode(b64), cap)}</div>')
-        parts.append(table_html(["row", "image id", "label", "explained class"],
-                                [[i + 1, *r] for i, r in enumerate(examples.get("rows", []))]))
-
-    curves = results.get("curves", {})
-    if curves:
-        parts.append("<h2>Curves</h2>")
-        cats = {r["evaluator"]: r["category"] for r in aggs}
-        for ev, per_method in curves.items():
-            kind = _CURVE_TITLES.get(cats.get(ev, ""), "curve")
-            xl, yl = _curve_axes(cats.get(ev, ""), per_method)
-            parts.append(_img(figures.curves_figure(per_method, f"{ev}: {kind}", xl, yl),
-                              f"{ev}: mean {kind} ± 1 sd (band clipped to the observed range)"))
-
-    if len(evs) > 1:
-        parts.append("<h2>Metric agreement</h2>")
-        fam_of = {ev: f for f, fevs in (results.get("rankings", {}).get("families") or {}).items() for ev in fevs}
-        order = family_order(evs, fam_of)
-        tau = results["agreement"]["kendall_tau"]
-        parts.append(_img(figures.heatmap([[tau[i][j] for j in order] for i in order], [evs[i] for i in order],
-                                          "Kendall τ between evaluators' method rankings",
-                                          groups=[fam_of.get(evs[i], "") or "other" for i in order]),
-                          "Kendall tau-b of direction-oriented method means, evaluators grouped by family"
-                          + ("" if len(evs) <= 12 else " (values in results.json: agreement.kendall_tau)")))
+    parts += _score_figures(results)
+    parts += _example_maps(examples or {})
+    parts += _curve_and_agreement_figures(results)
 
     rel = results.get("reliability")
     if rel:
-        from gmxai_eval.report.reliability import render_reliability
-
         parts.append("<h2>Metric reliability (MetaQuantus-style)</h2>")
         parts.append(render_reliability(rel))
 
@@ -316,15 +235,9 @@ def render_report(results: Mapping[str, Any], path: str | Path | None = None, *,
     parts.append(f"<h3>spec</h3><pre>{e(json.dumps(results.get('spec', {}), indent=1, default=str))}</pre>")
 
     doc = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-           f"<title>gmxai_eval report {e(str(results.get('run_id', '')))}</title><style>{_CSS}</style></head>"
-           f"<body>{''.join(parts)}{_CHECK}</body></html>")
+           f"<title>gmxai_eval report {e(str(results.get('run_id', '')))}</title><style>{PAGE_CSS}</style></head>"
+           f"<body>{''.join(parts)}{FIGURE_CHECK}</body></html>")
     if path is not None:
         write_atomic(path, doc)
     return doc
 
-
-import gmxai_eval.report.views  # noqa: E402,F401  registers the "views" section renderer
-from gmxai_eval.report import retraining as _retraining  # noqa: E402,F401  (registers the "retraining" section)
-from gmxai_eval.report import imbalance as _imbalance  # noqa: E402,F401  (registers the "imbalance" section)
-import gmxai_eval.report.sign_variants  # noqa: E402,F401  (registers the sign_variants section)
-import gmxai_eval.report.disagreement  # noqa: E402,F401  (registers the disagreement section)

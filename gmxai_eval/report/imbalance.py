@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from gmxai_eval.errors import DataError
 from gmxai_eval.report import figures
+from gmxai_eval.report.fragments import SECTIONS
 
 _KEYS = ("metrics", "methods", "summary")
 
@@ -69,7 +70,7 @@ def size_figure(data: Mapping[str, Any]) -> bytes:
 
 def render_imbalance_section(data: Mapping[str, Any]) -> str:
     """Trusted HTML: the figure, the size trends and the summary table (every cell escaped)."""
-    from gmxai_eval.report.html import _img, table_html
+    from gmxai_eval.report.fragments import figure_html as _img, table_html
 
     _check(data)
     e = html.escape
@@ -101,16 +102,7 @@ def render_imbalance_section(data: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+@SECTIONS.register(name="imbalance")
 def imbalance_section(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str]:
-    """Renderer of the ``imbalance`` section (registered in :data:`gmxai_eval.report.html.SECTIONS`)."""
+    """Renderer of the ``imbalance`` section."""
     return str(data.get("title", "Class imbalance")), render_imbalance_section(data)
-
-
-def _register() -> None:
-    from gmxai_eval.report.html import SECTIONS
-
-    SECTIONS.register(imbalance_section, name="imbalance")
-
-
-_register()
-

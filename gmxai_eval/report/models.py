@@ -158,8 +158,9 @@ def models_markdown(doc: Mapping[str, Any]) -> str:
 def models_html(doc: Mapping[str, Any]) -> str:
     """``report.html`` of a several-model run (self-contained; links to each model's report), with
     the sections that compare the models (``doc["sections"]``, renderers of
-    :data:`gmxai_eval.report.html.SECTIONS`)."""
-    from gmxai_eval.report.html import _CHECK, _CSS, SECTIONS, table_html
+    :data:`gmxai_eval.report.fragments.SECTIONS`, registered when :mod:`gmxai_eval.report.html`
+    is imported, as the runner does)."""
+    from gmxai_eval.report.fragments import FIGURE_CHECK as _CHECK, PAGE_CSS as _CSS, SECTIONS, table_html
 
     labels, info, ranks, agree = _rows(doc)
     links = "".join(f'<li><a href="{html.escape(d.get("folder", ""))}/report.html">{html.escape(m)}</a></li>'

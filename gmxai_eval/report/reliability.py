@@ -36,7 +36,7 @@ def _cell(v: Any) -> str:
 
 def render_reliability(rel: Mapping[str, Any]) -> str:
     """The escaped HTML table and its description line."""
-    from gmxai_eval.report.html import table_html
+    from gmxai_eval.report.fragments import table_html
 
     headers, rows = reliability_rows(rel)
     return table_html(headers, rows) + f"<p>{html.escape(str(rel.get('description', '')))}</p>"

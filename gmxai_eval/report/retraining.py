@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from gmxai_eval.report import figures
-from gmxai_eval.report.html import SECTIONS, table_html
+from gmxai_eval.report.fragments import SECTIONS, table_html
 
 e = html.escape
 
@@ -122,6 +122,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f'<div class="scroll">{table_html(headers, rows, "retraining")}</div>'
 
 
+@SECTIONS.register(name="retraining")
 def render_retraining_section(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str]:
     """``(title, trusted HTML)`` of the ``retraining`` section; every data text is escaped."""
     parts = []
@@ -172,8 +173,6 @@ def render_retraining_section(results: Mapping[str, Any], data: Mapping[str, Any
             + "</p>")
     return str(data.get("title", "Retraining")), "".join(parts)
 
-
-SECTIONS.register(render_retraining_section, name="retraining")
 
 __all__ = ["method_colours", "retraining_figure", "retraining_png", "retraining_table",
            "render_retraining_section", "ORACLE_COLOUR"]

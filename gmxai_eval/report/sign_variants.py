@@ -31,7 +31,7 @@ import pandas as pd
 
 from gmxai_eval.errors import DataError
 from gmxai_eval.functional.stats import kendall_tau_b
-from gmxai_eval.report.html import SECTIONS, table_section
+from gmxai_eval.report.fragments import SECTIONS, table_section
 
 #: the config key that switches an evaluator between signed and absolute relevance
 ABS_KEY = "abs"
@@ -69,7 +69,7 @@ def _oriented_means(table: pd.DataFrame, evaluator: str, methods: Sequence[str],
 
 
 def _ranks(oriented: np.ndarray) -> np.ndarray:
-    from gmxai_eval.report.aggregate import rank_min
+    from gmxai_eval.report.ranks import rank_min
 
     return rank_min(oriented)
 
@@ -127,6 +127,7 @@ def compare_variants(table: pd.DataFrame, pairs: Sequence[tuple[str, str]], meth
             "rows": rows, "pairs": data}
 
 
+@SECTIONS.register(name="sign_variants")
 def sign_variants_section(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str]:
     """Renderer of the ``sign_variants`` section (cells escaped)."""
     if not data.get("rows"):
@@ -134,7 +135,5 @@ def sign_variants_section(results: Mapping[str, Any], data: Mapping[str, Any]) -
         return str(data.get("title", "Signed vs absolute relevance")), note
     return table_section(results, {k: data[k] for k in ("title", "caption", "columns", "rows") if k in data})
 
-
-SECTIONS.register(sign_variants_section, name="sign_variants")
 
 __all__ = ["ABS_KEY", "compare_variants", "sign_variants_section", "variant_pairs"]

@@ -20,8 +20,10 @@ from typing import Any, Mapping
 import pandas as pd
 from tabulate import tabulate
 
+from gmxai_eval.report import validity
+from gmxai_eval.report.aggregate import ranking_conventions
 from gmxai_eval.utils import csv_safe_frame, markdown_cell, markdown_text
-from gmxai_eval.utils import write_atomic
+from gmxai_eval.utils import tex_escape, write_atomic
 
 CSV_COLUMNS = ("evaluator", "method", "category", "higher_is_better", "control", "mean", "ci_low",
                "ci_high", "std", "n", "n_nan", "rank", "band", "resampling_unit", "reference",
@@ -86,8 +88,6 @@ def _arrow(hib: bool) -> str:
 def evaluator_conventions(results: Mapping[str, Any], evaluator: str) -> dict[str, str]:
     """The ranking-relevant conventions of ``evaluator``: ``results["ranking_conventions"]`` or,
     for a document without it, derived from ``results["evaluators"][ev]["conventions"]``."""
-    from gmxai_eval.report.aggregate import ranking_conventions
-
     got = (results.get("ranking_conventions") or {}).get(evaluator)
     if got:
         return dict(got)
@@ -292,16 +292,6 @@ def leaderboard_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(text) + "\n"
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def tex_escape(s: str) -> str:
-    """Escape LaTeX special characters of a text cell; line breaks become spaces (a blank line
-    would end the paragraph inside a ``tabular``)."""
-    return "".join(_TEX.get(c, c) for c in " ".join(str(s).splitlines()))
-
-
 def leaderboard_latex(results: Mapping[str, Any]) -> str:
     """A booktabs ``tabular`` (``\\toprule`` / ``\\midrule`` / ``\\bottomrule``)."""
     headers, rows = leaderboard_rows(results, latex=True)
@@ -343,8 +333,6 @@ def leaderboard_csv(results: Mapping[str, Any]) -> str:
 def write_tables(results: Mapping[str, Any], folder: str | Path) -> list[Path]:
     """Write ``leaderboard.md``, ``leaderboard.tex`` and ``leaderboard.csv`` atomically, and
     ``validity.md``, ``validity.tex`` and ``validity.csv`` when ``results`` has a validity table."""
-    from gmxai_eval.report import validity
-
     folder = Path(folder)
     out = [write_atomic(folder / "leaderboard.md", leaderboard_markdown(results)),
            write_atomic(folder / "leaderboard.tex", leaderboard_latex(results)),

@@ -52,6 +52,7 @@ import pandas as pd
 from gmxai_eval.functional.agreement import krippendorff_alpha
 from gmxai_eval.functional.paired import bootstrap_means
 from gmxai_eval.report.known_order import KNOWN_ORDER_HEADER, known_order_cell
+from gmxai_eval.utils import tex_escape
 
 #: card category of the evaluators that define the truth.
 TRUTH_CATEGORY = "counterfactual"
@@ -370,8 +371,6 @@ def validity_markdown(results: Mapping[str, Any]) -> str:
 
 def validity_latex(results: Mapping[str, Any]) -> str:
     """The validity table as a booktabs ``tabular``."""
-    from gmxai_eval.report.tables import tex_escape
-
     headers, rows = validity_rows(results)
     fix = lambda s: tex_escape(s.replace("τ", "tau").replace("α", "alpha"))  # noqa: E731
     lines = [r"% requires \usepackage{booktabs}", r"\begin{tabular}{l" + "c" * (len(headers) - 1) + "}",

@@ -43,6 +43,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from gmxai_eval.report.ranks import mean_rank_table
+
 #: evaluator categories that measure faithfulness to the model (the no-truth fallback's evidence)
 FAITHFULNESS_CATEGORIES = ("perturbation", "retraining")
 #: the category of the truth evaluators (as :data:`gmxai_eval.report.validity.TRUTH_CATEGORY`)
@@ -75,8 +77,6 @@ def verdict(records: Sequence[Mapping[str, Any]], rankings: Mapping[str, Any], v
             reliability: Mapping[str, Mapping[str, Any]], control_flags: Mapping[str, Mapping[str, Any]],
             ranked: Sequence[str], controls: Sequence[str], truth_methods: Sequence[str]) -> dict[str, Any]:
     """The ``verdict`` section (see the module docstring)."""
-    from gmxai_eval.report.aggregate import mean_rank_table
-
     cat = {r["evaluator"]: r["category"] for r in records}
     rec = {(r["evaluator"], r["method"]): r for r in records}
     counted = list(rankings.get("counted") or [])
@@ -134,8 +134,6 @@ def with_known_order(out: dict[str, Any], known_order: Mapping[str, Any] | None,
     known-order section."""
     if out.get("has_truth") or not known_order or not known_order.get("evaluators"):
         return out
-    from gmxai_eval.report.aggregate import mean_rank_table
-
     ko = known_order["evaluators"]
     basis = [e for e in out.get("faithfulness_evaluators", [])
              if (ko.get(e) or {}).get("ci_low") is not None and ko[e]["ci_low"] > 0]

@@ -24,6 +24,7 @@ import torch
 
 from gmxai_eval.errors import DataError
 from gmxai_eval.report.figures import _figure, _png, _t, data_uri
+from gmxai_eval.report.fragments import FIGURE_CHECK, PAGE_CSS, SECTIONS
 from gmxai_eval.utils import csv_safe_frame, markdown_cell, markdown_text, write_atomic
 
 MASS_CMAP = "viridis"
@@ -223,6 +224,7 @@ def _fig(f: Mapping[str, Any]) -> str:
             f'<figcaption>{e(str(f["caption"]))} (views/{e(str(f["file"]))})</figcaption></figure>')
 
 
+@SECTIONS.register(name="views")
 def render_views_section(results: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, str]:
     """Renderer of the ``views`` section: the method choice, the patient-wise figures with their
     top-k syndromes and region masses, the syndrome-wise, composite and difference figures,
@@ -303,12 +305,5 @@ def explain_page(title: str, figures: Sequence[tuple[str, bytes]], top_k: Sequen
         parts.append("<h2>Nearest gallery matches</h2>"
                      + _table(["match", "id", "class", "cosine"],
                               [[i + 1, m.get("id"), m.get("class"), m.get("cosine")] for i, m in enumerate(matches)]))
-    from gmxai_eval.report.html import _CHECK, _CSS
-
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{e(title)}</title><style>{_CSS}</style></head><body>{''.join(parts)}{_CHECK}</body></html>")
-
-
-from gmxai_eval.report.html import SECTIONS  # noqa: E402  (html imports this module last)
-
-SECTIONS.register(render_views_section, name="views")
+            f"<title>{e(title)}</title><style>{PAGE_CSS}</style></head><body>{''.join(parts)}{FIGURE_CHECK}</body></html>")

@@ -18,7 +18,7 @@ _EXPORTS = {
     "run_benchmark": "run", "RunResult": "run", "EvalUnit": "run", "execute_unit": "run",
     "load_model": "run", "load_dataset": "run", "select_samples": "run", "resolve_device": "run",
     "RunContext": "context", "StageTimer": "context",
-    "metric_reliability": "stages.reliability", "SECTION_DATA": "stages.sections",
+    "metric_reliability": "stages.reliability", "SECTION_DATA": "stages.builtin_sections",
     "MapCache": "cache", "UnitStore": "cache", "model_hash": "cache",
     "read_table": "store",
 }

@@ -93,6 +93,8 @@ class RunContext:
         masks: ``(N, H, W)`` bool evidence masks or ``None``; ``region_masks``:
             ``(N, R, H, W)`` bool or ``None`` with ``region_names``.
         batch_extra: added to every ``EvalBatch.extra``; ``extra_key``: its part of unit keys.
+        gaze: the :class:`~gmxai_eval.data.gaze.load.GazeData` of the spec's ``[gaze]`` table
+            (``None`` without one or with the caller's ``batch_extra``).
         counterfactual: what ``dataset.counterfactual_renderer()`` returned (or ``None``);
             its ``cache_key`` string is part of the unit keys.
         cache_root: map cache and unit store folder.
@@ -143,6 +145,7 @@ class RunContext:
     region_names: tuple[str, ...] = ()
     batch_extra: dict[str, Any] = field(default_factory=dict)
     extra_key: str = ""
+    gaze: Any = None
     counterfactual: Any = None
     seconds_per_method: dict[str, float] = field(default_factory=dict)
     seconds_per_evaluator: dict[str, float] = field(default_factory=dict)

@@ -157,12 +157,16 @@ class ReportSection:
 class GazeSection:
     """``[gaze]``: fixations for the ``gaze_*`` evaluators: ``fixations = "simulated"`` (simulated
     clinicians on the run's images, needs landmarks) or a fixation file with its ``study`` file;
-    ``observers`` (simulated only) and ``on_invalid`` ("raise" | "drop", files only)."""
+    ``observers`` (simulated only), ``on_invalid`` ("raise" | "drop", files only),
+    ``duration_weighted`` (densities weighted by fixation duration) and ``n_boot`` (bootstrap
+    resamples of the ``gaze`` section's intervals). The ``gaze`` section uses this gaze too."""
 
     fixations: str = ""
     study: str = ""
     observers: int = 6
     on_invalid: str = "raise"
+    duration_weighted: bool = False
+    n_boot: int = 1000
 
 
 @dataclass(frozen=True)
@@ -582,6 +586,10 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
             raise ConfigError(f"{src}: expected gaze.observers >= 2, got {gz['observers']}")
         if gz.get("on_invalid", "raise") not in ("raise", "drop"):
             raise ConfigError(f"{src}: expected gaze.on_invalid 'raise' or 'drop', got {gz['on_invalid']!r}")
+        if "duration_weighted" in gz:
+            _typed(src, "gaze.duration_weighted", gz["duration_weighted"], bool, "true or false")
+        if "n_boot" in gz and _typed(src, "gaze.n_boot", gz["n_boot"], int, "an int >= 1") < 1:
+            raise ConfigError(f"{src}: expected gaze.n_boot >= 1, got {gz['n_boot']}")
         kw["gaze"] = gz
     if "views" in data:
         vw = dict(data["views"])

@@ -72,3 +72,28 @@ def test_make_refuses_a_file_that_is_not_results_json(tmp_path, capsys):
     assert main(["questionnaire", "make", str(bad), "--methods", "a", "--out", str(tmp_path / "q")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "x.json" in err[0] and "expected a gmxai_eval results.json" in err[0]
+
+
+def test_make_reads_the_runs_map_cache(tmp_path, run_json, monkeypatch):
+    """The maps come from the run's map cache (no method is called) and equal the maps computed
+    afresh; without the cache they are computed."""
+    import numpy as np
+
+    from gmxai_eval.cli.questionnaire import cases_from_run
+    from gmxai_eval.methods.base import Explainer
+
+    results = json.loads(run_json.read_text())
+    fresh, _ = cases_from_run(results, 3, ["sal_x", "rnd_x"], cache=None)
+
+    def refuse(*a, **k):
+        raise AssertionError("a map was computed instead of read from the run's cache")
+
+    monkeypatch.setattr(Explainer, "__call__", refuse)
+    cached, _ = cases_from_run(results, 3, ["sal_x", "rnd_x"], cache=run_json.parent.parent / ".cache")
+    for a, b in zip(fresh, cached):
+        assert a.case_id == b.case_id
+        for m in ("sal_x", "rnd_x"):
+            np.testing.assert_allclose(a.maps[m], b.maps[m], rtol=1e-6, atol=1e-7)
+    out = tmp_path / "q"
+    assert main(["questionnaire", "make", str(run_json), "--cases", "3", "--methods", "sal_x,rnd_x",
+                 "--out", str(out)]) == 0

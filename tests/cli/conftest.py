@@ -17,4 +17,4 @@ def faces() -> list:
     """Tiny faces with landmarks, evidence and region masks (the gaze command tests)."""
     from gmxai_eval.testing import toy_face
 
-    return [toy_face(f"f{i}", seed=i, label=i % 2) for i in range(4)]
+    return [toy_face(f"f{i}", size=32, seed=i, label=i % 2) for i in range(4)]  # toy_cnn takes 32x32

@@ -1,4 +1,5 @@
-"""``gmxai-eval gaze-simulate`` and ``gmxai-eval gaze`` end to end on a tiny generated study."""
+"""``gmxai-eval gaze-simulate`` and ``gmxai-eval gaze`` end to end on a tiny generated study; the
+gaze command runs the benchmark runner, so a rerun reuses its maps, units and section."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import pytest
 import torch
 
 from gmxai_eval.cli import main
-from gmxai_eval.data.gaze.fixations import read_fixations
-from gmxai_eval.data.gaze.study import load_study
-from gmxai_eval.evaluators.gaze_reference import CEILING_ROW, FLOOR_ROW
 from gmxai_eval.cli.gaze import load_images
-from gmxai_eval.gaze.section import gaze_section
+from gmxai_eval.data.gaze.fixations import read_fixations
+from gmxai_eval.data.gaze.maps import image_gaze_set
+from gmxai_eval.data.gaze.study import load_study
+from gmxai_eval.evaluators.gaze_reference import CEILING_ROW, FLOOR_ROW, gaze_section_data
 from gmxai_eval.methods.base import METHODS
 from gmxai_eval.models import MODELS
+from gmxai_eval.report.gaze import gaze_table
 
 
 @pytest.fixture
@@ -44,17 +46,51 @@ def test_cli_end_to_end_matches_the_api(tmp_path, npz, capsys):
     assert table["simulated"].all()
     per = pd.read_csv(out / "gaze_per_image.csv")
     assert set(per.metric) == set(metrics.split(",")) and per.simulated.all()
-    # the command computes exactly what the API computes on the same inputs
+    # the command computes what the kernels compute from the same maps, fixations and study
     samples, classes = load_images(str(npz))
     model = MODELS.create("toy_cnn", num_classes=len(classes), seed=3).eval()
+    x = torch.stack([s.image for s in samples])
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    maps = {m: METHODS.create(m)(model, x, target).detach() for m in methods.split(",")}
     sizes = {s.image_id: tuple(s.image.shape[1:]) for s in samples}
-    api = gaze_section(model, samples, {m: METHODS.create(m) for m in methods.split(",")},
-                       study=load_study(sim / "study.json"),
-                       fixations=read_fixations(sim / "fixations.csv", known_images=sizes, image_sizes=sizes),
-                       seed=3, metrics=tuple(metrics.split(",")), metric_config={"kl": {"preset": "pysaliency"}},
-                       n_boot=50)
+    study = load_study(sim / "study.json")
+    fixations = read_fixations(sim / "fixations.csv", known_images=sizes, image_sizes=sizes)
+    data = gaze_section_data(maps, [s.image_id for s in samples], image_gaze_set(fixations, sizes, study.sigma_px),
+                             study, torch.stack([s.region_masks for s in samples]), samples[0].region_names,
+                             metrics=tuple(metrics.split(",")), metric_config={"kl": {"preset": "pysaliency"}},
+                             seed=3, n_boot=50, fixations_summary=fixations.summary())
+    api = gaze_table(data)
+    assert list(api.index) == list(table.index)
     np.testing.assert_allclose(table[api.columns[:-2]].to_numpy(float), api[api.columns[:-2]].to_numpy(float),
-                               rtol=1e-9, equal_nan=True)
+                               rtol=1e-6, equal_nan=True)
+
+
+def test_a_rerun_reuses_maps_units_and_section(tmp_path, npz):
+    """The command's run folder ``<out>/gaze`` and cache ``<out>/.cache``: the second identical
+    command explains no image, runs no evaluator unit and computes no section, and writes the
+    same files; ``--limit`` scores the first images and still accepts the others' fixations."""
+    import json
+
+    sim = tmp_path / "sim"
+    assert main(["gaze-simulate", "--images", str(npz), "--out", str(sim), "--observers", "3"]) == 0
+    out = tmp_path / "out"
+    args = ["gaze", "--fixations", str(sim / "fixations.csv"), "--study", str(sim / "study.json"),
+            "--images", str(npz), "--methods", "saliency", "--model", "toy_cnn", "--metrics", "nss,cc",
+            "--n-boot", "20", "--out", str(out)]
+    files = ("gaze_table.md", "gaze_table.csv", "gaze_per_image.csv", "gaze_aoi.csv")
+    assert main(args) == 0
+    first = {f: (out / f).read_bytes() for f in files}
+    counts = json.loads((out / "gaze" / "results.json").read_text())["counts"]
+    assert counts["attributed"] == {"saliency": 4} and counts["units_run"] == 2 and counts["sections_run"] == 1
+    assert main(args) == 0
+    counts = json.loads((out / "gaze" / "results.json").read_text())["counts"]
+    assert counts["attributed"] == {"saliency": 0} and counts["units_run"] == 0
+    assert counts["sections_run"] == 0 and counts["sections_reused"] == 1
+    assert {f: (out / f).read_bytes() for f in files} == first
+    assert main(args[:-2] + ["--limit", "2", "--out", str(tmp_path / "two")]) == 0
+    per = pd.read_csv(tmp_path / "two" / "gaze_per_image.csv")
+    assert sorted(set(per.image_id)) == ["f0", "f1"]
 
 
 def test_cli_rejects_a_bad_fixation_file_naming_row_and_column(tmp_path, npz, capsys):

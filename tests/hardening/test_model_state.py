@@ -97,15 +97,17 @@ def test_explain_refuses_naming_the_module():
                       ["a", "b", "c", "d"])
 
 
-def test_gaze_refuses_naming_the_module():
-    from gmxai_eval.gaze.section import compute_maps, run_gaze
+def test_gaze_refuses_naming_the_module(tmp_path):
+    """The gaze command is a spec for the runner (``cli.gaze.gaze_spec``), whose load stage
+    refuses the model before any map."""
+    from gmxai_eval.runner.run import run_benchmark
+    from gmxai_eval.runner.spec import parse_spec
 
-    samples = list(toy_faces(4))
-    ex = {"saliency": create_method("saliency")}
+    spec = parse_spec({"run": {"name": "gaze", "n_images": 4, "output": str(tmp_path)},
+                       "methods": [{"name": "saliency"}], "evaluators": [{"name": "gaze_nss"}],
+                       "gaze": {"fixations": "simulated", "observers": 2}, "report": {"sections": ["gaze"]}})
     with pytest.raises(ModelStateError, match=WHERE):
-        run_gaze(stochastic_model(), samples, ex, n_observers=2, n_boot=10)
-    with pytest.raises(ModelStateError, match=WHERE):
-        compute_maps(stochastic_model(), samples, ex["saliency"])
+        run_benchmark(spec, model=stochastic_model(), samples=list(toy_faces(4)), progress=False, verbose=False)
 
 
 def test_questionnaire_refuses_naming_the_module(monkeypatch, toys):

@@ -1,5 +1,5 @@
-"""The ``gaze`` section is computed by the runner from the run's cached maps and equals the
-former path that re-explained every image (``gmxai_eval.gaze.section.gaze_section``)."""
+"""The ``gaze`` section is computed by the runner from the run's cached maps and equals the kernels'
+result on maps computed directly (the former path that re-explained every image)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,29 @@ from gmxai_eval.testing import toy_samples
 from runner_report_toys import ToyGrad, toy_spec
 
 
-def test_gaze_section_from_cached_maps_equals_the_recomputing_path(tmp_path, toys):
-    from gmxai_eval.gaze.section import gaze_section
+def _direct_gaze_table(model, samples, explainer, seed):
+    """The oracle: every map computed here, 6 simulated observers, the section's kernel."""
+    import torch
 
+    from gmxai_eval.data.gaze.maps import image_gaze_set
+    from gmxai_eval.data.gaze.simulate import simulate_study
+    from gmxai_eval.evaluators.gaze_reference import gaze_section_data
+    from gmxai_eval.report.gaze import gaze_table
+
+    x = torch.stack([s.image for s in samples])
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    fixations, study = simulate_study(samples, 6, seed=seed)
+    gazes = image_gaze_set(fixations, {s.image_id: tuple(s.image.shape[-2:]) for s in samples}, study.sigma_px)
+    regions = (torch.stack([s.region_masks for s in samples])
+               if all(s.region_masks is not None for s in samples) else None)
+    data = gaze_section_data({"toy_grad": explainer(model, x, target).detach()}, [s.image_id for s in samples],
+                             gazes, study, regions, samples[0].region_names if regions is not None else (),
+                             seed=seed, fixations_summary=fixations.summary())
+    return gaze_table(data)
+
+
+def test_gaze_section_from_cached_maps_equals_the_recomputing_path(tmp_path, toys):
     lm = ARCFACE_TEMPLATE_112 * (32 / 112.0)
     samples = [replace(s, landmarks=lm.clone()) for s in toy_samples(6)]
     model = MODELS.create("toy_cnn", num_classes=4).eval()
@@ -27,7 +47,7 @@ def test_gaze_section_from_cached_maps_equals_the_recomputing_path(tmp_path, toy
     data = res.results["sections"]["gaze"]
     assert calls == 6  # the section explained nothing: 6 images, each explained once (attribute stage)
 
-    want = gaze_section(model, samples, {"toy_grad": ToyGrad()}, seed=0)
+    want = _direct_gaze_table(model, samples, ToyGrad(), seed=0)
     assert data["caption"] == want.attrs["caption"]
     assert [r["method"] for r in data["rows"]] == list(want.index)
     for row in data["rows"]:

@@ -238,11 +238,21 @@ def render(p: Mapping[str, torch.Tensor], photo: Mapping[str, torch.Tensor],
         ``images (B, 3, H, W)`` float in [0, 1], ``regions (B, H, W)`` uint8 or ``None``,
         ``sticker_mask (B, H, W)`` bool, ``landmarks (B, 5, 2)`` image pixels.
     """
-    b = p["eye_spacing"].shape[0]
-    one = torch.ones(b)
     cv = Canvas(photo["affine"], photo["bg"])
     c = face_colors(p)
-    # background clutter
+    _paint_head(cv, p, photo, c)
+    _paint_brows_eyes(cv, p, c)
+    _paint_nose_mouth(cv, p, c)
+    regions = region_map(cv, p) if with_regions else None
+    img, smask = _photo_finish(cv.img, photo, sticker)
+    lm = _to_image(photo["affine"], landmarks_face(p))
+    return img, regions, smask, lm
+
+
+def _paint_head(cv: Canvas, p: Mapping[str, torch.Tensor], photo: Mapping[str, torch.Tensor],
+                c: Mapping[str, torch.Tensor]) -> None:
+    """Background clutter, hair behind the head, ears, neck, head, skin shading, hair in front."""
+    one = torch.ones(p["eye_spacing"].shape[0])
     for k in range(photo["clutter_xy"].shape[1]):
         al = cv.ellipse(W_FULL, photo["clutter_xy"][:, k, 0], photo["clutter_xy"][:, k, 1],
                         photo["clutter_ab"][:, k, 0], photo["clutter_ab"][:, k, 1], soft=1.5)
@@ -274,7 +284,12 @@ def render(p: Mapping[str, torch.Tensor], photo: Mapping[str, torch.Tensor],
         cv.shade(W_CHEEKS, ch, 0.05 + p["cheek"])
     # hair in front (cap above the hairline)
     cv.paint(W_UPPER, _hair_alpha(cv, p, W_UPPER) * _col(p["hair_density"]), c["hair"])
-    # brows (+ hair between them)
+
+
+def _paint_brows_eyes(cv: Canvas, p: Mapping[str, torch.Tensor], c: Mapping[str, torch.Tensor]) -> None:
+    """Brows (and hair between them), then the eyes with lids, iris and pupil."""
+    b = p["eye_spacing"].shape[0]
+    one = torch.ones(b)
     half = p["eye_spacing"] / 2
     bhalf = p["brow_spacing"] / 2
     brow_col = c["hair"] * 0.8
@@ -284,7 +299,6 @@ def render(p: Mapping[str, torch.Tensor], photo: Mapping[str, torch.Tensor],
         cv.paint(W_BROWS, al * 0.9, brow_col)
     glab = cv.ellipse(W_BROWS, CX * one, p["brow_y"] + 0.5, bhalf - p["brow_len"] + 3.0, p["brow_thick"] * 0.8, soft=0.8)
     cv.paint(W_BROWS, glab * _col(p["brow_join"].clamp(0.0, 0.95)), brow_col)
-    # eyes
     for s in (-1.0, 1.0):
         ex = CX + s * half
         th = -s * p["eye_tilt"]  # + tilt raises the outer canthus on both sides
@@ -299,7 +313,11 @@ def render(p: Mapping[str, torch.Tensor], photo: Mapping[str, torch.Tensor],
         # upper lid: skin over the top of the fissure (ptosis lowers it)
         top = cv.halfplane(W_EYES, p["eye_y"] - p["eye_h"] + 0.6 + p["lid_drop"].clamp(min=0.0), below=False)
         cv.paint(W_EYES, top * sclera, c["skin"] * 0.8)
-    # nose: bridge highlight, tip shading, nostrils
+
+
+def _paint_nose_mouth(cv: Canvas, p: Mapping[str, torch.Tensor], c: Mapping[str, torch.Tensor]) -> None:
+    """Nose (bridge highlight, tip shading, nostrils), philtrum groove and lips."""
+    one = torch.ones(p["eye_spacing"].shape[0])
     tip = p["nose_tip_y"]
     bridge = cv.ellipse(W_NOSE, CX * one, (p["eye_y"] + tip) / 2, p["bridge_w"] / 2, (tip - p["eye_y"]) / 2 + 1.0, soft=1.5)
     cv.shade(W_NOSE, bridge, 0.12 * one)
@@ -321,12 +339,17 @@ def render(p: Mapping[str, torch.Tensor], photo: Mapping[str, torch.Tensor],
     cv.paint(W_MID, torch.maximum(up, lo), c["lip"])
     line = cv.ellipse(W_MID, CX * one, my, mw, 0.55 * one, soft=0.5)
     cv.paint(W_MID, line, c["lip"] * 0.45)
-    regions = region_map(cv, p) if with_regions else None
-    # photo nuisances: lighting gradient, brightness, colour cast
+
+
+def _photo_finish(face: torch.Tensor, photo: Mapping[str, torch.Tensor], sticker: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Photo nuisances on the painted ``face``: lighting gradient, gain (brightness and colour
+    cast), the sticker, blur and noise. Returns the image in [0, 1] and the sticker mask."""
+    b = face.shape[0]
     g = photo["light"]
     light = 1 + _col(g[:, 0]) * (torch.arange(SIZE) / SIZE - 0.5).view(1, 1, SIZE) + \
         _col(g[:, 1]) * (torch.arange(SIZE) / SIZE - 0.5).view(1, SIZE, 1)
-    img = cv.img * light.unsqueeze(1) * photo["gain"].view(b, 3, 1, 1)
+    img = face * light.unsqueeze(1) * photo["gain"].view(b, 3, 1, 1)
     # sticker in a corner (drawn on the photo, after lighting: a flat printed label)
     smask = torch.zeros(b, SIZE, SIZE, dtype=torch.bool)
     if sticker is not None and bool(sticker.any()):
@@ -339,8 +362,7 @@ def render(p: Mapping[str, torch.Tensor], photo: Mapping[str, torch.Tensor],
         img[i] = torch.where(sm, col, img[i])
     img = _blur(img.clamp_(0, 1), photo["blur"])
     img = img + photo["noise_sd"].view(b, 1, 1, 1) * photo["noise"]
-    lm = _to_image(photo["affine"], landmarks_face(p))
-    return img.clamp_(0.0, 1.0), regions, smask, lm
+    return img.clamp_(0.0, 1.0), smask
 
 
 def _to_image(affine: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:

@@ -8,15 +8,18 @@ Inputs: ``samples``, ``model``, ``explainers``, ``dataset``, ``spec`` (given to 
 
 from __future__ import annotations
 
-import importlib
+from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from torch import nn
 
 from gmxai_eval.data.base import Sample
 from gmxai_eval.errors import ConfigError, ModelStateError
 from gmxai_eval.evaluators.base import DatasetEvaluator, DatasetJob
 from gmxai_eval.methods.base import Explainer
+from gmxai_eval.models import default as default_model
+from gmxai_eval.models.train import RetrainRecipe, TrainConfig
 from gmxai_eval.runner.cache import UnitStore
 from gmxai_eval.runner.context import RunContext
 from gmxai_eval.runner.spec import Spec
@@ -27,23 +30,45 @@ from gmxai_eval.utils import stable_hash
 
 def default_dataset_job(samples: Sequence[Sample], model: nn.Module, explainers: dict[str, Explainer],
                         dataset: Any, spec: Spec) -> DatasetJob:
-    """How dataset-scope (retraining) evaluators get their :class:`DatasetJob`.
+    """The :class:`DatasetJob` of a run for the dataset-scope (retraining) evaluators; pass
+    ``dataset_job=`` to :func:`~gmxai_eval.runner.run.run_benchmark` to supply another.
 
-    The default asks ``gmxai_eval.models.train`` for ``dataset_job(...)`` with the same
-    arguments; pass ``dataset_job=`` to :func:`~gmxai_eval.runner.run.run_benchmark` to supply
-    another."""
-    try:
-        mod = importlib.import_module("gmxai_eval.models.train")
-    except ModuleNotFoundError as e:
-        if e.name != "gmxai_eval.models.train":
-            raise
-        mod = None
-    fn = getattr(mod, "dataset_job", None)
-    if fn is None:
-        raise ConfigError("expected gmxai_eval.models.train.dataset_job(samples, model, explainers, "
-                          "dataset, spec) for dataset-scope evaluators, got none; pass dataset_job= "
-                          "to run_benchmark")
-    return fn(samples, model, explainers, dataset, spec)
+    * Embedded default model (``[model] source = "default"``): train / test data are the
+      default data's ``train`` and ``test`` splits, the recipe is the preset's
+      :class:`~gmxai_eval.models.train.TrainConfig` and the architecture keywords from the
+      checkpoint card.
+    * Otherwise: the dataset's ``train`` split (items with ``split == "train"``) and the run's
+      ``samples`` as test data; recipe = ``TrainConfig`` with the model's ``arch`` (an
+      evaluator's ``recipe`` config can override any field).
+
+    ``train_fn`` is a :class:`~gmxai_eval.models.train.RetrainRecipe`, ``seeds`` are
+    ``spec.seeds`` (evaluators choose their own number of repeats), ``samples`` the run's
+    samples; the cache folder is ``<spec.cache or <spec.output>/.cache>/retraining``.
+    """
+    cache = Path(spec.cache or Path(spec.output) / ".cache") / "retraining"
+    num_classes = int(getattr(model, "num_classes", 0) or len(getattr(dataset, "classes", []) or []))
+    if num_classes < 2:
+        raise ConfigError(f"expected a model with num_classes >= 2 for retraining, got {num_classes}")
+    if spec.model.get("source") == "default":
+        mcfg = dict(spec.model.get("config", {}))
+        preset = default_model.PRESETS[mcfg.get("preset", "default")]
+        _, splits, card = default_model.load_default(**{**mcfg, "progress": False})
+        train, test = splits.train, splits.test
+        cfg, kw = preset.train, {k: v for k, v in card.get("arch_kwargs", {}).items()
+                                 if k not in ("num_classes", "seed")}
+    else:
+        rows = [i for i in range(len(dataset)) if getattr(dataset[i], "split", "") == "train"]
+        if not rows:
+            raise ConfigError("expected training items (split 'train') in the dataset for retraining, got none")
+        train = torch.utils.data.Subset(dataset, rows)
+        test = list(samples)
+        # a model of no registered architecture (the user's own) can be fine-tuned (the surrogate
+        # evaluators copy it) but not retrained from scratch: model_factory says so when asked
+        cfg, kw = TrainConfig(arch=str(getattr(model, "arch", "") or "")), {}
+    recipe = RetrainRecipe(cfg, kw, num_classes, str(cache), device=spec.device, gallery=True)
+    return DatasetJob(train_data=train, test_data=test, model_factory=recipe.model_factory, train_fn=recipe,
+                      explainers=dict(explainers), reference_model=model, seeds=tuple(spec.seeds),
+                      samples=list(samples))
 
 
 def dataset_scope(ctx: RunContext) -> list[dict[str, Any]]:

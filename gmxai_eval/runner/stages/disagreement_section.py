@@ -118,6 +118,7 @@ def _leakage(ctx: RunContext, methods: list[str], absolute: bool,
             "above_chance": [m for m, d in per.items() if d["ci"][0] > d["chance"]]}
 
 
+@SECTION_DATA.register(name="disagreement")
 def disagreement_data(ctx: RunContext) -> dict[str, Any]:
     """The ``disagreement`` section (see the module docstring)."""
     from gmxai_eval.report.aggregate import is_oracle
@@ -163,6 +164,3 @@ def without_substrate(ctx: RunContext) -> list[str]:
     which subtracts noise): no gap is defined for them."""
     return [e.label for e in ctx.spec.evaluators if substrate(dict(ctx.evaluators[e.label].config)) is None
             and getattr(ctx.evaluator_cards.get(e.label), "category", None) == "perturbation"]
-
-
-SECTION_DATA.register(disagreement_data, name="disagreement")

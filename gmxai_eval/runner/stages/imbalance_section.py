@@ -107,6 +107,7 @@ def records(mctx: ModelsContext, conds: Sequence[dict[str, Any]]) -> tuple[list[
     return out, reference
 
 
+@SECTION_DATA.register(name="imbalance")
 def imbalance_section_data(mctx: ModelsContext) -> dict[str, Any]:
     """The section's data: ``{"title", "metrics", "methods", "conditions", "reference",
     "summary", "trends", "table", "costs"}`` (rendered by :mod:`gmxai_eval.report.imbalance`)."""
@@ -131,6 +132,5 @@ def imbalance_section_data(mctx: ModelsContext) -> dict[str, Any]:
 
 
 imbalance_section_data.axis = "models"  # type: ignore[attr-defined]
-SECTION_DATA.register(imbalance_section_data, name="imbalance")
 
 __all__ = ["SIMILARITIES", "conditions", "records", "imbalance_section_data"]

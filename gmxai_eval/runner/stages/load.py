@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from gmxai_eval.data.base import DATASETS, Sample, collate
+from gmxai_eval.data.gaze.load import GazeData, load_gaze
 from gmxai_eval.errors import ConfigError, DataError, ModelStateError
 from gmxai_eval.evaluators.base import EVALUATORS
 from gmxai_eval.execution import Executor
@@ -34,6 +35,8 @@ from gmxai_eval.runner.cache import image_keys, model_hash
 from gmxai_eval.runner.context import RunContext
 from gmxai_eval.runner.devices import auto_batch_size, executor_for, resolve_device
 from gmxai_eval.runner.spec import SELECTIONS
+from gmxai_eval.runner.stages import builtin_sections  # noqa: F401  (registers the section computations)
+from gmxai_eval.runner.stages.sections import check_sections
 from gmxai_eval.threads import forward_probe
 from gmxai_eval.utils import device_chunk, stable_hash
 
@@ -241,14 +244,20 @@ def select_samples(dataset: Any, split: str, n_images: int, select: str = "first
     return out
 
 
-def gaze_fixations(gaze: Mapping[str, Any], samples: Sequence[Sample], seed: int) -> dict[str, Any]:
-    """``{image_id: ImageGaze}`` for the ``gaze_*`` evaluators from a spec's ``[gaze]`` table:
+def gaze_data(gaze: Mapping[str, Any], samples: Sequence[Sample], seed: int,
+              known: Sequence[Sample] | None = None) -> GazeData:
+    """The gaze of a spec's ``[gaze]`` table (fixations, study and ``{image_id: ImageGaze}``):
     simulated clinicians on ``samples`` (labelled simulated in the study) or a fixation file
-    with its study file (validated against the samples' ids and sizes)."""
-    from gmxai_eval.data.gaze.load import load_gaze
-
+    with its study file (validated against the ids and sizes of ``known``, default
+    ``samples``)."""
     return load_gaze(gaze["fixations"], samples, study=gaze.get("study"), seed=seed,
-                     observers=int(gaze.get("observers", 6)), on_invalid=gaze.get("on_invalid", "raise")).gazes
+                     observers=int(gaze.get("observers", 6)), on_invalid=gaze.get("on_invalid", "raise"),
+                     duration_weighted=bool(gaze.get("duration_weighted", False)), known=known)
+
+
+def gaze_fixations(gaze: Mapping[str, Any], samples: Sequence[Sample], seed: int) -> dict[str, Any]:
+    """``{image_id: ImageGaze}`` for the ``gaze_*`` evaluators (see :func:`gaze_data`)."""
+    return gaze_data(gaze, samples, seed).gazes
 
 
 def counterfactual_renderer(dataset: Any) -> tuple[Any, str]:
@@ -284,14 +293,13 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
     ctx.explainers = {e.label: METHODS.create(e.name, **dict(e.config)) for e in spec.methods}
     ctx.executor = executor if executor is not None else executor_for(spec)
     if spec.sections:
-        from gmxai_eval.runner.stages.sections import check_sections
-
         check_sections(spec.sections)  # an unknown section fails before any work
     default_splits = None
     if spec.model.get("source") == "default" and (
             model is None or (samples is None and dataset is None and spec.dataset["name"] == "default")):
         loaded, default_splits = load_default_bundle(spec.model.get("config", {}), ctx.progress)
         model = model if model is not None else loaded.eval()
+    given: list[Sample] | None = None  # the caller's samples before the selection
     if samples is None:
         if dataset is None:
             dataset = load_dataset(spec.dataset, default_splits)
@@ -299,7 +307,7 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
                    if spec.classes else None)
         samples = select_samples(dataset, spec.dataset.get("split", ""), _n_selected(spec), spec.select, classes)
     else:
-        samples = list(samples)
+        samples = given = list(samples)
         if spec.classes:
             keep = class_indices(getattr(dataset, "classes", None) or [], spec.classes, spec.source)
             samples = [s for s in samples if s.label in keep]
@@ -341,8 +349,9 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
             ctx.target = fb.labels.clone()
     ctx.image_keys = image_keys(fb.images, fb.image_ids, ctx.target)
     ctx.channel_mean = fb.images[:ctx.n_run].mean(dim=(0, 2, 3))
-    if spec.gaze and batch_extra is None:
-        batch_extra = {"fixations": gaze_fixations(spec.gaze, ctx.samples[:ctx.n_run], spec.seeds[0])}
+    if spec.gaze and batch_extra is None:  # a fixation file may name the given samples that were not selected
+        ctx.gaze = gaze_data(spec.gaze, ctx.samples[:ctx.n_run], spec.seeds[0], known=given)
+        batch_extra = {"fixations": ctx.gaze.gazes}
     ctx.batch_extra = dict(batch_extra or {})
     ctx.extra_key = "" if not ctx.batch_extra else stable_hash(pickle.dumps(ctx.batch_extra, protocol=4))
     ctx.counterfactual, cf_key = counterfactual_renderer(dataset)

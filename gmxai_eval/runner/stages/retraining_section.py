@@ -146,6 +146,7 @@ def label_randomisation(rows: Any, methods: Sequence[str], similarities: Sequenc
     return out
 
 
+@SECTION_DATA.register(name="retraining")
 def retraining_section_data(ctx: RunContext) -> dict[str, Any]:
     """The ``retraining`` section of a run (see the module docstring)."""
     table = ctx.table
@@ -183,7 +184,5 @@ def retraining_section_data(ctx: RunContext) -> dict[str, Any]:
     return {"title": "Retraining (ROAR / KAR) and label randomisation", "retraining": retrain,
             "data_randomisation": label}
 
-
-SECTION_DATA.register(retraining_section_data, name="retraining")
 
 __all__ = ["retraining_section_data", "retraining_curves", "label_randomisation", "curve_band"]

@@ -1,9 +1,12 @@
 """Stage ``sections``: the data of the report sections a spec asks for (``[report] sections``).
 
-A section is two registered functions with the same name: a *computation* here,
-``SECTION_DATA.register(fn, name=...)`` with ``fn(ctx: RunContext) -> JSON-able data`` (it
-reads the run's cached ``maps``; it never recomputes them), and a *renderer* in
-:data:`gmxai_eval.report.html.SECTIONS` that turns ``results["sections"][name]`` into HTML.
+A section is two registered functions with the same name: a *computation*,
+``@SECTION_DATA.register(name=...)`` on ``fn(ctx: RunContext) -> JSON-able data`` (it reads
+the run's cached ``maps``; it never recomputes them), and a *renderer*,
+``@SECTIONS.register(name=...)`` in :data:`gmxai_eval.report.fragments.SECTIONS`, that turns
+``results["sections"][name]`` into HTML. The built-in computations live in their own modules
+(``*_section.py`` here); :mod:`~gmxai_eval.runner.stages.builtin_sections` imports them, and
+this module imports none of them.
 
 A computation registered with the attribute ``axis = "models"`` compares the models of a
 ``[[models]]`` run: it gets a :class:`~gmxai_eval.runner.context.ModelsContext` (every model's
@@ -23,8 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gmxai_eval.errors import ConfigError, ShapeError
+from gmxai_eval.errors import ConfigError
 from gmxai_eval.registry import Registry
+from gmxai_eval.report.html import SECTIONS
 from gmxai_eval.runner.context import ModelsContext, RunContext
 
 #: Section computations: ``fn(ctx: RunContext) -> JSON-able data`` (stored in
@@ -37,8 +41,6 @@ SECTION_FORMAT = "gmxai_eval.section/1"
 def check_sections(names: Sequence[str], models_axis: bool = False) -> None:
     """Every name has a computation and a renderer (raises ``UnknownNameError`` otherwise); a
     section that compares models needs a ``[[models]]`` spec (``models_axis``; ``ConfigError``)."""
-    from gmxai_eval.report.html import SECTIONS
-
     for name in names:
         if getattr(SECTION_DATA.get(name), "axis", "") == "models" and not models_axis:
             raise ConfigError(f"expected report section {name!r} in a spec with [[models]] (it compares the "
@@ -60,8 +62,9 @@ def models_sections(mctx: ModelsContext, names: Sequence[str]) -> dict[str, Any]
 def section_key(ctx: RunContext, name: str, fn: Callable[[RunContext], Any]) -> str:
     """The cache key of section ``name``: everything a section may read from the run (the
     computation's code, the model, the images and explained targets, every method's name and
-    config, the seeds, the evidence / region masks and landmarks, the per-sample scores) and the
-    package's code stamp."""
+    config, the seeds, the evidence / region masks and landmarks, the per-sample scores, the
+    content of the evaluators' extra inputs such as the gaze fixations, the evaluators' configs
+    and the ``[gaze]`` table) and the package's code stamp."""
     from gmxai_eval.runner.cache import code_stamp
     from gmxai_eval.runner.stages.attribute import method_keys
     from gmxai_eval.utils import stable_hash
@@ -73,7 +76,8 @@ def section_key(ctx: RunContext, name: str, fn: Callable[[RunContext], Any]) -> 
     return stable_hash(code_stamp(), name, f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}",
                        ctx.model_key, ctx.image_keys, sorted(method_keys(ctx).items()), list(ctx.seeds),
                        list(ctx.region_names), *(t for t in (ctx.masks, ctx.region_masks) if t is not None),
-                       *(t for t in landmarks if t is not None), table or b"", n=24)
+                       *(t for t in landmarks if t is not None), table or b"", ctx.extra_key,
+                       [(e.label, e.name, dict(e.config)) for e in ctx.spec.evaluators], dict(ctx.spec.gaze), n=24)
 
 
 def _cache_path(ctx: RunContext, name: str, key: str) -> Path:
@@ -145,36 +149,3 @@ def _plain(v: Any) -> Any:
     """A cell as a JSON value: numpy scalars as Python numbers, NaN as ``None``."""
     v = v.item() if hasattr(v, "item") else v
     return None if isinstance(v, float) and v != v else v
-
-
-def gaze_section_data(ctx: RunContext) -> dict[str, Any]:
-    """The ``gaze`` section: the run's cached maps (``abs``) against simulated clinician gaze
-    on the images with landmarks, with the human ceiling (leave one observer out) and the
-    centre-bias floor (6 simulated observers, the default metrics, 1000 bootstrap resamples);
-    see :func:`gmxai_eval.evaluators.gaze_reference.gaze_section_data`."""
-    from gmxai_eval.data.gaze.maps import image_gaze_set
-    from gmxai_eval.data.gaze.simulate import simulate_study
-    from gmxai_eval.evaluators.gaze_reference import gaze_section_data as compute
-
-    keep = [i for i, s in enumerate(ctx.samples) if getattr(s, "landmarks", None) is not None]
-    if not keep:
-        raise ShapeError("the gaze section simulates gaze from landmarks: expected samples with "
-                         "landmarks (the synthetic faces have them), got none")
-    seed, samples = ctx.seeds[0], [ctx.samples[i] for i in keep]
-    fixations, study = simulate_study(samples, 6, seed=seed)
-    gazes = image_gaze_set(fixations, {s.image_id: tuple(s.image.shape[-2:]) for s in samples}, study.sigma_px)
-    ix = torch.tensor(keep, dtype=torch.long)
-    regions = None if ctx.region_masks is None else ctx.region_masks[ix]
-    return compute({lab: m[ix] for lab, m in ctx.maps.items()}, [ctx.image_ids[i] for i in keep], gazes, study,
-                   regions, ctx.region_names if regions is not None else (), seed=seed,
-                   fixations_summary=fixations.summary())
-
-
-SECTION_DATA.register(gaze_section_data, name="gaze")
-
-
-import gmxai_eval.runner.stages.views_section  # noqa: E402,F401  registers the "views" section
-from gmxai_eval.runner.stages import retraining_section as _retraining_section  # noqa: E402,F401  (registers "retraining")
-import gmxai_eval.runner.stages.imbalance_section  # noqa: E402,F401  (registers the imbalance section)
-import gmxai_eval.runner.stages.sign_section  # noqa: E402,F401  (registers the sign_variants section)
-import gmxai_eval.runner.stages.disagreement_section  # noqa: E402,F401  (registers the disagreement section)

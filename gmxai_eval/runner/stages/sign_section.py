@@ -12,6 +12,7 @@ from gmxai_eval.runner.context import RunContext
 from gmxai_eval.runner.stages.sections import SECTION_DATA
 
 
+@SECTION_DATA.register(name="sign_variants")
 def sign_variants_data(ctx: RunContext) -> dict[str, Any]:
     """The ``sign_variants`` section of a run: pairs of evaluator entries of one registry name
     whose configs differ only in ``abs``, compared over the ranked (non-reference) methods."""
@@ -23,6 +24,3 @@ def sign_variants_data(ctx: RunContext) -> dict[str, Any]:
     signed = [m for m, c in cards.items() if c.get("signed")]
     hib = {e.label: bool(ctx.evaluator_cards[e.label].higher_is_better) for e in ctx.spec.evaluators}
     return compare_variants(ctx.table, variant_pairs(entries), methods, hib, signed)
-
-
-SECTION_DATA.register(sign_variants_data, name="sign_variants")

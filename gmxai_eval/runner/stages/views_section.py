@@ -109,6 +109,7 @@ def _model_desc(ctx: RunContext) -> str:
     return f"model {src} {what} (hash {ctx.model_key[:10]})".replace("  ", " ")
 
 
+@SECTION_DATA.register(name="views")
 def views_section_data(ctx: RunContext) -> dict[str, Any]:
     """The ``views`` section data: figures (base64 PNG, ``kind``, ``file``, ``caption``),
     region tables (rows, CSV, Markdown), the patients' top-k syndromes and region masses."""
@@ -219,6 +220,3 @@ def views_section_data(ctx: RunContext) -> dict[str, Any]:
             "keep_rule": f"Syndrome-wise views use the {int(keep.sum())} of {len(keep)} run images that the model "
                          "classifies correctly (and whose explained class is their label).",
             "n_images": int(keep.sum()), "figures": figs, "tables": tables, "patients": patients, "notes": notes}
-
-
-SECTION_DATA.register(views_section_data, name="views")
