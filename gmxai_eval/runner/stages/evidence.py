@@ -14,16 +14,17 @@ from typing import Any
 
 import torch
 
-from gmxai_eval.functional.counterfactual import class_score
+from gmxai_eval.functional.counterfactual import RENDERER_API, class_score
 from gmxai_eval.functional.evidence import all_off_drop
 from gmxai_eval.runner.context import RunContext
 
 
 def evidence_drop(ctx: RunContext) -> dict[str, Any] | None:
     """``results["evidence"]``: the all-traits-off drop on the run's images with planted traits
-    (``None`` without a counterfactual renderer or a model)."""
+    (``None`` without a model or a counterfactual renderer with the full renderer API)."""
     r = ctx.counterfactual
-    if r is None or ctx.model is None or ctx.images is None or ctx.target is None:
+    if r is None or any(not hasattr(r, a) for a in RENDERER_API) or ctx.model is None or ctx.images is None \
+            or ctx.target is None:
         return None
     ids = list(ctx.image_ids)
     traits = [tuple(r.traits(s)) for s in ids]
