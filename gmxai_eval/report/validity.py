@@ -537,7 +537,7 @@ def evidence_statement(results: Mapping[str, Any]) -> str | None:
         "not its truth and this table does not count"
     return (f"All-traits-off drop (explained class's probability, image minus the image with every planted trait "
             f"rendered off): {_fmt(ev.get('drop'), 3)} [{_fmt(ev.get('ci_low'), 3)}, {_fmt(ev.get('ci_high'), 3)}] "
-            f"over {ev.get('n')} images ({ev.get('n_units')} {ev.get('resampling_unit')}s): {verdict}.")
+            f"over {ev.get('n')} images (bootstrap over {ev.get('n_units')} {ev.get('resampling_unit')}s): {verdict}.")
 
 
 def crosscheck_statement(results: Mapping[str, Any]) -> list[str]:
