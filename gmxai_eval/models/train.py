@@ -687,6 +687,12 @@ def dataset_job(samples: Sequence[Any], model: torch.nn.Module, explainers: Mapp
         train, test = splits.train, splits.test
         cfg, kw = preset.train, {k: v for k, v in card.get("arch_kwargs", {}).items()
                                  if k not in ("num_classes", "seed")}
+    elif spec.model.get("source") == "train" and spec.dataset.get("name") == "default":
+        from gmxai_eval.models import default as dflt  # a model trained on the default data: its train split
+
+        train, test = dflt.default_data(spec.model.get("train", {}).get("data", "default"), progress=False).train, \
+            list(samples)
+        cfg, kw = TrainConfig(arch=str(getattr(model, "arch", "") or "")), {}
     else:
         rows = [i for i in range(len(dataset)) if getattr(dataset[i], "split", "") == "train"]
         if not rows:
