@@ -1,53 +1,48 @@
-"""Cross-check the truths that travel against the planted one on a ``--preset known-order`` run.
+"""Cross-check the truths that travel against the planted one on a finished run.
 
-    python benchmarks/known_order_crosscheck.py RUN_FOLDER [--n-boot 1000]
+    python benchmarks/known_order_crosscheck.py RUN_FOLDER [--n-boot 1000] [--seed 0]
 
-Reads ``results.json`` and ``samples.csv`` of the run and prints, with 95 % percentile CIs over
-one joint bootstrap of the run's images (whole subjects when subjects repeat):
+Reads ``results.json`` and ``samples.csv`` of a one-model run (e.g. ``--preset known-order``, or
+``models/<label>/`` of a ``[[models]]`` run) and prints the cross-check of
+:func:`gmxai_eval.report.validity.crosscheck_section` (the same numbers the run's validity
+page states), with 95 % percentile CIs over one joint bootstrap of the run's images (whole
+subjects when subjects repeat):
 
-1. **Method rankings**: Kendall tau-b between the method ranking (direction-oriented means) of
-   each candidate evaluator (the patch truth, the surrogate MoRF / LeRF and the pixel evaluators)
-   and of each planted-truth evaluator (``counterfactual_region_rank``,
-   ``counterfactual_deletion``), over every ranked method of the run (the degraded copies and
-   the random control) and over the undegraded bases plus the random control alone.
+1. **Method rankings**: Kendall tau-b between the method ranking of each candidate evaluator
+   (the patch truth, the surrogate MoRF / LeRF and the pixel evaluators) and of each planted-truth
+   evaluator, over every ranked method and over the undegraded ones (bases plus the rest).
 2. **Evaluator rankings**: tau-b between the evaluators' known-order tau and their tau against
-   the planted truth (over every ranked method): does the known-order test call the same
-   evaluators valid as the planted truth does?
+   the planted truth: does the known-order test call the same evaluators valid?
 
-The dataset-scope evaluators score the run's images in run order (sample ids ``retrain-<i>``);
-they are paired with the batch evaluators' rows by that order.
+Dataset-scope evaluators that score rows ``retrain-<i>`` are paired with the run's images by
+their order.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from gmxai_eval.functional.known_order import known_order_tau
-from gmxai_eval.functional.paired import unit_codes
-from gmxai_eval.report.known_order import degraded_series
-from gmxai_eval.report.validity import kendall_tau_b_rows
-
-TRUTHS = ("counterfactual_region_rank", "counterfactual_deletion")
+from gmxai_eval.report.validity import crosscheck_section
 
 
-def _load(run: Path) -> tuple[dict, pd.DataFrame, list[str], list[str]]:
+def _load(run: Path) -> tuple[dict, pd.DataFrame]:
     res = json.loads((run / "results.json").read_text())
     df = pd.read_csv(run / "samples.csv")
     df = df[df["seed"] == df["seed"].min()]
     batch = df[~df["sample_id"].astype(str).str.startswith("retrain-")]
     first = batch[(batch["evaluator"] == batch["evaluator"].iloc[0]) & (batch["method"] == batch["method"].iloc[0])]
     order = list(dict.fromkeys(first["sample_id"].astype(str)))  # run order (batches in order)
-    subj = first.drop_duplicates("sample_id").set_index("sample_id")["subject"].astype(str).reindex(order).tolist() \
-        if "subject" in first.columns else order
     ids = {f"retrain-{i}": s for i, s in enumerate(order)}
-    df = df.assign(sample_id=df["sample_id"].astype(str).map(lambda s: ids.get(s, s)))
-    return res, df, order, subj
+    return res, df.assign(sample_id=df["sample_id"].astype(str).map(lambda s: ids.get(s, s)))
+
+
+def _c(r: dict) -> str:
+    f = lambda x: "n/a" if x is None else f"{x:+.2f}"  # noqa: E731
+    return f"{f(r.get('tau'))} [{f(r.get('ci_low'))}, {f(r.get('ci_high'))}]"
 
 
 def main() -> None:
@@ -56,52 +51,22 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    res, df, order, subj = _load(a.run)
-    hib = {e: bool(v["card"]["higher_is_better"]) for e, v in res["evaluators"].items()}
-    methods = [m for m, v in res["methods"].items() if not v["card"].get("reference") and v["name"] != "oracle"]
-    series = degraded_series(res["methods"])
-    bases = [s["methods"][0] for s in series] + [m for m in methods if res["methods"][m]["name"] == "random"]
-    evs = [e for e in res["evaluators"] if e in set(df["evaluator"])]
-    cube = np.stack([df[df["evaluator"] == e].pivot_table(index="sample_id", columns="method", values="score")
-                     .reindex(index=order, columns=methods).to_numpy(float) * (1 if hib[e] else -1) for e in evs])
-    codes = unit_codes(len(order), subj if len(set(subj)) < len(subj) else None)
-    g = int(codes.max()) + 1
-    rng = np.random.default_rng(a.seed)
-    draws = [np.arange(len(order))] + [np.concatenate([np.flatnonzero(codes == u) for u in rng.integers(0, g, g)])
-                                       for _ in range(a.n_boot)]
-    with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("ignore", RuntimeWarning)
-        means = np.stack([np.nanmean(cube[:, d, :], 1) for d in draws])  # (1 + B, E, M)
-    col = {m: j for j, m in enumerate(methods)}
-
-    def ci(v: np.ndarray) -> str:
-        b = v[1:][np.isfinite(v[1:])]
-        lo, hi = (np.percentile(b, [2.5, 97.5]) if len(b) else (math.nan, math.nan))
-        return f"{v[0]:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-
-    truths = [t for t in TRUTHS if t in evs]
-    print(f"run {res['run_id']}: {len(order)} images ({g} units), {len(methods)} ranked methods, "
-          f"bases {bases}, {a.n_boot} bootstrap draws")
-    print("\n1. tau between method rankings (candidate vs planted truth), all ranked methods | bases + random")
-    for e in evs:
-        if e in truths:
-            continue
-        cells = []
-        for t in truths:
-            for ms in (methods, bases):
-                j = [col[m] for m in ms]
-                cells.append(ci(kendall_tau_b_rows(means[:, evs.index(e), j], means[:, evs.index(t), j])))
-        print(f"  {e:<28} " + " | ".join(f"{t}: {cells[2 * k]} | {cells[2 * k + 1]}" for k, t in enumerate(truths)))
+    res, df = _load(a.run)
+    cc = crosscheck_section(df, {e: v["card"] for e, v in res["evaluators"].items()}, res["methods"],
+                            n_boot=a.n_boot, seed=a.seed)
+    if cc is None:
+        raise SystemExit(f"{a.run}: no planted-truth evaluator (category 'counterfactual') in this run")
+    print(f"run {res['run_id']}: {cc['n_samples']} images ({cc['n_units']} {cc['resampling_unit']}s), "
+          f"{len(cc['methods'])} ranked methods, undegraded {cc['undegraded']}, {a.n_boot} bootstrap draws")
+    print("\n1. tau between method rankings (candidate vs planted truth): all ranked methods | undegraded")
+    for e, per in cc["method_rankings"].items():
+        print(f"  {e:<28} " + " | ".join(f"{t}: {_c(r['all'])} | {_c(r['undegraded'])}" for t, r in per.items()))
     print("\n2. known-order tau per evaluator (mean over bases) and tau vs the planted truth (all ranked methods)")
-    ko = np.stack([np.nanmean(np.stack([known_order_tau(means[:, :, [col[m] for m in s["methods"]]], s["levels"])
-                                        for s in series], -1), -1)])[0]  # (1 + B, E)
-    others = [i for i, e in enumerate(evs) if e not in truths]
-    for t in truths:
-        tv = np.stack([kendall_tau_b_rows(means[:, i, :], means[:, evs.index(t), :]) for i in range(len(evs))], 1)
-        for i in others:
-            print(f"  {evs[i]:<28} known-order {ci(ko[:, i])}   vs {t} {ci(tv[:, i])}")
-        agree = kendall_tau_b_rows(ko[:, others], tv[:, others])
-        print(f"  => tau between the two evaluator rankings ({len(others)} evaluators, truth {t}): {ci(agree)}")
+    for t, er in cc["evaluator_rankings"].items():
+        for e, r in er["evaluators"].items():
+            print(f"  {e:<28} known-order {_c(r['known_order'])}   vs {t} {_c(r['vs_truth'])}")
+        print(f"  => tau between the two evaluator rankings ({er['n_evaluators']} evaluators, truth {t}): {_c(er)}; "
+              f"same verdict on {len(er['same_verdict'])} of {er['n_evaluators']}")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,11 @@ def check_model_fits(model: nn.Module, *, num_classes: int | None, image_shape: 
         card = MODELS.card(arch)
         want_c = getattr(card, "input_channels", None)
         want_hw = tuple(getattr(card, "input_size", ()) or ())
+        pre = getattr(model, "preprocess", None)  # a model that converts its input itself takes the pixels
+        if getattr(pre, "grayscale", False) and c == 3:
+            want_c = None
+        if getattr(pre, "size", None) is not None:
+            want_hw = ()
         if want_c is not None and int(want_c) != c:
             raise ConfigError(f"{owner}: architecture {arch!r} expects {want_c}-channel images, the dataset has "
                               f"{c} channels (set the dataset's mode or use another model)")

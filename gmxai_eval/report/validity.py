@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import html
 import math
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -366,6 +367,8 @@ def validity_markdown(results: Mapping[str, Any]) -> str:
             markdown_text(val.get("description", ""))]  # names truth methods / evaluators
     if not val.get("truth"):
         text += ["", "No counterfactual (truth) evaluator in this run: τ is not available."]
+    extra = [s for s in [evidence_statement(results), *crosscheck_statement(results)] if s]
+    text += [line for s in extra for line in ("", markdown_text(s))]
     return "\n".join(text) + "\n"
 
 
@@ -402,5 +405,162 @@ def validity_html(results: Mapping[str, Any]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
     val = results["validity"]
     note = "" if val.get("truth") else "<p>No counterfactual (truth) evaluator in this run: τ is not available.</p>"
+    extra = "".join(f"<p>{e(s)}</p>" for s in [evidence_statement(results), *crosscheck_statement(results)] if s)
     return (f'<h2>Metric validity</h2><table class="validity lb"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>{note}<p>{e(val.get('description', ''))}</p>")
+            f"<tbody>{body}</tbody></table>{note}<p>{e(val.get('description', ''))}</p>{extra}")
+
+
+# -- cross-check of the travelling truths against the planted one --------------------------------
+
+#: registry names of the evaluators whose truth needs nothing planted (the in-distribution patch
+#: truth and MoRF / LeRF on the fine-tuned surrogate).
+TRAVELLING = ("patch_truth", "surrogate_morf", "surrogate_lerf")
+
+
+def _ci(draws: np.ndarray) -> dict[str, Any]:
+    """``{"tau", "ci_low", "ci_high"}`` of ``draws (1 + B,)``: the point value first, then the
+    95 % percentile interval of the finite bootstrap values."""
+    b = draws[1:][np.isfinite(draws[1:])]
+    lo, hi = np.percentile(b, [2.5, 97.5]) if len(b) else (math.nan, math.nan)
+    return {"tau": _f(draws[0]), "ci_low": _f(lo), "ci_high": _f(hi)}
+
+
+def _mean_cube(table: pd.DataFrame, evs: Sequence[str], methods: Sequence[str],
+               sign: Mapping[str, float]) -> tuple[np.ndarray, list[str], list[str] | None]:
+    """``(N, E, M)`` seed-averaged oriented scores on the samples of the table (first-seen
+    order), their ids and their subjects (``None`` unless a subject holds several samples)."""
+    sub = table[table["evaluator"].isin(list(evs)) & table["method"].isin(list(methods))]
+    ids = list(dict.fromkeys(sub["sample_id"].astype(str)))
+    per = sub.assign(sample_id=sub["sample_id"].astype(str)).groupby(
+        ["evaluator", "sample_id", "method"], sort=False)["score"].mean()
+    cube = np.stack([sign[e] * per.get(e, pd.Series(dtype=float)).unstack("method")
+                     .reindex(index=ids, columns=list(methods)).to_numpy(np.float64)
+                     if e in per.index.get_level_values(0) else np.full((len(ids), len(methods)), np.nan)
+                     for e in evs], 1)
+    clusters = None
+    if "subject" in sub.columns:
+        subj = sub.drop_duplicates("sample_id").assign(sample_id=lambda d: d["sample_id"].astype(str)) \
+            .set_index("sample_id")["subject"].astype(str).reindex(ids).fillna("")
+        if (subj != "").all() and subj.nunique() < len(subj):
+            clusters = list(subj)
+    return cube, ids, clusters
+
+
+def crosscheck_section(table: pd.DataFrame, evaluator_cards: Mapping[str, Mapping[str, Any]],
+                       methods: Mapping[str, Mapping[str, Any]], *, n_boot: int = 2000,
+                       seed: int = 0) -> dict[str, Any] | None:
+    """Do the travelling truths agree with the planted one? ``None`` without a truth evaluator
+    (card category ``"counterfactual"``) or with fewer than two ranked methods.
+
+    One joint bootstrap of the samples (whole subjects when a subject holds several; the draws
+    of :func:`gmxai_eval.functional.paired.bootstrap_means`, the same for every evaluator and
+    method) gives every statistic its 95 % percentile CI:
+
+    * ``method_rankings[ev][truth]``: Kendall tau-b between the method ranking (oriented means)
+      of evaluator ``ev`` and of the truth evaluator, over the ranked methods (no reference
+      method) (``"all"``) and over the undegraded ones (level-0 copies and methods that are no
+      ``degraded`` copy, ``"undegraded"``);
+    * ``evaluator_rankings[truth]`` (only with a known-order series): tau-b, over the non-truth
+      evaluators, between their known-order tau (mean over the series) and their tau against the
+      truth (all ranked methods), and ``same_verdict``: the evaluators that both call valid
+      (CI above 0) or both do not, out of ``n_evaluators``.
+
+    ``table``: the per-sample table (``evaluator, method, sample_id, score[, subject]``);
+    ``methods``: ``{label: {"name", "config"[, "card"]}}`` (a card with ``reference`` true is
+    not ranked).
+    """
+    from gmxai_eval.functional.known_order import known_order_tau
+    from gmxai_eval.report.known_order import degraded_series
+
+    evs = [e for e in evaluator_cards if e in set(table["evaluator"])]
+    truths = [e for e in evs if str(evaluator_cards[e].get("category", "")) == TRUTH_CATEGORY]
+    ranked = [m for m, v in methods.items() if not (v.get("card") or {}).get("reference")
+              and v.get("name") not in ("oracle", "counterfactual_oracle")]
+    if not truths or len(ranked) < 2:
+        return None
+    series = [s for s in degraded_series({m: methods[m] for m in ranked})]
+    copies = {m for s in series for m in s["methods"][1:]} | {m for s in series for m in s["methods"][:1]
+                                                              if s["levels"][0] != 0.0}
+    undegraded = [m for m in ranked if m not in copies]
+    sign = {e: 1.0 if evaluator_cards[e].get("higher_is_better", True) else -1.0 for e in evs}
+    cube, ids, clusters = _mean_cube(table, evs, ranked, sign)
+    n, e_, m_ = cube.shape
+    flat = cube.reshape(n, e_ * m_)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        point = np.nanmean(flat, 0, keepdims=True)
+    means = np.concatenate([point, bootstrap_means(flat, clusters, n_boot=n_boot, seed=seed)]).reshape(-1, e_, m_)
+    col = {m: j for j, m in enumerate(ranked)}
+    others = [i for i, e in enumerate(evs) if e not in truths]
+    subsets = {"all": ranked, "undegraded": undegraded}
+    rankings: dict[str, Any] = {}
+    for i in others:
+        rankings[evs[i]] = {t: {k: {**_ci(kendall_tau_b_rows(means[:, i, [col[m] for m in ms]],
+                                                             means[:, evs.index(t), [col[m] for m in ms]])),
+                                    "n_methods": len(ms)} for k, ms in subsets.items()} for t in truths}
+    ev_rank: dict[str, Any] = {}
+    if series and len(others) >= 2:
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ko = np.nanmean(np.stack([known_order_tau(means[:, :, [col[m] for m in s["methods"]]], s["levels"])
+                                      for s in series], -1), -1)  # (1 + B, E)
+        for t in truths:
+            tv = np.stack([kendall_tau_b_rows(means[:, i, :], means[:, evs.index(t), :]) for i in range(e_)], 1)
+            per = {evs[i]: {"known_order": _ci(ko[:, i]), "vs_truth": _ci(tv[:, i])} for i in others}
+            ok = lambda r: r["ci_low"] is not None and r["ci_low"] > 0  # noqa: E731
+            same = [e for e, r in per.items() if ok(r["known_order"]) == ok(r["vs_truth"])]
+            ev_rank[t] = {**_ci(kendall_tau_b_rows(ko[:, others], tv[:, others])), "n_evaluators": len(others),
+                          "same_verdict": same, "evaluators": per}
+    return {"truth": truths, "primary": truths[0], "methods": ranked, "undegraded": undegraded,
+            "travelling": [e for e in evs if str(evaluator_cards[e].get("name", "")) in TRAVELLING],
+            "series": [s["base"] for s in series], "n_samples": n,
+            "n_units": n if clusters is None else len(set(clusters)),
+            "resampling_unit": "image" if clusters is None else "subject", "n_boot": int(n_boot),
+            "method_rankings": rankings, "evaluator_rankings": ev_rank}
+
+
+def _tci(r: Mapping[str, Any] | None) -> str:
+    r = r or {}
+    return f"{_fmt(r.get('tau'), 2)} [{_fmt(r.get('ci_low'), 2)}, {_fmt(r.get('ci_high'), 2)}]"
+
+
+def evidence_statement(results: Mapping[str, Any]) -> str | None:
+    """One sentence on the all-traits-off drop of ``results["evidence"]`` (``None`` without it)."""
+    ev = results.get("evidence")
+    if not ev:
+        return None
+    if ev.get("drop") is None:
+        return "All-traits-off drop: no image of the run has a planted trait."
+    verdict = "the model uses the planted evidence" if ev.get("uses_evidence") else \
+        "the CI does not lie above 0: the model is not shown to use the planted evidence, so the planted truth is " \
+        "not its truth and this table does not count"
+    return (f"All-traits-off drop (explained class's probability, image minus the image with every planted trait "
+            f"rendered off): {_fmt(ev.get('drop'), 3)} [{_fmt(ev.get('ci_low'), 3)}, {_fmt(ev.get('ci_high'), 3)}] "
+            f"over {ev.get('n')} images (bootstrap over {ev.get('n_units')} {ev.get('resampling_unit')}s): {verdict}.")
+
+
+def crosscheck_statement(results: Mapping[str, Any]) -> list[str]:
+    """The cross-check of the travelling truths against the primary planted truth as sentences
+    (empty without ``results["validity"]["crosscheck"]`` or without a travelling truth)."""
+    cc = (results.get("validity") or {}).get("crosscheck")
+    if not cc:
+        return []
+    t = cc["primary"]
+    unit = f"{cc['n_boot']} bootstrap resamples of {cc['n_units']} {cc['resampling_unit']}s"
+    out = []
+    trav = [e for e in cc.get("travelling") or [] if e in cc.get("method_rankings", {})]
+    if trav:
+        parts = [f"{e} {_tci(cc['method_rankings'][e][t]['all'])} (undegraded only: "
+                 f"{_tci(cc['method_rankings'][e][t]['undegraded'])})" for e in trav]
+        n_all, n_und = len(cc["methods"]), len(cc["undegraded"])
+        out.append(f"Cross-check, method rankings: Kendall tau-b between the patch truth's (and the surrogate's) "
+                   f"method ranking and the planted truth's ({t}) over {n_all} ranked methods (undegraded: {n_und}), "
+                   f"95% CI over {unit}: " + "; ".join(parts) + ".")
+    er = (cc.get("evaluator_rankings") or {}).get(t)
+    if er:
+        out.append(f"Cross-check, evaluator validity: tau-b between the {er['n_evaluators']} evaluators' known-order "
+                   f"tau and their tau against {t}: {_tci(er)} (95% CI over the same resamples); both call the same "
+                   f"evaluators valid (CI above 0) or not on {len(er['same_verdict'])} of {er['n_evaluators']}"
+                   + (f" (differ on: {', '.join(e for e in er['evaluators'] if e not in er['same_verdict'])})"
+                      if len(er["same_verdict"]) < er["n_evaluators"] else "") + ".")
+    return out

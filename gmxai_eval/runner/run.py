@@ -45,6 +45,7 @@ from gmxai_eval.runner.spec import Spec
 from gmxai_eval.runner.map_store import RunMapStore
 from gmxai_eval.runner.stages.attribute import attribute, method_keys
 from gmxai_eval.runner.stages.dataset_scope import dataset_scope, default_dataset_job
+from gmxai_eval.runner.stages.evidence import evidence_drop
 from gmxai_eval.runner.stages.evaluate import EvalUnit, evaluate, execute_unit, needs_channel_mean
 from gmxai_eval.runner.stages.load import (counterfactual_renderer, drop_truth_images, gaze_fixations, load, load_dataset,
                                            load_default_bundle, load_model, select_samples)
@@ -211,6 +212,7 @@ def _run(ctx: RunContext, staged: StagedRun | None, *, model: nn.Module | None, 
     run_dir = None
     with timer("report"):
         results = summarise(ctx)
+        results["evidence"] = evidence_drop(ctx)  # does the model use the planted evidence?
         if ctx.power is not None:
             results["power"] = ctx.power
         board = tables.leaderboard_markdown(results)

@@ -110,3 +110,9 @@ def test_model_that_does_not_fit_the_data_is_refused_before_any_work(netfile):
     with pytest.raises(ConfigError, match="expects 32x32 images, the dataset has 64x64"):
         check_model_fits(toy, num_classes=4, image_shape=(3, 64, 64))
     assert check_model_fits(toy, num_classes=4, image_shape=(3, 32, 32)) == 4
+
+
+def test_a_model_that_converts_its_input_itself_takes_the_datasets_pixels():
+    # GestaltMatcher v1 is registered for 1x100x100 grayscale; its preprocess converts RGB 112 px
+    v1 = MODELS.create("gestaltmatcher_v1", num_classes=4, width=0.125).eval()
+    assert check_model_fits(v1, num_classes=4, image_shape=(3, 112, 112)) == 4

@@ -37,6 +37,8 @@ def default_dataset_job(samples: Sequence[Sample], model: nn.Module, explainers:
       default data's ``train`` and ``test`` splits, the recipe is the preset's
       :class:`~gmxai_eval.models.train.TrainConfig` and the architecture keywords from the
       checkpoint card.
+    * A model the run trains (``source = "train"``) on the default data: that data's ``train``
+      split and the run's ``samples`` as test data.
     * Otherwise: the dataset's ``train`` split (items with ``split == "train"``) and the run's
       ``samples`` as test data; recipe = ``TrainConfig`` with the model's ``arch`` (an
       evaluator's ``recipe`` config can override any field).
@@ -56,6 +58,12 @@ def default_dataset_job(samples: Sequence[Sample], model: nn.Module, explainers:
         train, test = splits.train, splits.test
         cfg, kw = preset.train, {k: v for k, v in card.get("arch_kwargs", {}).items()
                                  if k not in ("num_classes", "seed")}
+    elif spec.model.get("source") == "train" and spec.dataset.get("name") == "default":
+        # a model the run trained on the default data: that data's train split (the run's test
+        # view holds none)
+        data = default_model.default_data(spec.model.get("train", {}).get("data", "default"), progress=False)
+        train, test = data.train, list(samples)
+        cfg, kw = TrainConfig(arch=str(getattr(model, "arch", "") or "")), {}
     else:
         rows = [i for i in range(len(dataset)) if getattr(dataset[i], "split", "") == "train"]
         if not rows:

@@ -22,6 +22,7 @@ import gmxai_eval
 from gmxai_eval.report import aggregate as agg
 from gmxai_eval.report.html import example_maps
 from gmxai_eval.report.known_order import known_order_section
+from gmxai_eval.report.validity import crosscheck_section
 from gmxai_eval.report.verdict import with_known_order
 from gmxai_eval.report.render import report_data, write_outputs, write_report_data
 from gmxai_eval.runner.context import RunContext
@@ -37,6 +38,11 @@ def summarise(ctx: RunContext) -> dict[str, Any]:
     summary["validity"]["known_order"] = known_order_section(  # degraded copies: known-order validity
         table, {k: card_dict(v) for k, v in ctx.evaluator_cards.items()},
         {e.label: {"name": e.name, "config": jsonable(ctx.explainers[e.label].config)} for e in spec.methods},
+        n_boot=spec.bootstrap, seed=spec.seeds[0])
+    summary["validity"]["crosscheck"] = crosscheck_section(  # travelling truths vs the planted one
+        table, {k: card_dict(v) for k, v in ctx.evaluator_cards.items()},
+        {e.label: {"name": e.name, "config": jsonable(ctx.explainers[e.label].config),
+                   "card": card_dict(ctx.method_cards[e.label])} for e in spec.methods},
         n_boot=spec.bootstrap, seed=spec.seeds[0])
     if "verdict" in summary:  # without a truth, only evaluators that recover the known order vote
         summary["verdict"] = with_known_order(summary["verdict"], summary["validity"]["known_order"],
