@@ -14,7 +14,8 @@ def pytest_sessionstart(session):
     the other workers' tests for minutes (the suite's longest serial stretch). Nothing to do when
     they are cached; a run of chosen test paths, or one without workers, builds them on demand."""
     cfg = session.config
-    chosen = cfg.args_source == pytest.Config.ArgsSource.ARGS  # test paths named on the command line
+    source = getattr(cfg, "args_source", None)  # pytest >= 7.2; older: build on demand
+    chosen = source is None or source.name == "ARGS"  # test paths named on the command line
     if hasattr(cfg, "workerinput") or not getattr(cfg.option, "numprocesses", None) or chosen:
         return
     from gmxai_eval.models.default import load_default
