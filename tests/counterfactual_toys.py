@@ -40,6 +40,32 @@ class BlockRenderer:
         return x
 
 
+class HalvesRenderer:
+    """Counterfactual provider over a given batch ``x`` (for methods that need sample ids):
+    image ``str(i)`` is row ``i``, its two traits are its left and right halves, and switching a
+    trait off greys (0.5) that half. ``cache_key`` names the batch (render caches key on it)."""
+
+    def __init__(self, x: torch.Tensor, cache_key: str = "halves-v1") -> None:
+        self.x, self.cache_key = x.detach().clone(), cache_key
+
+    def traits(self, sid):
+        return ("left", "right")
+
+    def trait_masks(self, sid):
+        m = torch.zeros(2, *self.x.shape[-2:], dtype=torch.bool)
+        m[0, :, : self.x.shape[-1] // 2] = True
+        m[1, :, self.x.shape[-1] // 2:] = True
+        return m
+
+    def render(self, ids, off):
+        out = torch.stack([self.x[int(s)].clone() for s in ids])
+        for i, (sid, o) in enumerate(zip(ids, off)):
+            for k, t in enumerate(self.traits(sid)):
+                if t in o:
+                    out[i][:, self.trait_masks(sid)[k]] = 0.5
+        return out
+
+
 def block_score(x: torch.Tensor) -> torch.Tensor:
     """``(B,)`` sum of ``W[t]`` times the mean of trait ``t``'s block (channel mean)."""
     g = x.mean(1)

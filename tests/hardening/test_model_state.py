@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from counterfactual_toys import HalvesRenderer
 from runner_report_toys import toy_faces, toy_spec
 from torch import nn
 
@@ -28,27 +29,6 @@ def stochastic_model() -> nn.Module:
     m.head[0].train()
     assert not m.training and training_modules(m) == ["head.0"]
     return m
-
-
-class HalvesRenderer:
-    """A counterfactual provider for methods that need one (traits: the left and right halves)."""
-
-    cache_key = "model-state-halves-v1"
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-
-    def traits(self, sid):
-        return ("left", "right")
-
-    def trait_masks(self, sid):
-        m = torch.zeros(2, *self.x.shape[-2:], dtype=torch.bool)
-        m[0, :, : self.x.shape[-1] // 2] = True
-        m[1, :, self.x.shape[-1] // 2:] = True
-        return m
-
-    def render(self, ids, off):
-        return torch.stack([self.x[int(s)] for s in ids])
 
 
 def _modes(m: nn.Module) -> list[bool]:
@@ -73,7 +53,7 @@ def test_every_method_refuses_naming_the_module(name):
     if getattr(e, "needs_masks", False):
         kw["masks"] = torch.ones(2, 32, 32, dtype=torch.bool)
     if getattr(e, "needs_samples", False):
-        kw.update(samples=["0", "1"], renderer=HalvesRenderer(x))
+        kw.update(samples=["0", "1"], renderer=HalvesRenderer(x, "model-state-halves-v1"))
     before = _modes(m)
     with pytest.raises(ModelStateError, match=WHERE):
         e(m, x, target, **kw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from counterfactual_toys import HalvesRenderer
 from torch import nn
 
 from gmxai_eval.errors import ConfigError, ShapeError
@@ -28,39 +29,12 @@ def make(name: str, **extra) -> Explainer:
     return create_method(name, **{**FAST.get(name, {}), **extra})
 
 
-class HalvesRenderer:
-    """Counterfactual provider for methods that need sample ids (``needs_samples``): image
-    ``str(i)`` is row ``i`` of the batch, its two traits are its left and right halves, and
-    switching a trait off greys (0.5) that half."""
-
-    cache_key = "methods-contract-halves-v1"
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x.detach().clone()
-
-    def traits(self, sid):
-        return ("left", "right")
-
-    def trait_masks(self, sid):
-        m = torch.zeros(2, *self.x.shape[-2:], dtype=torch.bool)
-        m[0, :, : self.x.shape[-1] // 2] = True
-        m[1, :, self.x.shape[-1] // 2:] = True
-        return m
-
-    def render(self, ids, off):
-        out = torch.stack([self.x[int(s)].clone() for s in ids])
-        for i, (sid, o) in enumerate(zip(ids, off)):
-            for k, t in enumerate(self.traits(sid)):
-                if t in o:
-                    out[i][:, self.trait_masks(sid)[k]] = 0.5
-        return out
-
-
 def call(e: Explainer, model, x, target, masks):
     if getattr(e, "needs_masks", False):
         return e(model, x, target, masks=masks)
     if getattr(e, "needs_samples", False):
-        return e(model, x, target, samples=[str(i) for i in range(x.shape[0])], renderer=HalvesRenderer(x))
+        return e(model, x, target, samples=[str(i) for i in range(x.shape[0])],
+                 renderer=HalvesRenderer(x, "methods-contract-halves-v1"))
     return e(model, x, target)
 
 
