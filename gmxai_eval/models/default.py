@@ -11,10 +11,9 @@ and training platform (the key of its path holds all three: :func:`~gmxai_eval.m
 otherwise it is retrained. Each preset trains with a fixed intra-op thread count (part of its
 recipe, whatever the process's thread count: the weights depend on it). Presets:
 
-* ``"default"``: 6,000 images, 12 syndromes + unaffected, 8 epochs on 2 threads (about
-  2-3 min of training on a shared 2-core machine; about 1-2 min to generate the data).
+* ``"default"``: 6,000 images, 12 syndromes + unaffected, 8 epochs on 2 threads.
 * ``"tiny"``: 240 images, 3 syndromes + unaffected, 2 epochs on 1 thread, for end-to-end tests
-  (about 5 s from nothing, 0.05 s cached). Its model is at chance level (too few images and steps to
+  (seconds from nothing). Its model is at chance level (too few images and steps to
   learn the phenotypes): use it to exercise plumbing, never to draw conclusions.
 * ``"shortcut"``: 2 threads, :data:`SHORTCUT_DATA` (1,200 images, 3 syndromes + unaffected, a corner
   sticker on 90 % of class 1's photos and 3 % of the others; class 1 has no phenotype) for the
@@ -22,9 +21,8 @@ recipe, whatever the process's thread count: the weights depend on it). Presets:
   stickered class-1 test photos without the sticker and records in the card (key
   ``sticker_removal``) how much the class-1 probability drops.
 
-Measured for ``"default"`` (shared 2-core CPU, torch 2.13): gallery top-1 / 5 / 10 =
-0.792 / 0.967 / 0.997, classifier top-1 / 5 = 0.838 / 0.981 (macro over the 13 classes,
-patient-disjoint test split), 143 s of training.
+Generation and training times and the default model's accuracy (gallery and classifier
+top-k on the patient-disjoint test split) are recorded in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
