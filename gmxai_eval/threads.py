@@ -52,8 +52,13 @@ MEMORY = 0.5
 SLACK = 0.25
 #: A decision is re-taken at most this often (seconds); in between the last one stands.
 MIN_INTERVAL = 2.0
-#: The first load reading, with no earlier one to compare with, samples this long (seconds).
+#: A load reading compares with one at least this old (seconds); the first reading of a process
+#: uses the one taken when this module was imported (the command's start) and sleeps only for
+#: what is missing of this window.
 FIRST_WINDOW = 0.1
+#: The import-time reading serves as the first one only while it is younger than this (seconds):
+#: an older one would average the load over a span the job did not run in.
+PRIMED_MAX_AGE = 30.0
 
 
 def parse_threads(value: Any, where: str = "threads") -> int | str:
@@ -158,13 +163,18 @@ class LoadReading:
 class LoadMeter:
     """Cores kept busy by *other* processes between two readings.
 
-    The first call of :meth:`others` samples ``FIRST_WINDOW`` seconds; later calls compare with
-    the previous reading, so the window is the time the job itself ran (no sleeping)."""
+    Each call of :meth:`others` compares with the previous reading, so the window is the time
+    the job itself ran (no sleeping). The first call compares with the reading taken when this
+    module was imported (the command's start-up: imports, reading the spec, loading data), when
+    that one is at most ``PRIMED_MAX_AGE`` seconds old; otherwise, and whenever the window is
+    shorter than ``FIRST_WINDOW``, it sleeps for the rest of that window."""
 
     def __init__(self) -> None:
         self.cpus = _affinity()
         self.n_cpus = len(self.cpus) if self.cpus else (os.cpu_count() or 1)
-        self._last: LoadReading | None = None
+        primed = _PRIMED if self.cpus == _PRIMED_CPUS else None
+        young = primed is not None and time.monotonic() - primed.wall <= PRIMED_MAX_AGE
+        self._last: LoadReading | None = primed if young else None
 
     def _read(self) -> LoadReading:
         return LoadReading(_busy_jiffies(self.cpus), _own_cpu_seconds(), time.monotonic())
@@ -173,7 +183,9 @@ class LoadMeter:
         """Cores busy with other processes since the last call (``>= 0``)."""
         if self._last is None:
             self._last = self._read()
-            time.sleep(FIRST_WINDOW)
+        short = FIRST_WINDOW - (time.monotonic() - self._last.wall)
+        if short > 0:
+            time.sleep(short)
         prev, now = self._last, self._read()
         self._last = now
         wall = max(now.wall - prev.wall, 1e-6)
@@ -183,6 +195,11 @@ class LoadMeter:
         else:  # no /proc/stat: the one-minute load average, which counts this process too
             busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else own
         return max(0.0, busy - own)
+
+
+#: The reading at import (see :class:`LoadMeter`), and the CPUs it covers.
+_PRIMED_CPUS = _affinity()
+_PRIMED = LoadReading(_busy_jiffies(_PRIMED_CPUS), _own_cpu_seconds(), time.monotonic())
 
 
 def time_call(fn: Callable[[], Any], threads: int, repeats: int = 2) -> float:

@@ -94,7 +94,8 @@ def test_load_meter_arithmetic_subtracts_own_cpu(monkeypatch):
     so other processes kept 1.0 core busy."""
     readings = iter([(1000, 4000), (1150, 4200)])
     own = iter([10.0, 10.5])
-    clock = iter([100.0, 101.0])
+    clock = iter([100.0, 100.0, 101.0])  # first reading, its age, second reading
+    monkeypatch.setattr(T, "_PRIMED", None)
     monkeypatch.setattr(T, "_busy_jiffies", lambda cpus: next(readings))
     monkeypatch.setattr(T, "_own_cpu_seconds", lambda: next(own))
     monkeypatch.setattr(T.time, "monotonic", lambda: next(clock))
@@ -102,6 +103,30 @@ def test_load_meter_arithmetic_subtracts_own_cpu(monkeypatch):
     m = T.LoadMeter()
     m.n_cpus = 2
     assert m.others() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("age", "slept"), [(5.0, None), (0.03, 0.07), (31.0, 0.1)])
+def test_first_reading_compares_with_the_import_time_reading(monkeypatch, age, slept):
+    """A meter made ``age`` seconds after the module's import-time reading compares with it: no
+    sleep when that window is long enough, the rest of ``FIRST_WINDOW`` when it is short, a
+    fresh window of its own when the import-time reading is older than ``PRIMED_MAX_AGE``."""
+    now = [1000.0]
+    sleeps: list[float] = []
+    primed = T.LoadReading((1000, 4000), 1.0, now[0] - age)
+    monkeypatch.setattr(T, "_PRIMED", primed)
+    monkeypatch.setattr(T, "_busy_jiffies", lambda cpus: (1000 + int(100 * now[0] % 7), 4000 + int(200 * now[0])))
+    monkeypatch.setattr(T, "_own_cpu_seconds", lambda: 1.0)
+    monkeypatch.setattr(T.time, "monotonic", lambda: now[0])
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        now[0] += s
+
+    monkeypatch.setattr(T.time, "sleep", sleep)
+    m = T.LoadMeter()
+    assert (m._last is primed) == (age <= T.PRIMED_MAX_AGE)
+    m.others()
+    assert sleeps == ([] if slept is None else [pytest.approx(slept)])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
