@@ -17,7 +17,12 @@ to ``retries`` times after an exception and the result comes back as a :class:`J
 yields outcomes as they complete (failures included, so a caller can report them); :meth:`map`
 and :meth:`imap` return values in item order and raise :class:`JobError` on a failed item.
 Results never depend on the executor: a function gets the same item whatever runs it, and
-functions that need a fixed thread count set it themselves (training does).
+functions that need a fixed thread count set it themselves (training does). A caller whose
+items each run ``threads`` intra-op threads (a training recipe's fixed count) passes it to
+:meth:`BaseExecutor.outcomes`: the pool then runs at most ``workers x threads-per-worker //
+threads`` items at once (at least one) and Ray reserves ``threads`` CPUs per task, so that items
+never run more threads than the executor was given (beside each other, fork-join thread pools
+wait for one another's descheduled threads and every item runs several times slower).
 
 :class:`Progress` prints ``done/total`` with the mean wall time per job and an ETA.
 """
@@ -166,22 +171,29 @@ class BaseExecutor:
     def workers(self) -> int:
         return 1
 
-    def _submit_all(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[JobOutcome]:
-        """Yield one :class:`JobOutcome` per item as it completes (any order)."""
+    def _submit_all(self, fn: Callable[[T], R], items: Iterable[T], threads: int = 1) -> Iterator[JobOutcome]:
+        """Yield one :class:`JobOutcome` per item as it completes (any order); each item runs
+        ``threads`` intra-op threads."""
         raise NotImplementedError
 
     def outcomes(self, fn: Callable[[T], R], items: Iterable[T],
-                 progress: Progress | None = None) -> Iterator[JobOutcome]:
-        """Outcomes in completion order, failures included (after ``retries``)."""
-        for out in self._submit_all(fn, items):
+                 progress: Progress | None = None, threads: int = 1) -> Iterator[JobOutcome]:
+        """Outcomes in completion order, failures included (after ``retries``). ``threads``: the
+        intra-op threads each item runs (see the module docstring)."""
+        for out in self._submit_all(fn, items, self._per_item(threads)):
             if progress is not None:
                 progress.update(out)
             yield out
 
-    def imap(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    def _per_item(self, threads: Any) -> int:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"executor {self.name!r}: expected threads per item as an int >= 1, got {threads!r}")
+        return threads
+
+    def imap(self, fn: Callable[[T], R], items: Iterable[T], threads: int = 1) -> Iterator[R]:
         pending: dict[int, JobOutcome] = {}
         nxt = 0
-        for out in self._submit_all(fn, items):
+        for out in self._submit_all(fn, items, self._per_item(threads)):
             if not out.ok:
                 raise JobError(f"executor {self.name!r}: item {out.index} failed after "
                                f"{out.attempts} attempt(s): {out.error}\n{out.traceback}")
@@ -190,8 +202,8 @@ class BaseExecutor:
                 yield pending.pop(nxt).value
                 nxt += 1
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        return list(self.imap(fn, items))
+    def map(self, fn: Callable[[T], R], items: Iterable[T], threads: int = 1) -> list[R]:
+        return list(self.imap(fn, items, threads))
 
     def close(self) -> None:
         """Release workers (a later call starts them again)."""
@@ -217,7 +229,7 @@ class LocalExecutor(BaseExecutor):
         if workers != 1:
             raise ConfigError(f"executor 'local': expected workers = 1, got {workers}")
 
-    def _submit_all(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[JobOutcome]:
+    def _submit_all(self, fn: Callable[[T], R], items: Iterable[T], threads: int = 1) -> Iterator[JobOutcome]:
         for i, item in enumerate(items):
             yield attempt(fn, item, self.retries, i)
 
@@ -273,13 +285,25 @@ class ProcessExecutor(BaseExecutor):
             self._finalizer = weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         return self._pool
 
-    def _submit_all(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[JobOutcome]:
+    def in_flight(self, threads: int = 1) -> int:
+        """Items submitted at once when each runs ``threads`` threads: ``workers x window`` while
+        the workers' threads (``workers x self.threads``) hold ``workers`` such items; otherwise
+        as many as they hold (at least one), so the pool runs no more threads than it was given.
+
+        >>> ProcessExecutor(workers=2, threads=1).in_flight(1), ProcessExecutor(workers=2).in_flight(2)
+        (4, 1)
+        """
+        fit = max(1, self._workers * self.threads // max(1, int(threads)))
+        return self._workers * self.window if fit >= self._workers else fit
+
+    def _submit_all(self, fn: Callable[[T], R], items: Iterable[T], threads: int = 1) -> Iterator[JobOutcome]:
         pool = self._get_pool()
         it = iter(enumerate(items))
         running: dict[cf.Future[JobOutcome], int] = {}
+        limit = self.in_flight(threads)
 
         def fill() -> None:
-            while len(running) < self._workers * self.window:
+            while len(running) < limit:
                 try:
                     i, item = next(it)
                 except StopIteration:
@@ -384,11 +408,14 @@ class RayExecutor(BaseExecutor):
                                       max_retries=0)(_ray_attempt)
         return ray
 
-    def _submit_all(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[JobOutcome]:
+    def _submit_all(self, fn: Callable[[T], R], items: Iterable[T], threads: int = 1) -> Iterator[JobOutcome]:
         ray = self._ensure()
         it = iter(enumerate(items))
         running: dict[Any, int] = {}
         fn_ref = ray.put(fn)
+        # an item running more threads than a task is given reserves as many CPUs as it runs
+        remote = self._remote if threads <= self.threads else self._remote.options(
+            num_cpus=max(self.num_cpus, self.num_cpus * threads / max(1, self.threads)))
 
         def fill() -> None:
             while len(running) < self._workers * self.window:
@@ -396,7 +423,7 @@ class RayExecutor(BaseExecutor):
                     i, item = next(it)
                 except StopIteration:
                     return
-                running[self._remote.remote(fn_ref, item, self.retries, i, self.threads)] = i
+                running[remote.remote(fn_ref, item, self.retries, i, self.threads)] = i
 
         fill()
         try:

@@ -76,13 +76,19 @@ from gmxai_eval.methods.controls import RandomMap
 from gmxai_eval.models.base import MODELS, require_eval_mode
 from gmxai_eval.models.checkpoint import load_state_dict_file
 from gmxai_eval.models.train import (ArrayDataset, RetrainRecipe, StackedTrainTask, TrainTask, _atomic_write,
-                                     config_dict, read_result, run_stacked_task, run_train_task, weights_hash)
+                                     config_dict, read_result, run_stacked_task, run_train_task, task_threads,
+                                     weights_hash)
 from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import rng_for, stable_hash
 
 _HOOKER = "Hooker et al., A Benchmark for Interpretability Methods in Deep Neural Networks, NeurIPS 2019"
 _ADEBAYO = "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018 (data randomisation test)"
 _RANDOM = "_random_control"
+
+
+def _train_threads(plan: Sequence[tuple[str, float, int, TrainTask]]) -> int:
+    """The intra-op threads of the plan's trainings (the most any of them runs)."""
+    return max([task_threads(p[3]) for p in plan] + [1])
 
 
 # -------------------------------------------------------------------------------------------
@@ -280,13 +286,15 @@ def _orders(model: torch.nn.Module, ex: Explainer, data: _Data, target: str, see
     return out
 
 
-def _run_jobs(executor: Executor, fn: Any, items: Sequence[Any], label: str, show: bool
+def _run_jobs(executor: Executor, fn: Any, items: Sequence[Any], label: str, show: bool, threads: int = 1
               ) -> list[JobOutcome]:
     """Run items through the executor, keeping failures (a plain ``Executor`` without
-    ``outcomes`` is wrapped: its errors become failed outcomes item by item)."""
+    ``outcomes`` is wrapped: its errors become failed outcomes item by item). ``threads``: the
+    intra-op threads each item runs (a training's recipe count), so a pool does not run more
+    threads than it has (:meth:`~gmxai_eval.execution.BaseExecutor.outcomes`)."""
     prog = Progress(len(items), label, enabled=show and len(items) > 0)
     if isinstance(executor, BaseExecutor):
-        return list(executor.outcomes(fn, items, progress=prog))
+        return list(executor.outcomes(fn, items, progress=prog, threads=threads))
     outs = []
     local = LocalExecutor(retries=0)
     for i, it in enumerate(items):
@@ -479,14 +487,16 @@ class _Retraining(DatasetEvaluator):
                 groups.setdefault((plan[i][0], plan[i][1]), []).append(i)
             glist = list(groups.values())
             tasks = [StackedTrainTask(tuple(plan[i][3] for i in g)) for g in glist]
-            for o in _run_jobs(executor, run_stacked_task, tasks, f"{self.name} stacked trainings", show):
+            for o in _run_jobs(executor, run_stacked_task, tasks, f"{self.name} stacked trainings", show,
+                               _train_threads(plan)):
                 for j, i in enumerate(glist[o.index]):
                     if o.ok:
                         results[i] = o.value[j]
                     else:
                         failed(i, o)
         else:
-            for o in _run_jobs(executor, run_train_task, [plan[i][3] for i in todo], f"{self.name} trainings", show):
+            for o in _run_jobs(executor, run_train_task, [plan[i][3] for i in todo], f"{self.name} trainings", show,
+                               _train_threads(plan)):
                 if o.ok:
                     results[todo[o.index]] = o.value
                 else:
@@ -714,7 +724,8 @@ class DataRandomisation(DatasetEvaluator):
         perm_labels = data.labels[:ntr][torch.randperm(ntr, generator=g)]
         task = TrainTask(key, str(src), str(src), perm_labels, data.labels[ntr:], recipe, int(c["seed"]),
                          str(root / "models" / f"{key}.json"), train_rows=(0, ntr), test_rows=(ntr, n))
-        (o,) = _run_jobs(executor, run_train_task, [task], f"{self.name} training", bool(c["progress"]))
+        (o,) = _run_jobs(executor, run_train_task, [task], f"{self.name} training", bool(c["progress"]),
+                         task_threads(task))
         if not o.ok:
             raise ConfigError(f"evaluator {self.name!r}: the permuted-label training failed after "
                               f"{o.attempts} attempt(s): {o.error}")

@@ -51,7 +51,7 @@ from gmxai_eval.functional.patches import (RELEVANCE, cumulative_patch_curve, pa
                                            single_patch_drops)
 from gmxai_eval.functional.perturbation import curve_auc, step_counts
 from gmxai_eval.models.surrogate import SURROGATE_SUBSTRATES, SurrogateTask, load_surrogate, run_surrogate_task
-from gmxai_eval.models.train import weights_hash
+from gmxai_eval.models.train import task_threads, weights_hash
 from gmxai_eval.types import Degenerate, EvaluatorCard
 from gmxai_eval.utils import stable_hash
 
@@ -146,7 +146,8 @@ class _SurrogateEvaluator(DatasetEvaluator):
         task, data, maps = self._task(job)
         ntr = data.n_train
         _save_npy(Path(task.train_path), np.ascontiguousarray(data.x[:ntr]))
-        (o,) = _run_jobs(executor, run_surrogate_task, [task], f"{self.name} surrogate", bool(c["progress"]))
+        (o,) = _run_jobs(executor, run_surrogate_task, [task], f"{self.name} surrogate", bool(c["progress"]),
+                         task_threads(task))
         if not o.ok:
             raise ConfigError(f"evaluator {self.name!r}: the surrogate's fine-tuning failed after "
                               f"{o.attempts} attempt(s): {o.error}")

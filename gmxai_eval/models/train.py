@@ -578,6 +578,12 @@ def _score_and_store(task: TrainTask, model: GMXModel, train: ArrayDataset, test
     return {**doc, "cached": False}
 
 
+def task_threads(task: TrainTask) -> int:
+    """The intra-op threads a :class:`TrainTask` (or a task with a ``recipe`` of its kind) runs: its recipe's fixed count on the CPU, one
+    where an accelerator does the work (what an executor reserves per training)."""
+    return int(task.recipe.config.threads) if torch.device(task.recipe.device).type == "cpu" else 1
+
+
 def run_train_task(task: TrainTask) -> dict[str, Any]:
     """Train and score one :class:`TrainTask` (the executors' unit of retraining work).
 
@@ -634,4 +640,4 @@ def run_stacked_task(stack: StackedTrainTask) -> list[dict[str, Any]]:
 
 __all__ = ["TrainConfig", "train_model", "evaluate", "evaluate_classifier", "class_weights",
            "deterministic_cpu", "config_dict", "recipe_key_dict", "training_platform", "recalibrate_bn", "weights_hash", "ArrayDataset",
-           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "run_train_task", "load_task_model", "StackedTrainTask", "run_stacked_task", "read_result"]
+           "to_uint8", "train_stacked", "RetrainRecipe", "TrainTask", "task_threads", "run_train_task", "load_task_model", "StackedTrainTask", "run_stacked_task", "read_result"]

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from gmxai_eval.errors import ConfigError, DataError, GMXError
+from gmxai_eval.execution import BaseExecutor
 from gmxai_eval.utils import stable_hash
 
 #: Key of ``train`` naming the default data's preset (only with ``[dataset] name = "default"``).
@@ -235,11 +236,15 @@ def train_models(jobs: Sequence[tuple[str, Mapping[str, Any], TrainData]], cache
     """Train (or find in the cache) every ``(label, model table, data)`` of ``jobs``;
     ``{label: TrainedModel}``. The trainings go through ``executor`` in one batch, so a pool
     trains them in parallel."""
-    from gmxai_eval.models.train import load_task_model, run_train_task
+    from gmxai_eval.models.train import load_task_model, run_train_task, task_threads
 
     cache = Path(cache_root) / "models"
     made = [make_task(e, data, cache, device, f"models[{label}].train") for label, e, data in jobs]
+    tasks = [m[0] for m in made]
+    threads = max([task_threads(t) for t in tasks] + [1])  # a pool runs no more threads than it has
+    results = executor.imap(run_train_task, tasks, threads) if isinstance(executor, BaseExecutor) \
+        else executor.imap(run_train_task, tasks)
     out = {}
-    for (label, _, _), (task, info), res in zip(jobs, made, executor.imap(run_train_task, [m[0] for m in made])):
+    for (label, _, _), (task, info), res in zip(jobs, made, results):
         out[label] = TrainedModel(load_task_model(task), {**dict(res), **info}, task.key)
     return out
