@@ -18,7 +18,8 @@ boundaries, between units of work):
 * **the work**: a calibration callable (one forward pass of the job's model on a typical
   batch) is timed with one thread and with the free cores' count; more threads are kept only
   when they are at least ``gain`` (default 5 %) faster. Small work stays on one thread even
-  on an idle machine.
+  on an idle machine. The runner keeps the outcome in its cache per model, chunk shape,
+  free-core count and machine (:func:`machine_key`), so a later run of the same work reads it.
 
 A fixed count (``threads = N`` in a spec's ``[run]``, ``--threads N``) bypasses the policy;
 ``"auto"`` (the default) uses it. Every decision is recorded (:meth:`ThreadPolicy.record`), and
@@ -32,11 +33,14 @@ weights' last bits.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import platform
 import resource
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -202,6 +206,34 @@ _PRIMED_CPUS = _affinity()
 _PRIMED = LoadReading(_busy_jiffies(_PRIMED_CPUS), _own_cpu_seconds(), time.monotonic())
 
 
+def machine_key() -> str:
+    """What a calibration's outcome depends on besides the work: the CPU model, its core count
+    and vector instruction set, and the torch build."""
+    model = ""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    return f"{model or platform.processor()}|{os.cpu_count()}|{torch.backends.cpu.get_cpu_capability()}|" \
+           f"{torch.__version__}"
+
+
+def _memo_read(path: Path) -> dict[str, Any]:
+    try:
+        got = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: calibrate again
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
+def _memo_write(path: Path, slot: str, helps: bool) -> None:
+    """Add ``slot`` to the memo (atomically; a failure to write only costs a later calibration)."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**_memo_read(path), slot: helps}, indent=0, sort_keys=True))
+        os.replace(tmp, path)
+
+
 def time_call(fn: Callable[[], Any], threads: int, repeats: int = 2) -> float:
     """Best of ``repeats`` wall times of ``fn()`` with ``threads`` intra-op threads (after one
     warm-up call); the process's count is restored."""
@@ -262,16 +294,21 @@ class ThreadPolicy:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     _calibration: Callable[[], Any] | None = None
     _parallel_helps: bool | None = None
+    _memo: tuple[Path, str] | None = None
     _last: float = -float("inf")
     _others: float = 0.0
 
     def __post_init__(self) -> None:
         self.setting = parse_threads(self.setting)
 
-    def calibrate_with(self, fn: Callable[[], Any] | None) -> None:
+    def calibrate_with(self, fn: Callable[[], Any] | None, memo: str | Path | None = None, key: str = "") -> None:
         """Use ``fn`` (one forward of the job's model on a typical batch) to judge the work; the
-        next :meth:`apply` re-decides."""
+        next :meth:`apply` re-decides. With ``memo`` (a JSON file) and ``key`` (what identifies
+        the work, e.g. the model's hash and the batch shape), the outcome is kept there per
+        machine (:func:`machine_key`) and free-core count, and a later job of the same work on
+        the same machine reads it instead of timing again."""
         self._calibration, self._parallel_helps, self._last = fn, None, -float("inf")
+        self._memo = (Path(memo), key) if memo is not None and key else None
 
     def _work_wants(self, free: int, at: str) -> int:
         if free <= 1:
@@ -279,11 +316,19 @@ class ThreadPolicy:
         if self._calibration is None:
             return free
         if self._parallel_helps is None:
-            t1 = self.timer(self._calibration, 1)
-            tn = self.timer(self._calibration, free)
-            self._parallel_helps = tn <= (1.0 - self.gain) * t1
-            self.decisions.append({"at": at, "calibration": {"threads": [1, free],
-                                   "seconds": [round(t1, 5), round(tn, 5)]}})
+            slot = f"{self._memo[1]}|{free}|{machine_key()}" if self._memo else ""
+            known = _memo_read(self._memo[0]).get(slot) if self._memo else None
+            if isinstance(known, bool):
+                self._parallel_helps = known
+                self.decisions.append({"at": at, "calibration": {"threads": [1, free], "remembered": known}})
+            else:
+                t1 = self.timer(self._calibration, 1)
+                tn = self.timer(self._calibration, free)
+                self._parallel_helps = tn <= (1.0 - self.gain) * t1
+                self.decisions.append({"at": at, "calibration": {"threads": [1, free],
+                                       "seconds": [round(t1, 5), round(tn, 5)]}})
+                if self._memo:
+                    _memo_write(self._memo[0], slot, self._parallel_helps)
         return free if self._parallel_helps else 1
 
     def choose(self, at: str = "") -> int:

@@ -68,6 +68,29 @@ def test_idle_machine_keeps_more_threads_only_when_the_work_gains(t1, t2, expect
     assert timer.calls == [1, 2]  # measured once per calibration callable
 
 
+@pytest.mark.parametrize("t2, expected", [(0.5, 2), (1.0, 1)])
+def test_a_remembered_calibration_is_not_timed_again(tmp_path, t2, expected):
+    """The outcome is kept per work key, free-core count and machine: the same work reads it,
+    other work (another key, another free count) is timed."""
+    memo = tmp_path / "cache" / "thread_calibration.json"
+
+    def decide(key: str, cores: int = 2) -> tuple[int, list[int], list[dict]]:
+        timer = stub_timer({1: 1.0, 2: t2, 3: t2})
+        p = T.ThreadPolicy("auto", cores=cores, meter=StubMeter(0.0), timer=timer)
+        p.calibrate_with(lambda: None, memo=memo, key=key)
+        return p.choose("load"), timer.calls, p.decisions
+
+    n, calls, _ = decide("model-a")
+    assert (n, calls) == (expected, [1, 2]) and memo.exists()
+    n, calls, decisions = decide("model-a")
+    assert (n, calls) == (expected, [])
+    assert {"at": "load", "calibration": {"threads": [1, 2], "remembered": expected == 2}} in decisions
+    assert decide("model-b")[1] == [1, 2]
+    assert decide("model-a", cores=3)[1] == [1, 3]
+    memo.write_text("not json")  # unreadable: timed again, never an error
+    assert decide("model-a")[1] == [1, 2]
+
+
 def test_fixed_setting_bypasses_the_machine():
     meter = StubMeter(5.0)
     p = T.ThreadPolicy(3, cores=2, meter=meter)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pickle
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -339,7 +340,9 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
         ctx.threads.device = str(ctx.device)
         chunk = device_chunk(ctx.device)  # evaluators forward chunks of this many images, even for a few images
         probe = fb.images[:chunk].repeat(-(-chunk // min(chunk, len(fb))), 1, 1, 1)[:chunk]
-        ctx.threads.calibrate_with(forward_probe(ctx.model, probe.to(ctx.device)))
+        ctx.threads.calibrate_with(forward_probe(ctx.model, probe.to(ctx.device)),
+                                   memo=Path(ctx.cache_root) / "thread_calibration.json",
+                                   key=f"{ctx.model_key}:{tuple(probe.shape)}")
         ctx.threads.apply("load", force=True)
     with torch.no_grad():
         if spec.target == "predicted":
