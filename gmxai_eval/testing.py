@@ -43,6 +43,7 @@ from gmxai_eval.data.regions import ARCFACE_TEMPLATE_112
 from gmxai_eval.methods.base import METHODS, Explainer
 from gmxai_eval.report.compare import Comparison, compare_results, load_results
 from gmxai_eval.runner.spec import Entry, Spec, preset_spec
+from gmxai_eval.utils import cache_dir
 
 
 def toy_samples(n: int = 8, *, size: int = 32, channels: int = 3, num_classes: int = 4,
@@ -89,16 +90,6 @@ def toy_face(image_id: str, size: int = 48, shift: tuple[int, int] = (0, 0), lab
 
 class BaselineWritten(UserWarning):
     """A regression baseline was written instead of compared (first run or update)."""
-
-
-def cache_dir() -> Path:
-    """The package's own cache folder: ``$GMXAI_CACHE``, else ``$XDG_CACHE_HOME/gmxai_eval``,
-    else ``~/.cache/gmxai_eval``."""
-    env = os.environ.get("GMXAI_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gmxai_eval"
 
 
 #: Training recipe of the regression benchmark's model (its hash names the cached weights).

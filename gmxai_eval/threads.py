@@ -18,8 +18,9 @@ boundaries, between units of work):
 * **the work**: a calibration callable (one forward pass of the job's model on a typical
   batch) is timed with one thread and with the free cores' count; more threads are kept only
   when they are at least ``gain`` (default 5 %) faster. Small work stays on one thread even
-  on an idle machine. The runner keeps the outcome in its cache per model, chunk shape,
-  free-core count and machine (:func:`machine_key`), so a later run of the same work reads it.
+  on an idle machine. The runner keeps the outcome in the package's cache folder
+  (:func:`gmxai_eval.utils.cache_dir`) per model, chunk shape, free-core count and machine
+  (:func:`machine_key`), so a later run of the same work on this machine reads it.
 
 A fixed count (``threads = N`` in a spec's ``[run]``, ``--threads N``) bypasses the policy;
 ``"auto"`` (the default) uses it. Every decision is recorded (:meth:`ThreadPolicy.record`), and
@@ -170,8 +171,9 @@ class LoadMeter:
     Each call of :meth:`others` compares with the previous reading, so the window is the time
     the job itself ran (no sleeping). The first call compares with the reading taken when this
     module was imported (the command's start-up: imports, reading the spec, loading data), when
-    that one is at most ``PRIMED_MAX_AGE`` seconds old; otherwise, and whenever the window is
-    shorter than ``FIRST_WINDOW``, it sleeps for the rest of that window."""
+    that one is at most ``PRIMED_MAX_AGE`` seconds old. A window shorter than ``FIRST_WINDOW``
+    tells nothing (the kernel counts in 10 ms ticks): the first call then sleeps for the rest of
+    it, a later one returns ``None`` (too soon to tell; the caller keeps what it knew)."""
 
     def __init__(self) -> None:
         self.cpus = _affinity()
@@ -179,17 +181,22 @@ class LoadMeter:
         primed = _PRIMED if self.cpus == _PRIMED_CPUS else None
         young = primed is not None and time.monotonic() - primed.wall <= PRIMED_MAX_AGE
         self._last: LoadReading | None = primed if young else None
+        self._told = False
 
     def _read(self) -> LoadReading:
         return LoadReading(_busy_jiffies(self.cpus), _own_cpu_seconds(), time.monotonic())
 
-    def others(self) -> float:
-        """Cores busy with other processes since the last call (``>= 0``)."""
+    def others(self) -> float | None:
+        """Cores busy with other processes since the last call (``>= 0``), or ``None`` when a
+        later call comes too soon after the last (see the class docstring)."""
         if self._last is None:
             self._last = self._read()
         short = FIRST_WINDOW - (time.monotonic() - self._last.wall)
         if short > 0:
+            if self._told:
+                return None
             time.sleep(short)
+        self._told = True
         prev, now = self._last, self._read()
         self._last = now
         wall = max(now.wall - prev.wall, 1e-6)
@@ -338,8 +345,9 @@ class ThreadPolicy:
             return int(self.setting)
         if torch.device(self.device).type != "cpu":
             return max(1, min(self.cores, torch.get_num_threads()))
-        others = max(self.meter.others(), MEMORY * self._others)  # a quiet window does not erase a load
-        self._others = others
+        seen = self.meter.others()  # None: too soon after the last reading to tell, keep that one
+        others = self._others if seen is None else max(seen, MEMORY * self._others)  # a quiet window
+        self._others = others  # does not erase a load
         free = max(1, self.cores - math.ceil(others - SLACK))
         n = self._work_wants(free, at)
         self.decisions.append({"at": at, "others_busy": round(others, 2), "free": free, "threads": n})

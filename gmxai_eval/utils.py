@@ -301,6 +301,16 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     return path
 
 
+def cache_dir() -> Path:
+    """The package's own cache folder on this machine: ``$GMXAI_CACHE``, else
+    ``$XDG_CACHE_HOME/gmxai_eval``, else ``~/.cache/gmxai_eval``."""
+    env = os.environ.get("GMXAI_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gmxai_eval"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place, else delete it.

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 
 from gmxai_eval.models import MODELS
+
+
+def pytest_configure(config):
+    """The package's cache folder on this machine (the thread policy's remembered calibrations,
+    regression baselines) is one temporary folder per test session, shared by the xdist workers
+    (they inherit the variable), never the user's own."""
+    if "GMXAI_CACHE" not in os.environ:
+        os.environ["GMXAI_CACHE"] = tempfile.mkdtemp(prefix="gmxai-test-cache-")
 
 
 def pytest_sessionstart(session):

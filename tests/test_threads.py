@@ -148,8 +148,24 @@ def test_first_reading_compares_with_the_import_time_reading(monkeypatch, age, s
     monkeypatch.setattr(T.time, "sleep", sleep)
     m = T.LoadMeter()
     assert (m._last is primed) == (age <= T.PRIMED_MAX_AGE)
-    m.others()
+    assert m.others() is not None
     assert sleeps == ([] if slept is None else [pytest.approx(slept)])
+    now[0] += 0.05  # a later call too soon after: nothing to tell, and no sleep
+    assert m.others() is None and len(sleeps) == (0 if slept is None else 1)
+    now[0] += 0.2
+    assert m.others() is not None
+
+
+def test_a_reading_too_soon_keeps_the_last_load():
+    class Meter:
+        values = iter([1.9, None])
+
+        def others(self):
+            return next(self.values)
+
+    p = T.ThreadPolicy("auto", cores=2, meter=Meter())
+    assert p.choose("a") == 1 and p.choose("b") == 1  # the busy reading stands
+    assert p.decisions[-1] == {"at": "b", "others_busy": 1.9, "free": 1, "threads": 1}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
