@@ -141,27 +141,25 @@ def existing_dir(text: str) -> str:
     return text
 
 
-def folder_name(text: str) -> str:
-    """A dataset folder name: the rules of :func:`run_id`."""
+def _plain_name(text: str, what: str) -> str:
     from gmxai_eval.errors import OutputError
     from gmxai_eval.utils import check_run_id
 
     try:
-        return check_run_id(text, "folder name")
+        return check_run_id(text, what)
     except OutputError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def folder_name(text: str) -> str:
+    """A dataset folder name: the rules of :func:`run_id`."""
+    return _plain_name(text, "folder name")
 
 
 def run_id(text: str) -> str:
     """A run folder name: no path separator, not ``.``/``..`` nor containing ``..``, not
     starting with ``.`` (staging folders do), no control characters, at most 200 characters."""
-    from gmxai_eval.errors import OutputError
-    from gmxai_eval.utils import check_run_id
-
-    try:
-        return check_run_id(text)
-    except OutputError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return _plain_name(text, "run id")
 
 
 def ray_address(text: str) -> str:
