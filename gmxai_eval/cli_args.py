@@ -21,7 +21,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 __all__ = [
     "ArgumentParser",
@@ -39,6 +39,8 @@ __all__ = [
     "threads",
 ]
 
+_T = TypeVar("_T")
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """:class:`argparse.ArgumentParser` whose usage errors are one line and exit status 1.
@@ -54,6 +56,13 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(1)
 
 
+def _checked(v: _T, ok: bool, expected: str, text: str) -> _T:
+    """``v`` when ``ok``, else the type error ``expected <expected>, got <text>``."""
+    if not ok:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return v
+
+
 def _int(text: str) -> int:
     try:
         return int(text.strip())
@@ -66,34 +75,26 @@ def _float(text: str) -> float:
         v = float(text.strip())
     except (ValueError, AttributeError):
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return v
+    return _checked(v, math.isfinite(v), "a finite number", text)
 
 
 def non_negative_int(text: str) -> int:
     """An integer ``>= 0`` (seeds, limits where 0 means "all")."""
     v = _int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
+    return _checked(v, v >= 0, "an integer >= 0", text)
 
 
 def positive_int(text: str) -> int:
     """An integer ``>= 1`` (batch sizes, epochs, bootstrap resamples, image sizes)."""
     v = _int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return v
+    return _checked(v, v >= 1, "an integer >= 1", text)
 
 
 def int_range(lo: int, hi: int):
     """An integer in ``[lo, hi]``, e.g. ``type=int_range(1, 64)``."""
     def parse(text: str) -> int:
         v = _int(text)
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected an integer in [{lo}, {hi}], got {text!r}")
-        return v
+        return _checked(v, lo <= v <= hi, f"an integer in [{lo}, {hi}]", text)
 
     parse.__name__ = f"int_range({lo}, {hi})"
     return parse
@@ -107,25 +108,19 @@ def finite_float(text: str) -> float:
 def positive_float(text: str) -> float:
     """A finite number ``> 0`` (learning rates, scales)."""
     v = _float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return v
+    return _checked(v, v > 0, "a number > 0", text)
 
 
 def non_negative_float(text: str) -> float:
     """A finite number ``>= 0`` (tolerances)."""
     v = _float(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return v
+    return _checked(v, v >= 0, "a number >= 0", text)
 
 
 def probability(text: str) -> float:
     """A number in ``[0, 1]``."""
     v = _float(text)
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return v
+    return _checked(v, 0.0 <= v <= 1.0, "a number in [0, 1]", text)
 
 
 def existing_file(text: str) -> str:
@@ -146,27 +141,25 @@ def existing_dir(text: str) -> str:
     return text
 
 
-def folder_name(text: str) -> str:
-    """A dataset folder name: the rules of :func:`run_id`."""
+def _plain_name(text: str, what: str) -> str:
     from gmxai_eval.errors import OutputError
     from gmxai_eval.utils import check_run_id
 
     try:
-        return check_run_id(text, "folder name")
+        return check_run_id(text, what)
     except OutputError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def folder_name(text: str) -> str:
+    """A dataset folder name: the rules of :func:`run_id`."""
+    return _plain_name(text, "folder name")
 
 
 def run_id(text: str) -> str:
     """A run folder name: no path separator, not ``.``/``..`` nor containing ``..``, not
     starting with ``.`` (staging folders do), no control characters, at most 200 characters."""
-    from gmxai_eval.errors import OutputError
-    from gmxai_eval.utils import check_run_id
-
-    try:
-        return check_run_id(text)
-    except OutputError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return _plain_name(text, "run id")
 
 
 def ray_address(text: str) -> str:

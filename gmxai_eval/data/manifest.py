@@ -161,21 +161,15 @@ class ImageRecord:
 
 def check_unique_ids(records: Sequence[ImageRecord]) -> None:
     """Raise :class:`DataError` at the second row that repeats an image id or an image file."""
-    seen_id: dict[str, ImageRecord] = {}
-    seen_path: dict[Path, ImageRecord] = {}
+    seen: dict[str, dict[object, ImageRecord]] = {"image_id": {}, "path": {}}
     for r in records:
-        if r.image_id in seen_id:
-            f = seen_id[r.image_id]
-            raise DataError(f"expected unique image ids, got {r.image_id!r} again "
-                            f"(first at {f.source} row {f.row})", path=r.source, row=r.row,
-                            column="image_id")
-        seen_id[r.image_id] = r
-        if r.path in seen_path:
-            f = seen_path[r.path]
-            raise DataError(f"expected each image file once, got {str(r.path)!r} again "
-                            f"(first at {f.source} row {f.row})", path=r.source, row=r.row,
-                            column="path")
-        seen_path[r.path] = r
+        for column, key, expected in (("image_id", r.image_id, "unique image ids"),
+                                      ("path", r.path, "each image file once")):
+            if key in seen[column]:
+                f = seen[column][key]
+                raise DataError(f"expected {expected}, got {str(key)!r} again (first at {f.source} row {f.row})",
+                                path=r.source, row=r.row, column=column)
+            seen[column][key] = r
 
 
 def check_subject_splits(records: Iterable[ImageRecord]) -> None:

@@ -8,18 +8,19 @@
 * :func:`sample_generators`: per-image random generators keyed on image content, so stochastic
   methods are deterministic given ``seed`` and independent of chunking and batch order.
 * :func:`upsample`: bilinear resize of layer maps to the input size.
+* :class:`CaptumMap`: base of the methods that are one Captum ``attribute`` call on the chunk.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gmxai_eval.errors import ConfigError, ModelStateError
-from gmxai_eval.methods.base import Target, as_target_fn
+from gmxai_eval.methods.base import Explainer, Target, as_target_fn
 from gmxai_eval.utils import hooks, module_by_name, rng_for, stable_hash
 
 
@@ -225,6 +226,24 @@ def captum_call(fn: Callable[..., Any], x: torch.Tensor, **kwargs: Any) -> torch
         for msg in _CAPTUM_NOISE:
             warnings.filterwarnings("ignore", message=f".*{msg}.*")
         return fn(x.detach().clone().requires_grad_(True), **kwargs)
+
+
+class CaptumMap(Explainer):
+    """A method that is ``captum_class(forward).attribute(x, target=..., **captum_kwargs())``
+    on the whole chunk, after :func:`check_hook_safe` over ``hook_kinds`` when it replaces the
+    backward pass of modules of those types."""
+
+    captum_class: ClassVar[type]
+    hook_kinds: ClassVar[tuple[type[nn.Module], ...]] = ()
+
+    def captum_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+        if self.hook_kinds:
+            check_hook_safe(model, x, self.card.name, kinds=self.hook_kinds)
+        fwd, t = captum_forward(model, target, x.shape[0])
+        return captum_call(self.captum_class(fwd).attribute, x, target=t, **self.captum_kwargs())
 
 
 def image_seeds(x: torch.Tensor, seed: int, tag: str) -> list[int]:

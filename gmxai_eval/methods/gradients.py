@@ -16,8 +16,7 @@ from torch import nn
 
 from gmxai_eval.errors import ConfigError
 from gmxai_eval.methods._common import (
-    captum_call,
-    captum_forward,
+    CaptumMap,
     randn_like_per_sample,
     sample_generators,
     target_scores,
@@ -27,7 +26,7 @@ from gmxai_eval.types import MethodCard
 
 
 @register_method
-class SaliencyMap(Explainer):
+class SaliencyMap(CaptumMap):
     """Vanilla gradient ``d target / d x`` (Captum ``Saliency``).
 
     Config: ``abs`` (True: magnitudes, as Simonyan et al. and Captum's default). The default
@@ -38,24 +37,21 @@ class SaliencyMap(Explainer):
         paper="Simonyan, Vedaldi & Zisserman, ICLR Workshop 2014",
         default_config={"abs": True, "reduce": "max_abs"},
         description="gradient of the target w.r.t. the input pixels")
+    captum_class = Saliency
 
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-        fwd, t = captum_forward(model, target, x.shape[0])
-        return captum_call(Saliency(fwd).attribute, x, target=t, abs=bool(self.config["abs"]))
+    def captum_kwargs(self) -> dict[str, object]:
+        return {"abs": bool(self.config["abs"])}
 
 
 @register_method
-class InputXGradientMap(Explainer):
+class InputXGradientMap(CaptumMap):
     """``x * d target / d x`` (Captum ``InputXGradient``), ``x`` in pixel space."""
 
     card = MethodCard(
         name="input_x_gradient", family="gradient", signed=True,
         paper="Shrikumar et al., arXiv 2016 (Not just a black box)",
         description="input times gradient")
-
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-        fwd, t = captum_forward(model, target, x.shape[0])
-        return captum_call(InputXGradient(fwd).attribute, x, target=t)
+    captum_class = InputXGradient
 
 
 def input_gradients(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:

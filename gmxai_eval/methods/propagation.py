@@ -9,40 +9,33 @@ which hooks pooling layers too, refuses any reused module.
 
 from __future__ import annotations
 
-import torch
 from captum.attr import Deconvolution, GuidedBackprop
 from torch import nn
 
-from gmxai_eval.methods._common import captum_call, captum_forward, check_hook_safe
-from gmxai_eval.methods.base import Explainer, Target, register_method
+from gmxai_eval.methods._common import CaptumMap
+from gmxai_eval.methods.base import register_method
 from gmxai_eval.types import MethodCard
 
 
 @register_method
-class DeconvolutionMap(Explainer):
+class DeconvolutionMap(CaptumMap):
     """Deconvnet (Captum ``Deconvolution``): ReLU backward passes only positive gradients."""
 
     card = MethodCard(
         name="deconvolution", family="propagation", signed=True,
         paper="Zeiler & Fergus, ECCV 2014",
         description="ReLU backward = ReLU of the incoming gradient")
-
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-        check_hook_safe(model, x, self.card.name, kinds=(nn.ReLU,))
-        fwd, t = captum_forward(model, target, x.shape[0])
-        return captum_call(Deconvolution(fwd).attribute, x, target=t)
+    captum_class = Deconvolution
+    hook_kinds = (nn.ReLU,)
 
 
 @register_method
-class GuidedBackpropMap(Explainer):
+class GuidedBackpropMap(CaptumMap):
     """Guided backpropagation (Captum ``GuidedBackprop``)."""
 
     card = MethodCard(
         name="guided_backprop", family="propagation", signed=True,
         paper="Springenberg et al., ICLR Workshop 2015",
         description="gradient masked by forward and backward ReLU signs")
-
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-        check_hook_safe(model, x, self.card.name, kinds=(nn.ReLU,))
-        fwd, t = captum_forward(model, target, x.shape[0])
-        return captum_call(GuidedBackprop(fwd).attribute, x, target=t)
+    captum_class = GuidedBackprop
+    hook_kinds = (nn.ReLU,)

@@ -23,7 +23,7 @@ Forward passes per image: LIME and KernelSHAP ``n_samples``; Shapley value sampl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from captum._utils.models.linear_model import SkLearnRidge
@@ -51,7 +51,10 @@ def superpixel_baseline(spec: Any, x: torch.Tensor, segments: torch.Tensor, seed
 
 
 class _SuperpixelExplainer(Explainer):
-    """Shared plumbing: segment each image, call Captum once per image under its own seed."""
+    """Shared plumbing: segment each image, call Captum (``captum_class``, with ``n_samples``
+    where the method has it) once per image under its own seed."""
+
+    captum_class: ClassVar[type]
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
@@ -69,10 +72,11 @@ class _SuperpixelExplainer(Explainer):
                              sigma=float(c["sigma"])).to(x.device)
 
     def _captum(self, fwd: nn.Module) -> Any:
-        raise NotImplementedError
+        return self.captum_class(fwd)
 
     def _kwargs(self) -> dict[str, Any]:
-        return {"perturbations_per_eval": int(self.config["max_batch"])}
+        n = {"n_samples": int(self.config["n_samples"])} if "n_samples" in self.config else {}
+        return {"perturbations_per_eval": int(self.config["max_batch"]), **n}
 
     def _attribute(self, model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
         seg = self.segments(x)
@@ -169,9 +173,6 @@ class LimeMap(_SuperpixelExplainer):
         return Lime(fwd, interpretable_model=_RecordingRidge(sink, alpha=float(self.config["alpha"])),
                     similarity_func=lime_kernel(float(self.config["kernel_width"])))
 
-    def _kwargs(self) -> dict[str, Any]:
-        return {**super()._kwargs(), "n_samples": int(self.config["n_samples"])}
-
 
 @register_method
 class KernelShapMap(_SuperpixelExplainer):
@@ -185,12 +186,7 @@ class KernelShapMap(_SuperpixelExplainer):
         paper="Lundberg & Lee, NeurIPS 2017",
         default_config={**_COMMON, "n_samples": 1000, "baseline": "segment_mean"},
         description="Shapley values of superpixels, Shapley-kernel weighted regression")
-
-    def _captum(self, fwd: nn.Module) -> Any:
-        return KernelShap(fwd)
-
-    def _kwargs(self) -> dict[str, Any]:
-        return {**super()._kwargs(), "n_samples": int(self.config["n_samples"])}
+    captum_class = KernelShap
 
 
 @register_method
@@ -204,12 +200,7 @@ class ShapleySamplingMap(_SuperpixelExplainer):
         paper="Castro, Gómez & Tejada, Computers & Operations Research 2009",
         default_config={**_COMMON, "n_samples": 25, "baseline": "segment_mean"},
         description="Shapley values of superpixels by permutation sampling")
-
-    def _captum(self, fwd: nn.Module) -> Any:
-        return ShapleyValueSampling(fwd)
-
-    def _kwargs(self) -> dict[str, Any]:
-        return {**super()._kwargs(), "n_samples": int(self.config["n_samples"])}
+    captum_class = ShapleyValueSampling
 
 
 @register_method
@@ -223,6 +214,4 @@ class FeatureAblationMap(_SuperpixelExplainer):
         paper="Kokhlikyan et al., Captum, arXiv 2020 (FeatureAblation), over superpixels",
         default_config={**_COMMON, "baseline": 0.0},
         description="score drop when one superpixel is replaced by a baseline")
-
-    def _captum(self, fwd: nn.Module) -> Any:
-        return FeatureAblation(fwd)
+    captum_class = FeatureAblation

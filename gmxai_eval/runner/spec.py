@@ -410,10 +410,10 @@ def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str], source:
                           f"{sorted(allowed)}" + (f" ({hint})" if hint else ""))
 
 
-def _typed(source: str, where: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
-    if isinstance(value, bool) and kind in (int, float, (int, float)):
-        raise ConfigError(f"{source}: expected {where} to be {what}, got {value!r}")
-    if not isinstance(value, kind):
+def _typed(source: str, where: str, value: Any, kind: type | tuple[type, ...], what: str,
+           items: type | None = None) -> Any:
+    wrong = not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float, (int, float)))
+    if wrong or (items is not None and not all(isinstance(x, items) for x in value)):
         raise ConfigError(f"{source}: expected {where} to be {what}, got {value!r}")
     return value
 
@@ -570,10 +570,7 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
     if "report" in data:
         rep = dict(data["report"])
         _check_keys("report", rep, _REPORT_KEYS, src)
-        secs = rep.get("sections", [])
-        if not isinstance(secs, list) or not all(isinstance(x, str) for x in secs):
-            raise ConfigError(f"{src}: expected report.sections to be a list of names, got {secs!r}")
-        kw["sections"] = tuple(secs)
+        kw["sections"] = tuple(_typed(src, "report.sections", rep.get("sections", []), list, "a list of names", str))
     if "gaze" in data:
         gz = dict(data["gaze"])
         _check_keys("gaze", gz, _GAZE_KEYS, src)
@@ -594,9 +591,7 @@ def parse_spec(data: Mapping[str, Any], source: str | Path = "<dict>") -> Spec:
     if "views" in data:
         vw = dict(data["views"])
         _check_keys("views", vw, _VIEWS_KEYS, src)
-        ms = vw.get("methods", [])
-        if not isinstance(ms, list) or not all(isinstance(x, str) for x in ms):
-            raise ConfigError(f"{src}: expected views.methods to be a list of method labels, got {ms!r}")
+        ms = _typed(src, "views.methods", vw.get("methods", []), list, "a list of method labels", str)
         labels = [e.label for e in kw["methods"]]
         unknown = [m for m in ms if m not in labels]
         if unknown:
