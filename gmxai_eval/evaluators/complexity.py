@@ -10,38 +10,42 @@ NaN with ``eps = 0``.
 
 from __future__ import annotations
 
+from typing import Any, Callable, ClassVar
+
 from gmxai_eval.evaluators.base import EvalBatch, EvalResult, Evaluator, register_evaluator
 from gmxai_eval.functional.complexity import entropy, gini
 from gmxai_eval.types import Degenerate, EvaluatorCard
 
 
-@register_evaluator
-class Sparseness(Evaluator):
-    """Gini index of ``|map|`` per image."""
+class _MapStatistic(Evaluator):
+    """A statistic of the map alone, with ``eps`` passed to :attr:`kernel`."""
 
+    kernel: ClassVar[Callable[..., Any]]
     uses_model = False  # scores the maps alone
 
+    def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
+        return EvalResult(type(self).kernel(batch.maps[method], eps=self.config["eps"]))
+
+
+@register_evaluator
+class Sparseness(_MapStatistic):
+    """Gini index of ``|map|`` per image."""
+
+    kernel = staticmethod(gini)
     card = EvaluatorCard(
         name="sparseness", category="complexity", higher_is_better=True,
         paper="Chalasani et al., Concise Explanations of Neural Networks using Adversarial Training, ICML 2020",
         default_config={"eps": 0.0}, description="Gini index of |map|",
                                      degenerate=Degenerate("nan", "0", "Gini index: 0/0 for a zero map"))
 
-    def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
-        return EvalResult(gini(batch.maps[method], eps=self.config["eps"]))
-
 
 @register_evaluator
-class Complexity(Evaluator):
+class Complexity(_MapStatistic):
     """Entropy of the normalised ``|map|`` per image."""
 
-    uses_model = False  # scores the maps alone
-
+    kernel = staticmethod(entropy)
     card = EvaluatorCard(
         name="complexity", category="complexity", higher_is_better=False,
         paper="Bhatt, Weller & Moura, Evaluating and Aggregating Feature-based Model Explanations, IJCAI 2020",
         default_config={"eps": 0.0}, description="entropy of |map| / sum |map| (nats)",
                                      degenerate=Degenerate("nan", "log(H W)", "entropy of the normalised map: 0/0 for a zero map"))
-
-    def _evaluate(self, batch: EvalBatch, method: str) -> EvalResult:
-        return EvalResult(entropy(batch.maps[method], eps=self.config["eps"]))

@@ -90,6 +90,16 @@ class _Localisation(Evaluator):
         return EvalResult(score, extras=extras)
 
 
+def _card(name: str, paper: str, description: str, degenerate: Degenerate, **config: Any) -> EvaluatorCard:
+    """A localisation card: higher is better, needs masks, config :data:`_COMMON` plus ``config``."""
+    return EvaluatorCard(name=name, category="localisation", higher_is_better=True, paper=paper,
+                         needs={"masks"}, default_config={**_COMMON, **config}, description=description,
+                         degenerate=degenerate)
+
+
+#: degenerate maps (see :class:`gmxai_eval.types.Degenerate`)
+_POSITIVE_NAN = Degenerate("nan", "mask fraction", "positive relevance: 0/0 for a zero or negative map", negative="nan")
+_BY_INDEX = Degenerate("map-independent", "map-independent", "ties broken by flat index")
 _ARRAS = ("Arras, Osman, Samek. CLEVR-XAI: A benchmark dataset for the ground truth evaluation of neural "
           "network explanations. Information Fusion 2022")
 
@@ -97,30 +107,25 @@ _ARRAS = ("Arras, Osman, Samek. CLEVR-XAI: A benchmark dataset for the ground tr
 @register_evaluator
 class RelevanceMassAccuracy(_Localisation):
     kernel = staticmethod(L.relevance_mass_accuracy)
-    card = EvaluatorCard(name="relevance_mass_accuracy", category="localisation", higher_is_better=True,
-                         paper=_ARRAS, needs={"masks"}, default_config={**_COMMON, "relevance": "positive"},
-                         description="share of the (positive) relevance inside the mask",
-                         degenerate=Degenerate("nan", "mask fraction", "positive relevance: 0/0 for a zero or negative map", negative="nan"))
+    card = _card("relevance_mass_accuracy", _ARRAS, "share of the (positive) relevance inside the mask",
+                 _POSITIVE_NAN, relevance="positive")
 
 
 @register_evaluator
 class RelevanceRankAccuracy(_Localisation):
     kernel = staticmethod(L.relevance_rank_accuracy)
-    card = EvaluatorCard(name="relevance_rank_accuracy", category="localisation", higher_is_better=True,
-                         paper=_ARRAS, needs={"masks"}, default_config={**_COMMON, "relevance": "signed"},
-                         description="share of the |mask| top-ranked pixels inside the mask",
-                         degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index"))
+    card = _card("relevance_rank_accuracy", _ARRAS, "share of the |mask| top-ranked pixels inside the mask",
+                 _BY_INDEX, relevance="signed")
 
 
 @register_evaluator
 class PointingGame(_Localisation):
     kernel = staticmethod(L.pointing_game)
-    card = EvaluatorCard(name="pointing_game", category="localisation", higher_is_better=True,
-                         paper="Zhang, Bargal, Lin, Brandt, Shen, Sclaroff. Top-down neural attention by "
-                               "excitation backprop. IJCV 2018",
-                         needs={"masks"}, default_config={**_COMMON, "relevance": "signed", "ties": "fraction"},
-                         description="is the arg-max inside the mask (ties: share of arg-max pixels inside)",
-                         degenerate=Degenerate("mask fraction", "mask fraction", "ties='fraction': the chance level"))
+    card = _card("pointing_game", "Zhang, Bargal, Lin, Brandt, Shen, Sclaroff. Top-down neural attention by "
+                                  "excitation backprop. IJCV 2018",
+                 "is the arg-max inside the mask (ties: share of arg-max pixels inside)",
+                 Degenerate("mask fraction", "mask fraction", "ties='fraction': the chance level"),
+                 relevance="signed", ties="fraction")
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
@@ -134,32 +139,26 @@ class PointingGame(_Localisation):
 @register_evaluator
 class EnergyPointingGame(_Localisation):
     kernel = staticmethod(L.energy_pointing_game)
-    card = EvaluatorCard(name="energy_pointing_game", category="localisation", higher_is_better=True,
-                         paper="Wang, Wang, Du, Yang, Zhang, Ding, Mardziel, Hu. Score-CAM. CVPR-W 2020",
-                         needs={"masks"}, default_config={**_COMMON, "relevance": "positive"},
-                         description="energy of the (positive) map inside the mask over its total energy",
-                         degenerate=Degenerate("nan", "mask fraction", "positive relevance: 0/0 for a zero or negative map", negative="nan"))
+    card = _card("energy_pointing_game", "Wang, Wang, Du, Yang, Zhang, Ding, Mardziel, Hu. Score-CAM. CVPR-W 2020",
+                 "energy of the (positive) map inside the mask over its total energy",
+                 _POSITIVE_NAN, relevance="positive")
 
 
 @register_evaluator
 class LocalisationAUC(_Localisation):
     kernel = staticmethod(L.mask_roc_auc)
-    card = EvaluatorCard(name="localisation_auc", category="localisation", higher_is_better=True,
-                         paper="Fawcett. An introduction to ROC analysis. Pattern Recognition Letters 2006",
-                         needs={"masks"}, default_config={**_COMMON, "relevance": "signed"},
-                         description="ROC-AUC of the map as a detector of mask pixels (ties count 1/2)",
-                         degenerate=Degenerate("0.5", "0.5", "every threshold ties"))
+    card = _card("localisation_auc", "Fawcett. An introduction to ROC analysis. Pattern Recognition Letters 2006",
+                 "ROC-AUC of the map as a detector of mask pixels (ties count 1/2)",
+                 Degenerate("0.5", "0.5", "every threshold ties"), relevance="signed")
 
 
 @register_evaluator
 class TopKIntersection(_Localisation):
     kernel = staticmethod(L.top_k_intersection)
-    card = EvaluatorCard(name="top_k_intersection", category="localisation", higher_is_better=True,
-                         paper="Theiner, Mueller-Budack, Ewerth. Interpretable semantic photo geolocation. WACV 2022",
-                         needs={"masks"},
-                         default_config={**_COMMON, "relevance": "signed", "k": 0.1, "concept_influence": False},
-                         description="share of the top-k pixels inside the mask (k: count, or a fraction of H*W)",
-                         degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index"))
+    card = _card("top_k_intersection",
+                 "Theiner, Mueller-Budack, Ewerth. Interpretable semantic photo geolocation. WACV 2022",
+                 "share of the top-k pixels inside the mask (k: count, or a fraction of H*W)",
+                 _BY_INDEX, relevance="signed", k=0.1, concept_influence=False)
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)

@@ -653,17 +653,21 @@ _RETRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _retrain_card(mode: str, description: str) -> EvaluatorCard:
+    """The card of the retraining evaluator ``mode`` (``"roar"`` / ``"kar"``)."""
+    return EvaluatorCard(
+        name=mode, category="retraining", higher_is_better=True, paper=_HOOKER, scope="dataset",
+        needs=frozenset({"dataset"}), default_config=_RETRAIN_DEFAULTS, description=description,
+        degenerate=Degenerate("finite", "finite", "dataset scope: ties broken by flat index; not run by the batch contract test"))
+
+
 @register_evaluator
 class ROAR(_Retraining):
     """RemOve And Retrain: remove the top-t pixels of every train and test image, retrain."""
 
     mode = "roar"
-    card = EvaluatorCard(
-        name="roar", category="retraining", higher_is_better=True, paper=_HOOKER, scope="dataset",
-        needs=frozenset({"dataset"}), default_config=_RETRAIN_DEFAULTS,
-        description="area between the random control's and the method's retrained-accuracy curve "
-                    "(top-t pixels removed, noisy-linear imputation)",
-        degenerate=Degenerate("finite", "finite", "dataset scope: ties broken by flat index; not run by the batch contract test"))
+    card = _retrain_card(mode, "area between the random control's and the method's retrained-accuracy curve "
+                               "(top-t pixels removed, noisy-linear imputation)")
 
 
 @register_evaluator
@@ -671,12 +675,8 @@ class KAR(_Retraining):
     """Keep And Retrain: keep only the top-t pixels of every train and test image, retrain."""
 
     mode = "kar"
-    card = EvaluatorCard(
-        name="kar", category="retraining", higher_is_better=True, paper=_HOOKER, scope="dataset",
-        needs=frozenset({"dataset"}), default_config=_RETRAIN_DEFAULTS,
-        description="area between the method's and the random control's retrained-accuracy curve "
-                    "(only the top-t pixels kept)",
-        degenerate=Degenerate("finite", "finite", "dataset scope: ties broken by flat index; not run by the batch contract test"))
+    card = _retrain_card(mode, "area between the method's and the random control's retrained-accuracy curve "
+                               "(only the top-t pixels kept)")
 
 
 # -------------------------------------------------------------------------------------------

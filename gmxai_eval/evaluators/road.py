@@ -95,16 +95,20 @@ class _ROAD(Evaluator):
                           curve_labels=tuple(f"p={p:g}" for p in c["percentages"]))
 
 
+def _card(mode: str, higher_is_better: bool, imputed: str) -> EvaluatorCard:
+    """The card of ``road_<mode>``, whose ``imputed`` pixels are replaced."""
+    return EvaluatorCard(
+        name=f"road_{mode}", category="perturbation", higher_is_better=higher_is_better, paper=_PAPER,
+        default_config=_DEFAULTS, description=f"{imputed} by noisy linear imputation; mean accuracy over p",
+        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))
+
+
 @register_evaluator
 class ROADMoRF(_ROAD):
     """ROAD, most relevant first: lower accuracy / probability after removal is better."""
 
     mode = "morf"
-    card = EvaluatorCard(
-        name="road_morf", category="perturbation", higher_is_better=False, paper=_PAPER,
-        default_config=_DEFAULTS,
-        description="remove the top-p pixels by noisy linear imputation; mean accuracy over p",
-        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))
+    card = _card(mode, False, "remove the top-p pixels")
 
 
 @register_evaluator
@@ -112,8 +116,4 @@ class ROADLeRF(_ROAD):
     """ROAD, least relevant first (keep the top ``p``): higher accuracy / probability is better."""
 
     mode = "lerf"
-    card = EvaluatorCard(
-        name="road_lerf", category="perturbation", higher_is_better=True, paper=_PAPER,
-        default_config=_DEFAULTS,
-        description="keep the top-p pixels, impute the rest by noisy linear imputation; mean accuracy over p",
-        degenerate=Degenerate("map-independent", "map-independent", "ties broken by flat index: the raster order is scored"))
+    card = _card(mode, True, "keep the top-p pixels, impute the rest")

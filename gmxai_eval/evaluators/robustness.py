@@ -42,6 +42,8 @@ SENSITIVITY_PRESETS = MappingProxyType({
     "quantus": MappingProxyType({"radius": 0.2, "n_samples": 200, "zero_norm": "nan"}),
 })
 
+#: degenerate maps (see :class:`gmxai_eval.types.Degenerate`)
+_RECOMPUTED = Degenerate("finite", "finite", "distance between the passed and the recomputed maps")
 _YEH = "Yeh et al., On the (In)fidelity and Sensitivity of Explanations, NeurIPS 2019"
 
 
@@ -60,6 +62,7 @@ def _perturbed_maps(ev: Evaluator, batch: EvalBatch, method: str, xp: torch.Tens
 
 class _Sensitivity(Evaluator):
     reduce: str = "max"
+    quick_config = {"n_samples": 3}
 
     def settings(self) -> dict[str, Any]:
         preset = self.config["preset"]
@@ -99,7 +102,13 @@ class _Sensitivity(Evaluator):
         return out
 
 
-_SENS_CONFIG = {"preset": "captum", "radius": None, "n_samples": None, "max_batch": None}
+def _sensitivity_card(name: str, reduced: str) -> EvaluatorCard:
+    """The card of a sensitivity evaluator whose ratios are reduced by their ``reduced`` value."""
+    return EvaluatorCard(name=name, category="robustness", higher_is_better=False, paper=_YEH,
+                         default_config={"preset": "captum", "radius": None, "n_samples": None, "max_batch": None},
+                         needs=frozenset({"explainer"}),
+                         description=f"{reduced} relative change of the map under small uniform input noise",
+                         degenerate=_RECOMPUTED)
 
 
 @register_evaluator
@@ -107,11 +116,7 @@ class MaxSensitivity(_Sensitivity):
     """Max-sensitivity (Yeh et al. 2019); ``extras["ratios"] (B, n)``."""
 
     reduce = "max"
-    card = EvaluatorCard(name="max_sensitivity", category="robustness", higher_is_better=False, paper=_YEH,
-                         default_config=_SENS_CONFIG, needs=frozenset({"explainer"}),
-                         description="max relative change of the map under small uniform input noise",
-                         degenerate=Degenerate("finite", "finite", "distance between the passed and the recomputed maps"))
-    quick_config = {"n_samples": 3}
+    card = _sensitivity_card("max_sensitivity", "max")
 
 
 @register_evaluator
@@ -119,11 +124,7 @@ class AvgSensitivity(_Sensitivity):
     """Average sensitivity (Yeh et al. 2019); ``extras["ratios"] (B, n)``."""
 
     reduce = "mean"
-    card = EvaluatorCard(name="avg_sensitivity", category="robustness", higher_is_better=False, paper=_YEH,
-                         default_config=_SENS_CONFIG, needs=frozenset({"explainer"}),
-                         description="mean relative change of the map under small uniform input noise",
-                         degenerate=Degenerate("finite", "finite", "distance between the passed and the recomputed maps"))
-    quick_config = {"n_samples": 3}
+    card = _sensitivity_card("avg_sensitivity", "mean")
 
 
 @register_evaluator
@@ -137,7 +138,7 @@ class LocalLipschitzEstimate(Evaluator):
         default_config={"n_samples": 50, "std": 0.1, "mean": 0.0, "eps": 1e-10, "max_batch": None},
         needs=frozenset({"explainer"}),
         description="max ||phi(x) - phi(x')|| / ||x - x'|| over Gaussian perturbations",
-        degenerate=Degenerate("finite", "finite", "distance between the passed and the recomputed maps"))
+        degenerate=_RECOMPUTED)
     quick_config = {"n_samples": 3}
 
     def noise(self, batch: EvalBatch) -> torch.Tensor:

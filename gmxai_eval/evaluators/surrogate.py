@@ -283,17 +283,22 @@ class _SurrogateCurve(_SurrogateEvaluator):
         return out
 
 
+def _curve_card(order: str, higher_is_better: bool, first: str) -> EvaluatorCard:
+    """The card of the deletion curve that removes the ``first`` relevant patches first."""
+    return EvaluatorCard(
+        name=f"surrogate_{order}", category="perturbation", higher_is_better=higher_is_better, paper=_FFID,
+        scope="dataset", needs=frozenset({"dataset"}), default_config={**_DEFAULTS, "steps": 16},
+        description=f"area under the surrogate's target probability as the {first} relevant patches are deleted",
+        degenerate=Degenerate("finite", "finite", "ties broken by patch id; dataset scope: not run by the "
+                                                  "batch contract test"))
+
+
 @register_evaluator
 class SurrogateMoRF(_SurrogateCurve):
     """Most-relevant-patch-first deletion on the surrogate (area under the probability curve)."""
 
     order = "morf"
-    card = EvaluatorCard(
-        name="surrogate_morf", category="perturbation", higher_is_better=False, paper=_FFID, scope="dataset",
-        needs=frozenset({"dataset"}), default_config={**_DEFAULTS, "steps": 16},
-        description="area under the surrogate's target probability as the most relevant patches are deleted",
-        degenerate=Degenerate("finite", "finite", "ties broken by patch id; dataset scope: not run by the "
-                                                  "batch contract test"))
+    card = _curve_card(order, False, "most")
 
 
 @register_evaluator
@@ -301,12 +306,7 @@ class SurrogateLeRF(_SurrogateCurve):
     """Least-relevant-patch-first deletion on the surrogate (area under the probability curve)."""
 
     order = "lerf"
-    card = EvaluatorCard(
-        name="surrogate_lerf", category="perturbation", higher_is_better=True, paper=_FFID, scope="dataset",
-        needs=frozenset({"dataset"}), default_config={**_DEFAULTS, "steps": 16},
-        description="area under the surrogate's target probability as the least relevant patches are deleted",
-        degenerate=Degenerate("finite", "finite", "ties broken by patch id; dataset scope: not run by the "
-                                                  "batch contract test"))
+    card = _curve_card(order, True, "least")
 
 
 __all__ = ["PatchTruth", "SurrogateMoRF", "SurrogateLeRF"]

@@ -198,19 +198,8 @@ def bootstrap_means(values: Sequence[np.ndarray] | np.ndarray, clusters: Sequenc
     v = np.asarray(values, dtype=np.float64)
     if v.ndim == 1:
         v = v[:, None]
-    n = v.shape[0]
-    if clusters is None:
-        codes = np.arange(n)
-    else:
-        if len(clusters) != n:
-            raise ShapeError(f"expected {n} cluster ids, got {len(clusters)}")
-        _, codes = np.unique(np.asarray([str(c) for c in clusters]), return_inverse=True)
-    g = int(codes.max()) + 1 if n else 0
-    finite = np.isfinite(v)
-    sums = np.zeros((g, v.shape[1]))
-    cnts = np.zeros((g, v.shape[1]))
-    np.add.at(sums, codes, np.where(finite, v, 0.0))
-    np.add.at(cnts, codes, finite.astype(np.float64))
+    sums, cnts = _unit_sums(v, clusters, "cluster ids")
+    g = sums.shape[0]
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, g, size=(n_boot, g))
     out = np.empty((n_boot, v.shape[1]))
@@ -306,15 +295,17 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where((n >= 2) & (den > 0), (ca * cb).sum(1) / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _unit_sums(v: np.ndarray, units: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
+def _unit_sums(v: np.ndarray, units: Sequence[Any] | None,
+               what: str = "unit ids (one per row)") -> tuple[np.ndarray, np.ndarray]:
     """``(sums, counts)`` ``(G, M)`` of the finite values of ``v (N, M)`` per unit; units are the
-    sorted distinct ids of ``units`` (compared as strings), rows in their order when ``None``."""
+    sorted distinct ids of ``units`` (compared as strings), rows in their order when ``None``
+    (``what`` names the ids in the error of a length mismatch)."""
     n = v.shape[0]
     if units is None:
         codes = np.arange(n)
     else:
         if len(units) != n:
-            raise ShapeError(f"expected {n} unit ids (one per row), got {len(units)}")
+            raise ShapeError(f"expected {n} {what}, got {len(units)}")
         _, codes = np.unique(np.asarray([str(u) for u in units]), return_inverse=True)
         codes = codes.reshape(-1)
     g = int(codes.max()) + 1 if n else 0

@@ -84,6 +84,18 @@ def _stale(path: Path, reason: str) -> None:
     warnings.warn(f"{path}: {reason}; recomputing it", StaleCacheWarning, stacklevel=3)
 
 
+def _check_header(doc: Any, fmt: str, key: Mapping[str, Any], path: Path, file: str, content: str) -> None:
+    """:class:`ResumeError` naming ``path`` unless ``doc`` is a table of format ``fmt`` computed for
+    ``key`` by the current code (the messages call the file ``file`` and what it holds ``content``)."""
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ResumeError(f"{path}: expected {file} of format {fmt!r}, got {got!r}")
+    if doc.get("key") != dict(key):
+        raise ResumeError(f"{path}: expected {content} computed for {dict(key)}, got {doc.get('key')}")
+    if doc.get("code") != code_stamp():
+        raise ResumeError(f"{path}: expected {content} of code {code_stamp()!r}, got {doc.get('code')!r}")
+
+
 # -------------------------------------------------------------------------------------------
 # attribution maps
 
@@ -101,13 +113,7 @@ def maps_checksum(key: Mapping[str, str], code: str, maps: Mapping[str, torch.Te
 def check_maps_doc(doc: Any, key: Mapping[str, str], path: Path) -> dict[str, torch.Tensor]:
     """The ``{sample key: (H, W) float32}`` table of a loaded map file, or :class:`ResumeError`
     naming ``path`` if its format, key, code stamp, schema or checksum does not match."""
-    if not isinstance(doc, dict) or doc.get("format") != MAPS_FORMAT:
-        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise ResumeError(f"{path}: expected a map cache of format {MAPS_FORMAT!r}, got {got!r}")
-    if doc.get("key") != dict(key):
-        raise ResumeError(f"{path}: expected maps computed for {dict(key)}, got {doc.get('key')}")
-    if doc.get("code") != code_stamp():
-        raise ResumeError(f"{path}: expected maps of code {code_stamp()!r}, got {doc.get('code')!r}")
+    _check_header(doc, MAPS_FORMAT, key, path, "a map cache", "maps")
     maps = doc.get("maps")
     if not isinstance(maps, dict):
         raise ResumeError(f"{path}: expected 'maps' to be a table of tensors, got {type(maps).__name__}")
@@ -228,13 +234,7 @@ def check_unit_doc(doc: Any, key: Mapping[str, Any], path: Path,
     """A unit document with its scores / curves as floats, or :class:`ResumeError` naming
     ``path`` if its format, key, code stamp, checksum or schema does not match (``sample_ids``:
     the ids the caller expects, in order)."""
-    if not isinstance(doc, dict) or doc.get("format") != UNIT_FORMAT:
-        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise ResumeError(f"{path}: expected a unit result of format {UNIT_FORMAT!r}, got {got!r}")
-    if doc.get("key") != dict(key):
-        raise ResumeError(f"{path}: expected a unit computed for {dict(key)}, got {doc.get('key')}")
-    if doc.get("code") != code_stamp():
-        raise ResumeError(f"{path}: expected a unit of code {code_stamp()!r}, got {doc.get('code')!r}")
+    _check_header(doc, UNIT_FORMAT, key, path, "a unit result", "a unit")
     try:
         ok = doc.get("checksum") == unit_checksum(doc)
     except (TypeError, ValueError):

@@ -107,10 +107,20 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
     pred0 = _pred(model, x)
     idx_all = torch.arange(len(ids))
 
+    runs: dict[str, tuple[dict[str, dict[str, np.ndarray]], np.ndarray]] = {}
+
     def sub(t: torch.Tensor | None, ix: torch.Tensor) -> torch.Tensor | None:
         return None if t is None else t[ix.to(t.device)]
 
-    runs: dict[str, tuple[dict[str, dict[str, np.ndarray]], np.ndarray]] = {}
+    def rescore(m: nn.Module, xs: torch.Tensor, kind: str, ix: torch.Tensor) -> None:
+        """Scores of model ``m`` on the samples ``ix`` of ``xs`` into ``runs[kind]`` (none if ``ix`` is empty)."""
+        if len(ix):
+            scores = _scores(m, xs[ix.to(xs.device)], target[ix.to(target.device)], [ids[i] for i in ix],
+                             explainers, evaluators, seed, masks=sub(masks, ix),
+                             region_masks=sub(region_masks, ix), region_names=region_names,
+                             counterfactual=counterfactual)
+            runs[kind] = (scores, ix.numpy())
+
     # input perturbations
     for kind, sigma, keep_pred in (("input_minor", minor_input_sigma, True),
                                    ("input_disruptive", disruptive_input_sigma, False)):
@@ -127,12 +137,7 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
             ix = idx_all[kept]
         else:
             ix = idx_all
-        if len(ix):
-            scores = _scores(model, xp[ix.to(xp.device)], target[ix.to(target.device)], [ids[i] for i in ix],
-                             explainers, evaluators, seed, masks=sub(masks, ix),
-                             region_masks=sub(region_masks, ix), region_names=region_names,
-                             counterfactual=counterfactual)
-            runs[kind] = (scores, ix.numpy())
+        rescore(model, xp, kind, ix)
         bar.update(1)
     # model perturbations
     for kind, sigma, keep_pred in (("model_minor", minor_model_sigma, True),
@@ -145,13 +150,7 @@ def metric_reliability(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
                 best, best_kept = mp, kept
             if bool(kept.all()):
                 break
-        ix = idx_all[best_kept]
-        if len(ix):
-            scores = _scores(best, x[ix.to(x.device)], target[ix.to(target.device)], [ids[i] for i in ix],
-                             explainers, evaluators, seed, masks=sub(masks, ix),
-                             region_masks=sub(region_masks, ix), region_names=region_names,
-                             counterfactual=counterfactual)
-            runs[kind] = (scores, ix.numpy())
+        rescore(best, x, kind, idx_all[best_kept])
         bar.update(1)
 
     bar.close()
