@@ -73,6 +73,12 @@ class JobOutcome:
     def ok(self) -> bool:
         return self.error is None
 
+    def raise_failure(self, executor: str) -> None:
+        """Raise :class:`JobError` naming the item if it failed."""
+        if not self.ok:
+            raise JobError(f"executor {executor!r}: item {self.index} failed after {self.attempts} "
+                           f"attempt(s): {self.error}\n{self.traceback}")
+
 
 def attempt(fn: Callable[[T], R], item: T, retries: int, index: int = 0) -> JobOutcome:
     """Call ``fn(item)`` up to ``1 + retries`` times; never raises an ``Exception``.
@@ -190,20 +196,18 @@ class BaseExecutor:
             raise ConfigError(f"executor {self.name!r}: expected threads per item as an int >= 1, got {threads!r}")
         return threads
 
-    def imap(self, fn: Callable[[T], R], items: Iterable[T], threads: int = 1) -> Iterator[R]:
+    def imap(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         pending: dict[int, JobOutcome] = {}
         nxt = 0
-        for out in self._submit_all(fn, items, self._per_item(threads)):
-            if not out.ok:
-                raise JobError(f"executor {self.name!r}: item {out.index} failed after "
-                               f"{out.attempts} attempt(s): {out.error}\n{out.traceback}")
+        for out in self._submit_all(fn, items):
+            out.raise_failure(self.name)
             pending[out.index] = out
             while nxt in pending:
                 yield pending.pop(nxt).value
                 nxt += 1
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T], threads: int = 1) -> list[R]:
-        return list(self.imap(fn, items, threads))
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        return list(self.imap(fn, items))
 
     def close(self) -> None:
         """Release workers (a later call starts them again)."""

@@ -241,9 +241,14 @@ def train_models(jobs: Sequence[tuple[str, Mapping[str, Any], TrainData]], cache
     cache = Path(cache_root) / "models"
     made = [make_task(e, data, cache, device, f"models[{label}].train") for label, e, data in jobs]
     tasks = [m[0] for m in made]
-    threads = max([task_threads(t) for t in tasks] + [1])  # a pool runs no more threads than it has
-    results = executor.imap(run_train_task, tasks, threads) if isinstance(executor, BaseExecutor) \
-        else executor.imap(run_train_task, tasks)
+    if isinstance(executor, BaseExecutor):  # a pool runs no more threads than it has
+        outs = sorted(executor.outcomes(run_train_task, tasks, threads=max([task_threads(t) for t in tasks] + [1])),
+                      key=lambda o: o.index)
+        for o in outs:
+            o.raise_failure(executor.name)
+        results: Any = [o.value for o in outs]
+    else:
+        results = executor.imap(run_train_task, tasks)
     out = {}
     for (label, _, _), (task, info), res in zip(jobs, made, results):
         out[label] = TrainedModel(load_task_model(task), {**dict(res), **info}, task.key)

@@ -80,13 +80,13 @@ def test_items_needing_more_threads_than_a_worker_has_run_one_at_a_time():
     """Two 1-thread workers hold one 2-thread item at a time: the items' runs never overlap
     (side by side they would run 4 threads on 2 workers' cores)."""
     with ProcessExecutor(workers=2, threads=1) as ex:
-        spans = sorted(ex.map(timed_nap, [0.2] * 4, threads=2))
+        spans = sorted(o.value for o in ex.outcomes(timed_nap, [0.2] * 4, threads=2))
     assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:]))
     assert ProcessExecutor(workers=2, threads=1, window=3).in_flight(1) == 6
     assert ProcessExecutor(workers=4, threads=1).in_flight(2) == 2
     assert ProcessExecutor(workers=2, threads=2).in_flight(2) == 4  # each worker holds one
     with pytest.raises(ConfigError, match="threads per item as an int >= 1, got 0"):
-        LocalExecutor().map(timed_nap, [0.0], threads=0)
+        list(LocalExecutor().outcomes(timed_nap, [0.0], threads=0))
 
 
 def test_progress_counts_and_eta(monkeypatch):
