@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from gmxai_eval.errors import ConfigError
+from gmxai_eval.utils import write_atomic
 
 #: More threads are kept only if the calibration ran at most ``1 - GAIN`` of one thread's time.
 GAIN = 0.05
@@ -235,10 +236,7 @@ def _memo_read(path: Path) -> dict[str, Any]:
 def _memo_write(path: Path, slot: str, helps: bool) -> None:
     """Add ``slot`` to the memo (atomically; a failure to write only costs a later calibration)."""
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**_memo_read(path), slot: helps}, indent=0, sort_keys=True))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps({**_memo_read(path), slot: helps}, indent=0, sort_keys=True))
 
 
 def time_call(fn: Callable[[], Any], threads: int, repeats: int = 2) -> float:
