@@ -170,17 +170,66 @@ def nli_banded(image: np.ndarray, remove: np.ndarray) -> tuple[np.ndarray, np.nd
     """The NLI system of one image in LAPACK upper banded storage (unknowns in row-major order,
     so the bandwidth is at most ``W + 1``).
 
+    Assembled on the pixel grid with slices (no per-unknown gathers per neighbour): the same
+    terms as :func:`_nli_terms`, added in the same order, so the arrays are bitwise the same.
+
     Returns ``(ab (u + 1, n), rhs (n, C), idx (n,))`` for ``scipy.linalg.solveh_banded``."""
-    idx, diag, rhs, couplings = _nli_terms(image, remove)
+    c, h, w = image.shape
+    rm = np.asarray(remove, dtype=bool)
+    idx = np.flatnonzero(rm)
     n = idx.size
-    forward = {(dy, dx) for dy, dx, _ in _FORWARD}
-    upper = [(i, j, wt) for i, j, wt, off in couplings if off in forward]
-    u = max([int((j - i).max()) for i, j, _ in upper if i.size] + [0])
+    var = np.full((h, w), -1, dtype=np.int64)
+    var.reshape(-1)[idx] = np.arange(n)
+    pairs = [_grid_pairs(rm, var, dy, dx) + (wt,) for dy, dx, wt in _FORWARD]
+    u = max([int((j - i).max()) for i, j, _ in pairs if i.size] + [0])
     ab = np.zeros((u + 1, n), order="F")  # LAPACK's layout: handed over without a copy
-    ab[u] = diag
-    for i, j, wt in upper:
+    ab[u] = _diag_grid(h, w).reshape(-1)[idx]
+    for i, j, wt in pairs:
         ab[u + i - j, j] = -wt
-    return ab, rhs, idx
+    return ab, _grid_rhs(image, rm)[idx], idx
+
+
+def _window(n: int, d: int) -> tuple[slice, slice]:
+    """Slices of a length-``n`` axis: the positions whose neighbour at offset ``d`` is inside,
+    and those neighbours."""
+    return slice(max(0, -d), n - max(0, d)), slice(max(0, d), n + min(0, d))
+
+
+def _grid_pairs(rm: np.ndarray, var: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unknown indices ``(i, j)`` of every removed pixel and its removed neighbour at ``(dy, dx)``."""
+    (ys, yn), (xs, xn) = _window(rm.shape[0], dy), _window(rm.shape[1], dx)
+    both = rm[ys, xs] & rm[yn, xn]
+    return var[ys, xs][both], var[yn, xn][both]
+
+
+def _grid_rhs(image: np.ndarray, rm: np.ndarray) -> np.ndarray:
+    """``(H * W, C)``: per pixel the weighted sum of its kept in-image neighbours, accumulated in
+    the order of :data:`NEIGHBOURS` (a removed or outside neighbour adds an exact zero)."""
+    c, h, w = image.shape
+    kept = np.where(rm, 0.0, image)
+    acc = np.zeros((c, h, w))
+    for dy, dx, wt in NEIGHBOURS:
+        (ys, yn), (xs, xn) = _window(h, dy), _window(w, dx)
+        acc[:, ys, xs] += wt * kept[:, yn, xn]
+    return acc.reshape(c, -1).T
+
+
+_DIAG: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _diag_grid(h: int, w: int) -> np.ndarray:
+    """``(H, W)``: the sum of each pixel's in-image neighbour weights, accumulated in the order of
+    :data:`NEIGHBOURS` (as :func:`_nli_terms` does); computed once per image size."""
+    if (h, w) not in _DIAG:
+        d = np.zeros((h, w))
+        for dy, dx, wt in NEIGHBOURS:
+            (ys, _), (xs, _) = _window(h, dy), _window(w, dx)
+            ok = np.zeros((h, w), dtype=bool)
+            ok[ys, xs] = True
+            d += wt * ok
+        d.flags.writeable = False
+        _DIAG[(h, w)] = d
+    return _DIAG[(h, w)]
 
 
 def _solve_direct(x: torch.Tensor, remove: torch.Tensor, **_: object) -> torch.Tensor:

@@ -52,6 +52,37 @@ def test_nli_reproduces_linear_ramp_in_interior(solver):
     torch.testing.assert_close(out, ramp, atol=1e-9, rtol=0)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (3, 7), (17, 12), (40, 40)])
+def test_banded_assembly_is_the_sparse_system_bitwise(shape):
+    """The grid-sliced band assembly against the per-unknown reference (:func:`nli_system`):
+    the same matrix and right-hand side to the bit, on random, blob and whole-row masks; a
+    removed pixel's value (NaN here) is never read."""
+    from gmxai_eval.functional.road import nli_banded, nli_system
+
+    h, w = shape
+    rng = np.random.default_rng(h * 100 + w)
+    for p in (0.05, 0.5, 0.95):
+        yy, xx = np.mgrid[:h, :w]
+        rows = np.zeros((h, w), dtype=bool)
+        rows[: int(p * h)] = True
+        for rm in (rng.random((h, w)) < p, (yy - h / 2) ** 2 + (xx - w / 3) ** 2 < p * h * w / 3, rows):
+            rm = rm.copy()
+            if rm.all():
+                rm.flat[0] = False
+            img = rng.random((3, h, w))
+            img[:, rm] = np.nan
+            ab, rhs, idx = nli_banded(img, rm)
+            mat, rhs_ref, idx_ref = nli_system(img, rm)
+            assert np.array_equal(idx, idx_ref) and np.array_equal(rhs, rhs_ref)
+            u, n = ab.shape[0] - 1, ab.shape[1]
+            dense = np.zeros((n, n))
+            for k in range(u + 1):  # upper band: ab[u + i - j, j] = A[i, j]
+                j = np.arange(u - k, n)
+                dense[j - (u - k), j] = ab[k, u - k:]
+            upper = np.triu(mat.toarray())
+            assert ab.flags.f_contiguous and np.array_equal(dense, upper)
+
+
 def test_direct_splu_and_cg_solvers_agree_on_rgb():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(3, 3, 24, 30, generator=g, dtype=torch.float64)  # wider than tall: transposed band
