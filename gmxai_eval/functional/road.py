@@ -104,43 +104,28 @@ def nli_system(image: np.ndarray, remove: np.ndarray):
     """
     import scipy.sparse as sp
 
-    idx, diag, rhs, couplings = _nli_terms(image, remove)
+    remove = np.asarray(remove, dtype=bool)
+    idx, diag, rhs, var = _nli_terms(image, remove)
     n = idx.size
-    rows = [i for i, _, _, _ in couplings] + [np.arange(n)]
-    cols = [j for _, j, _, _ in couplings] + [np.arange(n)]
-    vals = [np.full(i.size, -wt) for i, _, wt, _ in couplings] + [diag]
+    pairs = [_grid_pairs(remove, var, dy, dx) + (wt,) for dy, dx, wt in NEIGHBOURS]
+    rows = [i for i, _, _ in pairs] + [np.arange(n)]
+    cols = [j for _, j, _ in pairs] + [np.arange(n)]
+    vals = [np.full(i.size, -wt) for i, _, wt in pairs] + [diag]
     mat = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     return mat, rhs, idx
 
 
-def _nli_terms(image: np.ndarray, remove: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray, float, tuple[int, int]]]]:
-    """Vectorised terms of the NLI system of one image ``(C, H, W)`` with ``remove (H, W)``.
-
-    Returns ``idx (n,)`` (flat pixel index of each unknown, row-major), ``diag (n,)`` (sum of the
-    in-image neighbour weights), ``rhs (n, C)`` (weighted known neighbours) and, per neighbour
-    offset, the unknown-unknown couplings ``(row (k,), col (k,), weight, (dy, dx))``."""
-    c, h, w = image.shape
-    rm = remove.reshape(-1)
-    idx = np.flatnonzero(rm)
-    n = idx.size
-    var = np.full(h * w, -1, dtype=np.int64)
-    var[idx] = np.arange(n)
-    yy, xx = np.divmod(idx, w)
-    flat = image.reshape(c, -1)
-    diag = np.zeros(n)
-    rhs = np.zeros((n, c))
-    couplings = []
-    for dy, dx, wt in NEIGHBOURS:
-        ny, nx = yy + dy, xx + dx
-        ok = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-        diag += wt * ok
-        r = np.flatnonzero(ok)
-        nb = ny[r] * w + nx[r]
-        unk = rm[nb]
-        rhs[r[~unk]] += wt * flat[:, nb[~unk]].T  # each unknown appears once per offset
-        couplings.append((r[unk], var[nb[unk]], wt, (dy, dx)))
-    return idx, diag, rhs, couplings
+def _nli_terms(image: np.ndarray, remove: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The per-unknown terms of the NLI system of one image ``(C, H, W)`` with ``remove (H, W)``:
+    ``idx (n,)`` (flat pixel index of each unknown, row-major), ``diag (n,)`` (sum of the
+    in-image neighbour weights), ``rhs (n, C)`` (weighted kept neighbours) and ``var (H, W)``
+    (each pixel's unknown index, -1 where kept). Built with slices of the pixel grid, each sum
+    accumulated in the order of :data:`NEIGHBOURS`."""
+    h, w = remove.shape
+    idx = np.flatnonzero(remove)
+    var = np.full((h, w), -1, dtype=np.int64)
+    var.reshape(-1)[idx] = np.arange(idx.size)
+    return idx, _diag_grid(h, w).reshape(-1)[idx], _grid_rhs(image, remove)[idx], var
 
 
 def _solve_splu(x: torch.Tensor, remove: torch.Tensor, **_: object) -> torch.Tensor:
@@ -170,23 +155,16 @@ def nli_banded(image: np.ndarray, remove: np.ndarray) -> tuple[np.ndarray, np.nd
     """The NLI system of one image in LAPACK upper banded storage (unknowns in row-major order,
     so the bandwidth is at most ``W + 1``).
 
-    Assembled on the pixel grid with slices (no per-unknown gathers per neighbour): the same
-    terms as :func:`_nli_terms`, added in the same order, so the arrays are bitwise the same.
-
     Returns ``(ab (u + 1, n), rhs (n, C), idx (n,))`` for ``scipy.linalg.solveh_banded``."""
-    c, h, w = image.shape
-    rm = np.asarray(remove, dtype=bool)
-    idx = np.flatnonzero(rm)
-    n = idx.size
-    var = np.full((h, w), -1, dtype=np.int64)
-    var.reshape(-1)[idx] = np.arange(n)
-    pairs = [_grid_pairs(rm, var, dy, dx) + (wt,) for dy, dx, wt in _FORWARD]
+    remove = np.asarray(remove, dtype=bool)
+    idx, diag, rhs, var = _nli_terms(image, remove)
+    pairs = [_grid_pairs(remove, var, dy, dx) + (wt,) for dy, dx, wt in _FORWARD]
     u = max([int((j - i).max()) for i, j, _ in pairs if i.size] + [0])
-    ab = np.zeros((u + 1, n), order="F")  # LAPACK's layout: handed over without a copy
-    ab[u] = _diag_grid(h, w).reshape(-1)[idx]
+    ab = np.zeros((u + 1, idx.size), order="F")  # LAPACK's layout: handed over without a copy
+    ab[u] = diag
     for i, j, wt in pairs:
         ab[u + i - j, j] = -wt
-    return ab, _grid_rhs(image, rm)[idx], idx
+    return ab, rhs, idx
 
 
 def _window(n: int, d: int) -> tuple[slice, slice]:

@@ -52,35 +52,58 @@ def test_nli_reproduces_linear_ramp_in_interior(solver):
     torch.testing.assert_close(out, ramp, atol=1e-9, rtol=0)
 
 
+def _pixel_by_pixel_system(img: np.ndarray, rm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The NLI system straight from its definition, one pixel at a time: dense ``A``, ``rhs``
+    and the unknowns' flat indices (sums taken in the order of ``NEIGHBOURS``)."""
+    from gmxai_eval.functional.road import NEIGHBOURS
+
+    c, h, w = img.shape
+    idx = [y * w + x for y in range(h) for x in range(w) if rm[y, x]]
+    var = {p: k for k, p in enumerate(idx)}
+    a, rhs = np.zeros((len(idx), len(idx))), np.zeros((len(idx), c))
+    for k, p in enumerate(idx):
+        y, x = divmod(p, w)
+        for dy, dx, wt in NEIGHBOURS:
+            if 0 <= y + dy < h and 0 <= x + dx < w:
+                a[k, k] += wt
+                q = (y + dy) * w + x + dx
+                if rm[y + dy, x + dx]:
+                    a[k, var[q]] = -wt
+                else:
+                    rhs[k] += wt * img[:, y + dy, x + dx]
+    return a, rhs, np.array(idx, dtype=np.int64)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (3, 7), (17, 12), (40, 40)])
-def test_banded_assembly_is_the_sparse_system_bitwise(shape):
-    """The grid-sliced band assembly against the per-unknown reference (:func:`nli_system`):
-    the same matrix and right-hand side to the bit, on random, blob and whole-row masks; a
-    removed pixel's value (NaN here) is never read."""
+def test_nli_assembly_is_the_definition_bitwise(shape):
+    """The grid-sliced assembly (banded for the direct solver, sparse for SuperLU) against the
+    system written down pixel by pixel: the same matrix and right-hand side to the bit, on
+    random, blob and whole-row masks; a removed pixel's value (NaN here) is never read."""
     from gmxai_eval.functional.road import nli_banded, nli_system
 
     h, w = shape
     rng = np.random.default_rng(h * 100 + w)
+    yy, xx = np.mgrid[:h, :w]
     for p in (0.05, 0.5, 0.95):
-        yy, xx = np.mgrid[:h, :w]
         rows = np.zeros((h, w), dtype=bool)
         rows[: int(p * h)] = True
         for rm in (rng.random((h, w)) < p, (yy - h / 2) ** 2 + (xx - w / 3) ** 2 < p * h * w / 3, rows):
             rm = rm.copy()
-            if rm.all():
-                rm.flat[0] = False
+            rm.flat[-1] = rm.all() ^ rm.flat[-1]  # keep at least one pixel
             img = rng.random((3, h, w))
             img[:, rm] = np.nan
+            a_ref, rhs_ref, idx_ref = _pixel_by_pixel_system(img, rm)
+            mat, rhs, idx = nli_system(img, rm)
+            assert np.array_equal(idx, idx_ref) and np.array_equal(rhs, rhs_ref)
+            assert np.array_equal(mat.toarray(), a_ref)
             ab, rhs, idx = nli_banded(img, rm)
-            mat, rhs_ref, idx_ref = nli_system(img, rm)
             assert np.array_equal(idx, idx_ref) and np.array_equal(rhs, rhs_ref)
             u, n = ab.shape[0] - 1, ab.shape[1]
             dense = np.zeros((n, n))
             for k in range(u + 1):  # upper band: ab[u + i - j, j] = A[i, j]
                 j = np.arange(u - k, n)
                 dense[j - (u - k), j] = ab[k, u - k:]
-            upper = np.triu(mat.toarray())
-            assert ab.flags.f_contiguous and np.array_equal(dense, upper)
+            assert ab.flags.f_contiguous and np.array_equal(dense, np.triu(a_ref))
 
 
 def test_direct_splu_and_cg_solvers_agree_on_rgb():
