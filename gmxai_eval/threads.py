@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from gmxai_eval.errors import ConfigError
-from gmxai_eval.utils import write_atomic
+from gmxai_eval.utils import cache_dir, write_atomic
 
 #: More threads are kept only if the calibration ran at most ``1 - GAIN`` of one thread's time.
 GAIN = 0.05
@@ -223,6 +223,12 @@ def machine_key() -> str:
             model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
     return f"{model or platform.processor()}|{os.cpu_count()}|{torch.backends.cpu.get_cpu_capability()}|" \
            f"{torch.__version__}"
+
+
+def calibration_memo() -> Path:
+    """The file where the runner and ``explain`` keep calibration outcomes on this machine (in
+    the package's cache folder, :func:`gmxai_eval.utils.cache_dir`)."""
+    return cache_dir() / "thread_calibration.json"
 
 
 def _memo_read(path: Path) -> dict[str, Any]:

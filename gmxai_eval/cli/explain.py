@@ -33,9 +33,9 @@ import torch
 
 from gmxai_eval import cli_args as ca
 from gmxai_eval.errors import ConfigError, DataError
-from gmxai_eval.threads import ThreadPolicy, forward_probe
+from gmxai_eval.threads import ThreadPolicy, calibration_memo, forward_probe
 from gmxai_eval.runner.cache import model_hash
-from gmxai_eval.utils import cache_dir, device_chunk
+from gmxai_eval.utils import device_chunk
 
 #: Methods shown without ``--methods`` or ``--leaderboard``: saliency (on the default model the
 #: region table ranks an annotated region first for 11 of 12 syndromes with it) and Grad-CAM
@@ -132,7 +132,7 @@ def explain(args: argparse.Namespace) -> dict[str, Path]:
     policy = ThreadPolicy(getattr(args, "threads", "auto"))
     # the work: chunks of images (occlusion, Score-CAM, the gallery), not the photo's single forward
     probe = image[None].expand(device_chunk("cpu"), -1, -1, -1).contiguous()
-    policy.calibrate_with(forward_probe(model, probe), memo=cache_dir() / "thread_calibration.json",
+    policy.calibrate_with(forward_probe(model, probe), memo=calibration_memo(),
                           key=f"{model_hash(model)}:{tuple(probe.shape)}")
     policy.apply("explain", force=True)
     explainers, rule = _methods(args)

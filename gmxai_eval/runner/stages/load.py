@@ -37,8 +37,8 @@ from gmxai_eval.runner.devices import auto_batch_size, executor_for, resolve_dev
 from gmxai_eval.runner.spec import SELECTIONS
 from gmxai_eval.runner.stages import builtin_sections  # noqa: F401  (registers the section computations)
 from gmxai_eval.runner.stages.sections import check_sections
-from gmxai_eval.threads import forward_probe
-from gmxai_eval.utils import cache_dir, device_chunk, stable_hash
+from gmxai_eval.threads import calibration_memo, forward_probe
+from gmxai_eval.utils import device_chunk, stable_hash
 
 
 
@@ -340,7 +340,7 @@ def load(ctx: RunContext, *, model: nn.Module | None = None, dataset: Any = None
         chunk = device_chunk(ctx.device)  # evaluators forward chunks of this many images, even for a few images
         probe = fb.images[:chunk].repeat(-(-chunk // min(chunk, len(fb))), 1, 1, 1)[:chunk]
         ctx.threads.calibrate_with(forward_probe(ctx.model, probe.to(ctx.device)),
-                                   memo=cache_dir() / "thread_calibration.json",
+                                   memo=calibration_memo(),
                                    key=f"{ctx.model_key}:{tuple(probe.shape)}")
         ctx.threads.apply("load", force=True)
     with torch.no_grad():
